@@ -1,0 +1,233 @@
+//! Case files: signal rows, an evaluation time and the expected findings in one
+//! readable file (in the spirit of promtool rule tests and regorus YAML cases).
+//!
+//! ```text
+//! case "Silent site fires after 61 minutes"
+//! rules CORRELATION_SILENT_SITE
+//! at 2025-10-04T12:00:00Z
+//! table shifts
+//! tenant_id,site_id,shift_id,guard_id,starts_at,ends_at,checked_in_at,checked_out_at
+//! T1,S1,SH1,G1,2025-10-04T08:00:00Z,2025-10-04T16:00:00Z,2025-10-04T08:00:00Z,
+//! end
+//! expect CORRELATION_SILENT_SITE tenant=T1 site=S1 severity=CRITICAL
+//! expect none TOUR_OVERDUE
+//! ```
+//!
+//! Invariant: a parsed [`Case`] has exactly one evaluation time and tables
+//! named after contract tables; the rows themselves are checked by the loader.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use crate::exec::Finding;
+use crate::load::parse_timestamp;
+use crate::schema;
+
+/// One expected finding (fields left out are not compared).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expectation {
+    /// The finding type.
+    pub finding_type: String,
+    /// field -> expected value; `None` means the field must be null.
+    pub fields: BTreeMap<String, Option<String>>,
+    /// Line in the case file.
+    pub line: usize,
+}
+
+/// A parsed case file.
+#[derive(Debug, Clone, Default)]
+pub struct Case {
+    /// Its description.
+    pub name: String,
+    /// Rule ids to evaluate (empty: all).
+    pub rules: Vec<String>,
+    /// Evaluation time, microseconds UTC.
+    pub at: i64,
+    /// Table name -> CSV text (header and rows).
+    pub tables: BTreeMap<String, String>,
+    /// Expected findings.
+    pub expect: Vec<Expectation>,
+    /// Finding types expected to be absent.
+    pub expect_none: Vec<String>,
+}
+
+/// A case file error with its line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseError {
+    /// 1-based line.
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for CaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+const FIELDS: &[&str] = &["tenant", "site", "guard", "entity", "severity", "category", "runbook", "suppressed"];
+
+/// Parses a case file.
+pub fn parse_case(text: &str) -> Result<Case, CaseError> {
+    let mut case = Case::default();
+    let mut at = None;
+    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
+    while let Some((n, raw)) = lines.next() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let err = |message: String| CaseError { line: n, message };
+        let (word, rest) = line.split_once(char::is_whitespace).map(|(w, r)| (w, r.trim())).unwrap_or((line, ""));
+        match word {
+            "case" => case.name = rest.trim_matches('"').to_string(),
+            "rules" => case.rules.extend(rest.split_whitespace().map(str::to_string)),
+            "at" => {
+                if at.is_some() {
+                    return Err(err("only one `at` line per case".into()));
+                }
+                at = Some(parse_timestamp(rest).map_err(err)?);
+            }
+            "table" => {
+                if schema::contract_tables().all(|t| t.name != rest) {
+                    return Err(err(format!("`{rest}` is not a contract table")));
+                }
+                let mut csv = String::new();
+                let mut closed = false;
+                for (_, l) in lines.by_ref() {
+                    if l.trim() == "end" {
+                        closed = true;
+                        break;
+                    }
+                    if l.trim().is_empty() || l.trim_start().starts_with('#') {
+                        continue;
+                    }
+                    csv.push_str(l.trim());
+                    csv.push('\n');
+                }
+                if !closed {
+                    return Err(err(format!("table `{rest}` has no closing `end` line")));
+                }
+                if case.tables.insert(rest.to_string(), csv).is_some() {
+                    return Err(err(format!("table `{rest}` is given twice")));
+                }
+            }
+            "expect" => {
+                let mut parts = rest.split_whitespace();
+                match parts.next() {
+                    Some("none") => match parts.next() {
+                        Some(t) => case.expect_none.push(t.to_string()),
+                        None => return Err(err("`expect none` needs a finding type".into())),
+                    },
+                    Some(t) => {
+                        let mut fields = BTreeMap::new();
+                        for p in parts {
+                            let (k, v) = p.split_once('=').ok_or_else(|| err(format!("`{p}` is not key=value")))?;
+                            if !FIELDS.contains(&k) {
+                                return Err(err(format!("unknown field `{k}` (use {})", FIELDS.join(", "))));
+                            }
+                            fields.insert(k.to_string(), if v == "-" { None } else { Some(v.to_string()) });
+                        }
+                        case.expect.push(Expectation { finding_type: t.to_string(), fields, line: n });
+                    }
+                    None => return Err(err("`expect` needs a finding type".into())),
+                }
+            }
+            other => return Err(err(format!("unknown line `{other}` (case, rules, at, table, expect)"))),
+        }
+    }
+    case.at = at.ok_or(CaseError { line: 1, message: "the case has no `at` line".into() })?;
+    Ok(case)
+}
+
+/// Writes the case's tables as CSV files into `dir` (for the normal loader).
+pub fn write_tables(case: &Case, dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (name, csv) in &case.tables {
+        std::fs::write(dir.join(format!("{name}.csv")), csv)?;
+    }
+    Ok(())
+}
+
+fn field(f: &Finding, key: &str) -> Option<String> {
+    match key {
+        "tenant" => Some(f.tenant_id.clone()),
+        "site" => Some(f.site_id.clone()),
+        "guard" => f.guard_id.clone(),
+        "entity" => f.entity_id.clone(),
+        "severity" => Some(f.severity.clone()),
+        "category" => Some(f.category.clone()),
+        "runbook" => Some(f.runbook.clone()),
+        "suppressed" => Some(f.suppressed.to_string()),
+        _ => None,
+    }
+}
+
+fn describe(f: &Finding) -> String {
+    format!(
+        "{} tenant={} site={} guard={} entity={} severity={}",
+        f.finding_type,
+        f.tenant_id,
+        f.site_id,
+        f.guard_id.as_deref().unwrap_or("-"),
+        f.entity_id.as_deref().unwrap_or("-"),
+        f.severity
+    )
+}
+
+/// Compares findings with the case's expectations; returns one line per mismatch.
+///
+/// Every expectation must match exactly one finding; every finding of a type
+/// the case talks about (expected, expected absent, or of a rule it runs) must
+/// be expected.
+pub fn compare(case: &Case, findings: &[Finding]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut used = vec![false; findings.len()];
+    for e in &case.expect {
+        let hit = findings
+            .iter()
+            .enumerate()
+            .find(|(i, f)| !used[*i] && f.finding_type == e.finding_type && e.fields.iter().all(|(k, v)| field(f, k) == *v));
+        match hit {
+            Some((i, _)) => used[i] = true,
+            None => {
+                let fields: Vec<String> = e.fields.iter().map(|(k, v)| format!("{k}={}", v.as_deref().unwrap_or("-"))).collect();
+                problems.push(format!("line {}: expected {} {} but no such finding", e.line, e.finding_type, fields.join(" ")));
+            }
+        }
+    }
+    for (i, f) in findings.iter().enumerate() {
+        if used[i] {
+            continue;
+        }
+        let talked_about = case.expect.iter().any(|e| e.finding_type == f.finding_type)
+            || case.expect_none.contains(&f.finding_type)
+            || case.rules.contains(&f.rule);
+        if talked_about {
+            problems.push(format!("unexpected finding: {}", describe(f)));
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_case() {
+        let c = parse_case("case \"x\"\nrules A B\nat 2025-10-04T12:00:00Z\ntable sites\ntenant_id,site_id\nT1,S1\nend\nexpect A site=S1 guard=-\nexpect none B\n").expect("parses");
+        assert_eq!(c.rules, vec!["A", "B"]);
+        assert_eq!(c.tables["sites"], "tenant_id,site_id\nT1,S1\n");
+        assert_eq!(c.expect[0].fields["guard"], None);
+        assert_eq!(c.expect_none, vec!["B"]);
+    }
+
+    #[test]
+    fn rejects_unknown_tables_and_missing_end() {
+        assert!(parse_case("at 2025-10-04T12:00:00Z\ntable nope\nend\n").is_err());
+        assert_eq!(parse_case("at 2025-10-04T12:00:00Z\ntable sites\na,b\n").unwrap_err().line, 2);
+    }
+}

@@ -1,0 +1,285 @@
+//! Stage 4, execute: run planned SQL on DuckDB and turn rows into [`Finding`]s.
+//!
+//! Invariant: the findings of an evaluation are sorted by (detected_at,
+//! tenant_id, site_id, finding_type, guard_id, entity_id), NULLs first, so two
+//! runs over the same input print identical bytes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use duckdb::types::Value as DbValue;
+use serde::Serialize;
+
+use crate::check::CheckedRule;
+use crate::load::Signals;
+use crate::plan::{self, ParamValues, SqlPlan};
+use crate::ruleset::RuleSet;
+use crate::runbook;
+use crate::schema::Ty;
+use crate::sql;
+
+/// One finding, with every field of CONTRACT.md.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    /// e.g. CORRELATION_SILENT_SITE
+    pub finding_type: String,
+    /// id of the rule that raised it
+    pub rule: String,
+    /// tenant
+    pub tenant_id: String,
+    /// site
+    pub site_id: String,
+    /// the guard, if the finding is about one
+    pub guard_id: Option<String>,
+    /// the tour, task, alert, ticket, report or shift
+    pub entity_id: Option<String>,
+    /// SAFETY, SECURITY, OPERATIONAL, DEVICE_HEALTH or COMPLIANCE
+    pub category: String,
+    /// LOW, MEDIUM, HIGH or CRITICAL
+    pub severity: String,
+    /// the evaluation time, ISO-8601 UTC
+    pub detected_at: String,
+    /// one line for an operator
+    pub title: String,
+    /// the figures that made the rule fire
+    pub evidence: serde_json::Map<String, serde_json::Value>,
+    /// id of the matched runbook
+    pub runbook: String,
+    /// which cascade step matched the runbook
+    pub runbook_match: String,
+    /// covered by a maintenance window
+    pub suppressed: bool,
+    /// what the rule recommends doing
+    pub recommended_actions: Vec<String>,
+}
+
+/// A finding's identity: (finding_type, tenant_id, site_id, guard_id, entity_id).
+pub type Identity = (String, String, String, Option<String>, Option<String>);
+
+impl Finding {
+    /// Its identity (CONTRACT.md).
+    pub fn identity(&self) -> Identity {
+        (self.finding_type.clone(), self.tenant_id.clone(), self.site_id.clone(), self.guard_id.clone(), self.entity_id.clone())
+    }
+
+    fn sort_key(&self) -> (&str, &str, &str, &str, Option<&str>, Option<&str>) {
+        (&self.detected_at, &self.tenant_id, &self.site_id, &self.finding_type, self.guard_id.as_deref(), self.entity_id.as_deref())
+    }
+}
+
+/// Sorts findings in the contract's output order (`None` sorts first).
+pub fn sort_findings(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+}
+
+/// Why an evaluation failed.
+#[derive(Debug)]
+pub struct ExecError {
+    /// The rule whose SQL failed.
+    pub rule: String,
+    /// DuckDB's message.
+    pub message: String,
+}
+
+impl std::fmt::Display for ExecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "rule `{}` failed to evaluate: {}", self.rule, self.message)
+    }
+}
+
+impl std::error::Error for ExecError {}
+
+/// Which findings to keep.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only this tenant.
+    pub tenant: Option<String>,
+    /// Only this site.
+    pub site: Option<String>,
+    /// Only these rules (by id); empty means all.
+    pub rules: HashSet<String>,
+}
+
+/// Formats microseconds since the epoch as ISO-8601 UTC with `Z`.
+pub fn iso(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .map(|t| {
+            if micros % 1_000_000 == 0 {
+                t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+            } else {
+                t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+            }
+        })
+        .unwrap_or_default()
+}
+
+/// Evaluates every rule of the set at `now` and returns sorted findings.
+pub fn evaluate(signals: &Signals, rules: &RuleSet, now: i64, filter: &Filter) -> Result<Vec<Finding>, ExecError> {
+    let mut out = Vec::new();
+    for rule in &rules.rules {
+        if !filter.rules.is_empty() && !filter.rules.contains(&rule.id) {
+            continue;
+        }
+        let params = plan::default_params(rule);
+        out.extend(evaluate_rule(signals, rules, rule, now, &params)?);
+    }
+    out.retain(|f| filter.tenant.as_ref().is_none_or(|t| *t == f.tenant_id) && filter.site.as_ref().is_none_or(|s| *s == f.site_id));
+    sort_findings(&mut out);
+    Ok(out)
+}
+
+/// Evaluates one rule with the given parameter values.
+pub fn evaluate_rule(
+    signals: &Signals,
+    rules: &RuleSet,
+    rule: &CheckedRule,
+    now: i64,
+    params: &ParamValues,
+) -> Result<Vec<Finding>, ExecError> {
+    let planned = plan::plan(rule, now, params);
+    let rows = run(signals, &planned).map_err(|e| ExecError { rule: rule.id.clone(), message: e.to_string() })?;
+    let detected_at = iso(now);
+    let mut findings = Vec::with_capacity(rows.len());
+    for row in rows {
+        let text = |i: usize| match row.get(i) {
+            Some(DbValue::Text(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let tenant_id = text(0).unwrap_or_default();
+        let site_id = text(1).unwrap_or_default();
+        let severity = text(4).unwrap_or_else(|| rule.base_severity.clone());
+        let suppressed = matches!(row.get(5), Some(DbValue::Boolean(true)));
+        let mut evidence = serde_json::Map::new();
+        for (i, (name, ty)) in planned.evidence.iter().enumerate() {
+            evidence.insert(name.clone(), json_value(row.get(plan::FIXED_COLUMNS.len() + i), *ty));
+        }
+        let (book, step) = runbook::match_runbook(&rules.runbooks, &rule.finding_type, &rule.category, &severity, &tenant_id);
+        findings.push(Finding {
+            finding_type: rule.finding_type.clone(),
+            rule: rule.id.clone(),
+            tenant_id,
+            site_id,
+            guard_id: text(2),
+            entity_id: text(3),
+            category: rule.category.clone(),
+            severity,
+            detected_at: detected_at.clone(),
+            title: rule.title.clone(),
+            evidence,
+            runbook: book.map(|b| b.id.clone()).unwrap_or_else(|| runbook::GENERIC.to_string()),
+            runbook_match: step.name().to_string(),
+            suppressed,
+            recommended_actions: rule.actions.clone(),
+        });
+    }
+    Ok(findings)
+}
+
+fn run(signals: &Signals, planned: &SqlPlan) -> Result<Vec<Vec<DbValue>>, duckdb::Error> {
+    let text = sql::render(&planned.query);
+    let mut stmt = signals.conn.prepare(&text)?;
+    let width = plan::FIXED_COLUMNS.len() + planned.evidence.len();
+    let rows = stmt.query_map([], |r| (0..width).map(|i| r.get::<_, DbValue>(i)).collect::<Result<Vec<_>, _>>())?;
+    rows.collect()
+}
+
+fn json_value(v: Option<&DbValue>, ty: Ty) -> serde_json::Value {
+    use serde_json::Value as J;
+    let number = |f: f64| {
+        if f.fract() == 0.0 && f.abs() < 9.0e15 {
+            J::from(f as i64)
+        } else {
+            serde_json::Number::from_f64((f * 1e6).round() / 1e6).map(J::Number).unwrap_or(J::Null)
+        }
+    };
+    match (v, ty) {
+        (None, _) | (Some(DbValue::Null), _) => J::Null,
+        (Some(DbValue::Double(f)), _) => number(*f),
+        (Some(DbValue::BigInt(i)), Ty::Duration) => J::String(format_duration(*i)),
+        (Some(DbValue::BigInt(i)), _) => J::from(*i),
+        (Some(DbValue::Boolean(b)), _) => J::Bool(*b),
+        (Some(DbValue::Text(s)), _) => J::String(s.clone()),
+        (Some(other), _) => J::String(format!("{other:?}")),
+    }
+}
+
+/// `1h15m`, `45s`, `2d3h`: a duration as an operator reads it.
+pub fn format_duration(micros: i64) -> String {
+    let negative = micros < 0;
+    let mut secs = micros.unsigned_abs() / 1_000_000;
+    let mut out = String::new();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    if out.is_empty() {
+        out.push_str("0s");
+    }
+    if negative {
+        out.insert(0, '-');
+    }
+    out
+}
+
+/// Replays history: evaluates at every tick and reports each finding once, at the
+/// first tick where it holds; one that clears and holds again is new.
+pub fn replay(signals: &Signals, rules: &RuleSet, from: i64, to: i64, every: i64, filter: &Filter) -> Result<Vec<Finding>, ExecError> {
+    let mut open: HashMap<Identity, ()> = HashMap::new();
+    let mut out = Vec::new();
+    let mut tick = from;
+    while tick <= to {
+        let now_findings = evaluate(signals, rules, tick, filter)?;
+        let mut current: HashMap<Identity, ()> = HashMap::new();
+        for f in now_findings {
+            let id = f.identity();
+            if !open.contains_key(&id) {
+                out.push(f);
+            }
+            current.insert(id, ());
+        }
+        open = current;
+        tick += every;
+    }
+    Ok(out)
+}
+
+/// Counts findings per type, for summaries.
+pub fn count_by_type(findings: &[Finding]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for f in findings {
+        *m.entry(f.finding_type.clone()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// For `explain`: every candidate row of a rule with its lets and whether the
+/// condition holds. Returns the column names and the rows as text.
+pub fn explain_candidates(
+    signals: &Signals,
+    rule: &CheckedRule,
+    now: i64,
+    params: &ParamValues,
+) -> Result<(Vec<String>, Vec<Vec<String>>), ExecError> {
+    let planned = plan::plan_explain(rule, now, params);
+    let fail = |e: duckdb::Error| ExecError { rule: rule.id.clone(), message: e.to_string() };
+    let text = sql::render(&planned.query);
+    let mut stmt = signals.conn.prepare(&text).map_err(fail)?;
+    let width = planned.columns.len();
+    let rows = stmt
+        .query_map([], |r| (0..width).map(|i| r.get::<_, DbValue>(i).map(|v| display_value(&v))).collect::<Result<Vec<_>, _>>())
+        .map_err(fail)?;
+    let rows = rows.collect::<Result<Vec<_>, _>>().map_err(fail)?;
+    Ok((planned.columns, rows))
+}
+
+fn display_value(v: &DbValue) -> String {
+    match v {
+        DbValue::Null => "null".to_string(),
+        DbValue::Text(s) => s.clone(),
+        DbValue::Boolean(b) => b.to_string(),
+        DbValue::BigInt(i) => i.to_string(),
+        DbValue::Double(d) => format!("{d}"),
+        other => format!("{other:?}"),
+    }
+}

@@ -1,0 +1,394 @@
+//! Signal loading, exactly as CONTRACT.md says.
+//!
+//! Invariant: [`load`] either returns a [`Signals`] holding every contract table
+//! (missing files are empty tables) with the contract's column types, or an
+//! error naming the file, the row and the column; nothing is half-loaded,
+//! because loading fills a fresh in-memory database that is dropped on error.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use duckdb::types::{TimeUnit, Value as DbValue};
+use duckdb::{Config, Connection};
+
+use crate::schema::{self, Storage, Table};
+use crate::sql::{ident, string_literal, RAW_SCHEMA};
+
+/// Loaded signal tables, ready for evaluation.
+pub struct Signals {
+    /// The database holding the `raw` schema.
+    pub conn: Connection,
+    /// Unknown files and other remarks.
+    pub warnings: Vec<String>,
+    /// Where each table came from (`None`: no file, empty table).
+    pub origins: BTreeMap<&'static str, Option<PathBuf>>,
+}
+
+/// Why signals could not be loaded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadError {
+    /// The file at fault.
+    pub file: PathBuf,
+    /// 1-based data row (header excluded), when one row is at fault.
+    pub row: Option<u64>,
+    /// 1-based line in the file, when known.
+    pub line: Option<u64>,
+    /// The column at fault.
+    pub column: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        write!(f, ": ")?;
+        if let Some(row) = self.row {
+            write!(f, "row {row}, ")?;
+        }
+        if let Some(col) = &self.column {
+            write!(f, "column `{col}`: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+fn file_error(file: &Path, message: impl Into<String>) -> LoadError {
+    LoadError { file: file.to_path_buf(), row: None, line: None, column: None, message: message.into() }
+}
+
+/// Opens an in-memory DuckDB that never reaches for the network.
+pub fn open_database() -> Result<Connection, duckdb::Error> {
+    let config = Config::default().enable_autoload_extension(false)?.with("autoinstall_known_extensions", "false")?;
+    let conn = Connection::open_in_memory_with_flags(config)?;
+    conn.execute_batch(&format!("CREATE SCHEMA {};", ident(RAW_SCHEMA)))?;
+    Ok(conn)
+}
+
+/// The formats a signal file may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Csv,
+    Parquet,
+    JsonLines,
+}
+
+fn format_of(path: &Path) -> Option<Format> {
+    match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
+        Some("csv") => Some(Format::Csv),
+        Some("parquet") => Some(Format::Parquet),
+        Some("jsonl") | Some("ndjson") | Some("json") => Some(Format::JsonLines),
+        _ => None,
+    }
+}
+
+/// Loads `--signals PATH`: a DuckDB database file or a directory of table files.
+pub fn load(path: &Path) -> Result<Signals, LoadError> {
+    let conn = open_database().map_err(|e| file_error(path, format!("cannot open an in-memory database: {e}")))?;
+    let mut signals = Signals { conn, warnings: Vec::new(), origins: BTreeMap::new() };
+    if path.is_dir() {
+        load_directory(&mut signals, path)?;
+    } else if path.is_file() {
+        load_database_file(&mut signals, path)?;
+    } else {
+        return Err(file_error(path, "no such file or directory"));
+    }
+    Ok(signals)
+}
+
+fn load_directory(signals: &mut Signals, dir: &Path) -> Result<(), LoadError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| file_error(dir, format!("cannot read the directory: {e}")))?;
+    let mut found: BTreeMap<&'static str, (PathBuf, Format)> = BTreeMap::new();
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
+    paths.sort();
+    for p in paths {
+        let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        let table = schema::contract_tables().find(|t| t.name == stem);
+        match (table, format_of(&p)) {
+            (Some(t), Some(fmt)) => {
+                if let Some((other, _)) = found.get(t.name) {
+                    return Err(file_error(&p, format!("table `{}` is given twice (also {})", t.name, other.display())));
+                }
+                found.insert(t.name, (p, fmt));
+            }
+            _ => signals.warnings.push(format!("{}: ignored: not a contract table file (<table>.csv, .parquet or .jsonl)", p.display())),
+        }
+    }
+    for table in schema::contract_tables() {
+        match found.get(table.name) {
+            Some((p, Format::Csv)) => load_csv(&signals.conn, table, p)?,
+            Some((p, Format::JsonLines)) => load_jsonl(&signals.conn, table, p)?,
+            Some((p, Format::Parquet)) => {
+                let from = format!("read_parquet({})", string_literal(&p.to_string_lossy()));
+                attach_view(&signals.conn, table, p, &from)?;
+            }
+            None => create_table(&signals.conn, table).map_err(|e| file_error(dir, e.to_string()))?,
+        }
+        signals.origins.insert(table.name, found.get(table.name).map(|(p, _)| p.clone()));
+    }
+    Ok(())
+}
+
+fn load_database_file(signals: &mut Signals, path: &Path) -> Result<(), LoadError> {
+    let attach = format!("ATTACH {} AS \"signals_src\" (READ_ONLY)", string_literal(&path.to_string_lossy()));
+    signals.conn.execute_batch(&attach).map_err(|e| file_error(path, format!("not a DuckDB database: {e}")))?;
+    let mut present = Vec::new();
+    {
+        let mut stmt = signals
+            .conn
+            .prepare("SELECT table_name FROM information_schema.tables WHERE table_catalog = 'signals_src'")
+            .map_err(|e| file_error(path, e.to_string()))?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(|e| file_error(path, e.to_string()))?;
+        for r in rows {
+            present.push(r.map_err(|e| file_error(path, e.to_string()))?);
+        }
+    }
+    for table in schema::contract_tables() {
+        if present.iter().any(|p| p == table.name) {
+            let from = format!("\"signals_src\".{}", ident(table.name));
+            attach_view(&signals.conn, table, &path.join(table.name), &from)?;
+            signals.origins.insert(table.name, Some(path.to_path_buf()));
+        } else {
+            create_table(&signals.conn, table).map_err(|e| file_error(path, e.to_string()))?;
+            signals.origins.insert(table.name, None);
+        }
+    }
+    for p in present {
+        if schema::contract_tables().all(|t| t.name != p) {
+            signals.warnings.push(format!("{}: table `{p}` ignored: not a contract table", path.display()));
+        }
+    }
+    Ok(())
+}
+
+fn create_table(conn: &Connection, table: &Table) -> Result<(), duckdb::Error> {
+    let cols: Vec<String> = table.columns.iter().map(|c| format!("{} {}", ident(c.name), c.storage.sql())).collect();
+    conn.execute_batch(&format!("CREATE TABLE {}.{} ({});", ident(RAW_SCHEMA), ident(table.name), cols.join(", ")))
+}
+
+/// Checks the column types of a typed source (Parquet, DuckDB) and exposes it
+/// as a view with the contract's types; rows are read only when rules need them.
+fn attach_view(conn: &Connection, table: &Table, file: &Path, from: &str) -> Result<(), LoadError> {
+    let mut types: BTreeMap<String, String> = BTreeMap::new();
+    {
+        let mut stmt =
+            conn.prepare(&format!("DESCRIBE SELECT * FROM {from}")).map_err(|e| file_error(file, format!("cannot read: {e}")))?;
+        let rows =
+            stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(|e| file_error(file, e.to_string()))?;
+        for r in rows {
+            let (name, ty) = r.map_err(|e| file_error(file, e.to_string()))?;
+            types.insert(name, ty);
+        }
+    }
+    let mut items = Vec::new();
+    for c in table.columns {
+        let Some(ty) = types.get(c.name) else {
+            return Err(LoadError {
+                column: Some(c.name.to_string()),
+                ..file_error(file, format!("missing column `{}` (table `{}` needs {})", c.name, table.name, column_list(table)))
+            });
+        };
+        let ok = match c.storage {
+            Storage::Text => true,
+            Storage::Time => ty.starts_with("TIMESTAMP"),
+            Storage::Float | Storage::Int => is_numeric(ty),
+            Storage::Bool => ty == "BOOLEAN",
+        };
+        if !ok {
+            let want = match c.storage {
+                Storage::Time => "a TIMESTAMP (UTC) or TIMESTAMP WITH TIME ZONE",
+                Storage::Bool => "a BOOLEAN",
+                _ => "a number",
+            };
+            return Err(LoadError {
+                column: Some(c.name.to_string()),
+                ..file_error(file, format!("column `{}` has type {ty}, expected {want}", c.name))
+            });
+        }
+        let cast = if ty == c.storage.sql() { ident(c.name) } else { format!("CAST({} AS {})", ident(c.name), c.storage.sql()) };
+        items.push(format!("{cast} AS {}", ident(c.name)));
+    }
+    let sql = format!("CREATE VIEW {}.{} AS SELECT {} FROM {from}", ident(RAW_SCHEMA), ident(table.name), items.join(", "));
+    conn.execute_batch(&sql).map_err(|e| file_error(file, e.to_string()))
+}
+
+fn is_numeric(ty: &str) -> bool {
+    ["TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "DECIMAL"]
+        .iter()
+        .any(|t| ty.starts_with(t))
+}
+
+fn column_list(table: &Table) -> String {
+    table.columns.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
+}
+
+/// One row of text fields, before typing.
+struct RawRow {
+    row: u64,
+    line: u64,
+    fields: Vec<Option<String>>,
+}
+
+fn load_csv(conn: &Connection, table: &Table, path: &Path) -> Result<(), LoadError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_path(path)
+        .map_err(|e| file_error(path, format!("cannot open: {e}")))?;
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| file_error(path, format!("cannot read the header row: {e}")))?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    let positions = column_positions(table, &headers, path)?;
+    let mut rows = Vec::new();
+    for (i, rec) in reader.records().enumerate() {
+        let row = i as u64 + 1;
+        let rec = rec.map_err(|e| {
+            let line = e.position().map(|p| p.line());
+            LoadError { row: Some(row), line, ..file_error(path, format!("malformed CSV: {e}")) }
+        })?;
+        let line = rec.position().map(|p| p.line()).unwrap_or(row + 1);
+        let fields = positions.iter().map(|p| rec.get(*p).filter(|v| !v.is_empty()).map(str::to_string)).collect();
+        rows.push(RawRow { row, line, fields });
+    }
+    insert_rows(conn, table, path, rows)
+}
+
+fn load_jsonl(conn: &Connection, table: &Table, path: &Path) -> Result<(), LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|e| file_error(path, format!("cannot read: {e}")))?;
+    let mut rows = Vec::new();
+    let mut row = 0;
+    for (i, line) in text.lines().enumerate() {
+        let line_no = i as u64 + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        row += 1;
+        let at = |message: String, column: Option<String>| LoadError {
+            row: Some(row),
+            line: Some(line_no),
+            column,
+            ..file_error(path, message)
+        };
+        let value: serde_json::Value = serde_json::from_str(line).map_err(|e| at(format!("not a JSON object: {e}"), None))?;
+        let obj = value.as_object().ok_or_else(|| at("not a JSON object".into(), None))?;
+        let mut fields = Vec::new();
+        for c in table.columns {
+            let field = match obj.get(c.name) {
+                None => return Err(at(format!("missing column `{}`", c.name), Some(c.name.to_string()))),
+                Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::String(s)) if s.is_empty() => None,
+                Some(serde_json::Value::String(s)) => Some(s.clone()),
+                Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+                Some(serde_json::Value::Bool(b)) => Some(b.to_string()),
+                Some(other) => return Err(at(format!("expected a plain value, found {other}"), Some(c.name.to_string()))),
+            };
+            fields.push(field);
+        }
+        rows.push(RawRow { row, line: line_no, fields });
+    }
+    insert_rows(conn, table, path, rows)
+}
+
+fn column_positions(table: &Table, headers: &[String], path: &Path) -> Result<Vec<usize>, LoadError> {
+    table
+        .columns
+        .iter()
+        .map(|c| {
+            headers.iter().position(|h| h == c.name).ok_or_else(|| LoadError {
+                line: Some(1),
+                column: Some(c.name.to_string()),
+                ..file_error(
+                    path,
+                    format!("missing column `{}` in the header (table `{}` needs {})", c.name, table.name, column_list(table)),
+                )
+            })
+        })
+        .collect()
+}
+
+fn insert_rows(conn: &Connection, table: &Table, path: &Path, rows: Vec<RawRow>) -> Result<(), LoadError> {
+    // Type every field first, so a bad row leaves nothing behind.
+    let mut typed: Vec<Vec<DbValue>> = Vec::with_capacity(rows.len());
+    for r in rows {
+        let mut values = Vec::with_capacity(table.columns.len());
+        for (c, field) in table.columns.iter().zip(r.fields) {
+            let at = |message: String| LoadError {
+                row: Some(r.row),
+                line: Some(r.line),
+                column: Some(c.name.to_string()),
+                ..file_error(path, message)
+            };
+            let v = match field {
+                None if !c.nullable => return Err(at(format!("`{}` must not be empty", c.name))),
+                None => DbValue::Null,
+                Some(text) => parse_value(c.storage, c.name, &text).map_err(at)?,
+            };
+            values.push(v);
+        }
+        typed.push(values);
+    }
+    create_table(conn, table).map_err(|e| file_error(path, e.to_string()))?;
+    let mut app = conn.appender_to_db(table.name, RAW_SCHEMA).map_err(|e| file_error(path, e.to_string()))?;
+    for values in typed {
+        app.append_row(duckdb::appender_params_from_iter(values)).map_err(|e| file_error(path, e.to_string()))?;
+    }
+    app.flush().map_err(|e| file_error(path, e.to_string()))
+}
+
+/// Parses one text field into its contract type.
+fn parse_value(storage: Storage, column: &str, text: &str) -> Result<DbValue, String> {
+    let text = text.trim();
+    match storage {
+        Storage::Text => {
+            if column == "timezone" && text.parse::<chrono_tz::Tz>().is_err() {
+                return Err(format!("`{text}` is not an IANA time zone such as Europe/London"));
+            }
+            Ok(DbValue::Text(text.to_string()))
+        }
+        Storage::Time => parse_timestamp(text).map(|t| DbValue::Timestamp(TimeUnit::Microsecond, t)),
+        Storage::Float => {
+            text.parse::<f64>().ok().filter(|f| f.is_finite()).map(DbValue::Double).ok_or_else(|| format!("`{text}` is not a number"))
+        }
+        Storage::Int => text.parse::<i64>().map(DbValue::BigInt).map_err(|_| format!("`{text}` is not a whole number")),
+        Storage::Bool => match text.to_ascii_lowercase().as_str() {
+            "true" | "t" | "1" | "yes" => Ok(DbValue::Boolean(true)),
+            "false" | "f" | "0" | "no" => Ok(DbValue::Boolean(false)),
+            _ => Err(format!("`{text}` is not a boolean (true or false)")),
+        },
+    }
+}
+
+/// Parses an ISO-8601 timestamp with a zone (`Z` or `+01:00`) to UTC microseconds.
+pub fn parse_timestamp(text: &str) -> Result<i64, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.timestamp_micros());
+    }
+    if chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f").is_ok()
+        || chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").is_ok()
+    {
+        return Err(format!("timestamp `{text}` has no zone: write it in UTC with Z, e.g. 2025-10-04T12:00:00Z"));
+    }
+    Err(format!("`{text}` is not an ISO-8601 timestamp such as 2025-10-04T12:00:00Z"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_need_a_zone() {
+        assert_eq!(parse_timestamp("1970-01-01T00:01:00Z"), Ok(60_000_000));
+        assert_eq!(parse_timestamp("1970-01-01T01:01:00+01:00"), Ok(60_000_000));
+        assert!(parse_timestamp("2025-10-04T12:00:00").unwrap_err().contains("no zone"));
+        assert!(parse_timestamp("yesterday").is_err());
+    }
+}

@@ -1,0 +1,625 @@
+//! Stage 3, plan: [`CheckedRule`] at time T to a set-based SQL [`Query`].
+//!
+//! Invariant: the query reads signal tables only through *as-of views* that
+//! hide rows whose event time is after T and read closing columns after T as
+//! NULL, so no rule can look ahead. One statement evaluates the rule for every
+//! tenant, site and guard at once; its output order is fixed by ORDER BY.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::check::{Builtin, CheckedRule, TExpr, TKind, TSource, Value};
+use crate::schema::{self, Table, Ty};
+use crate::sql::{Cte, From, Query, Select, SqlExpr};
+use crate::syntax::ast::{AggFn, BinOp};
+
+/// The planned statement and the shape of its output.
+#[derive(Debug, Clone)]
+pub struct SqlPlan {
+    /// The statement.
+    pub query: Query,
+    /// Evidence columns (`ev_<name>`) in order, with their types.
+    pub evidence: Vec<(String, Ty)>,
+}
+
+/// Effective parameter values by name (defaults, possibly overridden).
+pub type ParamValues = HashMap<String, Value>;
+
+/// Output columns every plan produces, before the evidence columns.
+pub const FIXED_COLUMNS: &[&str] = &["tenant_id", "site_id", "guard_id", "entity_id", "severity", "suppressed"];
+
+/// Plans a rule at `now` (microseconds since the epoch, UTC).
+pub fn plan(rule: &CheckedRule, now: i64, params: &ParamValues) -> SqlPlan {
+    let mut p = Planner { rule, now, params, bounds: BTreeMap::new() };
+    p.collect_bounds();
+    let body_and_layers = p.body();
+    let mut ctes = p.as_of_views();
+    ctes.extend(body_and_layers.0);
+    SqlPlan {
+        query: Query { ctes, body: body_and_layers.1 },
+        evidence: rule.evidence.iter().map(|e| (e.name.clone(), e.value.ty)).collect(),
+    }
+}
+
+/// The statement `explain` runs: every candidate row, its lets as text, and
+/// whether the rule's condition holds, without filtering.
+#[derive(Debug, Clone)]
+pub struct ExplainPlan {
+    /// The statement.
+    pub query: Query,
+    /// Output column names.
+    pub columns: Vec<String>,
+}
+
+/// Plans the "why did it (not) fire" query of a rule at `now`.
+pub fn plan_explain(rule: &CheckedRule, now: i64, params: &ParamValues) -> ExplainPlan {
+    let mut planned = plan(rule, now, params);
+    let r0 = rel(0);
+    let condition = planned.query.body.filter.take().unwrap_or(SqlExpr::Bool(true));
+    let mut items: Vec<(SqlExpr, Option<String>)> = planned.query.body.items.drain(..4).collect();
+    let mut columns: Vec<String> = vec!["tenant_id".into(), "site_id".into(), "guard_id".into(), "entity_id".into()];
+    for l in &rule.lets {
+        items.push((SqlExpr::Cast(Box::new(SqlExpr::col(&r0, &let_column(&l.name))), "VARCHAR"), Some(l.name.clone())));
+        columns.push(l.name.clone());
+    }
+    items.push((SqlExpr::Func("coalesce", vec![condition, SqlExpr::Bool(false)]), Some("fires".into())));
+    columns.push("fires".into());
+    planned.query.body.items = items;
+    ExplainPlan { query: planned.query, columns }
+}
+
+/// For each table a rule reads: the earliest event time it needs at `now`
+/// (`None`: the whole table, for plans and tables read without a window).
+pub fn read_ranges(rule: &CheckedRule, now: i64, params: &ParamValues) -> BTreeMap<&'static str, Option<i64>> {
+    let mut p = Planner { rule, now, params, bounds: BTreeMap::new() };
+    p.collect_bounds();
+    p.bounds
+}
+
+/// The default parameter values of a rule.
+pub fn default_params(rule: &CheckedRule) -> ParamValues {
+    rule.params.iter().map(|p| (p.name.clone(), p.default.clone())).collect()
+}
+
+struct Planner<'a> {
+    rule: &'a CheckedRule,
+    now: i64,
+    params: &'a ParamValues,
+    /// Per table read: the earliest event time any use needs (None: all history).
+    bounds: BTreeMap<&'static str, Option<i64>>,
+}
+
+fn rel(scope: usize) -> String {
+    format!("r{scope}")
+}
+
+fn let_column(name: &str) -> String {
+    format!("l_{name}")
+}
+
+const MICROS_PER_MINUTE: f64 = 60_000_000.0;
+
+impl Planner<'_> {
+    fn value(&self, v: &Value) -> SqlExpr {
+        match v {
+            Value::Number(n) => SqlExpr::Num(*n),
+            Value::String(s) => SqlExpr::Str(s.clone()),
+            Value::Bool(b) => SqlExpr::Bool(*b),
+            Value::Duration(d) => SqlExpr::Int(*d),
+            Value::Null => SqlExpr::Null,
+        }
+    }
+
+    fn param(&self, name: &str) -> Option<&Value> {
+        self.params.get(name).or_else(|| self.rule.params.iter().find(|p| p.name == name).map(|p| &p.default))
+    }
+
+    /// A duration known before the query runs (literal or parameter).
+    fn const_duration(&self, e: &TExpr) -> Option<i64> {
+        match &e.kind {
+            TKind::Lit(Value::Duration(d)) => Some(*d),
+            TKind::Param(name) => match self.param(name) {
+                Some(Value::Duration(d)) => Some(*d),
+                _ => None,
+            },
+            TKind::Binary { op: BinOp::Add, lhs, rhs } if e.ty == Ty::Duration => {
+                Some(self.const_duration(lhs)? + self.const_duration(rhs)?)
+            }
+            TKind::Binary { op: BinOp::Sub, lhs, rhs } if e.ty == Ty::Duration => {
+                Some(self.const_duration(lhs)? - self.const_duration(rhs)?)
+            }
+            _ => None,
+        }
+    }
+
+    /// A time known before the query runs (`now`, `now - 15m`, ...).
+    fn const_time(&self, e: &TExpr) -> Option<i64> {
+        match &e.kind {
+            TKind::Now => Some(self.now),
+            TKind::Binary { op: BinOp::Add, lhs, rhs } if e.ty == Ty::Time => {
+                if lhs.ty == Ty::Time {
+                    Some(self.const_time(lhs)? + self.const_duration(rhs)?)
+                } else {
+                    Some(self.const_time(rhs)? + self.const_duration(lhs)?)
+                }
+            }
+            TKind::Binary { op: BinOp::Sub, lhs, rhs } if e.ty == Ty::Time => Some(self.const_time(lhs)? - self.const_duration(rhs)?),
+            _ => None,
+        }
+    }
+
+    // ------------------------------------------------------------ read ranges
+
+    /// Records, for each table, how far back its uses read (see [`Self::bound_of`]).
+    fn collect_bounds(&mut self) {
+        let entity = &self.rule.entity;
+        let entity_bound = self.bound_of(entity.table, 0, entity.filter.as_ref());
+        self.note_bound(entity.table.name, entity_bound);
+        let mut sources: Vec<TSource> = Vec::new();
+        let mut sites = false;
+        let mut visit = |e: &TExpr| match &e.kind {
+            TKind::Agg { source, .. } => sources.push((**source).clone()),
+            TKind::SiteColumn { .. } => sites = true,
+            _ => {}
+        };
+        let r = self.rule;
+        if let Some(f) = &r.entity.filter {
+            f.walk(&mut visit);
+        }
+        r.lets.iter().for_each(|l| l.value.walk(&mut visit));
+        r.condition.walk(&mut visit);
+        r.severity_steps.iter().for_each(|(_, c)| c.walk(&mut visit));
+        r.evidence.iter().for_each(|e| e.value.walk(&mut visit));
+        for s in &sources {
+            let b = self.bound_of(s.table, s.scope, s.filter.as_ref());
+            self.note_bound(s.table.name, b);
+        }
+        if sites {
+            self.note_bound("sites", None);
+        }
+    }
+
+    fn note_bound(&mut self, table: &'static str, bound: Option<i64>) {
+        let slot = self.bounds.entry(table).or_insert(bound);
+        *slot = match (*slot, bound) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            _ => None,
+        };
+    }
+
+    /// The earliest event time a filter can accept, when its top-level `and`
+    /// parts include `event_time in last W` or `event_time >(=) CONSTANT`.
+    fn bound_of(&self, table: &Table, scope: usize, filter: Option<&TExpr>) -> Option<i64> {
+        let event = table.event_time?;
+        let mut parts = Vec::new();
+        fn conjuncts<'e>(e: &'e TExpr, out: &mut Vec<&'e TExpr>) {
+            if let TKind::Binary { op: BinOp::And, lhs, rhs } = &e.kind {
+                conjuncts(lhs, out);
+                conjuncts(rhs, out);
+            } else {
+                out.push(e);
+            }
+        }
+        conjuncts(filter?, &mut parts);
+        let is_event = |e: &TExpr| matches!(&e.kind, TKind::Column { scope: s, column } if *s == scope && *column == event);
+        parts
+            .iter()
+            .filter_map(|p| match &p.kind {
+                TKind::InLast { expr, window } if is_event(expr) => self.const_duration(window).map(|w| self.now - w),
+                TKind::Binary { op: BinOp::Gt, lhs, rhs } if is_event(lhs) => self.const_time(rhs),
+                // The as-of view keeps rows strictly after the bound: step back 1µs for `>=`.
+                TKind::Binary { op: BinOp::Ge, lhs, rhs } if is_event(lhs) => self.const_time(rhs).map(|t| t - 1),
+                _ => None,
+            })
+            .max()
+    }
+
+    /// The as-of views of every table the rule reads.
+    fn as_of_views(&self) -> Vec<Cte> {
+        let mut out = Vec::new();
+        let mut tables: Vec<(&'static str, Option<i64>)> = self.bounds.iter().map(|(t, b)| (*t, *b)).collect();
+        tables.sort_by_key(|(t, _)| *t);
+        for (name, bound) in tables {
+            let Some(table) = schema::table(name) else { continue };
+            let parts = if table.derived { self.activity_parts(bound) } else { vec![self.as_of_select(table, bound)] };
+            out.push(Cte { name: name.to_string(), parts });
+        }
+        out
+    }
+
+    fn as_of_select(&self, table: &Table, bound: Option<i64>) -> Select {
+        let r = "r";
+        let now = SqlExpr::Timestamp(self.now);
+        let items = table
+            .columns
+            .iter()
+            .map(|c| {
+                let col = SqlExpr::col(r, c.name);
+                let e = if table.closing.contains(&c.name) {
+                    SqlExpr::Case(vec![(SqlExpr::bin("<=", col, now.clone()), SqlExpr::col(r, c.name))], Box::new(SqlExpr::Null))
+                } else {
+                    col
+                };
+                (e, Some(c.name.to_string()))
+            })
+            .collect();
+        let mut filter = Vec::new();
+        if let Some(ev) = table.event_time {
+            filter.push(SqlExpr::bin("<=", SqlExpr::col(r, ev), now));
+            if let Some(b) = bound {
+                filter.push(SqlExpr::bin(">", SqlExpr::col(r, ev), SqlExpr::Timestamp(b)));
+            }
+        }
+        Select {
+            distinct: false,
+            items,
+            from: From::Raw { name: table.name.to_string(), alias: r.to_string() },
+            filter: SqlExpr::and_all(filter),
+            order_by: vec![],
+        }
+    }
+
+    /// `activity`: every sign of life of a guard, with its time.
+    fn activity_parts(&self, bound: Option<i64>) -> Vec<Select> {
+        let now = SqlExpr::Timestamp(self.now);
+        let part = |table: &str, guard: &str, time: &str, source: &str, extra: Option<SqlExpr>| {
+            let mut filter = vec![SqlExpr::bin("<=", SqlExpr::col("r", time), now.clone())];
+            if let Some(b) = bound {
+                filter.push(SqlExpr::bin(">", SqlExpr::col("r", time), SqlExpr::Timestamp(b)));
+            }
+            filter.extend(extra);
+            Select {
+                distinct: false,
+                items: vec![
+                    (SqlExpr::col("r", "tenant_id"), Some("tenant_id".into())),
+                    (SqlExpr::col("r", "site_id"), Some("site_id".into())),
+                    (SqlExpr::col("r", guard), Some("guard_id".into())),
+                    (SqlExpr::col("r", time), Some("ts".into())),
+                    (SqlExpr::Str(source.into()), Some("source".into())),
+                ],
+                from: From::Raw { name: table.into(), alias: "r".into() },
+                filter: SqlExpr::and_all(filter),
+                order_by: vec![],
+            }
+        };
+        vec![
+            part("phone_events", "guard_id", "ts", "phone_event", None),
+            part("location_updates", "guard_id", "ts", "location_update", None),
+            part("checkpoint_scans", "guard_id", "ts", "checkpoint_scan", None),
+            part(
+                "tasks",
+                "assignee_id",
+                "completed_at",
+                "task_completed",
+                Some(SqlExpr::bin("<=", SqlExpr::col("r", "created_at"), now.clone())),
+            ),
+            part("shifts", "guard_id", "checked_in_at", "shift_checkin", None),
+        ]
+    }
+
+    // ------------------------------------------------------------ the rule itself
+
+    fn body(&self) -> (Vec<Cte>, Select) {
+        let rule = self.rule;
+        let entity = &rule.entity;
+        let r0 = rel(0);
+        let mut ctes = Vec::new();
+        let mut entity_select = if entity.entity.name == "guard" {
+            // The guard column is `assignee_id` in tasks: read it through the table's guard key.
+            let guard_column = entity.table.key("guard").map(|k| k.column).unwrap_or("guard_id");
+            let items = vec![
+                (SqlExpr::col(&r0, "tenant_id"), Some("tenant_id".to_string())),
+                (SqlExpr::col(&r0, "site_id"), Some("site_id".to_string())),
+                (SqlExpr::col(&r0, guard_column), Some("guard_id".to_string())),
+            ];
+            let mut s = Select::from_table(entity.table.name, &r0, items);
+            s.distinct = true;
+            let mut filter = vec![SqlExpr::IsNull(Box::new(SqlExpr::col(&r0, guard_column)), true)];
+            filter.extend(entity.filter.as_ref().map(|f| self.expr(f)));
+            s.filter = SqlExpr::and_all(filter);
+            s
+        } else {
+            let mut s = Select::from_table(entity.table.name, &r0, vec![(SqlExpr::Star(r0.clone()), None)]);
+            s.filter = entity.filter.as_ref().map(|f| self.expr(f));
+            s
+        };
+        entity_select.order_by = vec![];
+        ctes.push(Cte { name: "entity".into(), parts: vec![entity_select] });
+
+        // Lets in layers: a let that reads another let is computed one layer later.
+        let mut layer_of: HashMap<&str, usize> = HashMap::new();
+        let mut layers: Vec<Vec<(SqlExpr, Option<String>)>> = Vec::new();
+        for l in &rule.lets {
+            let mut depth = 0;
+            l.value.walk(&mut |e| {
+                if let TKind::Let(name) = &e.kind {
+                    depth = depth.max(layer_of.get(name.as_str()).map(|d| d + 1).unwrap_or(0));
+                }
+            });
+            layer_of.insert(&l.name, depth);
+            if layers.len() <= depth {
+                layers.resize(depth + 1, Vec::new());
+            }
+            layers[depth].push((self.expr(&l.value), Some(let_column(&l.name))));
+        }
+        let mut previous = "entity".to_string();
+        for (i, lets) in layers.into_iter().enumerate() {
+            let name = format!("lets_{i}");
+            let mut items = vec![(SqlExpr::Star(r0.clone()), None)];
+            items.extend(lets);
+            ctes.push(Cte { name: name.clone(), parts: vec![Select::from_table(&previous, &r0, items)] });
+            previous = name;
+        }
+
+        let col_or_null = |c: Option<&str>| match c {
+            Some(c) => SqlExpr::Cast(Box::new(SqlExpr::col(&r0, c)), "VARCHAR"),
+            None => SqlExpr::Cast(Box::new(SqlExpr::Null), "VARCHAR"),
+        };
+        let base = SqlExpr::Str(rule.base_severity.clone());
+        let severity = if rule.severity_steps.is_empty() {
+            base
+        } else {
+            SqlExpr::Case(
+                rule.severity_steps.iter().map(|(level, cond)| (self.expr(cond), SqlExpr::Str(level.clone()))).collect(),
+                Box::new(base),
+            )
+        };
+        let mut items = vec![
+            (SqlExpr::col(&r0, "tenant_id"), Some("tenant_id".to_string())),
+            (SqlExpr::col(&r0, "site_id"), Some("site_id".to_string())),
+            (col_or_null(entity.entity.guard_column), Some("guard_id".to_string())),
+            (col_or_null(entity.entity.id_column), Some("entity_id".to_string())),
+            (severity, Some("severity".to_string())),
+            (self.suppressed(), Some("suppressed".to_string())),
+        ];
+        for ev in &rule.evidence {
+            items.push((self.evidence_expr(&ev.value), Some(format!("ev_{}", ev.name))));
+        }
+        let mut body = Select::from_table(&previous, &r0, items);
+        body.filter = Some(self.expr(&rule.condition));
+        body.order_by = ["tenant_id", "site_id", "guard_id", "entity_id"].iter().map(|c| SqlExpr::col(&r0, c)).collect();
+        if entity.entity.guard_column.is_none() {
+            body.order_by.retain(|e| e != &SqlExpr::col(&r0, "guard_id"));
+        }
+        if entity.entity.id_column.is_none() {
+            body.order_by.retain(|e| e != &SqlExpr::col(&r0, "entity_id"));
+        }
+        if let Some(g) = entity.entity.guard_column.filter(|g| *g != "guard_id") {
+            for e in &mut body.order_by {
+                if e == &SqlExpr::col(&r0, "guard_id") {
+                    *e = SqlExpr::col(&r0, g);
+                }
+            }
+        }
+        if let Some(id) = entity.entity.id_column {
+            for e in &mut body.order_by {
+                if e == &SqlExpr::col(&r0, "entity_id") {
+                    *e = SqlExpr::col(&r0, id);
+                }
+            }
+        }
+        (ctes, body)
+    }
+
+    /// Maintenance windows covering this finding at T (CONTRACT.md).
+    fn suppressed(&self) -> SqlExpr {
+        let m = "mw";
+        let now = SqlExpr::Timestamp(self.now);
+        let r0 = rel(0);
+        let listed = SqlExpr::bin(
+            ">",
+            SqlExpr::Func(
+                "strpos",
+                vec![
+                    SqlExpr::bin(
+                        "||",
+                        SqlExpr::bin(
+                            "||",
+                            SqlExpr::Str(",".into()),
+                            SqlExpr::Func(
+                                "replace",
+                                vec![SqlExpr::col(m, "finding_types"), SqlExpr::Str(" ".into()), SqlExpr::Str(String::new())],
+                            ),
+                        ),
+                        SqlExpr::Str(",".into()),
+                    ),
+                    SqlExpr::Str(format!(",{},", self.rule.finding_type)),
+                ],
+            ),
+            SqlExpr::Int(0),
+        );
+        let filter = SqlExpr::and_all(vec![
+            SqlExpr::bin("=", SqlExpr::col(m, "tenant_id"), SqlExpr::col(&r0, "tenant_id")),
+            SqlExpr::bin(
+                "OR",
+                SqlExpr::IsNull(Box::new(SqlExpr::col(m, "site_id")), false),
+                SqlExpr::bin("=", SqlExpr::col(m, "site_id"), SqlExpr::col(&r0, "site_id")),
+            ),
+            SqlExpr::bin("<=", SqlExpr::col(m, "starts_at"), now.clone()),
+            SqlExpr::bin("<", now, SqlExpr::col(m, "ends_at")),
+            SqlExpr::bin("OR", SqlExpr::IsNull(Box::new(SqlExpr::col(m, "finding_types")), false), listed),
+        ]);
+        SqlExpr::Exists(Box::new(Select {
+            distinct: false,
+            items: vec![(SqlExpr::Int(1), None)],
+            from: From::Raw { name: "maintenance_windows".into(), alias: m.into() },
+            filter,
+            order_by: vec![],
+        }))
+    }
+
+    fn evidence_expr(&self, e: &TExpr) -> SqlExpr {
+        let v = self.expr(e);
+        match e.ty {
+            Ty::Time => SqlExpr::Func("strftime", vec![v, SqlExpr::Str("%Y-%m-%dT%H:%M:%SZ".into())]),
+            Ty::Number => SqlExpr::Cast(Box::new(v), "DOUBLE"),
+            Ty::Duration => SqlExpr::Cast(Box::new(v), "BIGINT"),
+            Ty::Bool => SqlExpr::Cast(Box::new(v), "BOOLEAN"),
+            Ty::String | Ty::Null => SqlExpr::Cast(Box::new(v), "VARCHAR"),
+        }
+    }
+
+    fn expr(&self, e: &TExpr) -> SqlExpr {
+        match &e.kind {
+            TKind::Lit(v) => self.value(v),
+            TKind::Now => SqlExpr::Timestamp(self.now),
+            TKind::Param(name) => self.param(name).map(|v| self.value(v)).unwrap_or(SqlExpr::Null),
+            TKind::Let(name) => SqlExpr::col(&rel(0), &let_column(name)),
+            TKind::Column { scope, column } => SqlExpr::col(&rel(*scope), column),
+            TKind::SiteColumn { scope, column } => {
+                let s = format!("site{scope}");
+                let r = rel(*scope);
+                let mut sel = Select::from_table("sites", &s, vec![(SqlExpr::Func("first", vec![SqlExpr::col(&s, column)]), None)]);
+                sel.filter = SqlExpr::and_all(vec![
+                    SqlExpr::bin("=", SqlExpr::col(&s, "tenant_id"), SqlExpr::col(&r, "tenant_id")),
+                    SqlExpr::bin("=", SqlExpr::col(&s, "site_id"), SqlExpr::col(&r, "site_id")),
+                ]);
+                SqlExpr::Subquery(Box::new(sel))
+            }
+            TKind::Call(f, args) => self.call(*f, args),
+            TKind::Agg { func, source, arg } => self.aggregate(*func, source, arg.as_deref()),
+            TKind::Binary { op, lhs, rhs } => self.binary(*op, lhs, rhs, e.ty),
+            TKind::Not(a) => SqlExpr::Not(Box::new(self.expr(a))),
+            TKind::Neg(a) => SqlExpr::Neg(Box::new(self.expr(a))),
+            TKind::IsNull { expr, negated } => SqlExpr::IsNull(Box::new(self.expr(expr)), *negated),
+            TKind::InLast { expr, window } => {
+                let t = self.expr(expr);
+                let lower = match self.const_duration(window) {
+                    Some(w) => SqlExpr::Timestamp(self.now - w),
+                    None => SqlExpr::bin("-", SqlExpr::Timestamp(self.now), SqlExpr::Func("to_microseconds", vec![self.expr(window)])),
+                };
+                SqlExpr::bin("AND", SqlExpr::bin(">", t.clone(), lower), SqlExpr::bin("<=", t, SqlExpr::Timestamp(self.now)))
+            }
+            TKind::InList { expr, list } => SqlExpr::InList(Box::new(self.expr(expr)), list.iter().map(|i| self.expr(i)).collect()),
+        }
+    }
+
+    fn binary(&self, op: BinOp, lhs: &TExpr, rhs: &TExpr, ty: Ty) -> SqlExpr {
+        if ty == Ty::Time {
+            if let Some(t) = self.const_time(&TExpr {
+                kind: TKind::Binary { op, lhs: Box::new(lhs.clone()), rhs: Box::new(rhs.clone()) },
+                ty,
+                span: lhs.span,
+            }) {
+                return SqlExpr::Timestamp(t);
+            }
+        }
+        let (l, r) = (self.expr(lhs), self.expr(rhs));
+        let interval = |d: SqlExpr| SqlExpr::Func("to_microseconds", vec![d]);
+        match (op, lhs.ty, rhs.ty) {
+            (BinOp::Add, Ty::Time, Ty::Duration) => SqlExpr::bin("+", l, interval(r)),
+            (BinOp::Add, Ty::Duration, Ty::Time) => SqlExpr::bin("+", r, interval(l)),
+            (BinOp::Sub, Ty::Time, Ty::Duration) => SqlExpr::bin("-", l, interval(r)),
+            (BinOp::Sub, Ty::Time, Ty::Time) => SqlExpr::bin("-", SqlExpr::Func("epoch_us", vec![l]), SqlExpr::Func("epoch_us", vec![r])),
+            (BinOp::Mul, Ty::Duration, _) | (BinOp::Mul, _, Ty::Duration) => SqlExpr::Cast(Box::new(SqlExpr::bin("*", l, r)), "BIGINT"),
+            (BinOp::Div, Ty::Duration, Ty::Number) => SqlExpr::Cast(Box::new(SqlExpr::bin("/", l, r)), "BIGINT"),
+            (BinOp::Div, _, _) => SqlExpr::bin("/", SqlExpr::Cast(Box::new(l), "DOUBLE"), r),
+            _ => {
+                let sym = match op {
+                    BinOp::Or => "OR",
+                    BinOp::And => "AND",
+                    BinOp::Eq => "=",
+                    BinOp::Ne => "<>",
+                    BinOp::Lt => "<",
+                    BinOp::Le => "<=",
+                    BinOp::Gt => ">",
+                    BinOp::Ge => ">=",
+                    BinOp::Add => "+",
+                    BinOp::Sub => "-",
+                    BinOp::Mul => "*",
+                    BinOp::Div => "/",
+                };
+                SqlExpr::bin(sym, l, r)
+            }
+        }
+    }
+
+    fn call(&self, f: Builtin, args: &[TExpr]) -> SqlExpr {
+        let a: Vec<SqlExpr> = args.iter().map(|x| self.expr(x)).collect();
+        let per = |unit: f64| SqlExpr::bin("/", SqlExpr::Cast(Box::new(a[0].clone()), "DOUBLE"), SqlExpr::Num(unit));
+        match f {
+            Builtin::Minutes => per(MICROS_PER_MINUTE),
+            Builtin::Hours => per(MICROS_PER_MINUTE * 60.0),
+            Builtin::Days => per(MICROS_PER_MINUTE * 1440.0),
+            Builtin::DistanceM => haversine(&a[0], &a[1], &a[2], &a[3]),
+            Builtin::Greatest => SqlExpr::Func("greatest", a),
+            Builtin::Least => SqlExpr::Func("least", a),
+            Builtin::Coalesce => SqlExpr::Func("coalesce", a),
+            Builtin::Abs => SqlExpr::Func("abs", a),
+            Builtin::Lower => SqlExpr::Func("lower", a),
+            Builtin::Upper => SqlExpr::Func("upper", a),
+            Builtin::Contains => SqlExpr::Func("contains", a),
+        }
+    }
+
+    fn aggregate(&self, func: AggFn, source: &TSource, arg: Option<&TExpr>) -> SqlExpr {
+        let r = rel(source.scope);
+        let mut filter: Vec<SqlExpr> = source
+            .join
+            .iter()
+            .map(|(here, outer, there)| SqlExpr::bin("=", SqlExpr::col(&r, here), SqlExpr::col(&rel(*outer), there)))
+            .collect();
+        filter.extend(source.filter.as_ref().map(|f| self.expr(f)));
+        let arg_sql = arg.map(|a| self.expr(a));
+        let item = match (func, arg_sql.clone()) {
+            (AggFn::Count, _) => SqlExpr::CountStar,
+            (AggFn::CountDistinct, Some(a)) => SqlExpr::CountDistinct(Box::new(a)),
+            (AggFn::Min, Some(a)) => SqlExpr::Func("min", vec![a]),
+            (AggFn::Max, Some(a)) => SqlExpr::Func("max", vec![a]),
+            (AggFn::Sum, Some(a)) => SqlExpr::Func("coalesce", vec![SqlExpr::Func("sum", vec![a]), SqlExpr::Num(0.0)]),
+            (AggFn::Avg, Some(a)) => SqlExpr::Func("avg", vec![a]),
+            _ => SqlExpr::Int(1),
+        };
+        match (func, arg_sql) {
+            (AggFn::Exists, _) | (AggFn::None, _) | (AggFn::All, _) | (AggFn::Any, _) => {
+                let (negate, extra) = match (func, arg.map(|a| self.expr(a))) {
+                    (AggFn::All, Some(p)) => (true, Some(SqlExpr::Not(Box::new(SqlExpr::Func("coalesce", vec![p, SqlExpr::Bool(false)]))))),
+                    (AggFn::Any, Some(p)) => (false, Some(p)),
+                    (AggFn::None, _) => (true, None),
+                    _ => (false, None),
+                };
+                filter.extend(extra);
+                let mut sel = Select::from_table(source.table.name, &r, vec![(SqlExpr::Int(1), None)]);
+                sel.filter = SqlExpr::and_all(filter);
+                let exists = SqlExpr::Exists(Box::new(sel));
+                if negate {
+                    SqlExpr::Not(Box::new(exists))
+                } else {
+                    exists
+                }
+            }
+            _ => {
+                let mut sel = Select::from_table(source.table.name, &r, vec![(item, None)]);
+                sel.filter = SqlExpr::and_all(filter);
+                SqlExpr::Subquery(Box::new(sel))
+            }
+        }
+    }
+}
+
+/// Great-circle distance in metres (Earth radius 6,371 km), all in SQL.
+fn haversine(lat1: &SqlExpr, lon1: &SqlExpr, lat2: &SqlExpr, lon2: &SqlExpr) -> SqlExpr {
+    let rad = |e: SqlExpr| SqlExpr::Func("radians", vec![e]);
+    let half_sin_sq = |a: &SqlExpr, b: &SqlExpr| {
+        SqlExpr::Func(
+            "pow",
+            vec![
+                SqlExpr::Func("sin", vec![SqlExpr::bin("/", rad(SqlExpr::bin("-", b.clone(), a.clone())), SqlExpr::Num(2.0))]),
+                SqlExpr::Num(2.0),
+            ],
+        )
+    };
+    let h = SqlExpr::bin(
+        "+",
+        half_sin_sq(lat1, lat2),
+        SqlExpr::bin(
+            "*",
+            SqlExpr::bin("*", SqlExpr::Func("cos", vec![rad(lat1.clone())]), SqlExpr::Func("cos", vec![rad(lat2.clone())])),
+            half_sin_sq(lon1, lon2),
+        ),
+    );
+    SqlExpr::bin(
+        "*",
+        SqlExpr::Num(2.0 * 6_371_000.0),
+        SqlExpr::Func("asin", vec![SqlExpr::Func("sqrt", vec![SqlExpr::Func("least", vec![SqlExpr::Num(1.0), h])])]),
+    )
+}

@@ -1,0 +1,223 @@
+//! A complete rule set: every rule and runbook of a library, checked together.
+//!
+//! Invariant: a [`RuleSet`] exists only when every file parsed and checked
+//! without errors; a broken file yields diagnostics and no rule set at all, so
+//! callers can keep running the last good one.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::categorize::{self, Categories};
+use crate::check::{self, CheckedRule, Macros};
+use crate::diag::{codes, Diagnostic, Sources};
+use crate::runbook::{self, Runbook};
+use crate::syntax::{self, ast::RuleFile};
+
+/// The built-in macros (on_duty, overdue, delayed, outside_geofence, ...).
+pub const PRELUDE: &str = include_str!("prelude.vigil");
+
+/// A checked, complete set of rules and runbooks.
+pub struct RuleSet {
+    /// Rules in file order (files sorted by name).
+    pub rules: Vec<CheckedRule>,
+    /// Runbooks, tenant-specific and global.
+    pub runbooks: Vec<Runbook>,
+    /// Keyword categories.
+    pub categories: Categories,
+    /// The text of every file, for diagnostics and `explain`.
+    pub sources: Sources,
+    /// Warnings found while checking.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Diagnostics of a rule set that did not load, with the files they point into.
+pub struct LoadFailure {
+    /// The files read.
+    pub sources: Sources,
+    /// Every error and warning found.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl std::fmt::Debug for LoadFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.sources.render(&self.diagnostics, false))
+    }
+}
+
+impl RuleSet {
+    /// A rule by id.
+    pub fn rule(&self, id: &str) -> Option<&CheckedRule> {
+        self.rules.iter().find(|r| r.id == id)
+    }
+}
+
+/// The `.vigil` files of a directory, sorted; a missing directory has none.
+pub fn vigil_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "vigil")).collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Reads and checks the rules of `rules_dir` and the runbooks of `runbooks_dir`.
+pub fn load_dirs(rules_dir: &Path, runbooks_dir: &Path) -> Result<RuleSet, LoadFailure> {
+    let mut texts = Vec::new();
+    let mut io_errors = Vec::new();
+    for dir in [rules_dir, runbooks_dir] {
+        match vigil_files(dir) {
+            Ok(files) => {
+                for f in files {
+                    match std::fs::read_to_string(&f) {
+                        Ok(t) => texts.push((f.display().to_string(), t)),
+                        Err(e) => io_errors.push(format!("{}: {e}", f.display())),
+                    }
+                }
+            }
+            Err(e) => io_errors.push(format!("{}: {e}", dir.display())),
+        }
+    }
+    let mut sources = Sources::new();
+    if !io_errors.is_empty() {
+        let file = sources.add("<io>", io_errors.join("\n"));
+        let span = crate::syntax::ast::Span { file, start: 0, end: 0 };
+        let diagnostics = io_errors.iter().map(|e| Diagnostic::error(codes::INTERNAL, format!("cannot read {e}"), span, "")).collect();
+        return Err(LoadFailure { sources, diagnostics });
+    }
+    load_texts(sources, texts)
+}
+
+/// Checks a rule set given as (file name, text) pairs.
+pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<RuleSet, LoadFailure> {
+    let mut diagnostics = Vec::new();
+    let mut files: Vec<RuleFile> = Vec::new();
+    let prelude_id = sources.add("<prelude>", PRELUDE);
+    match syntax::parse(PRELUDE, prelude_id) {
+        Ok(f) => files.push(f),
+        Err(d) => diagnostics.push(d),
+    }
+    for (name, text) in texts {
+        let id = sources.add(name, text.clone());
+        match syntax::parse(&text, id) {
+            Ok(f) => files.push(f),
+            Err(d) => diagnostics.push(d),
+        }
+    }
+
+    let mut macros: Macros = HashMap::new();
+    for m in files.iter().flat_map(|f| f.macros.iter()) {
+        if let Some(first) = macros.get(&m.name.name) {
+            diagnostics.push(
+                Diagnostic::error(
+                    codes::DUPLICATE_ID,
+                    format!("macro `{}` is defined twice", m.name.name),
+                    m.name.span,
+                    "defined again here",
+                )
+                .with_context(first.name.span, "first defined here"),
+            );
+        } else {
+            macros.insert(m.name.name.clone(), m.clone());
+        }
+    }
+
+    let mut rules: Vec<CheckedRule> = Vec::new();
+    let mut seen_rules: HashMap<String, crate::syntax::ast::Span> = HashMap::new();
+    for def in files.iter().flat_map(|f| f.rules.iter()) {
+        if let Some(first) = seen_rules.get(&def.id.name) {
+            diagnostics.push(
+                Diagnostic::error(
+                    codes::DUPLICATE_ID,
+                    format!("rule `{}` is defined twice", def.id.name),
+                    def.id.span,
+                    "defined again here",
+                )
+                .with_context(*first, "first defined here"),
+            );
+            continue;
+        }
+        seen_rules.insert(def.id.name.clone(), def.id.span);
+        match check::check_rule(def, &macros) {
+            Ok(r) => rules.push(r),
+            Err(errs) => diagnostics.extend(errs),
+        }
+    }
+
+    let mut runbooks: Vec<Runbook> = Vec::new();
+    let mut seen_runbooks: HashMap<(String, Option<String>), crate::syntax::ast::Span> = HashMap::new();
+    for def in files.iter().flat_map(|f| f.runbooks.iter()) {
+        match runbook::check_runbook(def) {
+            Ok(r) => {
+                let key = (r.id.clone(), r.tenant.clone());
+                if let Some(first) = seen_runbooks.get(&key) {
+                    diagnostics.push(
+                        Diagnostic::error(
+                            codes::DUPLICATE_ID,
+                            format!("runbook `{}` is defined twice", r.id),
+                            def.id.span,
+                            "defined again here",
+                        )
+                        .with_context(*first, "first defined here"),
+                    );
+                } else {
+                    seen_runbooks.insert(key, def.id.span);
+                    runbooks.push(r);
+                }
+            }
+            Err(errs) => diagnostics.extend(errs),
+        }
+    }
+
+    let mut categories = Categories::default();
+    let mut category_blocks = files.iter().flat_map(|f| f.categories.iter());
+    if let Some(first) = category_blocks.next() {
+        match categorize::check_categories(first) {
+            Ok(c) => categories = c,
+            Err(errs) => diagnostics.extend(errs),
+        }
+        for again in category_blocks {
+            diagnostics.push(
+                Diagnostic::error(codes::DUPLICATE_ID, "a second `categories` block", again.span, "one rule set has one keyword list")
+                    .with_context(first.span, "the first one"),
+            );
+        }
+    }
+    for r in &mut rules {
+        let (by_keyword, keyword) = categories.categorize(&r.finding_type);
+        match r.category_stated {
+            None => r.category = by_keyword.to_string(),
+            Some(span) if r.category != by_keyword => {
+                let why = keyword
+                    .map(|k| format!("keyword `{k}` gives {by_keyword}"))
+                    .unwrap_or_else(|| format!("no keyword matches, so the fallback gives {by_keyword}"));
+                diagnostics.push(
+                    Diagnostic::warning(
+                        codes::CATEGORY_DISAGREES,
+                        format!("`{}` states category {}, but {why}", r.finding_type, r.category),
+                        span,
+                        "stated here",
+                    )
+                    .hint("change the keywords in the categories block, or drop the rule's `category` line"),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+
+    for r in &rules {
+        let exact = runbooks.iter().any(|b| b.matches == runbook::Matches::Finding(r.finding_type.clone()));
+        if !exact {
+            diagnostics.push(
+                Diagnostic::warning(codes::NO_RUNBOOK, format!("no runbook matches `{}` exactly", r.finding_type), r.id_span, "this rule")
+                    .hint(format!("add runbooks/{}.vigil with `matches finding {}`", r.finding_type.to_lowercase(), r.finding_type)),
+            );
+        }
+    }
+
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        return Err(LoadFailure { sources, diagnostics });
+    }
+    Ok(RuleSet { rules, runbooks, categories, sources, warnings: diagnostics })
+}

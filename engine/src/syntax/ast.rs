@@ -1,0 +1,324 @@
+//! The abstract syntax tree of a rule file.
+//!
+//! Invariant: every node carries the [`Span`] of the text it came from, so that
+//! diagnostics, `explain` and script errors can always point back into the file.
+
+use std::fmt;
+
+/// Index of a source file in a [`crate::diag::Sources`] set.
+pub type FileId = usize;
+
+/// A byte range in one source file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Span {
+    /// The file the range belongs to.
+    pub file: FileId,
+    /// First byte.
+    pub start: usize,
+    /// One past the last byte.
+    pub end: usize,
+}
+
+impl Span {
+    /// The smallest span covering both.
+    pub fn to(self, other: Span) -> Span {
+        Span { file: self.file, start: self.start.min(other.start), end: self.end.max(other.end) }
+    }
+}
+
+/// A name with its place in the file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ident {
+    /// The name as written.
+    pub name: String,
+    /// Where it was written.
+    pub span: Span,
+}
+
+impl fmt::Display for Ident {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// A parsed rule file: macros, rules and runbooks in the order written.
+#[derive(Debug, Clone, Default)]
+pub struct RuleFile {
+    /// `macro name(params) = expr` definitions.
+    pub macros: Vec<MacroDef>,
+    /// `rule ID { ... }` definitions.
+    pub rules: Vec<RuleDef>,
+    /// `runbook ID { ... }` definitions.
+    pub runbooks: Vec<RunbookDef>,
+    /// `categories { ... }` blocks.
+    pub categories: Vec<CategoriesDef>,
+}
+
+/// Keyword categorization: `CATEGORY: KEYWORD, ...` lines in order, then `otherwise CATEGORY`.
+#[derive(Debug, Clone)]
+pub struct CategoriesDef {
+    /// (category, keywords) in order; the first category with a keyword inside the finding type wins.
+    pub rules: Vec<(Ident, Vec<Ident>)>,
+    /// The category when no keyword matches.
+    pub fallback: Option<Ident>,
+    /// The whole block.
+    pub span: Span,
+}
+
+/// A reusable, named condition or value (Falco's `macro`).
+#[derive(Debug, Clone)]
+pub struct MacroDef {
+    /// Its name.
+    pub name: Ident,
+    /// Formal parameters, substituted by the arguments at each use.
+    pub params: Vec<Ident>,
+    /// The expression it stands for.
+    pub body: Expr,
+    /// The whole definition.
+    pub span: Span,
+}
+
+/// One `rule ID { ... }` block, items in the order written.
+#[derive(Debug, Clone)]
+pub struct RuleDef {
+    /// The rule id (also the finding type unless `finding` says otherwise).
+    pub id: Ident,
+    /// The items of the rule.
+    pub items: Vec<RuleItem>,
+    /// The whole block.
+    pub span: Span,
+}
+
+/// One line of a rule.
+#[derive(Debug, Clone)]
+pub enum RuleItem {
+    /// `finding TYPE`
+    Finding(Ident),
+    /// `title "..."`
+    Title(StringLit),
+    /// `doc "..."`
+    Doc(StringLit),
+    /// `category NAME`
+    Category(Ident),
+    /// `severity LEVEL [when EXPR]`
+    Severity { level: Ident, when: Option<Expr>, span: Span },
+    /// `cadence heartbeat|comprehensive|deep`
+    Cadence(Ident),
+    /// `for ENTITY [in TABLE] [where EXPR]`
+    For { entity: Ident, table: Option<Ident>, filter: Option<Expr>, span: Span },
+    /// `param NAME = LITERAL`
+    Param { name: Ident, value: Literal, span: Span },
+    /// `let NAME = EXPR`
+    Let { name: Ident, value: Expr, span: Span },
+    /// `when EXPR`
+    When(Expr),
+    /// `evidence a, b = expr, ...`
+    Evidence(Vec<EvidenceField>),
+    /// `action "..."`
+    Action(StringLit),
+}
+
+/// A figure copied into the finding's evidence.
+#[derive(Debug, Clone)]
+pub struct EvidenceField {
+    /// The key in the evidence object.
+    pub name: Ident,
+    /// The value; `None` means "the `let`, parameter or column of that name".
+    pub value: Option<Expr>,
+}
+
+/// A string literal with its span (quotes excluded from `value`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StringLit {
+    /// The unescaped text.
+    pub value: String,
+    /// Where it was written, quotes included.
+    pub span: Span,
+}
+
+/// A constant written in a rule.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Literal {
+    /// `15m`, `30d`: stored in microseconds.
+    Duration { micros: i64, span: Span },
+    /// `5`, `0.8`
+    Number { value: f64, span: Span },
+    /// `'checkin'`
+    String(StringLit),
+    /// `true`, `false`
+    Bool { value: bool, span: Span },
+    /// `null`
+    Null { span: Span },
+}
+
+impl Literal {
+    /// Where it was written.
+    pub fn span(&self) -> Span {
+        match self {
+            Literal::Duration { span, .. } | Literal::Number { span, .. } | Literal::Bool { span, .. } | Literal::Null { span } => *span,
+            Literal::String(s) => s.span,
+        }
+    }
+}
+
+/// Binary operators, loosest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinOp {
+    Or,
+    And,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+impl BinOp {
+    /// Binding power: higher binds tighter.
+    pub fn precedence(self) -> u8 {
+        match self {
+            BinOp::Or => 1,
+            BinOp::And => 2,
+            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => 3,
+            BinOp::Add | BinOp::Sub => 4,
+            BinOp::Mul | BinOp::Div => 5,
+        }
+    }
+
+    /// The operator as written in the language.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinOp::Or => "or",
+            BinOp::And => "and",
+            BinOp::Eq => "==",
+            BinOp::Ne => "!=",
+            BinOp::Lt => "<",
+            BinOp::Le => "<=",
+            BinOp::Gt => ">",
+            BinOp::Ge => ">=",
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+            BinOp::Div => "/",
+        }
+    }
+}
+
+/// Aggregate functions over the rows of a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggFn {
+    Count,
+    CountDistinct,
+    Min,
+    Max,
+    Sum,
+    Avg,
+    Exists,
+    None,
+    All,
+    Any,
+}
+
+impl AggFn {
+    /// The name as written.
+    pub fn name(self) -> &'static str {
+        match self {
+            AggFn::Count => "count",
+            AggFn::CountDistinct => "count_distinct",
+            AggFn::Min => "min",
+            AggFn::Max => "max",
+            AggFn::Sum => "sum",
+            AggFn::Avg => "avg",
+            AggFn::Exists => "exists",
+            AggFn::None => "none",
+            AggFn::All => "all",
+            AggFn::Any => "any",
+        }
+    }
+}
+
+/// The rows an aggregate runs over: `TABLE [as ALIAS] [match KEYS] [where EXPR]`.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The table (or derived table such as `activity`).
+    pub table: Ident,
+    /// A name for its row, to refer to it from nested sources.
+    pub alias: Option<Ident>,
+    /// Keys relating its rows to the enclosing row; default: the shared keys.
+    pub keys: Option<Vec<Ident>>,
+    /// Row filter.
+    pub filter: Option<Box<Expr>>,
+    /// The whole source.
+    pub span: Span,
+}
+
+/// An expression.
+#[derive(Debug, Clone)]
+pub struct Expr {
+    /// What kind of expression.
+    pub kind: ExprKind,
+    /// Where it was written.
+    pub span: Span,
+}
+
+/// The shapes of expressions.
+#[derive(Debug, Clone)]
+pub enum ExprKind {
+    /// A constant.
+    Lit(Literal),
+    /// The evaluation time T.
+    Now,
+    /// `name` or `qualifier.name`.
+    Path { qualifier: Option<Ident>, name: Ident },
+    /// `f(a, b)`: a built-in function or a macro.
+    Call { name: Ident, args: Vec<Expr> },
+    /// `count(source)`, `max(source, expr)`, `all(source, predicate)`.
+    Agg { func: AggFn, func_span: Span, source: Source, arg: Option<Box<Expr>> },
+    /// `a op b`
+    Binary { op: BinOp, lhs: Box<Expr>, rhs: Box<Expr> },
+    /// `not a`
+    Not(Box<Expr>),
+    /// `-a`
+    Neg(Box<Expr>),
+    /// `a is null` / `a is not null`
+    IsNull { expr: Box<Expr>, negated: bool },
+    /// `t in last 15m`: the half-open window (now - 15m, now].
+    InLast { expr: Box<Expr>, window: Box<Expr> },
+    /// `a in ('x', 'y')`
+    InList { expr: Box<Expr>, list: Vec<Expr> },
+}
+
+/// One `runbook ID { ... }` block.
+#[derive(Debug, Clone)]
+pub struct RunbookDef {
+    /// The runbook id.
+    pub id: Ident,
+    /// Its lines.
+    pub items: Vec<RunbookItem>,
+    /// The whole block.
+    pub span: Span,
+}
+
+/// One line of a runbook.
+#[derive(Debug, Clone)]
+pub enum RunbookItem {
+    /// `title "..."`
+    Title(StringLit),
+    /// `tenant "T1"`: a tenant's own runbook.
+    Tenant(StringLit),
+    /// `matches finding TYPE`
+    MatchesFinding(Ident),
+    /// `matches category C [severity S]`
+    MatchesClass { category: Ident, severity: Option<Ident> },
+    /// `escalate_after 15m`
+    EscalateAfter(Literal),
+    /// `step "..."`
+    Step(StringLit),
+    /// `auto sms_guard [on|off]`
+    Auto { action: Ident, enabled: bool },
+}

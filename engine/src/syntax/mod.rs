@@ -1,0 +1,5 @@
+//! Stage 1, parse: text to [`ast::RuleFile`].
+pub mod ast;
+mod parser;
+
+pub use parser::parse;

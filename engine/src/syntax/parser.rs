@@ -1,0 +1,666 @@
+//! Text to [`RuleFile`]: the only module that sees pest's parse tree.
+//!
+//! One small function per grammar rule builds the AST node for it and handles
+//! every child the grammar allows; the parse tree never leaves this module.
+
+use pest::iterators::Pair;
+use pest::Parser as _;
+
+use super::ast::*;
+use crate::diag::{codes, Diagnostic};
+
+#[derive(pest_derive::Parser)]
+#[grammar = "../../grammar/vigil.pest"]
+struct VigilParser;
+
+type Node<'a> = Pair<'a, Rule>;
+
+/// Parses one file. A syntax error is returned as a diagnostic that points at the
+/// offending place and says, in words, what was expected there.
+pub fn parse(text: &str, file: FileId) -> Result<RuleFile, Diagnostic> {
+    let mut pairs = VigilParser::parse(Rule::file, text).map_err(|e| syntax_error(e, file, text))?;
+    let b = Builder { file };
+    let mut out = RuleFile::default();
+    let Some(top) = pairs.next() else { return Ok(out) };
+    for item in top.into_inner() {
+        match item.as_rule() {
+            Rule::macro_def => out.macros.push(b.macro_def(item)?),
+            Rule::rule_def => out.rules.push(b.rule_def(item)?),
+            Rule::runbook_def => out.runbooks.push(b.runbook_def(item)?),
+            Rule::categories_def => out.categories.push(b.categories_def(item)?),
+            Rule::EOI => {}
+            other => return Err(b.unexpected(&item, other)),
+        }
+    }
+    Ok(out)
+}
+
+/// The phrase an analyst reads for a grammar rule in "expected ..." messages.
+fn rule_phrase(rule: &Rule) -> &'static str {
+    match rule {
+        Rule::EOI => "end of file",
+        Rule::file | Rule::macro_def | Rule::rule_def | Rule::runbook_def | Rule::categories_def | Rule::kw_categories => {
+            "`rule`, `macro`, `runbook` or `categories`"
+        }
+        Rule::category_keywords => "a line such as `SAFETY: PANIC, DISTRESS`",
+        Rule::category_fallback | Rule::kw_otherwise => "`otherwise CATEGORY`",
+        Rule::kw_macro => "`macro`",
+        Rule::kw_rule => "`rule`",
+        Rule::kw_runbook => "`runbook`",
+        Rule::macro_params => "macro parameters such as (grace)",
+        Rule::finding_item | Rule::kw_finding => "`finding TYPE`",
+        Rule::title_item | Rule::kw_title => "`title \"...\"`",
+        Rule::doc_item | Rule::kw_doc => "`doc \"...\"`",
+        Rule::category_item | Rule::kw_category => "`category NAME`",
+        Rule::severity_item | Rule::kw_severity => "`severity LEVEL [when CONDITION]`",
+        Rule::cadence_item | Rule::kw_cadence => "`cadence heartbeat|comprehensive|deep`",
+        Rule::for_item | Rule::kw_for => "`for ENTITY`",
+        Rule::param_item | Rule::kw_param => "`param NAME = VALUE`",
+        Rule::let_item | Rule::kw_let => "`let NAME = EXPRESSION`",
+        Rule::when_item | Rule::kw_when => "`when CONDITION`",
+        Rule::evidence_item | Rule::kw_evidence => "`evidence NAME, ...`",
+        Rule::evidence_field => "an evidence field such as `last_seen` or `late = now - due_at`",
+        Rule::action_item | Rule::kw_action => "`action \"...\"`",
+        Rule::tenant_item | Rule::kw_tenant => "`tenant \"ID\"`",
+        Rule::matches_item | Rule::kw_matches => "`matches finding TYPE` or `matches category C [severity S]`",
+        Rule::match_finding => "`finding TYPE`",
+        Rule::match_class => "`category C [severity S]`",
+        Rule::sla_item | Rule::kw_escalate_after => "`escalate_after DURATION`",
+        Rule::step_item | Rule::kw_step => "`step \"...\"`",
+        Rule::auto_item | Rule::kw_auto => "`auto ACTION [on|off]`",
+        Rule::auto_state | Rule::kw_on | Rule::kw_off => "`on` or `off`",
+        Rule::action_name => "an action name such as sms_guard or escalate:ops_manager",
+        Rule::expr | Rule::primary => "an expression",
+        Rule::op_not | Rule::kw_not => "`not`",
+        Rule::op_neg => "`-`",
+        Rule::is_null | Rule::is_not_null | Rule::kw_is => "`is null` or `is not null`",
+        Rule::in_last | Rule::kw_last => "`in last DURATION`",
+        Rule::in_list => "`in (a, b, ...)`",
+        Rule::infix
+        | Rule::op_or
+        | Rule::op_and
+        | Rule::op_eq
+        | Rule::op_ne
+        | Rule::op_le
+        | Rule::op_ge
+        | Rule::op_lt
+        | Rule::op_gt
+        | Rule::op_add
+        | Rule::op_sub
+        | Rule::op_mul
+        | Rule::op_div
+        | Rule::kw_and
+        | Rule::kw_or => "an operator such as `and`, `>=` or `+`",
+        Rule::now | Rule::kw_now => "`now`",
+        Rule::aggregate | Rule::agg_name => "an aggregate such as count(phone_events where ts in last 60m)",
+        Rule::source => "a table such as phone_events, optionally `as NAME`, `match KEYS`, `where CONDITION`",
+        Rule::key_list => "keys such as `tenant, guard`",
+        Rule::call => "a function call such as minutes(now - due_at)",
+        Rule::path => "a name such as due_at or site.lat",
+        Rule::literal => "a value such as 15m, 5, 'text' or true",
+        Rule::duration => "a duration such as 15m",
+        Rule::number => "a number such as 5 or 0.8",
+        Rule::string | Rule::dq_inner | Rule::sq_inner => "a string in quotes",
+        Rule::boolean | Rule::kw_true | Rule::kw_false => "`true` or `false`",
+        Rule::null | Rule::kw_null => "`null`",
+        Rule::ident | Rule::keyword => "a name",
+        Rule::kw_in => "`in`",
+        Rule::kw_where => "`where`",
+        Rule::kw_as => "`as`",
+        Rule::kw_match => "`match`",
+        Rule::WHITESPACE | Rule::COMMENT => "a comment",
+        // Silent rules never appear in errors; anything new falls back to a neutral phrase.
+        #[allow(unreachable_patterns)]
+        _ => "",
+    }
+}
+
+fn syntax_error(e: pest::error::Error<Rule>, file: FileId, text: &str) -> Diagnostic {
+    let (start, end) = match e.location {
+        pest::error::InputLocation::Pos(p) => (p, p),
+        pest::error::InputLocation::Span((s, e)) => (s, e),
+    };
+    // Point at the whole offending word, not just its first byte.
+    let word_end = text[start..]
+        .char_indices()
+        .find(|(_, c)| c.is_whitespace() || "(),{}".contains(*c))
+        .map(|(i, _)| start + i)
+        .unwrap_or(text.len())
+        .max(end);
+    let span = Span { file, start, end: word_end.max(start + usize::from(start < text.len())) };
+    let found = &text[start..word_end.min(text.len())];
+    let (message, label) = match &e.variant {
+        pest::error::ErrorVariant::ParsingError { positives, .. } => {
+            let mut phrases: Vec<&str> = positives.iter().map(rule_phrase).filter(|p| !p.is_empty()).collect();
+            phrases.sort_unstable();
+            phrases.dedup();
+            let expected = match phrases.as_slice() {
+                [] => "something else".to_string(),
+                [one] => (*one).to_string(),
+                many => {
+                    let (last, rest) = many.split_last().map(|(l, r)| (*l, r.join(", "))).unwrap_or(("", String::new()));
+                    format!("{rest} or {last}")
+                }
+            };
+            let label = if found.is_empty() { "the file ends here".to_string() } else { format!("found `{found}`") };
+            let digits = found.chars().take_while(char::is_ascii_digit).count();
+            if digits > 0 && digits < found.len() && found[digits..].chars().all(|c| c.is_ascii_alphabetic()) {
+                let unit = &found[digits..];
+                return Diagnostic::error(codes::SYNTAX, format!("unknown duration unit `{unit}` in `{found}`"), span, "not a duration")
+                    .hint(format!("durations are written {digits_part}ms, {digits_part}s, {digits_part}m, {digits_part}h, {digits_part}d or {digits_part}w", digits_part = &found[..digits]));
+            }
+            (format!("expected {expected}"), label)
+        }
+        pest::error::ErrorVariant::CustomError { message } => (message.clone(), String::new()),
+    };
+    Diagnostic::error(codes::SYNTAX, message, span, label)
+}
+
+struct Builder {
+    file: FileId,
+}
+
+impl Builder {
+    fn span(&self, p: &Node) -> Span {
+        let s = p.as_span();
+        Span { file: self.file, start: s.start(), end: s.end() }
+    }
+
+    fn unexpected(&self, p: &Node, rule: Rule) -> Diagnostic {
+        Diagnostic::error(
+            codes::INTERNAL,
+            format!("internal parser error: unexpected {rule:?} here"),
+            self.span(p),
+            "this construct is not handled by the AST builder",
+        )
+    }
+
+    fn children<'a>(&self, p: Node<'a>) -> Vec<Node<'a>> {
+        p.into_inner().collect()
+    }
+
+    fn ident(&self, p: Node) -> Ident {
+        Ident { name: p.as_str().to_string(), span: self.span(&p) }
+    }
+
+    /// The name children of a node (keywords are separate rules and skipped).
+    fn idents(&self, p: Node) -> Vec<Ident> {
+        p.into_inner().filter(|c| c.as_rule() == Rule::ident).map(|c| self.ident(c)).collect()
+    }
+
+    fn macro_def(&self, p: Node) -> Result<MacroDef, Diagnostic> {
+        let span = self.span(&p);
+        let mut name = None;
+        let mut params = Vec::new();
+        let mut body = None;
+        for c in p.into_inner() {
+            match c.as_rule() {
+                Rule::kw_macro => {}
+                Rule::ident => name = Some(self.ident(c)),
+                Rule::macro_params => params = self.idents(c),
+                Rule::expr => body = Some(self.expr(c)?),
+                other => return Err(self.unexpected(&c, other)),
+            }
+        }
+        match (name, body) {
+            (Some(name), Some(body)) => Ok(MacroDef { name, params, body, span }),
+            _ => Err(self.incomplete(span, "macro")),
+        }
+    }
+
+    fn incomplete(&self, span: Span, what: &str) -> Diagnostic {
+        Diagnostic::error(codes::INTERNAL, format!("internal parser error: incomplete {what}"), span, "")
+    }
+
+    fn rule_def(&self, p: Node) -> Result<RuleDef, Diagnostic> {
+        let span = self.span(&p);
+        let mut id = None;
+        let mut items = Vec::new();
+        for c in p.into_inner() {
+            match c.as_rule() {
+                Rule::kw_rule => {}
+                Rule::ident => id = Some(self.ident(c)),
+                _ => items.push(self.rule_item(c)?),
+            }
+        }
+        let id = id.ok_or_else(|| self.incomplete(span, "rule"))?;
+        Ok(RuleDef { id, items, span })
+    }
+
+    fn rule_item(&self, p: Node) -> Result<RuleItem, Diagnostic> {
+        let span = self.span(&p);
+        let rule = p.as_rule();
+        let kids = self.children(p);
+        let ident_at = |i: usize| kids.get(i).filter(|k| k.as_rule() == Rule::ident).map(|k| self.ident(k.clone()));
+        let missing = || self.incomplete(span, "rule item");
+        Ok(match rule {
+            Rule::finding_item => RuleItem::Finding(ident_at(1).ok_or_else(missing)?),
+            Rule::category_item => RuleItem::Category(ident_at(1).ok_or_else(missing)?),
+            Rule::cadence_item => RuleItem::Cadence(ident_at(1).ok_or_else(missing)?),
+            Rule::title_item => RuleItem::Title(self.string_child(&kids, span)?),
+            Rule::doc_item => RuleItem::Doc(self.string_child(&kids, span)?),
+            Rule::action_item => RuleItem::Action(self.string_child(&kids, span)?),
+            Rule::severity_item => {
+                let level = ident_at(1).ok_or_else(missing)?;
+                let when = match kids.iter().find(|k| k.as_rule() == Rule::expr) {
+                    Some(e) => Some(self.expr(e.clone())?),
+                    None => None,
+                };
+                RuleItem::Severity { level, when, span }
+            }
+            Rule::for_item => {
+                let mut entity = None;
+                let mut table = None;
+                let mut filter = None;
+                let mut after_in = false;
+                for k in kids {
+                    match k.as_rule() {
+                        Rule::kw_for | Rule::kw_where => {}
+                        Rule::kw_in => after_in = true,
+                        Rule::ident if after_in => table = Some(self.ident(k)),
+                        Rule::ident => entity = Some(self.ident(k)),
+                        Rule::expr => filter = Some(self.expr(k)?),
+                        other => return Err(self.unexpected(&k, other)),
+                    }
+                }
+                RuleItem::For { entity: entity.ok_or_else(missing)?, table, filter, span }
+            }
+            Rule::param_item => {
+                let name = ident_at(1).ok_or_else(missing)?;
+                let lit = kids.get(2).cloned().ok_or_else(missing)?;
+                RuleItem::Param { name, value: self.literal(lit)?, span }
+            }
+            Rule::let_item => {
+                let name = ident_at(1).ok_or_else(missing)?;
+                let value = self.expr(kids.get(2).cloned().ok_or_else(missing)?)?;
+                RuleItem::Let { name, value, span }
+            }
+            Rule::when_item => RuleItem::When(self.expr(kids.get(1).cloned().ok_or_else(missing)?)?),
+            Rule::evidence_item => {
+                let mut fields = Vec::new();
+                for k in kids {
+                    match k.as_rule() {
+                        Rule::kw_evidence => {}
+                        Rule::evidence_field => fields.push(self.evidence_field(k)?),
+                        other => return Err(self.unexpected(&k, other)),
+                    }
+                }
+                RuleItem::Evidence(fields)
+            }
+            other => {
+                return Err(Diagnostic::error(codes::INTERNAL, format!("internal parser error: unexpected {other:?} in a rule"), span, ""))
+            }
+        })
+    }
+
+    fn evidence_field(&self, p: Node) -> Result<EvidenceField, Diagnostic> {
+        let span = self.span(&p);
+        let mut name = None;
+        let mut value = None;
+        for k in p.into_inner() {
+            match k.as_rule() {
+                Rule::ident => name = Some(self.ident(k)),
+                Rule::expr => value = Some(self.expr(k)?),
+                other => return Err(self.unexpected(&k, other)),
+            }
+        }
+        Ok(EvidenceField { name: name.ok_or_else(|| self.incomplete(span, "evidence field"))?, value })
+    }
+
+    fn string_child(&self, kids: &[Node], span: Span) -> Result<StringLit, Diagnostic> {
+        match kids.iter().find(|k| k.as_rule() == Rule::string) {
+            Some(s) => Ok(self.string(s.clone())),
+            None => Err(self.incomplete(span, "string item")),
+        }
+    }
+
+    fn string(&self, p: Node) -> StringLit {
+        let span = self.span(&p);
+        let raw = p.into_inner().next().map(|i| i.as_str()).unwrap_or("");
+        let mut value = String::with_capacity(raw.len());
+        let mut chars = raw.chars();
+        while let Some(c) = chars.next() {
+            if c == '\\' {
+                match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some('t') => value.push('\t'),
+                    Some(other) => value.push(other),
+                    None => {}
+                }
+            } else {
+                value.push(c);
+            }
+        }
+        StringLit { value, span }
+    }
+
+    fn literal(&self, p: Node) -> Result<Literal, Diagnostic> {
+        let span = self.span(&p);
+        match p.as_rule() {
+            Rule::duration => self.duration(p).map(|micros| Literal::Duration { micros, span }),
+            Rule::number => p
+                .as_str()
+                .parse::<f64>()
+                .map(|value| Literal::Number { value, span })
+                .map_err(|_| Diagnostic::error(codes::BAD_LITERAL, "this number does not parse", span, "")),
+            Rule::string => Ok(Literal::String(self.string(p))),
+            Rule::boolean => {
+                let value = p.into_inner().next().map(|k| k.as_rule() == Rule::kw_true).unwrap_or(false);
+                Ok(Literal::Bool { value, span })
+            }
+            Rule::null => Ok(Literal::Null { span }),
+            other => Err(self.unexpected(&p, other)),
+        }
+    }
+
+    fn duration(&self, p: Node) -> Result<i64, Diagnostic> {
+        let span = self.span(&p);
+        let text = p.as_str();
+        let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let (digits, unit) = text.split_at(digits_end);
+        let unit_micros: i64 = match unit {
+            "ms" => 1_000,
+            "s" => 1_000_000,
+            "m" => 60_000_000,
+            "h" => 3_600_000_000,
+            "d" => 86_400_000_000,
+            "w" => 604_800_000_000,
+            _ => 0,
+        };
+        digits
+            .parse::<i64>()
+            .ok()
+            .and_then(|n| n.checked_mul(unit_micros))
+            .filter(|_| unit_micros > 0)
+            .ok_or_else(|| Diagnostic::error(codes::BAD_LITERAL, "this duration is out of range", span, ""))
+    }
+
+    /// `expr = unary (infix unary)*`, folded by precedence climbing.
+    fn expr(&self, p: Node) -> Result<Expr, Diagnostic> {
+        let mut operands: Vec<Expr> = Vec::new();
+        let mut ops: Vec<BinOp> = Vec::new();
+        let mut prefixes: Vec<(bool, Span)> = Vec::new();
+        let mut current: Option<Expr> = None;
+        for k in p.into_inner() {
+            let span = self.span(&k);
+            match k.as_rule() {
+                Rule::op_not => prefixes.push((true, span)),
+                Rule::op_neg => prefixes.push((false, span)),
+                Rule::is_null | Rule::is_not_null | Rule::in_last | Rule::in_list => {
+                    let base = current.take().ok_or_else(|| self.incomplete(span, "postfix"))?;
+                    current = Some(self.postfix(base, k)?);
+                }
+                Rule::op_or
+                | Rule::op_and
+                | Rule::op_eq
+                | Rule::op_ne
+                | Rule::op_lt
+                | Rule::op_le
+                | Rule::op_gt
+                | Rule::op_ge
+                | Rule::op_add
+                | Rule::op_sub
+                | Rule::op_mul
+                | Rule::op_div => {
+                    let operand = current.take().ok_or_else(|| self.incomplete(span, "operand"))?;
+                    operands.push(apply_prefixes(operand, &mut prefixes));
+                    ops.push(binop(k.as_rule()));
+                }
+                _ => current = Some(self.primary(k)?),
+            }
+        }
+        let last = current.ok_or_else(|| {
+            Diagnostic::error(codes::INTERNAL, "internal parser error: empty expression", Span { file: self.file, start: 0, end: 0 }, "")
+        })?;
+        operands.push(apply_prefixes(last, &mut prefixes));
+        Ok(fold(operands, ops))
+    }
+
+    fn postfix(&self, base: Expr, p: Node) -> Result<Expr, Diagnostic> {
+        let span = base.span.to(self.span(&p));
+        let rule = p.as_rule();
+        let kind = match rule {
+            Rule::is_null => ExprKind::IsNull { expr: Box::new(base), negated: false },
+            Rule::is_not_null => ExprKind::IsNull { expr: Box::new(base), negated: true },
+            Rule::in_last => {
+                let window = p
+                    .into_inner()
+                    .find(|k| !matches!(k.as_rule(), Rule::kw_in | Rule::kw_last))
+                    .ok_or_else(|| self.incomplete(span, "in last"))?;
+                ExprKind::InLast { expr: Box::new(base), window: Box::new(self.primary(window)?) }
+            }
+            Rule::in_list => {
+                let list = p.into_inner().filter(|k| k.as_rule() == Rule::expr).map(|k| self.expr(k)).collect::<Result<Vec<_>, _>>()?;
+                ExprKind::InList { expr: Box::new(base), list }
+            }
+            other => return Err(self.unexpected(&p, other)),
+        };
+        Ok(Expr { kind, span })
+    }
+
+    fn primary(&self, p: Node) -> Result<Expr, Diagnostic> {
+        let span = self.span(&p);
+        let kind = match p.as_rule() {
+            Rule::duration | Rule::number | Rule::string | Rule::boolean | Rule::null => ExprKind::Lit(self.literal(p)?),
+            Rule::now => ExprKind::Now,
+            Rule::expr => return self.expr(p).map(|e| Expr { kind: e.kind, span }),
+            Rule::path => {
+                let mut ids = self.idents(p);
+                let name = ids.pop().ok_or_else(|| self.incomplete(span, "name"))?;
+                ExprKind::Path { qualifier: ids.pop(), name }
+            }
+            Rule::call => {
+                let mut name = None;
+                let mut args = Vec::new();
+                for k in p.into_inner() {
+                    match k.as_rule() {
+                        Rule::ident => name = Some(self.ident(k)),
+                        Rule::expr => args.push(self.expr(k)?),
+                        other => return Err(self.unexpected(&k, other)),
+                    }
+                }
+                ExprKind::Call { name: name.ok_or_else(|| self.incomplete(span, "call"))?, args }
+            }
+            Rule::aggregate => return self.aggregate(p),
+            other => return Err(self.unexpected(&p, other)),
+        };
+        Ok(Expr { kind, span })
+    }
+
+    fn aggregate(&self, p: Node) -> Result<Expr, Diagnostic> {
+        let span = self.span(&p);
+        let mut func = None;
+        let mut source = None;
+        let mut arg = None;
+        for k in p.into_inner() {
+            match k.as_rule() {
+                Rule::agg_name => func = Some((agg_fn(k.as_str()), self.span(&k))),
+                Rule::source => source = Some(self.source(k)?),
+                Rule::expr => arg = Some(Box::new(self.expr(k)?)),
+                other => return Err(self.unexpected(&k, other)),
+            }
+        }
+        match (func, source) {
+            (Some((func, func_span)), Some(source)) => Ok(Expr { kind: ExprKind::Agg { func, func_span, source, arg }, span }),
+            _ => Err(self.incomplete(span, "aggregate")),
+        }
+    }
+
+    fn source(&self, p: Node) -> Result<Source, Diagnostic> {
+        let span = self.span(&p);
+        let mut table = None;
+        let mut alias = None;
+        let mut keys = None;
+        let mut filter = None;
+        for k in p.into_inner() {
+            match k.as_rule() {
+                Rule::kw_as | Rule::kw_match | Rule::kw_where => {}
+                Rule::ident if table.is_none() => table = Some(self.ident(k)),
+                Rule::ident => alias = Some(self.ident(k)),
+                Rule::key_list => keys = Some(self.idents(k)),
+                Rule::expr => filter = Some(Box::new(self.expr(k)?)),
+                other => return Err(self.unexpected(&k, other)),
+            }
+        }
+        Ok(Source { table: table.ok_or_else(|| self.incomplete(span, "source"))?, alias, keys, filter, span })
+    }
+
+    fn categories_def(&self, p: Node) -> Result<CategoriesDef, Diagnostic> {
+        let span = self.span(&p);
+        let mut rules = Vec::new();
+        let mut fallback = None;
+        for c in p.into_inner() {
+            match c.as_rule() {
+                Rule::kw_categories => {}
+                Rule::category_keywords => {
+                    let mut ids = self.idents(c).into_iter();
+                    let category = ids.next().ok_or_else(|| self.incomplete(span, "categories"))?;
+                    rules.push((category, ids.collect()));
+                }
+                Rule::category_fallback => fallback = self.idents(c).into_iter().next(),
+                other => return Err(self.unexpected(&c, other)),
+            }
+        }
+        Ok(CategoriesDef { rules, fallback, span })
+    }
+
+    fn runbook_def(&self, p: Node) -> Result<RunbookDef, Diagnostic> {
+        let span = self.span(&p);
+        let mut id = None;
+        let mut items = Vec::new();
+        for c in p.into_inner() {
+            match c.as_rule() {
+                Rule::kw_runbook => {}
+                Rule::ident => id = Some(self.ident(c)),
+                _ => items.push(self.runbook_item(c)?),
+            }
+        }
+        Ok(RunbookDef { id: id.ok_or_else(|| self.incomplete(span, "runbook"))?, items, span })
+    }
+
+    fn runbook_item(&self, p: Node) -> Result<RunbookItem, Diagnostic> {
+        let span = self.span(&p);
+        let rule = p.as_rule();
+        let kids = self.children(p);
+        Ok(match rule {
+            Rule::title_item => RunbookItem::Title(self.string_child(&kids, span)?),
+            Rule::tenant_item => RunbookItem::Tenant(self.string_child(&kids, span)?),
+            Rule::step_item => RunbookItem::Step(self.string_child(&kids, span)?),
+            Rule::sla_item => {
+                let d =
+                    kids.iter().find(|k| k.as_rule() == Rule::duration).cloned().ok_or_else(|| self.incomplete(span, "escalate_after"))?;
+                RunbookItem::EscalateAfter(self.literal(d)?)
+            }
+            Rule::matches_item => {
+                let inner = kids
+                    .into_iter()
+                    .find(|k| matches!(k.as_rule(), Rule::match_finding | Rule::match_class))
+                    .ok_or_else(|| self.incomplete(span, "matches"))?;
+                let is_finding = inner.as_rule() == Rule::match_finding;
+                let mut ids = self.idents(inner).into_iter();
+                let first = ids.next().ok_or_else(|| self.incomplete(span, "matches"))?;
+                if is_finding {
+                    RunbookItem::MatchesFinding(first)
+                } else {
+                    RunbookItem::MatchesClass { category: first, severity: ids.next() }
+                }
+            }
+            Rule::auto_item => {
+                let mut action = None;
+                let mut enabled = false;
+                for k in kids {
+                    match k.as_rule() {
+                        Rule::kw_auto => {}
+                        Rule::action_name => action = Some(self.ident(k)),
+                        Rule::auto_state => enabled = k.into_inner().next().map(|s| s.as_rule() == Rule::kw_on).unwrap_or(false),
+                        other => return Err(self.unexpected(&k, other)),
+                    }
+                }
+                RunbookItem::Auto { action: action.ok_or_else(|| self.incomplete(span, "auto"))?, enabled }
+            }
+            other => {
+                return Err(Diagnostic::error(
+                    codes::INTERNAL,
+                    format!("internal parser error: unexpected {other:?} in a runbook"),
+                    span,
+                    "",
+                ))
+            }
+        })
+    }
+}
+
+fn apply_prefixes(mut e: Expr, prefixes: &mut Vec<(bool, Span)>) -> Expr {
+    while let Some((is_not, span)) = prefixes.pop() {
+        let whole = span.to(e.span);
+        e = Expr { kind: if is_not { ExprKind::Not(Box::new(e)) } else { ExprKind::Neg(Box::new(e)) }, span: whole };
+    }
+    e
+}
+
+fn binop(rule: Rule) -> BinOp {
+    match rule {
+        Rule::op_or => BinOp::Or,
+        Rule::op_and => BinOp::And,
+        Rule::op_eq => BinOp::Eq,
+        Rule::op_ne => BinOp::Ne,
+        Rule::op_lt => BinOp::Lt,
+        Rule::op_le => BinOp::Le,
+        Rule::op_gt => BinOp::Gt,
+        Rule::op_ge => BinOp::Ge,
+        Rule::op_add => BinOp::Add,
+        Rule::op_sub => BinOp::Sub,
+        Rule::op_mul => BinOp::Mul,
+        _ => BinOp::Div,
+    }
+}
+
+fn agg_fn(name: &str) -> AggFn {
+    match name {
+        "count_distinct" => AggFn::CountDistinct,
+        "min" => AggFn::Min,
+        "max" => AggFn::Max,
+        "sum" => AggFn::Sum,
+        "avg" => AggFn::Avg,
+        "exists" => AggFn::Exists,
+        "none" => AggFn::None,
+        "all" => AggFn::All,
+        "any" => AggFn::Any,
+        _ => AggFn::Count,
+    }
+}
+
+/// Folds `a op b op c ...` into a tree, left-associative, by precedence.
+fn fold(operands: Vec<Expr>, ops: Vec<BinOp>) -> Expr {
+    let mut out: Vec<Expr> = Vec::new();
+    let mut stack: Vec<BinOp> = Vec::new();
+    let reduce = |out: &mut Vec<Expr>, op: BinOp| {
+        if let (Some(rhs), Some(lhs)) = (out.pop(), out.pop()) {
+            let span = lhs.span.to(rhs.span);
+            out.push(Expr { kind: ExprKind::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) }, span });
+        }
+    };
+    let mut operands = operands.into_iter();
+    if let Some(first) = operands.next() {
+        out.push(first);
+    }
+    for (op, operand) in ops.into_iter().zip(operands) {
+        while let Some(&top) = stack.last() {
+            if top.precedence() >= op.precedence() {
+                stack.pop();
+                reduce(&mut out, top);
+            } else {
+                break;
+            }
+        }
+        stack.push(op);
+        out.push(operand);
+    }
+    while let Some(op) = stack.pop() {
+        reduce(&mut out, op);
+    }
+    out.pop().unwrap_or(Expr {
+        kind: ExprKind::Lit(Literal::Null { span: Span { file: 0, start: 0, end: 0 } }),
+        span: Span { file: 0, start: 0, end: 0 },
+    })
+}
