@@ -1,0 +1,563 @@
+//! `vigil`: the command line of the Vigil rules engine.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use vigil_engine::exec::{self, Filter, Finding};
+use vigil_engine::generate::{self, FileFormat, FleetSpec};
+use vigil_engine::load::{self, parse_timestamp};
+use vigil_engine::ruleset::{self, RuleSet};
+use vigil_engine::{plan, sql};
+
+/// Exit code: rules have errors.
+const EXIT_RULES: u8 = 1;
+/// Exit code: bad input (signals, times, paths).
+const EXIT_INPUT: u8 = 2;
+/// Exit code: evaluation failed.
+const EXIT_EVAL: u8 = 3;
+
+#[derive(Parser)]
+#[command(
+    name = "vigil",
+    version,
+    about = "Vigil: a declarative rules engine for security-guard operations centres.",
+    long_about = "Vigil audits operational signals (shifts, phones, GPS, tours, tasks, alerts, tickets, panic \
+buttons, reports) against rules written in the Vigil language, and prints findings with evidence, \
+category, severity and runbook.\n\nStart with `vigil demo`. Rules live in ./rules, runbooks in ./runbooks.",
+    after_help = "Examples:\n  vigil demo\n  vigil check --rules rules\n  vigil audit --signals fixtures/demo --at 2025-10-04T12:00:00Z --format jsonl\n  vigil replay --signals fixtures/demo --from 2025-10-04T10:00:00Z --to 2025-10-04T12:00:00Z --every 5m\n  vigil explain CORRELATION_SILENT_SITE"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct RuleArgs {
+    /// Directory of rule files (*.vigil).
+    #[arg(long, default_value = "rules")]
+    rules: PathBuf,
+    /// Directory of runbook files (*.vigil); default: `runbooks` beside the rules directory.
+    #[arg(long)]
+    runbooks: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Clone)]
+struct OutputArgs {
+    /// Output format: a table for people, JSON or JSON lines for tools.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Only findings of this tenant.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Only findings of this site.
+    #[arg(long)]
+    site: Option<String>,
+    /// Only these rules (by id; repeat the flag for several).
+    #[arg(long = "rule")]
+    only_rules: Vec<String>,
+    /// Leave out findings covered by a maintenance window (they are still computed).
+    #[arg(long)]
+    hide_suppressed: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Table,
+    Json,
+    Jsonl,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse and check every rule and runbook; print all diagnostics (exit 1 on errors).
+    Check {
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// One line per diagnostic (file:line:col) instead of the full rendering.
+        #[arg(long)]
+        short: bool,
+    },
+    /// Evaluate every rule once, as of --at, and print the findings.
+    Audit {
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// A DuckDB file, or a directory of <table>.csv|.parquet|.jsonl files.
+        #[arg(long)]
+        signals: PathBuf,
+        /// Evaluation time T, ISO-8601 UTC (2025-10-04T12:00:00Z).
+        #[arg(long)]
+        at: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Evaluate at every tick from --from to --to and print each finding once, at its first tick.
+    Replay {
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// A DuckDB file, or a directory of <table>.csv|.parquet|.jsonl files.
+        #[arg(long)]
+        signals: PathBuf,
+        /// First tick, ISO-8601 UTC.
+        #[arg(long)]
+        from: String,
+        /// Last tick (inclusive when on the grid), ISO-8601 UTC.
+        #[arg(long)]
+        to: String,
+        /// Tick length, e.g. 5m, 15m, 1h.
+        #[arg(long, default_value = "5m")]
+        every: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Show a rule: its source, what it checks, and the SQL it runs; with --signals, why it fired or not.
+    Explain {
+        /// The rule id, e.g. CORRELATION_SILENT_SITE.
+        rule: String,
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// Evaluation time for the SQL (default 2025-01-01T00:00:00Z).
+        #[arg(long)]
+        at: Option<String>,
+        /// With signals: print every candidate row with its figures and whether it fires.
+        #[arg(long)]
+        signals: Option<PathBuf>,
+        /// Only candidates of this site (with --signals).
+        #[arg(long)]
+        site: Option<String>,
+        /// Print the built-in macros (on_duty, overdue, ...) instead.
+        #[arg(long)]
+        prelude: bool,
+    },
+    /// Write a synthetic fleet in the CONTRACT format, with injected incidents.
+    Generate {
+        /// Number of sites.
+        #[arg(long, default_value_t = 100)]
+        sites: u32,
+        /// Hours of history.
+        #[arg(long, default_value_t = 24)]
+        hours: u32,
+        /// Random seed: the same seed gives the same fleet.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Start of the span, ISO-8601 UTC.
+        #[arg(long, default_value = "2025-10-03T12:00:00Z")]
+        start: String,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// File format.
+        #[arg(long, value_enum, default_value_t = GenFormat::Parquet)]
+        format: GenFormat,
+        /// Percentage of sites that carry an injected incident.
+        #[arg(long, default_value_t = 10)]
+        incidents: u32,
+    },
+    /// Benchmark: load signals and audit every rule, several times; print times, peak memory and rows.
+    Bench {
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// Signals to audit (e.g. the output of `vigil generate --sites 10000 --hours 24`).
+        #[arg(long)]
+        signals: PathBuf,
+        /// Evaluation time T, ISO-8601 UTC.
+        #[arg(long)]
+        at: String,
+        /// How many load + audit runs.
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+    },
+    /// Generate a small fleet in memory, audit it at the end of its span, and print the findings.
+    Demo {
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// Number of sites.
+        #[arg(long, default_value_t = 60)]
+        sites: u32,
+        /// Random seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Percentage of sites that carry an injected incident.
+        #[arg(long, default_value_t = 40)]
+        incidents: u32,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GenFormat {
+    Parquet,
+    Csv,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, message)) => {
+            if !message.is_empty() {
+                eprintln!("{message}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+type CliResult = Result<(), (u8, String)>;
+
+fn input_err(e: impl std::fmt::Display) -> (u8, String) {
+    (EXIT_INPUT, format!("error: {e}"))
+}
+
+fn load_rules(args: &RuleArgs) -> Result<RuleSet, (u8, String)> {
+    let runbooks = args.runbooks.clone().unwrap_or_else(|| sibling(&args.rules, "runbooks"));
+    if !args.rules.is_dir() {
+        return Err(input_err(format!("rules directory `{}` does not exist (use --rules DIR)", args.rules.display())));
+    }
+    match ruleset::load_dirs(&args.rules, &runbooks) {
+        Ok(set) => Ok(set),
+        Err(failure) => {
+            let errors = failure.diagnostics.iter().filter(|d| d.is_error()).count();
+            Err((
+                EXIT_RULES,
+                format!(
+                    "{}error: the rule set has {errors} error(s); nothing was evaluated",
+                    failure.sources.render(&failure.diagnostics, false)
+                ),
+            ))
+        }
+    }
+}
+
+fn sibling(dir: &Path, name: &str) -> PathBuf {
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    parent.join(name)
+}
+
+fn parse_time(text: &str, flag: &str) -> Result<i64, (u8, String)> {
+    parse_timestamp(text).map_err(|e| input_err(format!("{flag}: {e}")))
+}
+
+fn parse_duration(text: &str) -> Result<i64, (u8, String)> {
+    let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(digits_end);
+    let unit_micros: i64 = match unit {
+        "s" => 1_000_000,
+        "m" => 60_000_000,
+        "h" => 3_600_000_000,
+        "d" => 86_400_000_000,
+        _ => 0,
+    };
+    digits
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_micros))
+        .filter(|d| *d > 0)
+        .ok_or_else(|| input_err(format!("--every: `{text}` is not a duration such as 5m, 15m or 1h")))
+}
+
+fn filter_of(output: &OutputArgs) -> Filter {
+    Filter { tenant: output.tenant.clone(), site: output.site.clone(), rules: output.only_rules.iter().cloned().collect() }
+}
+
+fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Check { rules, short } => check(&rules, short),
+        Command::Audit { rules, signals, at, output } => {
+            let set = load_rules(&rules)?;
+            let now = parse_time(&at, "--at")?;
+            let sig = load_signals(&signals)?;
+            let findings = exec::evaluate(&sig, &set, now, &filter_of(&output)).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+            print_findings(findings, &output);
+            Ok(())
+        }
+        Command::Replay { rules, signals, from, to, every, output } => {
+            let set = load_rules(&rules)?;
+            let (from, to, every) = (parse_time(&from, "--from")?, parse_time(&to, "--to")?, parse_duration(&every)?);
+            if to < from {
+                return Err(input_err("--to is before --from"));
+            }
+            let sig = load_signals(&signals)?;
+            let findings =
+                exec::replay(&sig, &set, from, to, every, &filter_of(&output)).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+            print_findings(findings, &output);
+            Ok(())
+        }
+        Command::Explain { rule, rules, at, signals, site, prelude } => {
+            if prelude {
+                print!("{}", ruleset::PRELUDE);
+                return Ok(());
+            }
+            let set = load_rules(&rules)?;
+            let now = match at {
+                Some(t) => parse_time(&t, "--at")?,
+                None => parse_time("2025-01-01T00:00:00Z", "--at")?,
+            };
+            explain(&set, &rule, now, signals.as_deref(), site.as_deref())
+        }
+        Command::Generate { sites, hours, seed, start, out, format, incidents } => {
+            let spec = FleetSpec { sites, hours, seed, start: parse_time(&start, "--start")?, incident_percent: incidents };
+            let fmt = match format {
+                GenFormat::Parquet => FileFormat::Parquet,
+                GenFormat::Csv => FileFormat::Csv,
+            };
+            generate::write_fleet(&spec, &out, fmt).map_err(input_err)?;
+            println!("wrote {} sites x {} h to {}; audit it at {}", sites, hours, out.display(), exec::iso(spec.end()));
+            Ok(())
+        }
+        Command::Bench { rules, signals, at, runs } => bench(&rules, &signals, &at, runs),
+        Command::Demo { rules, sites, seed, incidents, output } => {
+            let set = load_rules(&rules)?;
+            let spec =
+                FleetSpec { sites, hours: 24, seed, start: parse_time("2025-10-03T12:00:00Z", "start")?, incident_percent: incidents };
+            let conn = load::open_database().map_err(input_err)?;
+            generate::fill(&conn, &spec).map_err(input_err)?;
+            let sig = load::Signals { conn, warnings: vec![], origins: Default::default() };
+            let findings = exec::evaluate(&sig, &set, spec.end(), &filter_of(&output)).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+            if output.format == Format::Table {
+                println!(
+                    "Vigil demo: {} synthetic sites, 24 h of signals, {} rules, audited at {}\n",
+                    sites,
+                    set.rules.len(),
+                    exec::iso(spec.end())
+                );
+            }
+            print_findings(findings, &output);
+            Ok(())
+        }
+    }
+}
+
+fn load_signals(path: &Path) -> Result<load::Signals, (u8, String)> {
+    let sig = load::load(path).map_err(input_err)?;
+    for w in &sig.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(sig)
+}
+
+fn check(args: &RuleArgs, short: bool) -> CliResult {
+    let runbooks = args.runbooks.clone().unwrap_or_else(|| sibling(&args.rules, "runbooks"));
+    if !args.rules.is_dir() {
+        return Err(input_err(format!("rules directory `{}` does not exist (use --rules DIR)", args.rules.display())));
+    }
+    let (sources, diagnostics, ok, rules, runbook_count) = match ruleset::load_dirs(&args.rules, &runbooks) {
+        Ok(set) => {
+            let (r, b) = (set.rules.len(), set.runbooks.len());
+            (set.sources, set.warnings, true, r, b)
+        }
+        Err(f) => (f.sources, f.diagnostics, false, 0, 0),
+    };
+    if short {
+        for d in &diagnostics {
+            println!("{}", sources.render_short(d));
+        }
+    } else {
+        print!("{}", sources.render(&diagnostics, false));
+    }
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = diagnostics.len() - errors;
+    if ok {
+        println!("ok: {rules} rules, {runbook_count} runbooks, {warnings} warning(s)");
+        Ok(())
+    } else {
+        Err((EXIT_RULES, format!("error: {errors} error(s), {warnings} warning(s)")))
+    }
+}
+
+fn print_findings(mut findings: Vec<Finding>, output: &OutputArgs) {
+    if output.hide_suppressed {
+        findings.retain(|f| !f.suppressed);
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match output.format {
+        Format::Jsonl => {
+            for f in &findings {
+                let _ = writeln!(out, "{}", serde_json::to_string(f).unwrap_or_default());
+            }
+        }
+        Format::Json => {
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&findings).unwrap_or_default());
+        }
+        Format::Table => {
+            let _ = write!(out, "{}", table(&findings));
+        }
+    }
+}
+
+fn table(findings: &[Finding]) -> String {
+    if findings.is_empty() {
+        return "no findings\n".to_string();
+    }
+    let headers = ["detected_at", "severity", "finding_type", "tenant", "site", "guard", "entity", "runbook", "evidence"];
+    let rows: Vec<Vec<String>> = findings
+        .iter()
+        .map(|f| {
+            let evidence: Vec<String> = f
+                .evidence
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+                .collect();
+            vec![
+                f.detected_at.clone(),
+                if f.suppressed { format!("{} (suppressed)", f.severity) } else { f.severity.clone() },
+                f.finding_type.clone(),
+                f.tenant_id.clone(),
+                f.site_id.clone(),
+                f.guard_id.clone().unwrap_or_else(|| "-".into()),
+                f.entity_id.clone().unwrap_or_else(|| "-".into()),
+                f.runbook.clone(),
+                evidence.join(" "),
+            ]
+        })
+        .collect();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(headers.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        out.push_str(&line(r));
+    }
+    let counts = exec::count_by_type(findings);
+    out.push_str(&format!(
+        "\n{} finding(s): {}\n",
+        findings.len(),
+        counts.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+    ));
+    out
+}
+
+fn explain(set: &RuleSet, id: &str, now: i64, signals: Option<&Path>, site: Option<&str>) -> CliResult {
+    let Some(rule) = set.rule(id) else {
+        let ids: Vec<&str> = set.rules.iter().map(|r| r.id.as_str()).collect();
+        let hint = vigil_engine::diag::closest(id, ids.iter().copied()).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+        return Err(input_err(format!("no rule `{id}`{hint}")));
+    };
+    let (line, _) = set.sources.line_col(rule.span);
+    println!("rule {} -> finding {}", rule.id, rule.finding_type);
+    println!("  defined at   {}:{line}", set.sources.name(rule.span.file));
+    println!("  title        {}", rule.title);
+    println!(
+        "  category     {}   severity {}{}",
+        rule.category,
+        rule.base_severity,
+        if rule.severity_steps.is_empty() { String::new() } else { format!(" (+{} conditional step(s))", rule.severity_steps.len()) }
+    );
+    println!("  cadence      {}   for {} (rows of {})", rule.cadence, rule.entity.entity.name, rule.entity.table.name);
+    for p in &rule.params {
+        println!("  param        {} = {:?}", p.name, p.default);
+    }
+    if let Some(doc) = &rule.doc {
+        println!("\n{doc}");
+    }
+    println!("\n-- source ------------------------------------------------------------");
+    println!("{}", set.sources.slice(rule.span));
+    let params = plan::default_params(rule);
+    let planned = plan::plan(rule, now, &params);
+    println!("\n-- SQL as of {} ------------------------------------------", exec::iso(now));
+    println!("{}", sql::render(&planned.query));
+    if let Some(path) = signals {
+        let sig = load_signals(path)?;
+        println!("\n-- candidates as of {} (one row per {}) --", exec::iso(now), rule.entity.entity.name);
+        let (columns, rows) = exec::explain_candidates(&sig, rule, now, &params).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+        let mut shown = 0;
+        for row in rows {
+            if site.is_some_and(|s| row.get(1).map(String::as_str) != Some(s)) {
+                continue;
+            }
+            shown += 1;
+            let cells: Vec<String> = columns.iter().zip(&row).map(|(c, v)| format!("{c}={v}")).collect();
+            println!("{}", cells.join("  "));
+        }
+        if shown == 0 {
+            println!("no candidate rows: no {} matched the rule's `for` line", rule.entity.entity.name);
+        }
+    }
+    Ok(())
+}
+
+fn bench(args: &RuleArgs, signals: &Path, at: &str, runs: u32) -> CliResult {
+    let set = load_rules(args)?;
+    let now = parse_time(at, "--at")?;
+    let mut times = Vec::new();
+    let mut findings = 0;
+    for _ in 0..runs.max(1) {
+        let started = std::time::Instant::now();
+        let sig = load::load(signals).map_err(input_err)?;
+        let loaded = started.elapsed();
+        let found = exec::evaluate(&sig, &set, now, &Filter::default()).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+        let total = started.elapsed();
+        findings = found.len();
+        times.push((loaded, total));
+    }
+    let peak = peak_memory_kib();
+    for (i, (loaded, total)) in times.iter().enumerate() {
+        println!("run {}: load {:.3} s, load + audit {:.3} s", i + 1, loaded.as_secs_f64(), total.as_secs_f64());
+    }
+    let mut totals: Vec<f64> = times.iter().map(|(_, t)| t.as_secs_f64()).collect();
+    totals.sort_by(f64::total_cmp);
+    println!("rules: {}, findings: {findings}", set.rules.len());
+    println!("load + audit: best {:.3} s, median {:.3} s", totals[0], totals[totals.len() / 2]);
+    println!("peak memory (VmHWM): {:.1} MiB", peak as f64 / 1024.0);
+    // Rows per table, and rows inside the widest time range any rule reads.
+    let sig = load::load(signals).map_err(input_err)?;
+    let mut widest: std::collections::BTreeMap<&str, Option<i64>> = std::collections::BTreeMap::new();
+    for rule in &set.rules {
+        for (table, bound) in plan::read_ranges(rule, now, &plan::default_params(rule)) {
+            let slot = widest.entry(table).or_insert(bound);
+            *slot = match (*slot, bound) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                _ => None,
+            };
+        }
+    }
+    let (mut all_rows, mut read_rows) = (0i64, 0i64);
+    for table in vigil_engine::schema::contract_tables() {
+        let count = |filter: String| -> i64 {
+            let q = format!("SELECT count(*) FROM {}.{}{filter}", sql::ident(sql::RAW_SCHEMA), sql::ident(table.name));
+            sig.conn.query_row(&q, [], |r| r.get::<_, i64>(0)).unwrap_or(0)
+        };
+        let total = count(String::new());
+        let read = match (widest.get(table.name), table.event_time) {
+            (None, _) => 0,
+            (Some(Some(bound)), Some(ev)) => count(format!(
+                " WHERE {} > {} AND {} <= {}",
+                sql::ident(ev),
+                sql::timestamp_literal(*bound),
+                sql::ident(ev),
+                sql::timestamp_literal(now)
+            )),
+            (Some(_), _) => total,
+        };
+        all_rows += total;
+        read_rows += read;
+        println!("  {:<20} {:>12} rows, {:>12} inside the time ranges the rules read", table.name, total, read);
+    }
+    println!("rows: {all_rows} in all, {read_rows} inside the time ranges the rules read");
+    Ok(())
+}
+
+/// Peak resident memory of this process, in KiB (Linux), or 0 when unknown.
+fn peak_memory_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
