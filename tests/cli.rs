@@ -1,0 +1,164 @@
+//! The CLI as a user runs it: exit codes, output formats, determinism.
+
+mod common;
+
+use common::{root, vigil, write_dir};
+
+const AT: &str = "2025-10-04T12:00:00Z";
+
+#[test]
+fn check_passes_on_the_shipped_library() {
+    let (code, out, err) = vigil(&["check"], &root());
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    assert!(out.contains("ok: "), "{out}");
+}
+
+#[test]
+fn check_reports_every_error_with_file_line_col_and_exits_1() {
+    let dir = write_dir(
+        "check-broken",
+        &[(
+            "bad.vigil",
+            "rule BAD {\n  title \"x\"\n  severity HIGH\n  for site\n  when count(phone_event where ts in last 60m) == 0 and nope\n}\n",
+        )],
+    );
+    let (code, out, _) = vigil(&["check", "--rules", dir.to_str().unwrap(), "--short"], &root());
+    assert_eq!(code, 1);
+    assert!(out.contains("bad.vigil:5:14: error[E0201]: unknown table `phone_event`"), "{out}");
+    let (code, out, _) = vigil(&["check", "--rules", dir.to_str().unwrap()], &root());
+    assert_eq!(code, 1);
+    assert!(out.contains("did you mean `phone_events`?"), "{out}");
+}
+
+#[test]
+fn audit_jsonl_has_every_contract_field_and_is_byte_identical_across_runs() {
+    let signals = root().join("fixtures/demo");
+    let args = ["audit", "--signals", signals.to_str().unwrap(), "--at", "2025-10-04T12:00:00Z", "--format", "jsonl"];
+    let (code, first, err) = vigil(&args, &root());
+    assert_eq!(code, 0, "{err}");
+    let (_, second, _) = vigil(&args, &root());
+    assert_eq!(first, second);
+    assert!(first.lines().count() > 5, "the demo fixture should raise findings:\n{first}");
+    for line in first.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("json line");
+        for field in [
+            "finding_type",
+            "rule",
+            "tenant_id",
+            "site_id",
+            "guard_id",
+            "entity_id",
+            "category",
+            "severity",
+            "detected_at",
+            "title",
+            "evidence",
+            "runbook",
+            "suppressed",
+        ] {
+            assert!(v.get(field).is_some(), "missing {field} in {line}");
+        }
+        assert_eq!(v["detected_at"], "2025-10-04T12:00:00Z");
+        assert!(!v["tenant_id"].is_null() && !v["site_id"].is_null());
+    }
+}
+
+#[test]
+fn a_bad_timestamp_is_refused_with_file_row_and_column() {
+    let dir = write_dir(
+        "bad-ts",
+        &[(
+            "tasks.csv",
+            "tenant_id,site_id,task_id,assignee_id,priority,created_at,due_at,completed_at\n\
+             T1,S1,K1,G1,HIGH,2025-10-04T10:00:00Z,2025-10-04T11:00:00Z,\n\
+             T1,S1,K2,G1,HIGH,2025-10-04T10:00:00Z,2025-10-04T11:00:00,\n",
+        )],
+    );
+    let (code, out, err) = vigil(&["audit", "--signals", dir.to_str().unwrap(), "--at", AT], &root());
+    assert_eq!(code, 2, "{out}");
+    assert!(err.contains("tasks.csv:3: row 2, column `due_at`: timestamp `2025-10-04T11:00:00` has no zone"), "{err}");
+}
+
+#[test]
+fn a_missing_column_is_refused() {
+    let dir = write_dir("missing-col", &[("sites.csv", "tenant_id,site_id,name\nT1,S1,x\n")]);
+    let (code, _, err) = vigil(&["audit", "--signals", dir.to_str().unwrap(), "--at", AT], &root());
+    assert_eq!(code, 2);
+    assert!(err.contains("sites.csv:1: column `timezone`: missing column `timezone`"), "{err}");
+}
+
+#[test]
+fn unknown_files_are_ignored_with_a_warning() {
+    let dir = write_dir("unknown-file", &[("notes.txt", "hello"), ("guards.csv", "a\n1\n")]);
+    let (code, out, err) = vigil(&["audit", "--signals", dir.to_str().unwrap(), "--at", AT], &root());
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("guards.csv: ignored"), "{err}");
+    assert_eq!(out, "no findings\n");
+}
+
+#[test]
+fn explain_shows_the_rule_and_its_sql() {
+    let (code, out, err) = vigil(&["explain", "CORRELATION_SILENT_SITE", "--at", AT], &root());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("rule CORRELATION_SILENT_SITE"));
+    assert!(out.contains("-- SQL as of 2025-10-04T12:00:00Z"));
+    assert!(out.contains("TIMESTAMP '2025-10-04 11:00:00.000000'"), "the 60m window is folded into a constant bound:\n{out}");
+    let (code, _, err) = vigil(&["explain", "CORRELATION_SILENT_SIT"], &root());
+    assert_eq!(code, 2);
+    assert!(err.contains("did you mean `CORRELATION_SILENT_SITE`?"), "{err}");
+}
+
+#[test]
+fn explain_with_signals_says_why_each_candidate_fires_or_not() {
+    let signals = root().join("fixtures/demo");
+    let (code, out, err) = vigil(&["explain", "CORRELATION_SILENT_SITE", "--at", AT, "--signals", signals.to_str().unwrap()], &root());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("fires=true") && out.contains("fires=false"), "{out}");
+}
+
+#[test]
+fn bad_times_and_durations_exit_2() {
+    let signals = root().join("fixtures/demo");
+    let s = signals.to_str().unwrap();
+    assert_eq!(vigil(&["audit", "--signals", s, "--at", "yesterday"], &root()).0, 2);
+    assert_eq!(vigil(&["replay", "--signals", s, "--from", AT, "--to", AT, "--every", "5 minutes"], &root()).0, 2);
+    assert_eq!(vigil(&["audit", "--signals", "/nonexistent/signals", "--at", AT], &root()).0, 2);
+}
+
+#[test]
+fn demo_prints_a_table_of_findings() {
+    let (code, out, err) = vigil(&["demo", "--sites", "30"], &root());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Vigil demo"));
+    assert!(out.contains("CORRELATION_SILENT_SITE"), "{out}");
+}
+
+#[test]
+fn generate_writes_every_table_and_audit_reads_it() {
+    let dir = common::temp_dir("generate");
+    let out_dir = dir.join("fleet");
+    let (code, out, err) =
+        vigil(&["generate", "--sites", "20", "--hours", "6", "--seed", "3", "--out", out_dir.to_str().unwrap()], &root());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("audit it at 2025-10-03T18:00:00Z"), "{out}");
+    for t in [
+        "sites",
+        "shifts",
+        "phone_events",
+        "location_updates",
+        "tasks",
+        "tours",
+        "checkpoint_scans",
+        "alerts",
+        "tickets",
+        "panic_events",
+        "reports",
+        "metrics",
+        "maintenance_windows",
+    ] {
+        assert!(out_dir.join(format!("{t}.parquet")).exists(), "{t}");
+    }
+    let (code, _, err) =
+        vigil(&["audit", "--signals", out_dir.to_str().unwrap(), "--at", "2025-10-03T18:00:00Z", "--format", "jsonl"], &root());
+    assert_eq!(code, 0, "{err}");
+}

@@ -1,0 +1,16 @@
+//! The SQL of every shipped rule at a fixed time, snapshotted so that a change
+//! to the planner or a rule shows up as a reviewable diff.
+
+mod common;
+
+use vigil_engine::{load, plan, sql};
+
+#[test]
+fn sql_of_shipped_rules() {
+    let rules = common::shipped_rules();
+    let now = load::parse_timestamp("2025-10-04T12:00:00Z").expect("time");
+    for rule in &rules.rules {
+        let planned = plan::plan(rule, now, &plan::default_params(rule));
+        insta::assert_snapshot!(rule.id.clone(), sql::render(&planned.query));
+    }
+}
