@@ -508,6 +508,15 @@ fn bench(args: &RuleArgs, signals: &Path, at: &str, runs: u32) -> CliResult {
         times.push((loaded, total));
     }
     let peak = peak_memory_kib();
+    // Time per rule (on one loaded copy), slowest first.
+    let sig = load::load(signals).map_err(input_err)?;
+    let mut per_rule = Vec::new();
+    for rule in &set.rules {
+        let started = std::time::Instant::now();
+        exec::evaluate_rule(&sig, &set, rule, now, &plan::default_params(rule)).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+        per_rule.push((started.elapsed().as_secs_f64(), rule.id.clone()));
+    }
+    per_rule.sort_by(|a, b| b.0.total_cmp(&a.0));
     for (i, (loaded, total)) in times.iter().enumerate() {
         println!("run {}: load {:.3} s, load + audit {:.3} s", i + 1, loaded.as_secs_f64(), total.as_secs_f64());
     }
@@ -516,8 +525,11 @@ fn bench(args: &RuleArgs, signals: &Path, at: &str, runs: u32) -> CliResult {
     println!("rules: {}, findings: {findings}", set.rules.len());
     println!("load + audit: best {:.3} s, median {:.3} s", totals[0], totals[totals.len() / 2]);
     println!("peak memory (VmHWM): {:.1} MiB", peak as f64 / 1024.0);
+    println!("slowest rules:");
+    for (secs, id) in per_rule.iter().take(8) {
+        println!("  {secs:>7.3} s  {id}");
+    }
     // Rows per table, and rows inside the widest time range any rule reads.
-    let sig = load::load(signals).map_err(input_err)?;
     let mut widest: std::collections::BTreeMap<&str, Option<i64>> = std::collections::BTreeMap::new();
     for rule in &set.rules {
         for (table, bound) in plan::read_ranges(rule, now, &plan::default_params(rule)) {

