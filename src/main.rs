@@ -130,6 +130,17 @@ enum Command {
         #[arg(long)]
         prelude: bool,
     },
+    /// Category and severity of a finding type from outside, e.g.
+    /// `vigil categorize TOUR_OVERDUE --context overdue_minutes=120` (SECURITY, CRITICAL).
+    Categorize {
+        /// The finding type.
+        finding_type: String,
+        /// Figures the severity steps read, as name=value (repeatable).
+        #[arg(long = "context", value_name = "NAME=VALUE")]
+        context: Vec<String>,
+        #[command(flatten)]
+        rules: RuleArgs,
+    },
     /// Write a synthetic fleet in the CONTRACT format, with injected incidents.
     Generate {
         /// Number of sites.
@@ -307,6 +318,7 @@ fn run(cli: Cli) -> CliResult {
             println!("wrote {} sites x {} h to {}; audit it at {}", sites, hours, out.display(), exec::iso(spec.end()));
             Ok(())
         }
+        Command::Categorize { finding_type, context, rules } => categorize(&rules, &finding_type, &context),
         Command::Bench { rules, signals, at, runs } => bench(&rules, &signals, &at, runs),
         Command::Demo { rules, sites, seed, incidents, output } => {
             let set = load_rules(&rules)?;
@@ -572,4 +584,37 @@ fn peak_memory_kib() -> u64 {
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
         .unwrap_or(0)
+}
+
+fn categorize(args: &RuleArgs, finding_type: &str, context: &[String]) -> CliResult {
+    use vigil_engine::categorize_eval::{severity_for, Val};
+    let set = load_rules(args)?;
+    let mut values = std::collections::HashMap::new();
+    for pair in context {
+        let (k, v) =
+            pair.split_once('=').ok_or_else(|| input_err(format!("--context `{pair}`: write NAME=VALUE, e.g. overdue_minutes=120")))?;
+        values.insert(k.trim().to_string(), Val::parse(v.trim()));
+    }
+    let (by_keyword, keyword) = set.categories.categorize(finding_type);
+    let rule = set.rules.iter().find(|r| r.finding_type == finding_type);
+    let (category, why_category) = match rule {
+        Some(r) if r.category_stated.is_some() => (r.category.clone(), format!("stated by rule {}", r.id)),
+        _ => (by_keyword.to_string(), keyword.map(|k| format!("keyword {k}")).unwrap_or_else(|| "fallback".to_string())),
+    };
+    println!("finding_type  {finding_type}");
+    println!("category      {category}  ({why_category})");
+    let Some(rule) = rule else {
+        println!("severity      unknown: no rule raises {finding_type}");
+        return Ok(());
+    };
+    let outcome = severity_for(rule, &values);
+    let why = match outcome.step {
+        Some(i) => format!("step {i} of its severity adjustments"),
+        None => "the base severity of rule ".to_string() + &rule.id,
+    };
+    println!("severity      {}  ({why})", outcome.severity);
+    if !outcome.missing.is_empty() {
+        println!("not given     {} (steps reading them did not match)", outcome.missing.iter().cloned().collect::<Vec<_>>().join(", "));
+    }
+    Ok(())
 }

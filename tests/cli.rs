@@ -162,3 +162,18 @@ fn generate_writes_every_table_and_audit_reads_it() {
         vigil(&["audit", "--signals", out_dir.to_str().unwrap(), "--at", "2025-10-03T18:00:00Z", "--format", "jsonl"], &root());
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn categorize_applies_the_severity_adjustments_from_outside() {
+    let cases = [("59", "MEDIUM"), ("60", "HIGH"), ("119", "HIGH"), ("120", "CRITICAL")];
+    for (minutes, severity) in cases {
+        let (code, out, err) = vigil(&["categorize", "TOUR_OVERDUE", "--context", &format!("overdue_minutes={minutes}")], &root());
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("category      SECURITY  (keyword TOUR)"), "{out}");
+        assert!(out.contains(&format!("severity      {severity} ")), "{minutes} min: {out}");
+    }
+    let (_, out, _) = vigil(&["categorize", "SLA_BREACH", "--context", "priority=CRITICAL"], &root());
+    assert!(out.contains("severity      CRITICAL"), "{out}");
+    let (_, out, _) = vigil(&["categorize", "CORRELATION_GUARD_DISTRESS"], &root());
+    assert!(out.contains("category      SAFETY  (keyword DISTRESS)"), "{out}");
+}

@@ -25,6 +25,7 @@ pub use duckdb;
 
 pub mod case;
 pub mod categorize;
+pub mod categorize_eval;
 pub mod check;
 pub mod diag;
 pub mod exec;

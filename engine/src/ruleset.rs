@@ -139,7 +139,14 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
             continue;
         }
         seen_rules.insert(def.id.name.clone(), def.id.span);
-        match check::check_rule(def, &macros) {
+        let finding_type = check::finding_type_of(def);
+        let adjustments: Vec<_> = files
+            .iter()
+            .flat_map(|f| f.severities.iter())
+            .filter(|s| s.finding_type.name == finding_type)
+            .flat_map(|s| s.steps.iter().cloned())
+            .collect();
+        match check::check_rule(def, &macros, &adjustments) {
             Ok(r) => rules.push(r),
             Err(errs) => diagnostics.extend(errs),
         }
@@ -167,6 +174,20 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
                 }
             }
             Err(errs) => diagnostics.extend(errs),
+        }
+    }
+
+    for block in files.iter().flat_map(|f| f.severities.iter()) {
+        if !files.iter().flat_map(|f| f.rules.iter()).any(|r| check::finding_type_of(r) == block.finding_type.name) {
+            diagnostics.push(
+                Diagnostic::error(
+                    codes::UNKNOWN_NAME,
+                    format!("no rule raises `{}`", block.finding_type.name),
+                    block.finding_type.span,
+                    "unknown finding type",
+                )
+                .suggest(&block.finding_type.name, files.iter().flat_map(|f| f.rules.iter()).map(check::finding_type_of)),
+            );
         }
     }
 

@@ -29,8 +29,21 @@ const BUILTINS: &[(&str, Builtin)] = &[
     ("contains", Builtin::Contains),
 ];
 
-/// Checks one rule. Returns the checked rule, or every error found in it.
-pub fn check_rule(rule: &RuleDef, macros: &Macros) -> Result<CheckedRule, Vec<Diagnostic>> {
+/// The finding type a rule raises: its `finding` line, else its id.
+pub fn finding_type_of(rule: &RuleDef) -> &str {
+    rule.items
+        .iter()
+        .find_map(|i| match i {
+            RuleItem::Finding(f) => Some(f.name.as_str()),
+            _ => None,
+        })
+        .unwrap_or(&rule.id.name)
+}
+
+/// Checks one rule. `adjustments` are the `severity TYPE { ... }` steps for its
+/// finding type, checked in the rule's scope and tried before its own steps.
+/// Returns the checked rule, or every error found in it.
+pub fn check_rule(rule: &RuleDef, macros: &Macros, adjustments: &[(Ident, Expr)]) -> Result<CheckedRule, Vec<Diagnostic>> {
     let mut c = Checker {
         macros,
         errors: Vec::new(),
@@ -41,7 +54,7 @@ pub fn check_rule(rule: &RuleDef, macros: &Macros) -> Result<CheckedRule, Vec<Di
         macro_stack: Vec::new(),
         entity: None,
     };
-    let out = c.rule(rule);
+    let out = c.rule(rule, adjustments);
     match out {
         Some(r) if c.errors.is_empty() => Ok(r),
         _ => Err(c.errors),
@@ -78,7 +91,7 @@ impl Checker<'_> {
         self.errors.push(d);
     }
 
-    fn rule(&mut self, rule: &RuleDef) -> Option<CheckedRule> {
+    fn rule(&mut self, rule: &RuleDef, adjustments: &[(Ident, Expr)]) -> Option<CheckedRule> {
         let mut finding = None;
         let mut title = None;
         let mut doc = None;
@@ -210,7 +223,11 @@ impl Checker<'_> {
             }
         }
         let mut severity_steps = Vec::new();
-        for (level, cond) in steps_src {
+        for (level, _) in adjustments {
+            self.severity_word(level);
+        }
+        let adjusted = adjustments.iter().map(|(l, c)| (l.name.clone(), c));
+        for (level, cond) in adjusted.chain(steps_src) {
             if let Some(c) = self.condition(cond) {
                 severity_steps.push((level, c));
             }

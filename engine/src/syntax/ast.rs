@@ -52,6 +52,19 @@ pub struct RuleFile {
     pub runbooks: Vec<RunbookDef>,
     /// `categories { ... }` blocks.
     pub categories: Vec<CategoriesDef>,
+    /// `severity TYPE { ... }` adjustment blocks.
+    pub severities: Vec<SeverityDef>,
+}
+
+/// Severity adjustments for one finding type, kept apart from the pattern.
+#[derive(Debug, Clone)]
+pub struct SeverityDef {
+    /// The finding type they apply to.
+    pub finding_type: Ident,
+    /// `LEVEL when CONDITION`, first true wins.
+    pub steps: Vec<(Ident, Expr)>,
+    /// The whole block.
+    pub span: Span,
 }
 
 /// Keyword categorization: `CATEGORY: KEYWORD, ...` lines in order, then `otherwise CATEGORY`.

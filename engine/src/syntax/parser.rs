@@ -28,6 +28,7 @@ pub fn parse(text: &str, file: FileId) -> Result<RuleFile, Diagnostic> {
             Rule::rule_def => out.rules.push(b.rule_def(item)?),
             Rule::runbook_def => out.runbooks.push(b.runbook_def(item)?),
             Rule::categories_def => out.categories.push(b.categories_def(item)?),
+            Rule::severity_def => out.severities.push(b.severity_def(item)?),
             Rule::EOI => {}
             other => return Err(b.unexpected(&item, other)),
         }
@@ -43,6 +44,8 @@ fn rule_phrase(rule: &Rule) -> &'static str {
             "`rule`, `macro`, `runbook` or `categories`"
         }
         Rule::category_keywords => "a line such as `SAFETY: PANIC, DISTRESS`",
+        Rule::severity_def => "`severity TYPE { LEVEL when CONDITION ... }`",
+        Rule::severity_step => "a line such as `CRITICAL when overdue_minutes >= 120`",
         Rule::category_fallback | Rule::kw_otherwise => "`otherwise CATEGORY`",
         Rule::kw_macro => "`macro`",
         Rule::kw_rule => "`rule`",
@@ -503,6 +506,36 @@ impl Builder {
             }
         }
         Ok(Source { table: table.ok_or_else(|| self.incomplete(span, "source"))?, alias, keys, filter, span })
+    }
+
+    fn severity_def(&self, p: Node) -> Result<SeverityDef, Diagnostic> {
+        let span = self.span(&p);
+        let mut finding_type = None;
+        let mut steps = Vec::new();
+        for c in p.into_inner() {
+            match c.as_rule() {
+                Rule::kw_severity => {}
+                Rule::ident => finding_type = Some(self.ident(c)),
+                Rule::severity_step => {
+                    let mut level = None;
+                    let mut cond = None;
+                    for k in c.into_inner() {
+                        match k.as_rule() {
+                            Rule::ident => level = Some(self.ident(k)),
+                            Rule::kw_when => {}
+                            Rule::expr => cond = Some(self.expr(k)?),
+                            other => return Err(self.unexpected(&k, other)),
+                        }
+                    }
+                    match (level, cond) {
+                        (Some(l), Some(c)) => steps.push((l, c)),
+                        _ => return Err(self.incomplete(span, "severity step")),
+                    }
+                }
+                other => return Err(self.unexpected(&c, other)),
+            }
+        }
+        Ok(SeverityDef { finding_type: finding_type.ok_or_else(|| self.incomplete(span, "severity block"))?, steps, span })
     }
 
     fn categories_def(&self, p: Node) -> Result<CategoriesDef, Diagnostic> {
