@@ -481,7 +481,7 @@ fn explain(set: &RuleSet, id: &str, now: i64, signals: Option<&Path>, site: Opti
     }
     println!("\n-- source ------------------------------------------------------------");
     println!("{}", set.sources.slice(rule.span));
-    let params = plan::default_params(rule);
+    let params = set.params_for(rule);
     let planned = plan::plan(rule, now, &params);
     println!("\n-- SQL as of {} ------------------------------------------", exec::iso(now));
     println!("{}", sql::render(&planned.query));
@@ -525,7 +525,7 @@ fn bench(args: &RuleArgs, signals: &Path, at: &str, runs: u32) -> CliResult {
     let mut per_rule = Vec::new();
     for rule in &set.rules {
         let started = std::time::Instant::now();
-        exec::evaluate_rule(&sig, &set, rule, now, &plan::default_params(rule)).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+        exec::evaluate_rule(&sig, &set, rule, now, &set.params_for(rule)).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
         per_rule.push((started.elapsed().as_secs_f64(), rule.id.clone()));
     }
     per_rule.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -544,7 +544,7 @@ fn bench(args: &RuleArgs, signals: &Path, at: &str, runs: u32) -> CliResult {
     // Rows per table, and rows inside the widest time range any rule reads.
     let mut widest: std::collections::BTreeMap<&str, Option<i64>> = std::collections::BTreeMap::new();
     for rule in &set.rules {
-        for (table, bound) in plan::read_ranges(rule, now, &plan::default_params(rule)) {
+        for (table, bound) in plan::read_ranges(rule, now, &set.params_for(rule)) {
             let slot = widest.entry(table).or_insert(bound);
             *slot = match (*slot, bound) {
                 (Some(a), Some(b)) => Some(a.min(b)),

@@ -119,7 +119,7 @@ pub fn evaluate(signals: &Signals, rules: &RuleSet, now: i64, filter: &Filter) -
         if !filter.rules.is_empty() && !filter.rules.contains(&rule.id) {
             continue;
         }
-        let params = plan::default_params(rule);
+        let params = rules.params_for(rule);
         out.extend(evaluate_rule(signals, rules, rule, now, &params)?);
     }
     out.retain(|f| filter.tenant.as_ref().is_none_or(|t| *t == f.tenant_id) && filter.site.as_ref().is_none_or(|s| *s == f.site_id));

@@ -21,8 +21,28 @@ pub struct SqlPlan {
     pub evidence: Vec<(String, Ty)>,
 }
 
-/// Effective parameter values by name (defaults, possibly overridden).
-pub type ParamValues = HashMap<String, Value>;
+/// A parameter value that applies to one tenant, one site, or one site of a tenant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScopedValue {
+    /// The parameter.
+    pub param: String,
+    /// Only this tenant (`None`: any).
+    pub tenant: Option<String>,
+    /// Only this site (`None`: any).
+    pub site: Option<String>,
+    /// The value there.
+    pub value: Value,
+}
+
+/// Effective parameter values: one value per name, plus per-tenant/per-site
+/// overrides, which the SQL picks per entity row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ParamValues {
+    /// Values for everyone (defaults unless replaced).
+    pub values: HashMap<String, Value>,
+    /// Overrides, any order: the most specific one wins (tenant and site, then site, then tenant).
+    pub scoped: Vec<ScopedValue>,
+}
 
 /// Output columns every plan produces, before the evidence columns.
 pub const FIXED_COLUMNS: &[&str] = &["tenant_id", "site_id", "guard_id", "entity_id", "severity", "suppressed"];
@@ -84,7 +104,7 @@ pub fn read_ranges(rule: &CheckedRule, now: i64, params: &ParamValues) -> BTreeM
 
 /// The default parameter values of a rule.
 pub fn default_params(rule: &CheckedRule) -> ParamValues {
-    rule.params.iter().map(|p| (p.name.clone(), p.default.clone())).collect()
+    ParamValues { values: rule.params.iter().map(|p| (p.name.clone(), p.default.clone())).collect(), scoped: Vec::new() }
 }
 
 struct Planner<'a> {
@@ -142,14 +162,68 @@ impl Planner<'_> {
     }
 
     fn param(&self, name: &str) -> Option<&Value> {
-        self.params.get(name).or_else(|| self.rule.params.iter().find(|p| p.name == name).map(|p| &p.default))
+        self.params.values.get(name).or_else(|| self.rule.params.iter().find(|p| p.name == name).map(|p| &p.default))
+    }
+
+    fn overrides_of<'p>(&'p self, name: &'p str) -> impl Iterator<Item = &'p ScopedValue> + 'p {
+        self.params.scoped.iter().filter(move |s| s.param == name)
+    }
+
+    /// A parameter as SQL: its value, or a CASE over the entity row's tenant and
+    /// site when some tenant or site overrides it.
+    fn param_sql(&self, name: &str) -> SqlExpr {
+        let base = self.param(name).map(|v| self.value(v)).unwrap_or(SqlExpr::Null);
+        let mut scoped: Vec<&ScopedValue> = self.overrides_of(name).collect();
+        if scoped.is_empty() {
+            return base;
+        }
+        let specificity = |s: &ScopedValue| match (&s.tenant, &s.site) {
+            (Some(_), Some(_)) => 0,
+            (None, Some(_)) => 1,
+            _ => 2,
+        };
+        scoped.sort_by_key(|s| specificity(s));
+        let r0 = rel(0);
+        let whens = scoped
+            .into_iter()
+            .map(|s| {
+                let mut test = Vec::new();
+                if let Some(t) = &s.tenant {
+                    test.push(SqlExpr::bin("=", SqlExpr::col(&r0, "tenant_id"), SqlExpr::Str(t.clone())));
+                }
+                if let Some(site) = &s.site {
+                    test.push(SqlExpr::bin("=", SqlExpr::col(&r0, "site_id"), SqlExpr::Str(site.clone())));
+                }
+                (SqlExpr::and_all(test).unwrap_or(SqlExpr::Bool(true)), self.value(&s.value))
+            })
+            .collect();
+        SqlExpr::Case(whens, Box::new(base))
+    }
+
+    /// The longest value a duration expression can take for any tenant or site
+    /// (for read ranges; equal to [`Self::const_duration`] without overrides).
+    fn widest_duration(&self, e: &TExpr) -> Option<i64> {
+        match &e.kind {
+            TKind::Param(name) => {
+                let base = match self.param(name) {
+                    Some(Value::Duration(d)) => *d,
+                    _ => return None,
+                };
+                Some(
+                    self.overrides_of(name)
+                        .filter_map(|s| if let Value::Duration(d) = s.value { Some(d) } else { None })
+                        .fold(base, i64::max),
+                )
+            }
+            _ => self.const_duration(e),
+        }
     }
 
     /// A duration known before the query runs (literal or parameter).
     fn const_duration(&self, e: &TExpr) -> Option<i64> {
         match &e.kind {
             TKind::Lit(Value::Duration(d)) => Some(*d),
-            TKind::Param(name) => match self.param(name) {
+            TKind::Param(name) if self.overrides_of(name).next().is_none() => match self.param(name) {
                 Some(Value::Duration(d)) => Some(*d),
                 _ => None,
             },
@@ -227,7 +301,7 @@ impl Planner<'_> {
         parts
             .iter()
             .filter_map(|p| match &p.kind {
-                TKind::InLast { expr, window } if is_event(expr) => self.const_duration(window).map(|w| self.now - w),
+                TKind::InLast { expr, window } if is_event(expr) => self.widest_duration(window).map(|w| self.now - w),
                 TKind::Binary { op: BinOp::Gt, lhs, rhs } if is_event(lhs) => self.const_time(rhs),
                 // The as-of view keeps rows strictly after the bound: step back 1µs for `>=`.
                 TKind::Binary { op: BinOp::Ge, lhs, rhs } if is_event(lhs) => self.const_time(rhs).map(|t| t - 1),
@@ -489,7 +563,7 @@ impl Planner<'_> {
         match &e.kind {
             TKind::Lit(v) => self.value(v),
             TKind::Now => SqlExpr::Timestamp(self.now),
-            TKind::Param(name) => self.param(name).map(|v| self.value(v)).unwrap_or(SqlExpr::Null),
+            TKind::Param(name) => self.param_sql(name),
             TKind::Let(name) => SqlExpr::col(&rel(0), &let_column(name)),
             TKind::Column { scope, column } => SqlExpr::col(&rel(*scope), column),
             TKind::SiteColumn { scope, column } => {

@@ -8,9 +8,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::categorize::{self, Categories};
+use crate::check::Value;
 use crate::check::{self, CheckedRule, Macros};
 use crate::diag::{codes, Diagnostic, Sources};
+use crate::plan::{ParamValues, ScopedValue};
 use crate::runbook::{self, Runbook};
+use crate::syntax::ast::Literal;
 use crate::syntax::{self, ast::RuleFile};
 
 /// The built-in macros (on_duty, overdue, delayed, outside_geofence, ...).
@@ -24,6 +27,8 @@ pub struct RuleSet {
     pub runbooks: Vec<Runbook>,
     /// Keyword categories.
     pub categories: Categories,
+    /// Parameter overrides per tenant or site: (rule id, value).
+    pub overrides: Vec<(String, ScopedValue)>,
     /// The text of every file, for diagnostics and `explain`.
     pub sources: Sources,
     /// Warnings found while checking.
@@ -49,6 +54,91 @@ impl RuleSet {
     pub fn rule(&self, id: &str) -> Option<&CheckedRule> {
         self.rules.iter().find(|r| r.id == id)
     }
+
+    /// The parameter values a rule runs with: its defaults and the overrides for it.
+    pub fn params_for(&self, rule: &CheckedRule) -> ParamValues {
+        let mut params = crate::plan::default_params(rule);
+        params.scoped = self.overrides.iter().filter(|(id, _)| *id == rule.id).map(|(_, v)| v.clone()).collect();
+        params
+    }
+}
+
+/// Checks `override` blocks against the rules: the rule and parameter must
+/// exist and the value must have the parameter's type.
+fn check_overrides(files: &[RuleFile], rules: &[CheckedRule], diagnostics: &mut Vec<Diagnostic>) -> Vec<(String, ScopedValue)> {
+    let mut out = Vec::new();
+    for block in files.iter().flat_map(|f| f.overrides.iter()) {
+        if block.tenant.is_none() && block.site.is_none() {
+            diagnostics.push(Diagnostic::error(
+                codes::MISSING_ITEM,
+                "an override needs `tenant \"T\"`, `site \"S\"` or both",
+                block.span,
+                "applies to whom?",
+            ));
+            continue;
+        }
+        for set in &block.settings {
+            let Some(rule) = rules.iter().find(|r| r.id == set.rule.name) else {
+                diagnostics.push(
+                    Diagnostic::error(codes::UNKNOWN_NAME, format!("no rule `{}`", set.rule.name), set.rule.span, "unknown rule")
+                        .suggest(&set.rule.name, rules.iter().map(|r| r.id.as_str())),
+                );
+                continue;
+            };
+            let Some(param) = rule.params.iter().find(|p| p.name == set.param.name) else {
+                let names: Vec<&str> = rule.params.iter().map(|p| p.name.as_str()).collect();
+                diagnostics.push(
+                    Diagnostic::error(
+                        codes::UNKNOWN_NAME,
+                        format!("rule `{}` has no parameter `{}`", rule.id, set.param.name),
+                        set.param.span,
+                        "unknown parameter",
+                    )
+                    .suggest(&set.param.name, names.iter().copied())
+                    .note(format!("its parameters: {}", if names.is_empty() { "none".to_string() } else { names.join(", ") })),
+                );
+                continue;
+            };
+            let value = match &set.value {
+                Literal::Duration { micros, .. } => Value::Duration(*micros),
+                Literal::Number { value, .. } => Value::Number(*value),
+                Literal::String(s) => Value::String(s.value.clone()),
+                Literal::Bool { value, .. } => Value::Bool(*value),
+                Literal::Null { .. } => Value::Null,
+            };
+            if value.ty() != param.default.ty() {
+                diagnostics.push(
+                    Diagnostic::error(
+                        codes::TYPE_MISMATCH,
+                        format!("`{}.{}` is {}, not {}", rule.id, param.name, param.default.ty().name(), value.ty().name()),
+                        set.value.span(),
+                        "wrong type",
+                    )
+                    .with_context(param.span, "declared here"),
+                );
+                continue;
+            }
+            if matches!(value, Value::Duration(d) if d <= 0) {
+                diagnostics.push(Diagnostic::error(
+                    codes::BAD_WINDOW,
+                    "a duration parameter must be longer than zero",
+                    set.value.span(),
+                    "zero",
+                ));
+                continue;
+            }
+            out.push((
+                rule.id.clone(),
+                ScopedValue {
+                    param: param.name.clone(),
+                    tenant: block.tenant.as_ref().map(|t| t.value.clone()),
+                    site: block.site.as_ref().map(|s| s.value.clone()),
+                    value,
+                },
+            ));
+        }
+    }
+    out
 }
 
 /// The `.vigil` files of a directory, sorted; a missing directory has none.
@@ -237,8 +327,10 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
         }
     }
 
+    let overrides = check_overrides(&files, &rules, &mut diagnostics);
+
     if diagnostics.iter().any(Diagnostic::is_error) {
         return Err(LoadFailure { sources, diagnostics });
     }
-    Ok(RuleSet { rules, runbooks, categories, sources, warnings: diagnostics })
+    Ok(RuleSet { rules, runbooks, categories, overrides, sources, warnings: diagnostics })
 }

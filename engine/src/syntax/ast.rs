@@ -54,6 +54,32 @@ pub struct RuleFile {
     pub categories: Vec<CategoriesDef>,
     /// `severity TYPE { ... }` adjustment blocks.
     pub severities: Vec<SeverityDef>,
+    /// `override tenant "T" site "S" { ... }` blocks.
+    pub overrides: Vec<OverrideDef>,
+}
+
+/// Parameter values for a tenant, a site, or one site of a tenant.
+#[derive(Debug, Clone)]
+pub struct OverrideDef {
+    /// `tenant "T1"`
+    pub tenant: Option<StringLit>,
+    /// `site "S-17"`
+    pub site: Option<StringLit>,
+    /// `RULE.param = VALUE` lines.
+    pub settings: Vec<OverrideSetting>,
+    /// The whole block.
+    pub span: Span,
+}
+
+/// One `RULE.param = VALUE` line.
+#[derive(Debug, Clone)]
+pub struct OverrideSetting {
+    /// The rule id.
+    pub rule: Ident,
+    /// The parameter.
+    pub param: Ident,
+    /// The new value.
+    pub value: Literal,
 }
 
 /// Severity adjustments for one finding type, kept apart from the pattern.

@@ -29,6 +29,7 @@ pub fn parse(text: &str, file: FileId) -> Result<RuleFile, Diagnostic> {
             Rule::runbook_def => out.runbooks.push(b.runbook_def(item)?),
             Rule::categories_def => out.categories.push(b.categories_def(item)?),
             Rule::severity_def => out.severities.push(b.severity_def(item)?),
+            Rule::override_def => out.overrides.push(b.override_def(item)?),
             Rule::EOI => {}
             other => return Err(b.unexpected(&item, other)),
         }
@@ -45,6 +46,9 @@ fn rule_phrase(rule: &Rule) -> &'static str {
         }
         Rule::category_keywords => "a line such as `SAFETY: PANIC, DISTRESS`",
         Rule::severity_def => "`severity TYPE { LEVEL when CONDITION ... }`",
+        Rule::override_def | Rule::kw_override => "`override tenant \"T\" site \"S\" { RULE.param = VALUE }`",
+        Rule::override_scope | Rule::kw_site => "`tenant \"T\"` and/or `site \"S\"`",
+        Rule::override_setting => "a line such as `CORRELATION_SILENT_SITE.silence = 30m`",
         Rule::severity_step => "a line such as `CRITICAL when overdue_minutes >= 120`",
         Rule::category_fallback | Rule::kw_otherwise => "`otherwise CATEGORY`",
         Rule::kw_macro => "`macro`",
@@ -506,6 +510,41 @@ impl Builder {
             }
         }
         Ok(Source { table: table.ok_or_else(|| self.incomplete(span, "source"))?, alias, keys, filter, span })
+    }
+
+    fn override_def(&self, p: Node) -> Result<OverrideDef, Diagnostic> {
+        let span = self.span(&p);
+        let mut out = OverrideDef { tenant: None, site: None, settings: Vec::new(), span };
+        for c in p.into_inner() {
+            match c.as_rule() {
+                Rule::kw_override => {}
+                Rule::override_scope => {
+                    let mut next_is_site = false;
+                    for k in c.into_inner() {
+                        match k.as_rule() {
+                            Rule::kw_tenant => next_is_site = false,
+                            Rule::kw_site => next_is_site = true,
+                            Rule::string if next_is_site => out.site = Some(self.string(k)),
+                            Rule::string => out.tenant = Some(self.string(k)),
+                            other => return Err(self.unexpected(&k, other)),
+                        }
+                    }
+                }
+                Rule::override_setting => {
+                    let kids = self.children(c);
+                    let (Some(rule), Some(param), Some(value)) = (kids.first(), kids.get(1), kids.get(2)) else {
+                        return Err(self.incomplete(span, "override setting"));
+                    };
+                    out.settings.push(OverrideSetting {
+                        rule: self.ident(rule.clone()),
+                        param: self.ident(param.clone()),
+                        value: self.literal(value.clone())?,
+                    });
+                }
+                other => return Err(self.unexpected(&c, other)),
+            }
+        }
+        Ok(out)
     }
 
     fn severity_def(&self, p: Node) -> Result<SeverityDef, Diagnostic> {
