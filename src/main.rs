@@ -141,6 +141,13 @@ enum Command {
         #[command(flatten)]
         rules: RuleArgs,
     },
+    /// Runbooks: which one a finding gets and why, or one runbook for an operator.
+    Runbook {
+        #[command(subcommand)]
+        action: RunbookCommand,
+        #[command(flatten)]
+        rules: RuleArgs,
+    },
     /// Write a synthetic fleet in the CONTRACT format, with injected incidents.
     Generate {
         /// Number of sites.
@@ -194,6 +201,33 @@ enum Command {
         incidents: u32,
         #[command(flatten)]
         output: OutputArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum RunbookCommand {
+    /// Walk the matching cascade for a finding and show each step's outcome.
+    Match {
+        /// The finding type.
+        #[arg(long = "type")]
+        finding_type: String,
+        /// Its category (default: from the rule, else the keyword categories).
+        #[arg(long)]
+        category: Option<String>,
+        /// Its severity (default: the base severity of the rule raising it).
+        #[arg(long)]
+        severity: Option<String>,
+        /// The finding's tenant (tenant runbooks are tried first at each step).
+        #[arg(long, default_value = "")]
+        tenant: String,
+    },
+    /// Print a runbook for an operator.
+    Show {
+        /// The runbook id.
+        id: String,
+        /// The tenant whose own runbook of that id to prefer.
+        #[arg(long)]
+        tenant: Option<String>,
     },
 }
 
@@ -318,6 +352,7 @@ fn run(cli: Cli) -> CliResult {
             println!("wrote {} sites x {} h to {}; audit it at {}", sites, hours, out.display(), exec::iso(spec.end()));
             Ok(())
         }
+        Command::Runbook { action, rules } => runbook_command(&rules, action),
         Command::Categorize { finding_type, context, rules } => categorize(&rules, &finding_type, &context),
         Command::Bench { rules, signals, at, runs } => bench(&rules, &signals, &at, runs),
         Command::Demo { rules, sites, seed, incidents, output } => {
@@ -617,4 +652,76 @@ fn categorize(args: &RuleArgs, finding_type: &str, context: &[String]) -> CliRes
         println!("not given     {} (steps reading them did not match)", outcome.missing.iter().cloned().collect::<Vec<_>>().join(", "));
     }
     Ok(())
+}
+
+fn runbook_command(args: &RuleArgs, action: RunbookCommand) -> CliResult {
+    use vigil_engine::runbook::{self, FindingKey};
+    let set = load_rules(args)?;
+    match action {
+        RunbookCommand::Match { finding_type, category, severity, tenant } => {
+            let rule = set.rules.iter().find(|r| r.finding_type == finding_type);
+            let category = category.unwrap_or_else(|| match rule {
+                Some(r) => r.category.clone(),
+                None => set.categories.categorize(&finding_type).0.to_string(),
+            });
+            let severity = severity.or_else(|| rule.map(|r| r.base_severity.clone())).unwrap_or_else(|| "MEDIUM".to_string());
+            let key = FindingKey { finding_type: &finding_type, category: &category, severity: &severity, tenant: &tenant };
+            let (found, step, attempts) = runbook::match_runbook(&set.runbooks, &set.cascade, &key);
+            println!(
+                "finding {finding_type} (category {category}, severity {severity}{})",
+                if tenant.is_empty() { String::new() } else { format!(", tenant {tenant}") }
+            );
+            for (i, a) in attempts.iter().enumerate() {
+                let whose = if a.step == "otherwise" {
+                    "fallback".to_string()
+                } else if a.tenant_pass {
+                    format!("tenant {}", if tenant.is_empty() { "-" } else { &tenant })
+                } else {
+                    "global".to_string()
+                };
+                match &a.found {
+                    Some(id) => println!("  {}. {:<20} {:<12} -> {id}", i + 1, a.step, whose),
+                    None => println!("  {}. {:<20} {:<12} no runbook", i + 1, a.step, whose),
+                }
+            }
+            match found {
+                Some(r) => println!("runbook {} (step {step})", r.id),
+                None => println!("no runbook: even the fallback `{}` is missing", set.cascade.fallback),
+            }
+            Ok(())
+        }
+        RunbookCommand::Show { id, tenant } => {
+            let book = set
+                .runbooks
+                .iter()
+                .find(|r| r.id == id && tenant.is_some() && r.tenant == tenant)
+                .or_else(|| set.runbooks.iter().find(|r| r.id == id && r.tenant.is_none()))
+                .or_else(|| set.runbooks.iter().find(|r| r.id == id));
+            let Some(book) = book else {
+                let ids: Vec<&str> = set.runbooks.iter().map(|r| r.id.as_str()).collect();
+                let hint =
+                    vigil_engine::diag::closest(&id, ids.iter().copied()).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+                return Err(input_err(format!("no runbook `{id}`{hint}")));
+            };
+            println!("{}: {}", book.id, book.title);
+            let matches = match &book.matches {
+                runbook::Matches::Finding(f) => format!("finding {f}"),
+                runbook::Matches::Class { category, severity: Some(s) } => format!("category {category}, severity {s}"),
+                runbook::Matches::Class { category, severity: None } => format!("category {category}"),
+                runbook::Matches::Anything => "anything (fallback)".to_string(),
+            };
+            println!("matches: {matches}{}", book.tenant.as_ref().map(|t| format!(" (tenant {t})")).unwrap_or_default());
+            println!("escalate after: {} min\n", book.escalate_after_minutes);
+            for (i, step) in book.steps.iter().enumerate() {
+                println!("  {}. {step}", i + 1);
+            }
+            if !book.auto_actions.is_empty() {
+                println!();
+                for (action, on) in &book.auto_actions {
+                    println!("  auto {action}: {}", if *on { "on" } else { "off" });
+                }
+            }
+            Ok(())
+        }
+    }
 }

@@ -152,7 +152,9 @@ pub fn evaluate_rule(
         for (i, (name, ty)) in planned.evidence.iter().enumerate() {
             evidence.insert(name.clone(), json_value(row.get(plan::FIXED_COLUMNS.len() + i), *ty));
         }
-        let (book, step) = runbook::match_runbook(&rules.runbooks, &rule.finding_type, &rule.category, &severity, &tenant_id);
+        let key =
+            runbook::FindingKey { finding_type: &rule.finding_type, category: &rule.category, severity: &severity, tenant: &tenant_id };
+        let (book, step, _) = runbook::match_runbook(&rules.runbooks, &rules.cascade, &key);
         findings.push(Finding {
             finding_type: rule.finding_type.clone(),
             rule: rule.id.clone(),
@@ -165,8 +167,8 @@ pub fn evaluate_rule(
             detected_at: detected_at.clone(),
             title: rule.title.clone(),
             evidence,
-            runbook: book.map(|b| b.id.clone()).unwrap_or_else(|| runbook::GENERIC.to_string()),
-            runbook_match: step.name().to_string(),
+            runbook: book.map(|b| b.id.clone()).unwrap_or_else(|| rules.cascade.fallback.clone()),
+            runbook_match: step,
             suppressed,
             recommended_actions: rule.actions.clone(),
         });

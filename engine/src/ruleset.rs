@@ -27,6 +27,8 @@ pub struct RuleSet {
     pub runbooks: Vec<Runbook>,
     /// Keyword categories.
     pub categories: Categories,
+    /// The runbook matching cascade.
+    pub cascade: runbook::Cascade,
     /// Parameter overrides per tenant or site: (rule id, value).
     pub overrides: Vec<(String, ScopedValue)>,
     /// The text of every file, for diagnostics and `explain`.
@@ -329,8 +331,23 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
 
     let overrides = check_overrides(&files, &rules, &mut diagnostics);
 
+    let mut cascade = runbook::Cascade::default();
+    let mut cascades = files.iter().flat_map(|f| f.cascades.iter());
+    if let Some(first) = cascades.next() {
+        match runbook::check_cascade(first, &runbooks) {
+            Ok(c) => cascade = c,
+            Err(errs) => diagnostics.extend(errs),
+        }
+        for again in cascades {
+            diagnostics.push(
+                Diagnostic::error(codes::DUPLICATE_ID, "a second `cascade` block", again.span, "one rule set has one cascade")
+                    .with_context(first.span, "the first one"),
+            );
+        }
+    }
+
     if diagnostics.iter().any(Diagnostic::is_error) {
         return Err(LoadFailure { sources, diagnostics });
     }
-    Ok(RuleSet { rules, runbooks, categories, overrides, sources, warnings: diagnostics })
+    Ok(RuleSet { rules, runbooks, categories, cascade, overrides, sources, warnings: diagnostics })
 }

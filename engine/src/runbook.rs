@@ -5,7 +5,7 @@
 
 use crate::diag::{codes, Diagnostic};
 use crate::schema;
-use crate::syntax::ast::{Literal, RunbookDef, RunbookItem, Span};
+use crate::syntax::ast::{CascadeDef, Literal, MatchField, RunbookDef, RunbookItem, Span};
 
 /// The runbook every finding falls back to.
 pub const GENERIC: &str = "GENERIC";
@@ -40,31 +40,6 @@ pub struct Runbook {
     pub auto_actions: Vec<(String, bool)>,
     /// Where it was defined.
     pub span: Span,
-}
-
-/// The cascade step that matched a finding to a runbook.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MatchStep {
-    /// 1: exact finding type
-    FindingType,
-    /// 2: category and severity
-    CategorySeverity,
-    /// 3: category
-    Category,
-    /// 4: GENERIC
-    Generic,
-}
-
-impl MatchStep {
-    /// The name written into findings.
-    pub fn name(self) -> &'static str {
-        match self {
-            MatchStep::FindingType => "finding_type",
-            MatchStep::CategorySeverity => "category_severity",
-            MatchStep::Category => "category",
-            MatchStep::Generic => "generic",
-        }
-    }
 }
 
 /// Checks a parsed runbook.
@@ -151,32 +126,151 @@ pub fn check_runbook(def: &RunbookDef) -> Result<Runbook, Vec<Diagnostic>> {
     })
 }
 
-/// Finds the runbook for a finding: exact type, category + severity, category,
-/// GENERIC; at each step the tenant's own runbooks before global ones.
-pub fn match_runbook<'a>(
-    runbooks: &'a [Runbook],
-    finding_type: &str,
-    category: &str,
-    severity: &str,
-    tenant: &str,
-) -> (Option<&'a Runbook>, MatchStep) {
-    let test = |step: MatchStep, m: &Matches| match step {
-        MatchStep::FindingType => matches!(m, Matches::Finding(f) if f == finding_type),
-        MatchStep::CategorySeverity => matches!(m, Matches::Class { category: c, severity: Some(s) } if c == category && s == severity),
-        MatchStep::Category => matches!(m, Matches::Class { category: c, severity: None } if c == category),
-        MatchStep::Generic => false,
-    };
-    for step in [MatchStep::FindingType, MatchStep::CategorySeverity, MatchStep::Category] {
+/// The runbook matching cascade (written in a `cascade { ... }` block).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cascade {
+    /// Each step's fields, in order.
+    pub steps: Vec<Vec<MatchField>>,
+    /// The runbook when no step matches.
+    pub fallback: String,
+}
+
+impl Default for Cascade {
+    /// CATALOG.md's cascade: exact type, category + severity, category, GENERIC.
+    fn default() -> Self {
+        Cascade {
+            steps: vec![vec![MatchField::FindingType], vec![MatchField::Category, MatchField::Severity], vec![MatchField::Category]],
+            fallback: GENERIC.to_string(),
+        }
+    }
+}
+
+/// The name of a step, as written into findings' `runbook_match`.
+pub fn step_name(fields: &[MatchField]) -> String {
+    let names: Vec<&str> = fields
+        .iter()
+        .map(|f| match f {
+            MatchField::FindingType => "finding_type",
+            MatchField::Category => "category",
+            MatchField::Severity => "severity",
+        })
+        .collect();
+    names.join("+")
+}
+
+/// The fields a runbook's `matches` line compares.
+fn fields_of(m: &Matches) -> Vec<MatchField> {
+    match m {
+        Matches::Finding(_) => vec![MatchField::FindingType],
+        Matches::Class { severity: Some(_), .. } => vec![MatchField::Category, MatchField::Severity],
+        Matches::Class { severity: None, .. } => vec![MatchField::Category],
+        Matches::Anything => vec![],
+    }
+}
+
+/// What a finding looks like to the cascade.
+#[derive(Debug, Clone, Copy)]
+pub struct FindingKey<'a> {
+    /// Its type.
+    pub finding_type: &'a str,
+    /// Its category.
+    pub category: &'a str,
+    /// Its severity.
+    pub severity: &'a str,
+    /// Its tenant.
+    pub tenant: &'a str,
+}
+
+fn runbook_matches(r: &Runbook, fields: &[MatchField], key: &FindingKey) -> bool {
+    let mut want = fields.to_vec();
+    want.sort();
+    if fields_of(&r.matches) != want {
+        return false;
+    }
+    match &r.matches {
+        Matches::Finding(f) => f == key.finding_type,
+        Matches::Class { category, severity } => category == key.category && severity.as_deref().is_none_or(|s| s == key.severity),
+        Matches::Anything => false,
+    }
+}
+
+/// One attempt of the cascade, for `vigil runbook match`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    /// The step's name.
+    pub step: String,
+    /// True for the tenant's own runbooks, false for global ones.
+    pub tenant_pass: bool,
+    /// The runbook found, if any.
+    pub found: Option<String>,
+}
+
+/// Finds the runbook for a finding by walking the cascade; at each step the
+/// tenant's own runbooks come before global ones. Returns the runbook (`None`
+/// only when even the fallback is missing), the step that matched, and every
+/// attempt made.
+pub fn match_runbook<'a>(runbooks: &'a [Runbook], cascade: &Cascade, key: &FindingKey) -> (Option<&'a Runbook>, String, Vec<Attempt>) {
+    let mut attempts = Vec::new();
+    for fields in &cascade.steps {
+        let step = step_name(fields);
         for tenant_pass in [true, false] {
-            let owner_fits = |r: &Runbook| if tenant_pass { r.tenant.as_deref() == Some(tenant) } else { r.tenant.is_none() };
-            if let Some(r) = runbooks.iter().find(|r| test(step, &r.matches) && owner_fits(r)) {
-                return (Some(r), step);
+            let owner_fits = |r: &Runbook| if tenant_pass { r.tenant.as_deref() == Some(key.tenant) } else { r.tenant.is_none() };
+            let found = runbooks.iter().find(|r| owner_fits(r) && runbook_matches(r, fields, key));
+            attempts.push(Attempt { step: step.clone(), tenant_pass, found: found.map(|r| r.id.clone()) });
+            if let Some(r) = found {
+                return (Some(r), step, attempts);
             }
         }
     }
-    let generic = runbooks
-        .iter()
-        .find(|r| r.id == GENERIC && r.tenant.as_deref() == Some(tenant))
-        .or_else(|| runbooks.iter().find(|r| r.id == GENERIC && r.tenant.is_none()));
-    (generic, MatchStep::Generic)
+    let by_id = |tenant: Option<&str>| runbooks.iter().find(|r| r.id == cascade.fallback && r.tenant.as_deref() == tenant);
+    let fallback = by_id(Some(key.tenant)).or_else(|| by_id(None));
+    attempts.push(Attempt { step: "otherwise".into(), tenant_pass: false, found: fallback.map(|r| r.id.clone()) });
+    (fallback, "otherwise".to_string(), attempts)
+}
+
+/// Checks a `cascade` block: steps must name distinct fields, a step may not
+/// repeat, and the fallback must be a runbook of the set.
+pub fn check_cascade(def: &CascadeDef, runbooks: &[Runbook]) -> Result<Cascade, Vec<Diagnostic>> {
+    let mut errors = Vec::new();
+    let mut steps: Vec<Vec<MatchField>> = Vec::new();
+    for (fields, span) in &def.steps {
+        let mut sorted = fields.clone();
+        sorted.sort();
+        sorted.dedup();
+        if sorted.len() != fields.len() {
+            errors.push(Diagnostic::error(codes::REPEATED_ITEM, "a step names the same field twice", *span, "repeated field"));
+        } else if steps.contains(&sorted) {
+            errors.push(Diagnostic::error(
+                codes::REPEATED_ITEM,
+                "this step repeats an earlier one and can never match",
+                *span,
+                "unreachable step",
+            ));
+        } else if sorted == [MatchField::Severity]
+            || sorted == [MatchField::FindingType, MatchField::Severity]
+            || sorted.len() == 3
+            || sorted == [MatchField::FindingType, MatchField::Category]
+        {
+            errors.push(
+                Diagnostic::error(codes::UNKNOWN_VALUE, "no runbook can match this step", *span, "unmatched combination")
+                    .hint("runbooks match `finding TYPE`, `category C` or `category C severity S`"),
+            );
+        }
+        steps.push(sorted);
+    }
+    if !runbooks.iter().any(|r| r.id == def.fallback.name) {
+        errors.push(
+            Diagnostic::error(
+                codes::UNKNOWN_NAME,
+                format!("no runbook `{}`", def.fallback.name),
+                def.fallback.span,
+                "unknown fallback runbook",
+            )
+            .suggest(&def.fallback.name, runbooks.iter().map(|r| r.id.as_str())),
+        );
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Cascade { steps, fallback: def.fallback.name.clone() })
 }

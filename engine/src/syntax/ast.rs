@@ -56,6 +56,30 @@ pub struct RuleFile {
     pub severities: Vec<SeverityDef>,
     /// `override tenant "T" site "S" { ... }` blocks.
     pub overrides: Vec<OverrideDef>,
+    /// `cascade { ... }` blocks (runbook matching order).
+    pub cascades: Vec<CascadeDef>,
+}
+
+/// What a cascade step compares between a finding and a runbook's `matches` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MatchField {
+    /// the finding type
+    FindingType,
+    /// the category
+    Category,
+    /// the severity
+    Severity,
+}
+
+/// The runbook matching cascade: steps in order, then the fallback runbook.
+#[derive(Debug, Clone)]
+pub struct CascadeDef {
+    /// Each step's fields, e.g. [Category, Severity].
+    pub steps: Vec<(Vec<MatchField>, Span)>,
+    /// The runbook used when no step matches.
+    pub fallback: Ident,
+    /// The whole block.
+    pub span: Span,
 }
 
 /// Parameter values for a tenant, a site, or one site of a tenant.

@@ -30,6 +30,7 @@ pub fn parse(text: &str, file: FileId) -> Result<RuleFile, Diagnostic> {
             Rule::categories_def => out.categories.push(b.categories_def(item)?),
             Rule::severity_def => out.severities.push(b.severity_def(item)?),
             Rule::override_def => out.overrides.push(b.override_def(item)?),
+            Rule::cascade_def => out.cascades.push(b.cascade_def(item)?),
             Rule::EOI => {}
             other => return Err(b.unexpected(&item, other)),
         }
@@ -46,6 +47,10 @@ fn rule_phrase(rule: &Rule) -> &'static str {
         }
         Rule::category_keywords => "a line such as `SAFETY: PANIC, DISTRESS`",
         Rule::severity_def => "`severity TYPE { LEVEL when CONDITION ... }`",
+        Rule::cascade_def | Rule::kw_cascade => "`cascade { step ... otherwise GENERIC }`",
+        Rule::cascade_step => "a line such as `step category + severity`",
+        Rule::match_field => "`finding`, `category` or `severity`",
+        Rule::cascade_fallback => "`otherwise RUNBOOK`",
         Rule::override_def | Rule::kw_override => "`override tenant \"T\" site \"S\" { RULE.param = VALUE }`",
         Rule::override_scope | Rule::kw_site => "`tenant \"T\"` and/or `site \"S\"`",
         Rule::override_setting => "a line such as `CORRELATION_SILENT_SITE.silence = 30m`",
@@ -510,6 +515,39 @@ impl Builder {
             }
         }
         Ok(Source { table: table.ok_or_else(|| self.incomplete(span, "source"))?, alias, keys, filter, span })
+    }
+
+    fn cascade_def(&self, p: Node) -> Result<CascadeDef, Diagnostic> {
+        let span = self.span(&p);
+        let mut steps = Vec::new();
+        let mut fallback = None;
+        for c in p.into_inner() {
+            match c.as_rule() {
+                Rule::kw_cascade => {}
+                Rule::cascade_step => {
+                    let step_span = self.span(&c);
+                    let mut fields = Vec::new();
+                    for k in c.into_inner() {
+                        match k.as_rule() {
+                            Rule::kw_step => {}
+                            Rule::match_field => {
+                                let field = match k.into_inner().next().map(|w| w.as_rule()) {
+                                    Some(Rule::kw_finding) => MatchField::FindingType,
+                                    Some(Rule::kw_category) => MatchField::Category,
+                                    _ => MatchField::Severity,
+                                };
+                                fields.push(field);
+                            }
+                            other => return Err(self.unexpected(&k, other)),
+                        }
+                    }
+                    steps.push((fields, step_span));
+                }
+                Rule::cascade_fallback => fallback = self.idents(c).into_iter().next(),
+                other => return Err(self.unexpected(&c, other)),
+            }
+        }
+        Ok(CascadeDef { steps, fallback: fallback.ok_or_else(|| self.incomplete(span, "cascade"))?, span })
     }
 
     fn override_def(&self, p: Node) -> Result<OverrideDef, Diagnostic> {
