@@ -314,9 +314,9 @@ fn run(cli: Cli) -> CliResult {
             let set = load_rules(&rules)?;
             let now = parse_time(&at, "--at")?;
             let sig = load_signals(&signals)?;
-            let findings = exec::evaluate(&sig, &set, now, &filter_of(&output)).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+            let (findings, failures) = exec::evaluate_all(&sig, &set, now, &filter_of(&output));
             print_findings(findings, &output);
-            Ok(())
+            report_failures(&failures)
         }
         Command::Replay { rules, signals, from, to, every, output } => {
             let set = load_rules(&rules)?;
@@ -325,10 +325,9 @@ fn run(cli: Cli) -> CliResult {
                 return Err(input_err("--to is before --from"));
             }
             let sig = load_signals(&signals)?;
-            let findings =
-                exec::replay(&sig, &set, from, to, every, &filter_of(&output)).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+            let (findings, failures) = exec::replay(&sig, &set, from, to, every, &filter_of(&output));
             print_findings(findings, &output);
-            Ok(())
+            report_failures(&failures)
         }
         Command::Explain { rule, rules, at, signals, site, prelude } => {
             if prelude {
@@ -375,6 +374,15 @@ fn run(cli: Cli) -> CliResult {
             Ok(())
         }
     }
+}
+
+/// Rules that failed are reported after the findings of the others (exit 3).
+fn report_failures(failures: &[exec::ExecError]) -> CliResult {
+    if failures.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = failures.iter().map(|f| format!("error: {f}")).collect();
+    Err((EXIT_EVAL, format!("{}\n{} rule(s) failed; the findings of the other rules were printed", lines.join("\n"), failures.len())))
 }
 
 fn load_signals(path: &Path) -> Result<load::Signals, (u8, String)> {
@@ -645,7 +653,7 @@ fn categorize(args: &RuleArgs, finding_type: &str, context: &[String]) -> CliRes
     let outcome = severity_for(rule, &values);
     let why = match outcome.step {
         Some(i) => format!("step {i} of its severity adjustments"),
-        None => "the base severity of rule ".to_string() + &rule.id,
+        None => format!("the base severity of rule {}", rule.id),
     };
     println!("severity      {}  ({why})", outcome.severity);
     if !outcome.missing.is_empty() {

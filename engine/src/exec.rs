@@ -4,7 +4,7 @@
 //! tenant_id, site_id, finding_type, guard_id, entity_id), NULLs first, so two
 //! runs over the same input print identical bytes.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use duckdb::types::Value as DbValue;
 use serde::Serialize;
@@ -15,6 +15,7 @@ use crate::plan::{self, ParamValues, SqlPlan};
 use crate::ruleset::RuleSet;
 use crate::runbook;
 use crate::schema::Ty;
+use crate::script::ScriptRole;
 use crate::sql;
 
 /// One finding, with every field of CONTRACT.md.
@@ -112,19 +113,35 @@ pub fn iso(micros: i64) -> String {
         .unwrap_or_default()
 }
 
-/// Evaluates every rule of the set at `now` and returns sorted findings.
+/// Evaluates every rule of the set at `now` and returns sorted findings, or the
+/// first rule failure.
 pub fn evaluate(signals: &Signals, rules: &RuleSet, now: i64, filter: &Filter) -> Result<Vec<Finding>, ExecError> {
+    let (findings, mut failures) = evaluate_all(signals, rules, now, filter);
+    match failures.is_empty() {
+        true => Ok(findings),
+        false => Err(failures.remove(0)),
+    }
+}
+
+/// Evaluates every rule of the set at `now`. A rule that fails (a script that
+/// blows a limit, say) is reported and skipped; the others still produce their
+/// findings.
+pub fn evaluate_all(signals: &Signals, rules: &RuleSet, now: i64, filter: &Filter) -> (Vec<Finding>, Vec<ExecError>) {
     let mut out = Vec::new();
+    let mut failures = Vec::new();
     for rule in &rules.rules {
         if !filter.rules.is_empty() && !filter.rules.contains(&rule.id) {
             continue;
         }
         let params = rules.params_for(rule);
-        out.extend(evaluate_rule(signals, rules, rule, now, &params)?);
+        match evaluate_rule(signals, rules, rule, now, &params) {
+            Ok(found) => out.extend(found),
+            Err(e) => failures.push(e),
+        }
     }
     out.retain(|f| filter.tenant.as_ref().is_none_or(|t| *t == f.tenant_id) && filter.site.as_ref().is_none_or(|s| *s == f.site_id));
     sort_findings(&mut out);
-    Ok(out)
+    (out, failures)
 }
 
 /// Evaluates one rule with the given parameter values.
@@ -152,6 +169,31 @@ pub fn evaluate_rule(
         for (i, (name, ty)) in planned.evidence.iter().enumerate() {
             evidence.insert(name.clone(), json_value(row.get(plan::FIXED_COLUMNS.len() + i), *ty));
         }
+        let mut severity = severity;
+        if !rule.scripts.is_empty() {
+            let inputs_at = plan::FIXED_COLUMNS.len() + planned.evidence.len();
+            let mut vars: Vec<(String, serde_json::Value)> = vec![
+                ("tenant_id".into(), serde_json::Value::String(tenant_id.clone())),
+                ("site_id".into(), serde_json::Value::String(site_id.clone())),
+                ("guard_id".into(), text(2).map(serde_json::Value::String).unwrap_or(serde_json::Value::Null)),
+                ("entity_id".into(), text(3).map(serde_json::Value::String).unwrap_or(serde_json::Value::Null)),
+                ("severity".into(), serde_json::Value::String(severity.clone())),
+            ];
+            for (name, value) in params.values.iter() {
+                vars.push((name.clone(), param_json(value)));
+            }
+            for (i, (name, ty)) in planned.script_inputs.iter().enumerate() {
+                vars.push((name.clone(), json_value(row.get(inputs_at + i), *ty)));
+            }
+            for (k, v) in &evidence {
+                vars.push((k.clone(), v.clone()));
+            }
+            match apply_scripts(rules, rule, &vars, &mut severity, &mut evidence) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(message) => return Err(ExecError { rule: rule.id.clone(), message }),
+            }
+        }
         let key =
             runbook::FindingKey { finding_type: &rule.finding_type, category: &rule.category, severity: &severity, tenant: &tenant_id };
         let (book, step, _) = runbook::match_runbook(&rules.runbooks, &rules.cascade, &key);
@@ -176,10 +218,61 @@ pub fn evaluate_rule(
     Ok(findings)
 }
 
+fn param_json(v: &crate::check::Value) -> serde_json::Value {
+    use crate::check::Value;
+    match v {
+        Value::Number(n) => serde_json::Number::from_f64(*n).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null),
+        Value::String(s) => serde_json::Value::String(s.clone()),
+        Value::Bool(b) => serde_json::Value::Bool(*b),
+        Value::Duration(d) => serde_json::Value::from(d / 1_000_000),
+        Value::Null => serde_json::Value::Null,
+    }
+}
+
+/// Runs a rule's scripts on one row: all conditions must hold (returns false
+/// otherwise), the first severity script returning true sets the severity, and
+/// evidence scripts add their values. Any script failure fails the rule.
+fn apply_scripts(
+    rules: &RuleSet,
+    rule: &CheckedRule,
+    vars: &[(String, serde_json::Value)],
+    severity: &mut String,
+    evidence: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<bool, String> {
+    let at = |s: &crate::script::RuleScript| {
+        let (line, col) = rules.sources.line_col(s.span);
+        format!("{}:{line}:{col}", rules.sources.name(s.span.file))
+    };
+    let mut severity_set = false;
+    for s in &rule.scripts {
+        let out = crate::script::run(s, vars).map_err(|e| format!("script at {} failed: {e}", at(s)))?;
+        match &s.role {
+            ScriptRole::Condition => match out.as_bool() {
+                Ok(true) => {}
+                Ok(false) => return Ok(false),
+                Err(t) => return Err(format!("script at {} must return true or false, returned {t}", at(s))),
+            },
+            ScriptRole::Severity(level) => match out.as_bool() {
+                Ok(hit) => {
+                    if hit && !severity_set {
+                        *severity = level.clone();
+                        severity_set = true;
+                    }
+                }
+                Err(t) => return Err(format!("script at {} must return true or false, returned {t}", at(s))),
+            },
+            ScriptRole::Evidence(name) => {
+                evidence.insert(name.clone(), crate::script::to_json(&out));
+            }
+        }
+    }
+    Ok(true)
+}
+
 fn run(signals: &Signals, planned: &SqlPlan) -> Result<Vec<Vec<DbValue>>, duckdb::Error> {
     let text = sql::render(&planned.query);
     let mut stmt = signals.conn.prepare(&text)?;
-    let width = plan::FIXED_COLUMNS.len() + planned.evidence.len();
+    let width = plan::FIXED_COLUMNS.len() + planned.evidence.len() + planned.script_inputs.len();
     let rows = stmt.query_map([], |r| (0..width).map(|i| r.get::<_, DbValue>(i)).collect::<Result<Vec<_>, _>>())?;
     rows.collect()
 }
@@ -225,25 +318,32 @@ pub fn format_duration(micros: i64) -> String {
 }
 
 /// Replays history: evaluates at every tick and reports each finding once, at the
-/// first tick where it holds; one that clears and holds again is new.
-pub fn replay(signals: &Signals, rules: &RuleSet, from: i64, to: i64, every: i64, filter: &Filter) -> Result<Vec<Finding>, ExecError> {
-    let mut open: HashMap<Identity, ()> = HashMap::new();
+/// first tick where it holds; one that clears and holds again is new. Rule
+/// failures are reported once per rule and do not stop the replay.
+pub fn replay(signals: &Signals, rules: &RuleSet, from: i64, to: i64, every: i64, filter: &Filter) -> (Vec<Finding>, Vec<ExecError>) {
+    let mut open: HashSet<Identity> = HashSet::new();
     let mut out = Vec::new();
+    let mut failures: Vec<ExecError> = Vec::new();
     let mut tick = from;
     while tick <= to {
-        let now_findings = evaluate(signals, rules, tick, filter)?;
-        let mut current: HashMap<Identity, ()> = HashMap::new();
+        let (now_findings, failed) = evaluate_all(signals, rules, tick, filter);
+        for f in failed {
+            if failures.iter().all(|known| known.rule != f.rule) {
+                failures.push(f);
+            }
+        }
+        let mut current: HashSet<Identity> = HashSet::new();
         for f in now_findings {
             let id = f.identity();
-            if !open.contains_key(&id) {
+            if !open.contains(&id) {
                 out.push(f);
             }
-            current.insert(id, ());
+            current.insert(id);
         }
         open = current;
         tick += every;
     }
-    Ok(out)
+    (out, failures)
 }
 
 /// Counts findings per type, for summaries.

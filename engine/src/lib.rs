@@ -35,6 +35,7 @@ pub mod plan;
 pub mod ruleset;
 pub mod runbook;
 pub mod schema;
+pub mod script;
 pub mod sql;
 pub mod syntax;
 

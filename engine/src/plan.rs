@@ -19,6 +19,8 @@ pub struct SqlPlan {
     pub query: Query,
     /// Evidence columns (`ev_<name>`) in order, with their types.
     pub evidence: Vec<(String, Ty)>,
+    /// For rules with scripts: the lets, as columns after the evidence, for the scripts to read.
+    pub script_inputs: Vec<(String, Ty)>,
 }
 
 /// A parameter value that applies to one tenant, one site, or one site of a tenant.
@@ -61,9 +63,11 @@ fn plan_with(rule: &CheckedRule, now: i64, params: &ParamValues, push_down: bool
     let body_and_layers = p.body();
     let mut ctes = p.as_of_views();
     ctes.extend(body_and_layers.0);
+    let script_inputs = if rule.scripts.is_empty() { Vec::new() } else { rule.lets.iter().map(|l| (l.name.clone(), l.value.ty)).collect() };
     SqlPlan {
         query: Query { ctes, body: body_and_layers.1 },
         evidence: rule.evidence.iter().map(|e| (e.name.clone(), e.value.ty)).collect(),
+        script_inputs,
     }
 }
 
@@ -474,6 +478,12 @@ impl Planner<'_> {
         ];
         for ev in &rule.evidence {
             items.push((self.evidence_expr(&ev.value), Some(format!("ev_{}", ev.name))));
+        }
+        if !rule.scripts.is_empty() {
+            for l in &rule.lets {
+                let value = TExpr { kind: TKind::Let(l.name.clone()), ty: l.value.ty, span: l.value.span };
+                items.push((self.evidence_expr(&value), Some(format!("in_{}", l.name))));
+            }
         }
         let mut body = Select::from_table(&previous, &r0, items);
         body.filter = Some(self.expr(&rule.condition));

@@ -238,7 +238,12 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
             .filter(|s| s.finding_type.name == finding_type)
             .flat_map(|s| s.steps.iter().cloned())
             .collect();
-        match check::check_rule(def, &macros, &adjustments) {
+        let read_script = |span: crate::syntax::ast::Span, name: &str| -> Result<String, String> {
+            let rule_file = Path::new(sources.name(span.file));
+            let path = rule_file.parent().unwrap_or(Path::new(".")).join(name);
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+        };
+        match check::check_rule(def, &macros, &adjustments, &read_script) {
             Ok(r) => rules.push(r),
             Err(errs) => diagnostics.extend(errs),
         }

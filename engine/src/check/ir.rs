@@ -42,6 +42,8 @@ pub struct CheckedRule {
     pub evidence: Vec<EvidenceValue>,
     /// Recommended actions.
     pub actions: Vec<String>,
+    /// Rhai scripts run on each row the SQL produced (conditions, severities, evidence).
+    pub scripts: Vec<crate::script::RuleScript>,
     /// The rule block in its file.
     pub span: Span,
 }

@@ -40,10 +40,18 @@ pub fn finding_type_of(rule: &RuleDef) -> &str {
         .unwrap_or(&rule.id.name)
 }
 
+/// Reads a script file named in a rule (`script_file("x.rhai")`), relative to the rule's file.
+pub type ScriptFiles<'a> = &'a dyn Fn(Span, &str) -> Result<String, String>;
+
 /// Checks one rule. `adjustments` are the `severity TYPE { ... }` steps for its
 /// finding type, checked in the rule's scope and tried before its own steps.
 /// Returns the checked rule, or every error found in it.
-pub fn check_rule(rule: &RuleDef, macros: &Macros, adjustments: &[(Ident, Expr)]) -> Result<CheckedRule, Vec<Diagnostic>> {
+pub fn check_rule<'m>(
+    rule: &'m RuleDef,
+    macros: &'m Macros,
+    adjustments: &'m [(Ident, Expr)],
+    script_files: ScriptFiles<'m>,
+) -> Result<CheckedRule, Vec<Diagnostic>> {
     let mut c = Checker {
         macros,
         errors: Vec::new(),
@@ -53,6 +61,8 @@ pub fn check_rule(rule: &RuleDef, macros: &Macros, adjustments: &[(Ident, Expr)]
         lets: Vec::new(),
         macro_stack: Vec::new(),
         entity: None,
+        script_files,
+        pending_scripts: Vec::new(),
     };
     let out = c.rule(rule, adjustments);
     match out {
@@ -82,16 +92,19 @@ struct Checker<'m> {
     /// Macro expansions in progress: name and argument bindings.
     macro_stack: Vec<(String, HashMap<String, TExpr>)>,
     entity: Option<&'static schema::Entity>,
+    script_files: ScriptFiles<'m>,
+    /// Scripts seen, compiled at the end of the rule when every name is known.
+    pending_scripts: Vec<(ScriptCode<'m>, crate::script::ScriptRole)>,
 }
 
 const GUARD_ENTITY_COLUMNS: &[&str] = &["tenant_id", "site_id", "guard_id"];
 
-impl Checker<'_> {
+impl<'m> Checker<'m> {
     fn err(&mut self, d: Diagnostic) {
         self.errors.push(d);
     }
 
-    fn rule(&mut self, rule: &RuleDef, adjustments: &[(Ident, Expr)]) -> Option<CheckedRule> {
+    fn rule(&mut self, rule: &'m RuleDef, adjustments: &'m [(Ident, Expr)]) -> Option<CheckedRule> {
         let mut finding = None;
         let mut title = None;
         let mut doc = None;
@@ -196,7 +209,9 @@ impl Checker<'_> {
                     }
                 }
                 RuleItem::When(e) => {
-                    if let Some(v) = self.condition(e) {
+                    if let Some(code) = script_call(e) {
+                        self.pending_scripts.push((code, crate::script::ScriptRole::Condition));
+                    } else if let Some(v) = self.condition(e) {
                         conditions.push(v);
                     }
                 }
@@ -209,6 +224,10 @@ impl Checker<'_> {
                                 f.name.span,
                                 "listed again here",
                             ));
+                        }
+                        if let Some(code) = f.value.as_ref().and_then(script_call) {
+                            self.pending_scripts.push((code, crate::script::ScriptRole::Evidence(f.name.name.clone())));
+                            continue;
                         }
                         let value = match &f.value {
                             Some(e) => self.expr(e),
@@ -228,9 +247,29 @@ impl Checker<'_> {
         }
         let adjusted = adjustments.iter().map(|(l, c)| (l.name.clone(), c));
         for (level, cond) in adjusted.chain(steps_src) {
-            if let Some(c) = self.condition(cond) {
+            if let Some(code) = script_call(cond) {
+                self.pending_scripts.push((code, crate::script::ScriptRole::Severity(level)));
+            } else if let Some(c) = self.condition(cond) {
                 severity_steps.push((level, c));
             }
+        }
+        // Scripts read the row: ids, severity, parameters, lets and evidence.
+        let mut names: Vec<String> = ["tenant_id", "site_id", "guard_id", "entity_id", "severity"].map(String::from).to_vec();
+        names.extend(self.params.iter().map(|p| p.name.clone()));
+        names.extend(self.lets.iter().map(|(n, _)| n.clone()));
+        names.extend(evidence.iter().map(|e: &EvidenceValue| e.name.clone()));
+        let mut scripts = Vec::new();
+        for (code, role) in std::mem::take(&mut self.pending_scripts) {
+            if let crate::script::ScriptRole::Evidence(n) = &role {
+                names.push(n.clone());
+            }
+            if let Some(s) = self.script(code, role, &names) {
+                scripts.push(s);
+            }
+        }
+        let script_conditions = scripts.iter().any(|s| s.role == crate::script::ScriptRole::Condition);
+        if script_conditions && conditions.is_empty() {
+            conditions.push(TExpr { kind: TKind::Lit(Value::Bool(true)), ty: Ty::Bool, span: rule_head });
         }
         if conditions.is_empty() && self.errors.is_empty() {
             self.err(
@@ -261,8 +300,43 @@ impl Checker<'_> {
             condition,
             evidence,
             actions,
+            scripts,
             span: rule.span,
         })
+    }
+
+    /// Compiles a script; errors point into the rule file (inline) or name the script file.
+    fn script(&mut self, code: ScriptCode, role: crate::script::ScriptRole, names: &[String]) -> Option<crate::script::RuleScript> {
+        let (text, span, inline) = match code {
+            ScriptCode::Inline(s) => (s.value.clone(), s.span, true),
+            ScriptCode::File(s) => match (self.script_files)(s.span, &s.value) {
+                Ok(text) => (text, s.span, false),
+                Err(e) => {
+                    self.err(Diagnostic::error(
+                        codes::UNKNOWN_NAME,
+                        format!("cannot read script `{}`: {e}", s.value),
+                        s.span,
+                        "script file",
+                    ));
+                    return None;
+                }
+            },
+        };
+        match crate::script::compile(&text, names) {
+            Ok(ast) => Some(crate::script::RuleScript { role, ast, span }),
+            Err(e) => {
+                let (at, label) = if inline {
+                    let start = span.start + 1 + crate::script::offset_of(&text, e.line, e.column);
+                    (Span { file: span.file, start, end: start + 1 }, "here".to_string())
+                } else {
+                    (span, format!("at line {}, column {} of the script", e.line, e.column))
+                };
+                self.err(Diagnostic::error(codes::SCRIPT, format!("the script does not compile: {}", e.message), at, label).hint(
+                    "scripts are Rhai over the row's figures (ids, severity, parameters, lets, evidence); write them in single quotes",
+                ));
+                None
+            }
+        }
     }
 
     fn once<T>(&mut self, slot: &mut Option<T>, value: T, span: Span, what: &str) {
@@ -687,6 +761,13 @@ impl Checker<'_> {
         if let Some(m) = self.macros.get(&name.name) {
             return self.expand(m, args, name, span);
         }
+        if name.name == "script" || name.name == "script_file" {
+            self.err(
+                Diagnostic::error(codes::SCRIPT, "a script runs on the row the SQL produced, so it cannot be part of an expression", span, "script here")
+                    .hint("use it as a whole line: `when script('...')`, `severity HIGH when script('...')` or `evidence name = script('...')`, with the quotes' text a single string"),
+            );
+            return None;
+        }
         let Some((_, f)) = BUILTINS.iter().find(|(n, _)| *n == name.name) else {
             let mut candidates: Vec<&str> = BUILTINS.iter().map(|(n, _)| *n).collect();
             candidates.extend(self.macros.keys().map(|k| k.as_str()));
@@ -991,4 +1072,24 @@ fn visible_column(scope: &RowScope, name: &str) -> Option<&'static schema::Colum
         return schema::table("shifts").and_then(|t| t.column(name));
     }
     scope.table.column(name)
+}
+
+/// A script named in a rule.
+#[derive(Clone, Copy)]
+enum ScriptCode<'a> {
+    /// `script('code')`
+    Inline(&'a StringLit),
+    /// `script_file('name.rhai')`
+    File(&'a StringLit),
+}
+
+/// `script('...')` or `script_file('...')` as a whole expression.
+fn script_call(e: &Expr) -> Option<ScriptCode<'_>> {
+    let ExprKind::Call { name, args } = &e.kind else { return None };
+    let [Expr { kind: ExprKind::Lit(Literal::String(s)), .. }] = args.as_slice() else { return None };
+    match name.name.as_str() {
+        "script" => Some(ScriptCode::Inline(s)),
+        "script_file" => Some(ScriptCode::File(s)),
+        _ => None,
+    }
 }

@@ -5,6 +5,7 @@
 //! - E03xx: types
 //! - E04xx: rule structure (missing or repeated items, windows)
 //! - E05xx: runbooks
+//! - E06xx: scripts
 //! - E09xx: internal
 //! - W01xx: warnings
 
@@ -45,6 +46,7 @@ codes! {
     BAD_WINDOW = "E0403", "a window or duration parameter is zero or negative";
     AGG_ARGUMENT = "E0404", "an aggregate gets an argument it cannot use";
     RUNBOOK_INCOMPLETE = "E0501", "a runbook lacks its title, match or steps";
+    SCRIPT = "E0601", "a Rhai script does not compile or is used where it cannot run";
     INTERNAL = "E0901", "an internal error; please report it";
     CATEGORY_DISAGREES = "W0101", "the stated category differs from the keyword categories";
     UNUSED_PARAM = "W0102", "a parameter is never used";
