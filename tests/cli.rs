@@ -177,3 +177,32 @@ fn categorize_applies_the_severity_adjustments_from_outside() {
     let (_, out, _) = vigil(&["categorize", "CORRELATION_GUARD_DISTRESS"], &root());
     assert!(out.contains("category      SAFETY  (keyword DISTRESS)"), "{out}");
 }
+
+#[test]
+fn suppressed_findings_are_output_and_hidden_only_on_request() {
+    let dir = write_dir(
+        "suppressed",
+        &[
+            ("sites.csv", "tenant_id,site_id,name,timezone,lat,lon,geofence_m,active\nT1,S1,A,Europe/London,51.5,-0.12,200,true\nT1,S2,B,Europe/London,51.5,-0.12,200,true\n"),
+            (
+                "shifts.csv",
+                "tenant_id,site_id,shift_id,guard_id,starts_at,ends_at,checked_in_at,checked_out_at\n\
+                 T1,S1,SH1,G1,2025-10-04T11:00:00Z,2025-10-04T19:00:00Z,,\n\
+                 T1,S2,SH2,G2,2025-10-04T11:00:00Z,2025-10-04T19:00:00Z,,\n",
+            ),
+            ("maintenance_windows.csv", "tenant_id,site_id,starts_at,ends_at,reason,finding_types\nT1,S1,2025-10-04T10:00:00Z,2025-10-04T14:00:00Z,works,ATTENDANCE_NO_SHOW\n"),
+        ],
+    );
+    let base = ["audit", "--signals", dir.to_str().unwrap(), "--at", AT, "--format", "jsonl", "--rule", "ATTENDANCE_NO_SHOW"];
+    let (code, out, err) = vigil(&base, &root());
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!((lines[0]["site_id"].as_str(), lines[0]["suppressed"].as_bool()), (Some("S1"), Some(true)));
+    assert_eq!((lines[1]["site_id"].as_str(), lines[1]["suppressed"].as_bool()), (Some("S2"), Some(false)));
+    let mut hidden = base.to_vec();
+    hidden.push("--hide-suppressed");
+    let (_, out, _) = vigil(&hidden, &root());
+    assert_eq!(out.lines().count(), 1);
+    assert!(out.contains("\"site_id\":\"S2\""), "{out}");
+}

@@ -194,9 +194,13 @@ fn attach_view(conn: &Connection, table: &Table, file: &Path, from: &str) -> Res
                 ..file_error(file, format!("missing column `{}` (table `{}` needs {})", c.name, table.name, column_list(table)))
             });
         };
+        let text_time = c.storage == Storage::Time && ty == "VARCHAR";
+        if text_time {
+            check_text_timestamps(conn, file, from, c.name)?;
+        }
         let ok = match c.storage {
             Storage::Text => true,
-            Storage::Time => ty.starts_with("TIMESTAMP"),
+            Storage::Time => ty.starts_with("TIMESTAMP") || text_time,
             Storage::Float | Storage::Int => is_numeric(ty),
             Storage::Bool => ty == "BOOLEAN",
         };
@@ -211,11 +215,40 @@ fn attach_view(conn: &Connection, table: &Table, file: &Path, from: &str) -> Res
                 ..file_error(file, format!("column `{}` has type {ty}, expected {want}", c.name))
             });
         }
-        let cast = if ty == c.storage.sql() { ident(c.name) } else { format!("CAST({} AS {})", ident(c.name), c.storage.sql()) };
+        let cast = if ty == c.storage.sql() {
+            ident(c.name)
+        } else if text_time {
+            // ISO-8601 text with a zone (checked above): through TIMESTAMPTZ to UTC.
+            format!("CAST(CAST({} AS TIMESTAMPTZ) AS TIMESTAMP)", ident(c.name))
+        } else {
+            format!("CAST({} AS {})", ident(c.name), c.storage.sql())
+        };
         items.push(format!("{cast} AS {}", ident(c.name)));
     }
     let sql = format!("CREATE VIEW {}.{} AS SELECT {} FROM {from}", ident(RAW_SCHEMA), ident(table.name), items.join(", "));
     conn.execute_batch(&sql).map_err(|e| file_error(file, e.to_string()))
+}
+
+/// Refuses text timestamps without a zone (or not ISO-8601), naming the row.
+fn check_text_timestamps(conn: &Connection, file: &Path, from: &str, column: &str) -> Result<(), LoadError> {
+    const ISO_WITH_ZONE: &str = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}(:?\d{2})?)$";
+    let sql = format!(
+        "SELECT rn, v FROM (SELECT row_number() OVER () AS rn, {col} AS v FROM {from}) WHERE v IS NOT NULL AND NOT regexp_full_match(v, {pattern}) LIMIT 1",
+        col = ident(column),
+        pattern = string_literal(ISO_WITH_ZONE),
+    );
+    let bad: Option<(i64, String)> = conn.query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?))).ok();
+    match bad {
+        None => Ok(()),
+        Some((row, value)) => Err(LoadError {
+            row: Some(row as u64),
+            column: Some(column.to_string()),
+            ..file_error(
+                file,
+                parse_timestamp(&value).err().unwrap_or_else(|| format!("`{value}` is not an ISO-8601 timestamp with a zone")),
+            )
+        }),
+    }
 }
 
 fn is_numeric(ty: &str) -> bool {
@@ -245,7 +278,7 @@ fn load_csv(conn: &Connection, table: &Table, path: &Path) -> Result<(), LoadErr
         .headers()
         .map_err(|e| file_error(path, format!("cannot read the header row: {e}")))?
         .iter()
-        .map(|h| h.trim().to_string())
+        .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
         .collect();
     let positions = column_positions(table, &headers, path)?;
     let mut rows = Vec::new();
