@@ -130,6 +130,16 @@ enum Command {
         #[arg(long)]
         prelude: bool,
     },
+    /// Run analysts' rule tests (`.case` files: signal rows, a time, expected findings).
+    Test {
+        /// Case files or directories of them (default: tests/cases).
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// Output: a line per failing case and a summary, or JUnit XML for CI systems.
+        #[arg(long, value_enum, default_value_t = TestFormat::Text)]
+        format: TestFormat,
+    },
     /// Category and severity of a finding type from outside, e.g.
     /// `vigil categorize TOUR_OVERDUE --context overdue_minutes=120` (SECURITY, CRITICAL).
     Categorize {
@@ -229,6 +239,12 @@ enum RunbookCommand {
         #[arg(long)]
         tenant: Option<String>,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum TestFormat {
+    Text,
+    Junit,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -351,6 +367,7 @@ fn run(cli: Cli) -> CliResult {
             println!("wrote {} sites x {} h to {}; audit it at {}", sites, hours, out.display(), exec::iso(spec.end()));
             Ok(())
         }
+        Command::Test { paths, rules, format } => run_tests(&rules, &paths, format),
         Command::Runbook { action, rules } => runbook_command(&rules, action),
         Command::Categorize { finding_type, context, rules } => categorize(&rules, &finding_type, &context),
         Command::Bench { rules, signals, at, runs } => bench(&rules, &signals, &at, runs),
@@ -731,5 +748,103 @@ fn runbook_command(args: &RuleArgs, action: RunbookCommand) -> CliResult {
             }
             Ok(())
         }
+    }
+}
+
+/// One case's outcome.
+struct CaseOutcome {
+    name: String,
+    file: PathBuf,
+    problems: Vec<String>,
+}
+
+fn case_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, (u8, String)> {
+    let roots = if paths.is_empty() { vec![PathBuf::from("tests/cases")] } else { paths.to_vec() };
+    let mut out = Vec::new();
+    for root in roots {
+        if root.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
+                .map_err(|e| input_err(format!("{}: {e}", root.display())))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "case"))
+                .collect();
+            files.sort();
+            out.extend(files);
+        } else if root.is_file() {
+            out.push(root);
+        } else {
+            return Err(input_err(format!("{}: no such case file or directory", root.display())));
+        }
+    }
+    Ok(out)
+}
+
+fn run_case(set: &RuleSet, file: &Path) -> CaseOutcome {
+    use vigil_engine::case;
+    let name = file.file_stem().and_then(|s| s.to_str()).unwrap_or("case").to_string();
+    let fail = |problem: String| CaseOutcome { name: name.clone(), file: file.to_path_buf(), problems: vec![problem] };
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("cannot read: {e}")),
+    };
+    let parsed = match case::parse_case(&text) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("{}:{e}", file.display())),
+    };
+    let dir = std::env::temp_dir().join(format!("vigil-case-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = case::write_tables(&parsed, &dir) {
+        return fail(format!("cannot write the case's tables: {e}"));
+    }
+    let loaded = load::load(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    let signals = match loaded {
+        Ok(s) => s,
+        Err(e) => return fail(format!("{}: table {e}", file.display())),
+    };
+    let filter = Filter { rules: parsed.rules.iter().cloned().collect(), ..Default::default() };
+    let (findings, failures) = exec::evaluate_all(&signals, set, parsed.at, &filter);
+    let mut problems: Vec<String> = failures.iter().map(|f| f.to_string()).collect();
+    problems.extend(case::compare(&parsed, &findings));
+    CaseOutcome { name: if parsed.name.is_empty() { name } else { parsed.name.clone() }, file: file.to_path_buf(), problems }
+}
+
+fn run_tests(args: &RuleArgs, paths: &[PathBuf], format: TestFormat) -> CliResult {
+    let set = load_rules(args)?;
+    let files = case_files(paths)?;
+    let outcomes: Vec<CaseOutcome> = files.iter().map(|f| run_case(&set, f)).collect();
+    let failed = outcomes.iter().filter(|o| !o.problems.is_empty()).count();
+    let passed = outcomes.len() - failed;
+    match format {
+        TestFormat::Text => {
+            for o in outcomes.iter().filter(|o| !o.problems.is_empty()) {
+                println!("FAIL {} ({})", o.file.display(), o.name);
+                for p in &o.problems {
+                    println!("  {p}");
+                }
+            }
+            println!("{passed} passed, {failed} failed");
+        }
+        TestFormat::Junit => {
+            let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+            println!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
+            println!("<testsuite name=\"vigil\" tests=\"{}\" failures=\"{failed}\">", outcomes.len());
+            for o in &outcomes {
+                let class = esc(&o.file.display().to_string());
+                if o.problems.is_empty() {
+                    println!("  <testcase classname=\"{class}\" name=\"{}\"/>", esc(&o.name));
+                } else {
+                    println!("  <testcase classname=\"{class}\" name=\"{}\">", esc(&o.name));
+                    println!("    <failure message=\"{}\">{}</failure>", esc(&o.problems[0]), esc(&o.problems.join("\n")));
+                    println!("  </testcase>");
+                }
+            }
+            println!("</testsuite>");
+        }
+    }
+    if failed > 0 {
+        Err((EXIT_RULES, String::new()))
+    } else {
+        Ok(())
     }
 }

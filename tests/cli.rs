@@ -206,3 +206,19 @@ fn suppressed_findings_are_output_and_hidden_only_on_request() {
     assert_eq!(out.lines().count(), 1);
     assert!(out.contains("\"site_id\":\"S2\""), "{out}");
 }
+
+#[test]
+fn vigil_test_reports_failing_cases_with_a_diff_and_exits_1() {
+    let good = std::fs::read_to_string(root().join("tests/cases/silent_site_fires.case")).expect("case");
+    let wrong = good.replace("severity=CRITICAL", "severity=HIGH");
+    let dir = write_dir("vigil-test", &[("good.case", &good), ("wrong.case", &wrong)]);
+    let (code, out, _) = vigil(&["test", dir.to_str().unwrap()], &root());
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAIL"), "{out}");
+    assert!(out.contains("expected CORRELATION_SILENT_SITE") && out.contains("severity=HIGH but no such finding"), "{out}");
+    assert!(out.contains("unexpected finding: CORRELATION_SILENT_SITE tenant=T1 site=S1 guard=- entity=- severity=CRITICAL"), "{out}");
+    assert!(out.trim_end().ends_with("1 passed, 1 failed"), "{out}");
+    let (code, xml, _) = vigil(&["test", "--format", "junit", dir.to_str().unwrap()], &root());
+    assert_eq!(code, 1);
+    assert!(xml.contains("<testsuite name=\"vigil\" tests=\"2\" failures=\"1\">") && xml.contains("<failure message="), "{xml}");
+}

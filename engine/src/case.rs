@@ -193,7 +193,8 @@ pub fn compare(case: &Case, findings: &[Finding]) -> Vec<String> {
         match hit {
             Some((i, _)) => used[i] = true,
             None => {
-                let fields: Vec<String> = e.fields.iter().map(|(k, v)| format!("{k}={}", v.as_deref().unwrap_or("-"))).collect();
+                let fields: Vec<String> =
+                    FIELDS.iter().filter_map(|k| e.fields.get(*k).map(|v| format!("{k}={}", v.as_deref().unwrap_or("-")))).collect();
                 problems.push(format!("line {}: expected {} {} but no such finding", e.line, e.finding_type, fields.join(" ")));
             }
         }
