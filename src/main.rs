@@ -378,7 +378,7 @@ fn run(cli: Cli) -> CliResult {
             let conn = load::open_database().map_err(input_err)?;
             generate::fill(&conn, &spec).map_err(input_err)?;
             let sig = load::Signals { conn, warnings: vec![], origins: Default::default() };
-            let findings = exec::evaluate(&sig, &set, spec.end(), &filter_of(&output)).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+            let (findings, failures) = exec::evaluate_all(&sig, &set, spec.end(), &filter_of(&output));
             if output.format == Format::Table {
                 println!(
                     "Vigil demo: {} synthetic sites, 24 h of signals, {} rules, audited at {}\n",
@@ -388,7 +388,7 @@ fn run(cli: Cli) -> CliResult {
                 );
             }
             print_findings(findings, &output);
-            Ok(())
+            report_failures(&failures)
         }
     }
 }

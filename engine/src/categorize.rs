@@ -33,19 +33,6 @@ impl Categories {
         }
         (&self.fallback, None)
     }
-
-    /// Keywords listed under more than one category (the later ones can never win for them).
-    pub fn shared_keywords(&self) -> Vec<(String, String, String)> {
-        let mut out = Vec::new();
-        for (i, (first, ks)) in self.rules.iter().enumerate() {
-            for (second, others) in &self.rules[i + 1..] {
-                for k in ks.iter().filter(|k| others.contains(k)) {
-                    out.push((k.clone(), first.clone(), second.clone()));
-                }
-            }
-        }
-        out
-    }
 }
 
 /// Checks a `categories` block.

@@ -179,16 +179,23 @@ pub fn evaluate_rule(
                 ("entity_id".into(), text(3).map(serde_json::Value::String).unwrap_or(serde_json::Value::Null)),
                 ("severity".into(), serde_json::Value::String(severity.clone())),
             ];
-            for (name, value) in params.values.iter() {
-                vars.push((name.clone(), param_json(value)));
+            for name in params.values.keys() {
+                if let Some(value) = params.effective(name, &tenant_id, &site_id) {
+                    vars.push((name.clone(), param_json(value)));
+                }
             }
             for (i, (name, ty)) in planned.script_inputs.iter().enumerate() {
-                vars.push((name.clone(), json_value(row.get(inputs_at + i), *ty)));
+                // Durations reach scripts as whole seconds, like duration parameters.
+                let value = match (row.get(inputs_at + i), ty) {
+                    (Some(DbValue::BigInt(micros)), Ty::Duration) => serde_json::Value::from(micros / 1_000_000),
+                    (v, _) => json_value(v, *ty),
+                };
+                vars.push((name.clone(), value));
             }
             for (k, v) in &evidence {
                 vars.push((k.clone(), v.clone()));
             }
-            match apply_scripts(rules, rule, &vars, &mut severity, &mut evidence) {
+            match apply_scripts(rules, rule, &mut vars, &mut severity, &mut evidence) {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(message) => return Err(ExecError { rule: rule.id.clone(), message }),
@@ -235,7 +242,7 @@ fn param_json(v: &crate::check::Value) -> serde_json::Value {
 fn apply_scripts(
     rules: &RuleSet,
     rule: &CheckedRule,
-    vars: &[(String, serde_json::Value)],
+    vars: &mut Vec<(String, serde_json::Value)>,
     severity: &mut String,
     evidence: &mut serde_json::Map<String, serde_json::Value>,
 ) -> Result<bool, String> {
@@ -245,7 +252,7 @@ fn apply_scripts(
     };
     let mut severity_set = false;
     for s in &rule.scripts {
-        let out = crate::script::run(s, vars).map_err(|e| format!("script at {} failed: {e}", at(s)))?;
+        let out = crate::script::run(s, vars.as_slice()).map_err(|e| format!("script at {} failed: {e}", at(s)))?;
         match &s.role {
             ScriptRole::Condition => match out.as_bool() {
                 Ok(true) => {}
@@ -262,7 +269,11 @@ fn apply_scripts(
                 Err(t) => return Err(format!("script at {} must return true or false, returned {t}", at(s))),
             },
             ScriptRole::Evidence(name) => {
-                evidence.insert(name.clone(), crate::script::to_json(&out));
+                let value = crate::script::to_json(&out);
+                // Later scripts may read this figure too.
+                vars.retain(|(n, _)| n != name);
+                vars.push((name.clone(), value.clone()));
+                evidence.insert(name.clone(), value);
             }
         }
     }

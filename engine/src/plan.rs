@@ -46,6 +46,21 @@ pub struct ParamValues {
     pub scoped: Vec<ScopedValue>,
 }
 
+impl ParamValues {
+    /// The value of a parameter for one tenant and site (what the SQL's CASE picks).
+    pub fn effective(&self, name: &str, tenant: &str, site: &str) -> Option<&Value> {
+        let applies = |s: &&ScopedValue| {
+            s.param == name && s.tenant.as_deref().is_none_or(|t| t == tenant) && s.site.as_deref().is_none_or(|x| x == site)
+        };
+        let rank = |s: &ScopedValue| match (&s.tenant, &s.site) {
+            (Some(_), Some(_)) => 0,
+            (None, Some(_)) => 1,
+            _ => 2,
+        };
+        self.scoped.iter().filter(applies).min_by_key(|s| rank(s)).map(|s| &s.value).or_else(|| self.values.get(name))
+    }
+}
+
 /// Output columns every plan produces, before the evidence columns.
 pub const FIXED_COLUMNS: &[&str] = &["tenant_id", "site_id", "guard_id", "entity_id", "severity", "suppressed"];
 

@@ -244,7 +244,10 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
             std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
         };
         match check::check_rule(def, &macros, &adjustments, &read_script) {
-            Ok(r) => rules.push(r),
+            Ok((r, warnings)) => {
+                rules.push(r);
+                diagnostics.extend(warnings);
+            }
             Err(errs) => diagnostics.extend(errs),
         }
     }

@@ -45,13 +45,13 @@ pub type ScriptFiles<'a> = &'a dyn Fn(Span, &str) -> Result<String, String>;
 
 /// Checks one rule. `adjustments` are the `severity TYPE { ... }` steps for its
 /// finding type, checked in the rule's scope and tried before its own steps.
-/// Returns the checked rule, or every error found in it.
+/// Returns the checked rule with its warnings, or every error found in it.
 pub fn check_rule<'m>(
     rule: &'m RuleDef,
     macros: &'m Macros,
     adjustments: &'m [(Ident, Expr)],
     script_files: ScriptFiles<'m>,
-) -> Result<CheckedRule, Vec<Diagnostic>> {
+) -> Result<(CheckedRule, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut c = Checker {
         macros,
         errors: Vec::new(),
@@ -63,10 +63,12 @@ pub fn check_rule<'m>(
         entity: None,
         script_files,
         pending_scripts: Vec::new(),
+        used_params: HashSet::new(),
+        warnings: Vec::new(),
     };
     let out = c.rule(rule, adjustments);
     match out {
-        Some(r) if c.errors.is_empty() => Ok(r),
+        Some(r) if c.errors.is_empty() => Ok((r, c.warnings)),
         _ => Err(c.errors),
     }
 }
@@ -95,6 +97,10 @@ struct Checker<'m> {
     script_files: ScriptFiles<'m>,
     /// Scripts seen, compiled at the end of the rule when every name is known.
     pending_scripts: Vec<(ScriptCode<'m>, crate::script::ScriptRole)>,
+    /// Parameters some expression reads.
+    used_params: HashSet<String>,
+    /// Warnings (the rule still loads).
+    warnings: Vec<Diagnostic>,
 }
 
 const GUARD_ENTITY_COLUMNS: &[&str] = &["tenant_id", "site_id", "guard_id"];
@@ -259,6 +265,24 @@ impl<'m> Checker<'m> {
         names.extend(self.lets.iter().map(|(n, _)| n.clone()));
         names.extend(evidence.iter().map(|e: &EvidenceValue| e.name.clone()));
         let mut scripts = Vec::new();
+        let script_texts: Vec<String> = self
+            .pending_scripts
+            .iter()
+            .map(|(code, _)| match code {
+                ScriptCode::Inline(s) => s.value.clone(),
+                // A script file may read any parameter: count them all as used.
+                ScriptCode::File(_) => self.params.iter().map(|p| p.name.clone()).collect::<Vec<_>>().join(" "),
+            })
+            .collect();
+        for p in &self.params {
+            let in_script = script_texts.iter().any(|t| t.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).any(|w| w == p.name));
+            if !self.used_params.contains(&p.name) && !in_script {
+                self.warnings.push(
+                    Diagnostic::warning(codes::UNUSED_PARAM, format!("parameter `{}` is never used", p.name), p.span, "declared here")
+                        .hint("use it in a condition, a window or evidence, or remove it"),
+                );
+            }
+        }
         for (code, role) in std::mem::take(&mut self.pending_scripts) {
             if let crate::script::ScriptRole::Evidence(n) = &role {
                 names.push(n.clone());
@@ -654,6 +678,7 @@ impl<'m> Checker<'m> {
         }
         // 3. parameters, 4. lets
         if let Some(p) = self.params.iter().find(|p| p.name == name.name) {
+            self.used_params.insert(p.name.clone());
             let ty = p.default.ty();
             return mk(TKind::Param(p.name.clone()), ty);
         }
