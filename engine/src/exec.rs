@@ -331,20 +331,65 @@ pub fn format_duration(micros: i64) -> String {
 /// Replays history: evaluates at every tick and reports each finding once, at the
 /// first tick where it holds; one that clears and holds again is new. Rule
 /// failures are reported once per rule and do not stop the replay.
+///
+/// Ticks are independent evaluations, so they run on one connection per core;
+/// the first-tick bookkeeping then walks them in order.
 pub fn replay(signals: &Signals, rules: &RuleSet, from: i64, to: i64, every: i64, filter: &Filter) -> (Vec<Finding>, Vec<ExecError>) {
+    let ticks: Vec<i64> = std::iter::successors(Some(from), |t| t.checked_add(every)).take_while(|t| *t <= to).collect();
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4).min(ticks.len().max(1));
+    let mut per_tick: Vec<Option<(Vec<Finding>, Vec<ExecError>)>> = (0..ticks.len()).map(|_| None).collect();
+    let mut failures: Vec<ExecError> = Vec::new();
+    // Parallel ticks, not parallel operators: DuckDB's own threads would only
+    // contend with the workers on queries this small.
+    let threads: Option<i64> = signals.conn.query_row("SELECT current_setting('threads')", [], |r| r.get(0)).ok();
+    if workers > 1 {
+        let _ = signals.conn.execute_batch("SET threads TO 1");
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let conn = signals.conn.try_clone();
+                let ticks = &ticks;
+                scope.spawn(move || {
+                    let conn = conn.map_err(|e| ExecError { rule: "*".into(), message: format!("cannot open a connection: {e}") })?;
+                    let view = Signals { conn, warnings: Vec::new(), origins: Default::default() };
+                    Ok::<_, ExecError>(
+                        ticks
+                            .iter()
+                            .enumerate()
+                            .skip(w)
+                            .step_by(workers)
+                            .map(|(i, t)| (i, evaluate_all(&view, rules, *t, filter)))
+                            .collect::<Vec<_>>(),
+                    )
+                })
+            })
+            .collect();
+        for h in handles {
+            match h.join() {
+                Ok(Ok(results)) => {
+                    for (i, r) in results {
+                        per_tick[i] = Some(r);
+                    }
+                }
+                Ok(Err(e)) => failures.push(e),
+                Err(_) => failures.push(ExecError { rule: "*".into(), message: "a replay worker panicked".into() }),
+            }
+        }
+    });
+    if let (true, Some(n)) = (workers > 1, threads) {
+        let _ = signals.conn.execute_batch(&format!("SET threads TO {n}"));
+    }
     let mut open: HashSet<Identity> = HashSet::new();
     let mut out = Vec::new();
-    let mut failures: Vec<ExecError> = Vec::new();
-    let mut tick = from;
-    while tick <= to {
-        let (now_findings, failed) = evaluate_all(signals, rules, tick, filter);
+    for (findings, failed) in per_tick.into_iter().flatten() {
         for f in failed {
             if failures.iter().all(|known| known.rule != f.rule) {
                 failures.push(f);
             }
         }
         let mut current: HashSet<Identity> = HashSet::new();
-        for f in now_findings {
+        for f in findings {
             let id = f.identity();
             if !open.contains(&id) {
                 out.push(f);
@@ -352,7 +397,6 @@ pub fn replay(signals: &Signals, rules: &RuleSet, from: i64, to: i64, every: i64
             current.insert(id);
         }
         open = current;
-        tick += every;
     }
     (out, failures)
 }
