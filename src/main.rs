@@ -302,19 +302,7 @@ fn parse_time(text: &str, flag: &str) -> Result<i64, (u8, String)> {
 }
 
 fn parse_duration(text: &str) -> Result<i64, (u8, String)> {
-    let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (digits, unit) = text.split_at(digits_end);
-    let unit_micros: i64 = match unit {
-        "s" => 1_000_000,
-        "m" => 60_000_000,
-        "h" => 3_600_000_000,
-        "d" => 86_400_000_000,
-        _ => 0,
-    };
-    digits
-        .parse::<i64>()
-        .ok()
-        .and_then(|n| n.checked_mul(unit_micros))
+    vigil_engine::syntax::duration_micros(text)
         .filter(|d| *d > 0)
         .ok_or_else(|| input_err(format!("--every: `{text}` is not a duration such as 5m, 15m or 1h")))
 }
@@ -669,11 +657,11 @@ fn categorize(args: &RuleArgs, finding_type: &str, context: &[String]) -> CliRes
     };
     let outcome = severity_for(rule, &values);
     let why = match outcome.step {
-        Some(i) => format!("step {i} of its severity adjustments"),
+        Some(i) => format!("severity step {i}: the first whose condition holds"),
         None => format!("the base severity of rule {}", rule.id),
     };
     println!("severity      {}  ({why})", outcome.severity);
-    if !outcome.missing.is_empty() {
+    if outcome.step.is_none() && !outcome.missing.is_empty() {
         println!("not given     {} (steps reading them did not match)", outcome.missing.iter().cloned().collect::<Vec<_>>().join(", "));
     }
     Ok(())

@@ -34,7 +34,7 @@ impl Val {
         if let Ok(n) = text.parse::<f64>() {
             return Val::Num(n);
         }
-        if let Some(d) = parse_duration(text) {
+        if let Some(d) = crate::syntax::duration_micros(text) {
             return Val::Dur(d);
         }
         match text {
@@ -44,20 +44,6 @@ impl Val {
             _ => Val::Str(text.to_string()),
         }
     }
-}
-
-fn parse_duration(text: &str) -> Option<i64> {
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (digits, unit) = text.split_at(split);
-    let unit: i64 = match unit {
-        "s" => 1_000_000,
-        "m" => 60_000_000,
-        "h" => 3_600_000_000,
-        "d" => 86_400_000_000,
-        "w" => 604_800_000_000,
-        _ => return None,
-    };
-    digits.parse::<i64>().ok()?.checked_mul(unit)
 }
 
 /// The outcome of [`severity_for`].

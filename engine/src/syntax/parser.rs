@@ -367,24 +367,7 @@ impl Builder {
 
     fn duration(&self, p: Node) -> Result<i64, Diagnostic> {
         let span = self.span(&p);
-        let text = p.as_str();
-        let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-        let (digits, unit) = text.split_at(digits_end);
-        let unit_micros: i64 = match unit {
-            "ms" => 1_000,
-            "s" => 1_000_000,
-            "m" => 60_000_000,
-            "h" => 3_600_000_000,
-            "d" => 86_400_000_000,
-            "w" => 604_800_000_000,
-            _ => 0,
-        };
-        digits
-            .parse::<i64>()
-            .ok()
-            .and_then(|n| n.checked_mul(unit_micros))
-            .filter(|_| unit_micros > 0)
-            .ok_or_else(|| Diagnostic::error(codes::BAD_LITERAL, "this duration is out of range", span, ""))
+        super::duration_micros(p.as_str()).ok_or_else(|| Diagnostic::error(codes::BAD_LITERAL, "this duration is out of range", span, ""))
     }
 
     /// `expr = unary (infix unary)*`, folded by precedence climbing.
