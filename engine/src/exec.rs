@@ -141,6 +141,8 @@ pub fn evaluate_all(signals: &Signals, rules: &RuleSet, now: i64, filter: &Filte
     }
     out.retain(|f| filter.tenant.as_ref().is_none_or(|t| *t == f.tenant_id) && filter.site.as_ref().is_none_or(|s| *s == f.site_id));
     sort_findings(&mut out);
+    // A finding is its identity: duplicated input rows (a site listed twice) give one finding.
+    out.dedup_by(|a, b| a.detected_at == b.detected_at && a.identity() == b.identity());
     (out, failures)
 }
 
