@@ -115,3 +115,36 @@ fn the_shipped_script_grades_urgency() {
         assert!(["dispatch a patrol now", "call every guard on duty", "call the guard"].contains(&urgency), "{urgency}");
     }
 }
+
+#[test]
+fn a_script_file_beside_the_rule_is_compiled_and_run() {
+    let dir = common::temp_dir("script-file");
+    std::fs::write(
+        dir.join("late_tours.vigil"),
+        "rule LATE_TOUR_SCRIPTED {\n  title \"Tour late, graded by a script file\"\n  severity LOW\n  for tour\n  let late_minutes = minutes(now - scheduled_start)\n  when started_at is null\n  when script_file('grade.rhai')\n  evidence grade = script('if late_minutes >= 30 { \"very late\" } else { \"late\" }')\n}\n",
+    )
+    .expect("rule");
+    std::fs::write(dir.join("grade.rhai"), "// fires once the tour is 20 minutes late\nlate_minutes >= 20\n").expect("script");
+    let signals = common::write_dir(
+        "script-file-signals",
+        &[(
+            "tours.csv",
+            "tenant_id,site_id,tour_id,guard_id,scheduled_start,scheduled_end,started_at,completed_at,checkpoints_expected\n\
+             T1,S1,TR1,G1,2025-10-04T11:25:00Z,2025-10-04T13:00:00Z,,,5\n\
+             T1,S1,TR2,G1,2025-10-04T11:45:00Z,2025-10-04T13:00:00Z,,,5\n",
+        )],
+    );
+    let rules = ruleset::load_dirs(&dir, &dir.join("no-runbooks")).expect("checks");
+    let at = load::parse_timestamp("2025-10-04T12:00:00Z").expect("t");
+    let findings = exec::evaluate(&load::load(&signals).expect("load"), &rules, at, &Filter::default()).expect("audit");
+    // TR1 is 35 minutes late (fires, "very late"); TR2 is 15 minutes late (the script says no).
+    assert_eq!(findings.len(), 1, "{}", common::jsonl(&findings));
+    assert_eq!((findings[0].entity_id.as_deref(), findings[0].evidence["grade"].as_str()), (Some("TR1"), Some("very late")));
+
+    std::fs::remove_file(dir.join("grade.rhai")).expect("remove");
+    let failure = match ruleset::load_dirs(&dir, &dir.join("no-runbooks")) {
+        Ok(_) => panic!("a missing script file must not load"),
+        Err(f) => f,
+    };
+    assert!(failure.sources.render(&failure.diagnostics, false).contains("cannot read script `grade.rhai`"));
+}
