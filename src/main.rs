@@ -78,6 +78,15 @@ enum Command {
         /// One line per diagnostic (file:line:col) instead of the full rendering.
         #[arg(long)]
         short: bool,
+        /// Also: runbook step per type, rules sharing a type, shared keywords, untested rules.
+        #[arg(long)]
+        strict: bool,
+        /// Case files or directories whose `rules` lines count as tests (with --strict).
+        #[arg(long, default_value = "tests/cases")]
+        tests: Vec<PathBuf>,
+        /// Output: rendered diagnostics, or one JSON object per diagnostic (editors, CI annotations).
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
     },
     /// Evaluate every rule once, as of --at, and print the findings.
     Audit {
@@ -242,6 +251,12 @@ enum RunbookCommand {
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum CheckFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum TestFormat {
     Text,
     Junit,
@@ -313,7 +328,7 @@ fn filter_of(output: &OutputArgs) -> Filter {
 
 fn run(cli: Cli) -> CliResult {
     match cli.command {
-        Command::Check { rules, short } => check(&rules, short),
+        Command::Check { rules, short, strict, tests, format } => check(&rules, short, strict.then_some(tests.as_slice()), format),
         Command::Audit { rules, signals, at, output } => {
             let set = load_rules(&rules)?;
             let now = parse_time(&at, "--at")?;
@@ -398,30 +413,59 @@ fn load_signals(path: &Path) -> Result<load::Signals, (u8, String)> {
     Ok(sig)
 }
 
-fn check(args: &RuleArgs, short: bool) -> CliResult {
+fn check(args: &RuleArgs, short: bool, strict_tests: Option<&[PathBuf]>, format: CheckFormat) -> CliResult {
     let runbooks = args.runbooks.clone().unwrap_or_else(|| sibling(&args.rules, "runbooks"));
     if !args.rules.is_dir() {
         return Err(input_err(format!("rules directory `{}` does not exist (use --rules DIR)", args.rules.display())));
     }
-    let (sources, diagnostics, ok, rules, runbook_count) = match ruleset::load_dirs(&args.rules, &runbooks) {
+    let (sources, mut diagnostics, ok, rules, runbook_count) = match ruleset::load_dirs(&args.rules, &runbooks) {
         Ok(set) => {
+            let mut warnings = set.warnings.clone();
+            if let Some(paths) = strict_tests {
+                let cases: Vec<(String, String)> = case_files(paths)?
+                    .into_iter()
+                    .filter_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p.display().to_string(), t)))
+                    .collect();
+                warnings.extend(ruleset::strict_checks(&set, &cases));
+            }
             let (r, b) = (set.rules.len(), set.runbooks.len());
-            (set.sources, set.warnings, true, r, b)
+            (set.sources, warnings, true, r, b)
         }
         Err(f) => (f.sources, f.diagnostics, false, 0, 0),
     };
-    if short {
-        for d in &diagnostics {
-            println!("{}", sources.render_short(d));
-        }
-    } else {
-        print!("{}", sources.render(&diagnostics, false));
-    }
+    diagnostics.sort_by_key(|d| (d.span.file, d.span.start));
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = diagnostics.len() - errors;
-    if ok {
-        println!("ok: {rules} rules, {runbook_count} runbooks, {warnings} warning(s)");
+    match format {
+        CheckFormat::Json => {
+            for d in &diagnostics {
+                let (line, column) = sources.line_col(d.span);
+                let v = serde_json::json!({
+                    "file": sources.name(d.span.file),
+                    "line": line,
+                    "column": column,
+                    "level": if d.is_error() { "error" } else { "warning" },
+                    "code": d.code.id,
+                    "message": d.message,
+                });
+                println!("{v}");
+            }
+        }
+        CheckFormat::Text if short => {
+            for d in &diagnostics {
+                println!("{}", sources.render_short(d));
+            }
+        }
+        CheckFormat::Text => print!("{}", sources.render(&diagnostics, false)),
+    }
+    let strict_failed = strict_tests.is_some() && warnings > 0;
+    if ok && !strict_failed {
+        if format == CheckFormat::Text {
+            println!("ok: {rules} rules, {runbook_count} runbooks, {warnings} warning(s)");
+        }
         Ok(())
+    } else if ok {
+        Err((EXIT_RULES, format!("error: --strict: {warnings} warning(s)")))
     } else {
         Err((EXIT_RULES, format!("error: {errors} error(s), {warnings} warning(s)")))
     }

@@ -222,3 +222,29 @@ fn vigil_test_reports_failing_cases_with_a_diff_and_exits_1() {
     assert_eq!(code, 1);
     assert!(xml.contains("<testsuite name=\"vigil\" tests=\"2\" failures=\"1\">") && xml.contains("<failure message="), "{xml}");
 }
+
+#[test]
+fn check_strict_passes_on_the_library_and_reports_json_for_editors() {
+    let (code, out, err) = vigil(&["check", "--strict"], &root());
+    assert_eq!(code, 0, "{out}{err}");
+    let dir = write_dir(
+        "strict",
+        &[
+            ("a.vigil", "rule UNTESTED {\n  title \"No case runs me\"\n  severity LOW\n  for site\n  when true\n}\n"),
+            (
+                "b.vigil",
+                "rule UNTESTED_TOO {\n  finding UNTESTED\n  title \"Same type again\"\n  severity LOW\n  for site\n  when true\n}\n",
+            ),
+        ],
+    );
+    let (code, out, _) =
+        vigil(&["check", "--strict", "--rules", dir.to_str().unwrap(), "--tests", dir.to_str().unwrap(), "--format", "json"], &root());
+    assert_eq!(code, 1);
+    let codes: Vec<String> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["code"].as_str().unwrap_or("").to_string())
+        .collect();
+    for expected in ["W0103", "W0104", "W0106", "W0107"] {
+        assert!(codes.iter().any(|c| c == expected), "{expected} missing in {out}");
+    }
+}

@@ -4,7 +4,7 @@
 
 use crate::diag::{codes, Diagnostic};
 use crate::schema;
-use crate::syntax::ast::CategoriesDef;
+use crate::syntax::ast::{CategoriesDef, Span};
 
 /// Ordered keyword lists with a fallback.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,12 +13,14 @@ pub struct Categories {
     pub rules: Vec<(String, Vec<String>)>,
     /// The category when no keyword matches.
     pub fallback: String,
+    /// The `categories` block, when the rule set has one.
+    pub span: Option<Span>,
 }
 
 impl Default for Categories {
     /// Without a `categories` block everything is OPERATIONAL.
     fn default() -> Self {
-        Categories { rules: Vec::new(), fallback: "OPERATIONAL".to_string() }
+        Categories { rules: Vec::new(), fallback: "OPERATIONAL".to_string(), span: None }
     }
 }
 
@@ -32,6 +34,17 @@ impl Categories {
             }
         }
         (&self.fallback, None)
+    }
+
+    /// Keywords listed under more than one category: (keyword, first, later).
+    pub fn shared_keywords(&self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for (i, (first, keywords)) in self.rules.iter().enumerate() {
+            for (later, others) in &self.rules[i + 1..] {
+                out.extend(keywords.iter().filter(|k| others.contains(k)).map(|k| (k.clone(), first.clone(), later.clone())));
+            }
+        }
+        out
     }
 }
 
@@ -59,6 +72,7 @@ pub fn check_categories(def: &CategoriesDef) -> Result<Categories, Vec<Diagnosti
     Ok(Categories {
         rules: def.rules.iter().map(|(c, ks)| (c.name.clone(), ks.iter().map(|k| k.name.to_ascii_uppercase()).collect())).collect(),
         fallback: def.fallback.as_ref().map(|f| f.name.clone()).unwrap_or_else(|| "OPERATIONAL".to_string()),
+        span: Some(def.span),
     })
 }
 
@@ -77,6 +91,7 @@ mod tests {
                 kw("OPERATIONAL", &["SLA", "TASK", "SCHEDULE", "SILENT", "COVERAGE", "ESCALATION", "RESOURCE"]),
             ],
             fallback: "OPERATIONAL".into(),
+            span: None,
         }
     }
 

@@ -359,3 +359,63 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
     }
     Ok(RuleSet { rules, runbooks, categories, cascade, overrides, sources, warnings: diagnostics })
 }
+
+/// `vigil check --strict`: what a clean rule set should also satisfy. `cases`
+/// are the case files (name, text) that test rules.
+pub fn strict_checks(set: &RuleSet, cases: &[(String, String)]) -> Vec<Diagnostic> {
+    use crate::check::{TKind, Value};
+    let mut out = Vec::new();
+    for (i, r) in set.rules.iter().enumerate() {
+        if let Some(other) = set.rules[..i].iter().find(|o| o.finding_type == r.finding_type) {
+            out.push(
+                Diagnostic::warning(
+                    codes::SHADOWED_RULE,
+                    format!("`{}` also raises `{}`", r.id, r.finding_type),
+                    r.id_span,
+                    "second rule for this type",
+                )
+                .with_context(other.id_span, "first rule")
+                .note("both rules' findings share one identity space; one may hide the other in a replay"),
+            );
+        }
+        if matches!(r.condition.kind, TKind::Lit(Value::Bool(false))) {
+            out.push(Diagnostic::warning(
+                codes::NEVER_FIRES,
+                format!("rule `{}` can never fire", r.id),
+                r.id_span,
+                "its condition is false",
+            ));
+        }
+        let tested = cases.iter().any(|(_, text)| {
+            text.lines().any(|l| l.trim_start().strip_prefix("rules").is_some_and(|rest| rest.split_whitespace().any(|w| w == r.id)))
+        });
+        if !tested {
+            out.push(
+                Diagnostic::warning(codes::NO_TEST, format!("no case file runs rule `{}`", r.id), r.id_span, "untested rule")
+                    .hint(format!("add tests/cases/{}_fires.case with `rules {}`", r.id.to_lowercase(), r.id)),
+            );
+        }
+        let key = runbook::FindingKey { finding_type: &r.finding_type, category: &r.category, severity: &r.base_severity, tenant: "" };
+        let (book, step, _) = runbook::match_runbook(&set.runbooks, &set.cascade, &key);
+        let message = match book {
+            Some(b) => format!("`{}` gets runbook `{}` at cascade step `{step}`", r.finding_type, b.id),
+            None => format!("`{}` gets no runbook: the fallback `{}` is missing", r.finding_type, set.cascade.fallback),
+        };
+        let d = Diagnostic::warning(codes::RUNBOOK_STEP, message, r.id_span, "this rule");
+        // Only a match below the exact type is worth a warning.
+        if step != "finding_type" {
+            out.push(d);
+        }
+    }
+    if let Some(span) = set.categories.span {
+        for (keyword, first, later) in set.categories.shared_keywords() {
+            out.push(Diagnostic::warning(
+                codes::SHARED_KEYWORD,
+                format!("keyword `{keyword}` is listed under {first} and {later}; {later} never gets it"),
+                span,
+                "categories block",
+            ));
+        }
+    }
+    out
+}

@@ -51,4 +51,9 @@ codes! {
     CATEGORY_DISAGREES = "W0101", "the stated category differs from the keyword categories";
     UNUSED_PARAM = "W0102", "a parameter is never used";
     NO_RUNBOOK = "W0103", "no runbook matches the finding type exactly";
+    SHADOWED_RULE = "W0104", "another rule raises the same finding type (strict)";
+    SHARED_KEYWORD = "W0105", "a keyword sits in two categories; the later one never wins (strict)";
+    NO_TEST = "W0106", "no case file runs the rule (strict)";
+    RUNBOOK_STEP = "W0107", "which cascade step gives the finding type its runbook (strict)";
+    NEVER_FIRES = "W0108", "a `when` line is constantly false (strict)";
 }
