@@ -12,9 +12,13 @@
 //!   rendered by [`sql`], the only place SQL text is made.
 //! - [`exec`]: runs plans on the signals of [`load`] and builds [`exec::Finding`]s;
 //!   also `replay`.
-//! - [`ruleset`]: loads a directory of rules and runbooks as one checked unit.
+//! - [`ruleset`]: loads a directory of rules, runbooks, categories, severity
+//!   adjustments, overrides and the cascade as one checked unit.
 //! - [`runbook`]: runbooks and the matching cascade.
+//! - [`categorize`], [`categorize_eval`]: keyword categories; severity from outside.
+//! - [`script`]: the sandboxed Rhai escape hatch.
 //! - [`diag`]: diagnostics with codes, rendered like rustc.
+//! - [`case`]: case files (rows, a time, expected findings) for `vigil test`.
 //! - [`generate`]: synthetic fleets for demos and benchmarks.
 #![deny(clippy::unwrap_used)]
 // Diagnostics are the error type of the parse and check stages; they are built once per
