@@ -835,9 +835,13 @@ fn run_case(set: &RuleSet, file: &Path) -> CaseOutcome {
         Err(e) => return fail(format!("{}: table {e}", file.display())),
     };
     let filter = Filter { rules: parsed.rules.iter().cloned().collect(), ..Default::default() };
-    let (findings, failures) = exec::evaluate_all(&signals, set, parsed.at, &filter);
-    let mut problems: Vec<String> = failures.iter().map(|f| f.to_string()).collect();
-    problems.extend(case::compare(&parsed, &findings));
+    let mut problems: Vec<String> = Vec::new();
+    for check in &parsed.checks {
+        let (findings, failures) = exec::evaluate_all(&signals, set, check.at, &filter);
+        let at = exec::iso(check.at);
+        problems.extend(failures.iter().map(|f| format!("at {at}: {f}")));
+        problems.extend(case::compare(&parsed, check, &findings).into_iter().map(|p| format!("at {at}: {p}")));
+    }
     CaseOutcome { name: if parsed.name.is_empty() { name } else { parsed.name.clone() }, file: file.to_path_buf(), problems }
 }
 

@@ -32,11 +32,15 @@ fn cases() {
             }
         };
         let filter = exec::Filter { rules: c.rules.iter().cloned().collect::<HashSet<_>>(), ..Default::default() };
-        let findings = exec::evaluate(&signals, &rules, c.at, &filter).expect("evaluate");
-        for problem in case::compare(&c, &findings) {
-            failures.push(format!("{name}: {problem}"));
+        let mut outcome = String::new();
+        for check in &c.checks {
+            let findings = exec::evaluate(&signals, &rules, check.at, &filter).expect("evaluate");
+            for problem in case::compare(&c, check, &findings) {
+                failures.push(format!("{name}: {problem}"));
+            }
+            outcome.push_str(&common::jsonl(&findings));
         }
-        insta::assert_snapshot!(common::jsonl(&findings));
+        insta::assert_snapshot!(outcome);
     });
     assert!(failures.is_empty(), "case failures:\n{}", failures.join("\n"));
 }

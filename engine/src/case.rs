@@ -13,7 +13,10 @@
 //! expect none TOUR_OVERDUE
 //! ```
 //!
-//! Invariant: a parsed [`Case`] has exactly one evaluation time and tables
+//! A case may hold several `at` lines; the `expect` lines after an `at` are
+//! checked at that time, over the same rows (a virtual clock).
+//!
+//! Invariant: a parsed [`Case`] has at least one evaluation time and tables
 //! named after contract tables; the rows themselves are checked by the loader.
 
 use std::collections::BTreeMap;
@@ -42,10 +45,17 @@ pub struct Case {
     pub name: String,
     /// Rule ids to evaluate (empty: all).
     pub rules: Vec<String>,
-    /// Evaluation time, microseconds UTC.
-    pub at: i64,
     /// Table name -> CSV text (header and rows).
     pub tables: BTreeMap<String, String>,
+    /// One check per `at` line, in order.
+    pub checks: Vec<Check>,
+}
+
+/// The expectations at one evaluation time.
+#[derive(Debug, Clone, Default)]
+pub struct Check {
+    /// Evaluation time, microseconds UTC.
+    pub at: i64,
     /// Expected findings.
     pub expect: Vec<Expectation>,
     /// Finding types expected to be absent.
@@ -72,7 +82,6 @@ const FIELDS: &[&str] = &["tenant", "site", "guard", "entity", "severity", "cate
 /// Parses a case file.
 pub fn parse_case(text: &str) -> Result<Case, CaseError> {
     let mut case = Case::default();
-    let mut at = None;
     let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
     while let Some((n, raw)) = lines.next() {
         let line = raw.trim();
@@ -84,12 +93,7 @@ pub fn parse_case(text: &str) -> Result<Case, CaseError> {
         match word {
             "case" => case.name = rest.trim_matches('"').to_string(),
             "rules" => case.rules.extend(rest.split_whitespace().map(str::to_string)),
-            "at" => {
-                if at.is_some() {
-                    return Err(err("only one `at` line per case".into()));
-                }
-                at = Some(parse_timestamp(rest).map_err(err)?);
-            }
+            "at" => case.checks.push(Check { at: parse_timestamp(rest).map_err(err)?, ..Check::default() }),
             "table" => {
                 if schema::contract_tables().all(|t| t.name != rest) {
                     return Err(err(format!("`{rest}` is not a contract table")));
@@ -115,10 +119,13 @@ pub fn parse_case(text: &str) -> Result<Case, CaseError> {
                 }
             }
             "expect" => {
+                let Some(check) = case.checks.last_mut() else {
+                    return Err(err("write an `at` line before the `expect` lines it applies to".into()));
+                };
                 let mut parts = rest.split_whitespace();
                 match parts.next() {
                     Some("none") => match parts.next() {
-                        Some(t) => case.expect_none.push(t.to_string()),
+                        Some(t) => check.expect_none.push(t.to_string()),
                         None => return Err(err("`expect none` needs a finding type".into())),
                     },
                     Some(t) => {
@@ -130,7 +137,7 @@ pub fn parse_case(text: &str) -> Result<Case, CaseError> {
                             }
                             fields.insert(k.to_string(), if v == "-" { None } else { Some(v.to_string()) });
                         }
-                        case.expect.push(Expectation { finding_type: t.to_string(), fields, line: n });
+                        check.expect.push(Expectation { finding_type: t.to_string(), fields, line: n });
                     }
                     None => return Err(err("`expect` needs a finding type".into())),
                 }
@@ -138,7 +145,9 @@ pub fn parse_case(text: &str) -> Result<Case, CaseError> {
             other => return Err(err(format!("unknown line `{other}` (case, rules, at, table, expect)"))),
         }
     }
-    case.at = at.ok_or(CaseError { line: 1, message: "the case has no `at` line".into() })?;
+    if case.checks.is_empty() {
+        return Err(CaseError { line: 1, message: "the case has no `at` line".into() });
+    }
     Ok(case)
 }
 
@@ -177,15 +186,16 @@ fn describe(f: &Finding) -> String {
     )
 }
 
-/// Compares findings with the case's expectations; returns one line per mismatch.
+/// Compares the findings at one check's time with its expectations; returns one
+/// line per mismatch.
 ///
 /// Every expectation must match exactly one finding; every finding of a type
 /// the case talks about (expected, expected absent, or of a rule it runs) must
 /// be expected.
-pub fn compare(case: &Case, findings: &[Finding]) -> Vec<String> {
+pub fn compare(case: &Case, check: &Check, findings: &[Finding]) -> Vec<String> {
     let mut problems = Vec::new();
     let mut used = vec![false; findings.len()];
-    for e in &case.expect {
+    for e in &check.expect {
         let hit = findings
             .iter()
             .enumerate()
@@ -203,8 +213,8 @@ pub fn compare(case: &Case, findings: &[Finding]) -> Vec<String> {
         if used[i] {
             continue;
         }
-        let talked_about = case.expect.iter().any(|e| e.finding_type == f.finding_type)
-            || case.expect_none.contains(&f.finding_type)
+        let talked_about = check.expect.iter().any(|e| e.finding_type == f.finding_type)
+            || check.expect_none.contains(&f.finding_type)
             || case.rules.contains(&f.rule);
         if talked_about {
             problems.push(format!("unexpected finding: {}", describe(f)));
@@ -222,8 +232,8 @@ mod tests {
         let c = parse_case("case \"x\"\nrules A B\nat 2025-10-04T12:00:00Z\ntable sites\ntenant_id,site_id\nT1,S1\nend\nexpect A site=S1 guard=-\nexpect none B\n").expect("parses");
         assert_eq!(c.rules, vec!["A", "B"]);
         assert_eq!(c.tables["sites"], "tenant_id,site_id\nT1,S1\n");
-        assert_eq!(c.expect[0].fields["guard"], None);
-        assert_eq!(c.expect_none, vec!["B"]);
+        assert_eq!(c.checks[0].expect[0].fields["guard"], None);
+        assert_eq!(c.checks[0].expect_none, vec!["B"]);
     }
 
     #[test]
