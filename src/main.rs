@@ -380,7 +380,7 @@ fn run(cli: Cli) -> CliResult {
                 FleetSpec { sites, hours: 24, seed, start: parse_time("2025-10-03T12:00:00Z", "start")?, incident_percent: incidents };
             let conn = load::open_database().map_err(input_err)?;
             generate::fill(&conn, &spec).map_err(input_err)?;
-            let sig = load::Signals { conn, warnings: vec![], origins: Default::default() };
+            let sig = load::Signals::from_connection(conn);
             let (findings, failures) = exec::evaluate_all(&sig, &set, spec.end(), &filter_of(&output));
             if output.format == Format::Table {
                 println!(

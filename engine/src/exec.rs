@@ -354,7 +354,7 @@ pub fn replay(signals: &Signals, rules: &RuleSet, from: i64, to: i64, every: i64
                 let ticks = &ticks;
                 scope.spawn(move || {
                     let conn = conn.map_err(|e| ExecError { rule: "*".into(), message: format!("cannot open a connection: {e}") })?;
-                    let view = Signals { conn, warnings: Vec::new(), origins: Default::default() };
+                    let view = Signals::from_connection(conn);
                     Ok::<_, ExecError>(
                         ticks
                             .iter()

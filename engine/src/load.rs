@@ -21,8 +21,13 @@ pub struct Signals {
     pub conn: Connection,
     /// Unknown files and other remarks.
     pub warnings: Vec<String>,
-    /// Where each table came from (`None`: no file, empty table).
-    pub origins: BTreeMap<&'static str, Option<PathBuf>>,
+}
+
+impl Signals {
+    /// Signals already in a connection's `raw` schema (generated, or another connection to loaded ones).
+    pub fn from_connection(conn: Connection) -> Signals {
+        Signals { conn, warnings: Vec::new() }
+    }
 }
 
 /// Why signals could not be loaded.
@@ -91,7 +96,7 @@ fn format_of(path: &Path) -> Option<Format> {
 /// Loads `--signals PATH`: a DuckDB database file or a directory of table files.
 pub fn load(path: &Path) -> Result<Signals, LoadError> {
     let conn = open_database().map_err(|e| file_error(path, format!("cannot open an in-memory database: {e}")))?;
-    let mut signals = Signals { conn, warnings: Vec::new(), origins: BTreeMap::new() };
+    let mut signals = Signals::from_connection(conn);
     if path.is_dir() {
         load_directory(&mut signals, path)?;
     } else if path.is_file() {
@@ -130,7 +135,6 @@ fn load_directory(signals: &mut Signals, dir: &Path) -> Result<(), LoadError> {
             }
             None => create_table(&signals.conn, table).map_err(|e| file_error(dir, e.to_string()))?,
         }
-        signals.origins.insert(table.name, found.get(table.name).map(|(p, _)| p.clone()));
     }
     Ok(())
 }
@@ -153,10 +157,8 @@ fn load_database_file(signals: &mut Signals, path: &Path) -> Result<(), LoadErro
         if present.iter().any(|p| p == table.name) {
             let from = format!("\"signals_src\".{}", ident(table.name));
             attach_view(&signals.conn, table, &path.join(table.name), &from)?;
-            signals.origins.insert(table.name, Some(path.to_path_buf()));
         } else {
             create_table(&signals.conn, table).map_err(|e| file_error(path, e.to_string()))?;
-            signals.origins.insert(table.name, None);
         }
     }
     for p in present {

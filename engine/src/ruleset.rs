@@ -65,6 +65,30 @@ impl RuleSet {
     }
 }
 
+/// Checks the one block of a kind a rule set may have (`categories`, `cascade`);
+/// a second one is an error. `None` when there is none or it does not check.
+fn single_block<'a, B: 'a, T>(
+    mut blocks: impl Iterator<Item = (&'a B, crate::syntax::ast::Span)>,
+    what: &str,
+    diagnostics: &mut Vec<Diagnostic>,
+    check: impl FnOnce(&B) -> Result<T, Vec<Diagnostic>>,
+) -> Option<T> {
+    let (first, first_span) = blocks.next()?;
+    for (_, span) in blocks {
+        diagnostics.push(
+            Diagnostic::error(codes::DUPLICATE_ID, format!("a second `{what}` block"), span, format!("a rule set has one `{what}` block"))
+                .with_context(first_span, "the first one"),
+        );
+    }
+    match check(first) {
+        Ok(t) => Some(t),
+        Err(errs) => {
+            diagnostics.extend(errs);
+            None
+        }
+    }
+}
+
 /// Checks `override` blocks against the rules: the rule and parameter must
 /// exist and the value must have the parameter's type.
 fn check_overrides(files: &[RuleFile], rules: &[CheckedRule], diagnostics: &mut Vec<Diagnostic>) -> Vec<(String, ScopedValue)> {
@@ -291,20 +315,8 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
         }
     }
 
-    let mut categories = Categories::default();
-    let mut category_blocks = files.iter().flat_map(|f| f.categories.iter());
-    if let Some(first) = category_blocks.next() {
-        match categorize::check_categories(first) {
-            Ok(c) => categories = c,
-            Err(errs) => diagnostics.extend(errs),
-        }
-        for again in category_blocks {
-            diagnostics.push(
-                Diagnostic::error(codes::DUPLICATE_ID, "a second `categories` block", again.span, "one rule set has one keyword list")
-                    .with_context(first.span, "the first one"),
-            );
-        }
-    }
+    let blocks = files.iter().flat_map(|f| f.categories.iter()).map(|b| (b, b.span));
+    let categories = single_block(blocks, "categories", &mut diagnostics, categorize::check_categories).unwrap_or_default();
     for r in &mut rules {
         let (by_keyword, keyword) = categories.categorize(&r.finding_type);
         match r.category_stated {
@@ -339,20 +351,8 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
 
     let overrides = check_overrides(&files, &rules, &mut diagnostics);
 
-    let mut cascade = runbook::Cascade::default();
-    let mut cascades = files.iter().flat_map(|f| f.cascades.iter());
-    if let Some(first) = cascades.next() {
-        match runbook::check_cascade(first, &runbooks) {
-            Ok(c) => cascade = c,
-            Err(errs) => diagnostics.extend(errs),
-        }
-        for again in cascades {
-            diagnostics.push(
-                Diagnostic::error(codes::DUPLICATE_ID, "a second `cascade` block", again.span, "one rule set has one cascade")
-                    .with_context(first.span, "the first one"),
-            );
-        }
-    }
+    let blocks = files.iter().flat_map(|f| f.cascades.iter()).map(|b| (b, b.span));
+    let cascade = single_block(blocks, "cascade", &mut diagnostics, |b| runbook::check_cascade(b, &runbooks)).unwrap_or_default();
 
     if diagnostics.iter().any(Diagnostic::is_error) {
         return Err(LoadFailure { sources, diagnostics });
