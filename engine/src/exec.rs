@@ -139,6 +139,15 @@ pub fn evaluate_all(signals: &Signals, rules: &RuleSet, now: i64, filter: &Filte
             Err(e) => failures.push(e),
         }
     }
+    for a in &rules.anomalies {
+        if !filter.rules.is_empty() && !filter.rules.contains(&a.id) {
+            continue;
+        }
+        match evaluate_anomaly(signals, rules, a, now) {
+            Ok(found) => out.extend(found),
+            Err(e) => failures.push(e),
+        }
+    }
     out.retain(|f| filter.tenant.as_ref().is_none_or(|t| *t == f.tenant_id) && filter.site.as_ref().is_none_or(|s| *s == f.site_id));
     sort_findings(&mut out);
     // A finding is its identity: duplicated input rows (a site listed twice) give one finding.
@@ -222,6 +231,53 @@ pub fn evaluate_rule(
             runbook_match: step,
             suppressed,
             recommended_actions: rule.actions.clone(),
+        });
+    }
+    Ok(findings)
+}
+
+/// Evaluates one anomaly rule: the last complete bucket before `now` of every
+/// series against its baseline.
+pub fn evaluate_anomaly(signals: &Signals, rules: &RuleSet, a: &crate::anomaly::AnomalyRule, now: i64) -> Result<Vec<Finding>, ExecError> {
+    use crate::anomaly::figure;
+    let rows = crate::anomaly::run(&signals.conn, a, now).map_err(|e| ExecError { rule: a.id.clone(), message: e.to_string() })?;
+    let detected_at = iso(now);
+    let mut findings = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut evidence = serde_json::Map::new();
+        evidence.insert("metric".into(), a.metric.name.clone().into());
+        if a.metric.per.is_some() {
+            evidence.insert("series".into(), row.series.clone().into());
+        }
+        evidence.insert("bucket_start".into(), iso(row.bucket_start).into());
+        evidence.insert("bucket_end".into(), iso(row.bucket_start + a.metric.bucket).into());
+        evidence.insert("observed".into(), figure(row.observed));
+        evidence.insert("expected".into(), figure(row.expected));
+        evidence.insert("z".into(), figure((row.z * 1000.0).round() / 1000.0));
+        evidence.insert("samples".into(), row.samples.into());
+        evidence.insert("level".into(), row.level.clone().into());
+        evidence.insert("statistic".into(), a.statistic.name().into());
+        evidence.insert("spread".into(), figure(row.spread));
+        evidence.insert("threshold".into(), figure(a.threshold));
+        let key =
+            runbook::FindingKey { finding_type: &a.finding_type, category: &a.category, severity: &row.severity, tenant: &row.tenant_id };
+        let (book, step, _) = runbook::match_runbook(&rules.runbooks, &rules.cascade, &key);
+        findings.push(Finding {
+            finding_type: a.finding_type.clone(),
+            rule: a.id.clone(),
+            tenant_id: row.tenant_id,
+            site_id: row.site_id,
+            guard_id: None,
+            entity_id: None,
+            category: a.category.clone(),
+            severity: row.severity,
+            detected_at: detected_at.clone(),
+            title: a.title.clone(),
+            evidence,
+            runbook: book.map(|b| b.id.clone()).unwrap_or_else(|| rules.cascade.fallback.clone()),
+            runbook_match: step,
+            suppressed: row.suppressed,
+            recommended_actions: a.actions.clone(),
         });
     }
     Ok(findings)

@@ -14,6 +14,7 @@
 //!   also `replay`.
 //! - [`ruleset`]: loads a directory of rules, runbooks, categories, severity
 //!   adjustments, overrides and the cascade as one checked unit.
+//! - [`anomaly`]: metrics, baselines as of T and anomaly rules (site-local buckets via chrono-tz).
 //! - [`runbook`]: runbooks and the matching cascade.
 //! - [`categorize`], [`categorize_eval`]: keyword categories; severity from outside.
 //! - [`script`]: the sandboxed Rhai escape hatch.
@@ -27,6 +28,7 @@
 
 pub use duckdb;
 
+pub mod anomaly;
 pub mod case;
 pub mod categorize;
 pub mod categorize_eval;

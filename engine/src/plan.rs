@@ -121,6 +121,85 @@ pub fn read_ranges(rule: &CheckedRule, now: i64, params: &ParamValues) -> BTreeM
     p.bounds
 }
 
+/// Is a finding of `finding_type` on row `row` (its tenant_id and site_id) covered by a
+/// maintenance window at `now`? (CONTRACT.md: tenant matches, site matches or is NULL,
+/// starts_at <= T < ends_at, finding_types NULL or listing the type.)
+pub fn suppressed_sql(finding_type: &str, now: i64, row: &str) -> SqlExpr {
+    let m = "mw";
+    let now = SqlExpr::Timestamp(now);
+    let r0 = row;
+    let listed = SqlExpr::bin(
+        ">",
+        SqlExpr::Func(
+            "strpos",
+            vec![
+                SqlExpr::bin(
+                    "||",
+                    SqlExpr::bin(
+                        "||",
+                        SqlExpr::Str(",".into()),
+                        SqlExpr::Func(
+                            "replace",
+                            vec![SqlExpr::col(m, "finding_types"), SqlExpr::Str(" ".into()), SqlExpr::Str(String::new())],
+                        ),
+                    ),
+                    SqlExpr::Str(",".into()),
+                ),
+                SqlExpr::Str(format!(",{},", finding_type)),
+            ],
+        ),
+        SqlExpr::Int(0),
+    );
+    let filter = SqlExpr::and_all(vec![
+        SqlExpr::bin("=", SqlExpr::col(m, "tenant_id"), SqlExpr::col(r0, "tenant_id")),
+        SqlExpr::bin(
+            "OR",
+            SqlExpr::IsNull(Box::new(SqlExpr::col(m, "site_id")), false),
+            SqlExpr::bin("=", SqlExpr::col(m, "site_id"), SqlExpr::col(r0, "site_id")),
+        ),
+        SqlExpr::bin("<=", SqlExpr::col(m, "starts_at"), now.clone()),
+        SqlExpr::bin("<", now, SqlExpr::col(m, "ends_at")),
+        SqlExpr::bin("OR", SqlExpr::IsNull(Box::new(SqlExpr::col(m, "finding_types")), false), listed),
+    ]);
+    SqlExpr::Exists(Box::new(Select {
+        distinct: false,
+        items: vec![(SqlExpr::Int(1), None)],
+        from: From::Raw { name: "maintenance_windows".into(), alias: m.into() },
+        filter,
+        order_by: vec![],
+    }))
+}
+
+/// SQL for a condition over one row of a table (a metric's filter), the row being `r0`.
+/// The checker allows only columns, constants, operators and built-ins there
+/// ([`crate::check::check_row_condition`]), so no rule context is needed.
+pub fn row_condition_sql(e: &TExpr, table: &'static Table, now: i64) -> SqlExpr {
+    let span = e.span;
+    let rule = CheckedRule {
+        id: String::new(),
+        id_span: span,
+        finding_type: String::new(),
+        title: String::new(),
+        doc: None,
+        category: String::new(),
+        category_stated: None,
+        base_severity: String::new(),
+        severity_steps: Vec::new(),
+        cadence: "heartbeat",
+        entity: crate::check::EntityScope { entity: &schema::ENTITIES[0], table, filter: None },
+        params: Vec::new(),
+        lets: Vec::new(),
+        condition: e.clone(),
+        evidence: Vec::new(),
+        actions: Vec::new(),
+        scripts: Vec::new(),
+        span,
+    };
+    let params = ParamValues::default();
+    let p = Planner { rule: &rule, now, params: &params, bounds: BTreeMap::new(), push_down: false };
+    p.expr(e)
+}
+
 /// The default parameter values of a rule.
 pub fn default_params(rule: &CheckedRule) -> ParamValues {
     ParamValues { values: rule.params.iter().map(|p| (p.name.clone(), p.default.clone())).collect(), scoped: Vec::new() }
@@ -528,49 +607,7 @@ impl Planner<'_> {
 
     /// Maintenance windows covering this finding at T (CONTRACT.md).
     fn suppressed(&self) -> SqlExpr {
-        let m = "mw";
-        let now = SqlExpr::Timestamp(self.now);
-        let r0 = rel(0);
-        let listed = SqlExpr::bin(
-            ">",
-            SqlExpr::Func(
-                "strpos",
-                vec![
-                    SqlExpr::bin(
-                        "||",
-                        SqlExpr::bin(
-                            "||",
-                            SqlExpr::Str(",".into()),
-                            SqlExpr::Func(
-                                "replace",
-                                vec![SqlExpr::col(m, "finding_types"), SqlExpr::Str(" ".into()), SqlExpr::Str(String::new())],
-                            ),
-                        ),
-                        SqlExpr::Str(",".into()),
-                    ),
-                    SqlExpr::Str(format!(",{},", self.rule.finding_type)),
-                ],
-            ),
-            SqlExpr::Int(0),
-        );
-        let filter = SqlExpr::and_all(vec![
-            SqlExpr::bin("=", SqlExpr::col(m, "tenant_id"), SqlExpr::col(&r0, "tenant_id")),
-            SqlExpr::bin(
-                "OR",
-                SqlExpr::IsNull(Box::new(SqlExpr::col(m, "site_id")), false),
-                SqlExpr::bin("=", SqlExpr::col(m, "site_id"), SqlExpr::col(&r0, "site_id")),
-            ),
-            SqlExpr::bin("<=", SqlExpr::col(m, "starts_at"), now.clone()),
-            SqlExpr::bin("<", now, SqlExpr::col(m, "ends_at")),
-            SqlExpr::bin("OR", SqlExpr::IsNull(Box::new(SqlExpr::col(m, "finding_types")), false), listed),
-        ]);
-        SqlExpr::Exists(Box::new(Select {
-            distinct: false,
-            items: vec![(SqlExpr::Int(1), None)],
-            from: From::Raw { name: "maintenance_windows".into(), alias: m.into() },
-            filter,
-            order_by: vec![],
-        }))
+        suppressed_sql(&self.rule.finding_type, self.now, &rel(0))
     }
 
     fn evidence_expr(&self, e: &TExpr) -> SqlExpr {

@@ -23,6 +23,10 @@ pub const PRELUDE: &str = include_str!("prelude.vigil");
 pub struct RuleSet {
     /// Rules in file order (files sorted by name).
     pub rules: Vec<CheckedRule>,
+    /// Metrics (series for baselines), by name order of definition.
+    pub metrics: Vec<crate::anomaly::Metric>,
+    /// Anomaly rules.
+    pub anomalies: Vec<crate::anomaly::AnomalyRule>,
     /// Runbooks, tenant-specific and global.
     pub runbooks: Vec<Runbook>,
     /// Keyword categories.
@@ -276,6 +280,8 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
         }
     }
 
+    let (metrics, mut anomalies) = check_anomalies(&files, &macros, &seen_rules, &mut diagnostics);
+
     let mut runbooks: Vec<Runbook> = Vec::new();
     let mut seen_runbooks: HashMap<(String, Option<String>), crate::syntax::ast::Span> = HashMap::new();
     for def in files.iter().flat_map(|f| f.runbooks.iter()) {
@@ -339,6 +345,26 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
         }
     }
 
+    for a in &mut anomalies {
+        let (by_keyword, _) = categories.categorize(&a.finding_type);
+        if a.category_stated.is_none() {
+            a.category = by_keyword.to_string();
+        } else if let Some(span) = a.category_stated.filter(|_| a.category != by_keyword) {
+            diagnostics.push(Diagnostic::warning(
+                codes::CATEGORY_DISAGREES,
+                format!("`{}` states category {}, but the keyword categories give {by_keyword}", a.finding_type, a.category),
+                span,
+                "stated here",
+            ));
+        }
+        if !runbooks.iter().any(|b| b.matches == runbook::Matches::Finding(a.finding_type.clone())) {
+            diagnostics.push(
+                Diagnostic::warning(codes::NO_RUNBOOK, format!("no runbook matches `{}` exactly", a.finding_type), a.id_span, "this rule")
+                    .hint(format!("add runbooks/{}.vigil with `matches finding {}`", a.finding_type.to_lowercase(), a.finding_type)),
+            );
+        }
+    }
+
     for r in &rules {
         let exact = runbooks.iter().any(|b| b.matches == runbook::Matches::Finding(r.finding_type.clone()));
         if !exact {
@@ -357,7 +383,74 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
     if diagnostics.iter().any(Diagnostic::is_error) {
         return Err(LoadFailure { sources, diagnostics });
     }
-    Ok(RuleSet { rules, runbooks, categories, cascade, overrides, sources, warnings: diagnostics })
+    Ok(RuleSet { rules, metrics, anomalies, runbooks, categories, cascade, overrides, sources, warnings: diagnostics })
+}
+
+/// Checks `metric` and `anomaly` blocks: names unique (anomaly ids also against
+/// rule ids), every metric and rule well-formed.
+fn check_anomalies(
+    files: &[RuleFile],
+    macros: &Macros,
+    rule_ids: &HashMap<String, crate::syntax::ast::Span>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> (Vec<crate::anomaly::Metric>, Vec<crate::anomaly::AnomalyRule>) {
+    let mut metrics: Vec<crate::anomaly::Metric> = Vec::new();
+    let mut by_name: HashMap<String, crate::anomaly::Metric> = HashMap::new();
+    let mut metric_spans: HashMap<String, crate::syntax::ast::Span> = HashMap::new();
+    for def in files.iter().flat_map(|f| f.metrics.iter()) {
+        if let Some(first) = metric_spans.get(&def.name.name) {
+            diagnostics.push(
+                Diagnostic::error(
+                    codes::DUPLICATE_ID,
+                    format!("metric `{}` is defined twice", def.name.name),
+                    def.name.span,
+                    "defined again here",
+                )
+                .with_context(*first, "first defined here"),
+            );
+            continue;
+        }
+        metric_spans.insert(def.name.name.clone(), def.name.span);
+        match crate::anomaly::check_metric(def, macros) {
+            Ok(m) => {
+                by_name.insert(m.name.clone(), m.clone());
+                metrics.push(m);
+            }
+            Err(errs) => diagnostics.extend(errs),
+        }
+    }
+    let mut anomalies: Vec<crate::anomaly::AnomalyRule> = Vec::new();
+    let mut seen: HashMap<String, crate::syntax::ast::Span> = HashMap::new();
+    for def in files.iter().flat_map(|f| f.anomalies.iter()) {
+        if let Some(first) = seen.get(&def.id.name).or_else(|| rule_ids.get(&def.id.name)) {
+            diagnostics.push(
+                Diagnostic::error(
+                    codes::DUPLICATE_ID,
+                    format!("rule `{}` is defined twice", def.id.name),
+                    def.id.span,
+                    "defined again here",
+                )
+                .with_context(*first, "first defined here"),
+            );
+            continue;
+        }
+        seen.insert(def.id.name.clone(), def.id.span);
+        // A metric that did not check has its own errors already; do not pile on.
+        let unknown_metric_failed = def.items.iter().any(|i| match i {
+            crate::syntax::ast::AnomalyItem::Setting { name, values, .. } if name.name == "metric" => values.iter().any(|v| {
+                matches!(v, crate::syntax::ast::SettingValue::Name(n, _) if metric_spans.contains_key(&n.name) && !by_name.contains_key(&n.name))
+            }),
+            _ => false,
+        });
+        match crate::anomaly::check_anomaly(def, &by_name) {
+            Ok(a) => anomalies.push(a),
+            Err(errs) if unknown_metric_failed => {
+                diagnostics.extend(errs.into_iter().filter(|d| !d.message.starts_with("no metric")));
+            }
+            Err(errs) => diagnostics.extend(errs),
+        }
+    }
+    (metrics, anomalies)
 }
 
 /// `vigil check --strict`: what a clean rule set should also satisfy. `cases`

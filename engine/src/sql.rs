@@ -197,6 +197,11 @@ fn render_select(s: &Select, depth: usize) -> String {
     out
 }
 
+/// Renders one expression, for statements assembled around it (anomaly rules).
+pub fn render_expression(e: &SqlExpr) -> String {
+    render_expr(e, 0)
+}
+
 fn render_expr(e: &SqlExpr, depth: usize) -> String {
     match e {
         SqlExpr::Col(rel, col) => format!("{}.{}", ident(rel), ident(col)),

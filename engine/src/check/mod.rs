@@ -73,6 +73,54 @@ pub fn check_rule<'m>(
     }
 }
 
+/// Checks a condition over one row of `table` (a metric's `where`): its names are
+/// the table's columns and macros. Lets, parameters, aggregates, site columns and
+/// `now` have no meaning there and are refused.
+pub fn check_row_condition(table: &'static Table, filter: &Expr, macros: &Macros) -> Result<TExpr, Vec<Diagnostic>> {
+    let no_scripts = |_: Span, _: &str| -> Result<String, String> { Err("scripts cannot be used here".into()) };
+    let mut c = Checker {
+        macros,
+        errors: Vec::new(),
+        scopes: vec![RowScope { id: 0, names: vec![table.name.to_string()], table, only_columns: None }],
+        next_scope: 1,
+        params: Vec::new(),
+        lets: Vec::new(),
+        macro_stack: Vec::new(),
+        entity: None,
+        script_files: &no_scripts,
+        pending_scripts: Vec::new(),
+        used_params: HashSet::new(),
+        warnings: Vec::new(),
+    };
+    let checked = c.condition(filter);
+    if let Some(e) = &checked {
+        e.walk(&mut |x| {
+            let what = match x.kind {
+                TKind::Now => Some("`now`"),
+                TKind::Agg { .. } => Some("an aggregate"),
+                TKind::SiteColumn { .. } => Some("a site column"),
+                TKind::InLast { .. } => Some("`in last`"),
+                _ => None,
+            };
+            if let Some(what) = what {
+                c.errors.push(
+                    Diagnostic::error(
+                        codes::AGG_ARGUMENT,
+                        format!("{what} cannot be used in a metric filter"),
+                        x.span,
+                        "not a column of the row",
+                    )
+                    .hint("a metric filter reads only the counted row's own columns, e.g. `where kind = \"heartbeat\"`"),
+                );
+            }
+        });
+    }
+    match checked {
+        Some(e) if c.errors.is_empty() => Ok(e),
+        _ => Err(c.errors),
+    }
+}
+
 /// A row variable in scope.
 #[derive(Clone)]
 struct RowScope {

@@ -58,6 +58,97 @@ pub struct RuleFile {
     pub overrides: Vec<OverrideDef>,
     /// `cascade { ... }` blocks (runbook matching order).
     pub cascades: Vec<CascadeDef>,
+    /// `metric NAME { ... }` definitions (series for baselines).
+    pub metrics: Vec<MetricDef>,
+    /// `anomaly ID { ... }` rules.
+    pub anomalies: Vec<AnomalyDef>,
+}
+
+/// `metric NAME { count TABLE ... | sum TABLE.COLUMN ...; bucket 60m }`
+#[derive(Debug, Clone)]
+pub struct MetricDef {
+    /// Its name.
+    pub name: Ident,
+    /// `doc "..."`
+    pub doc: Option<StringLit>,
+    /// What is counted or summed (more than one is an error the checker reports).
+    pub sources: Vec<MetricSource>,
+    /// `bucket DURATION`, with where it was written.
+    pub bucket: Option<(i64, Span)>,
+    /// The whole block.
+    pub span: Span,
+}
+
+/// What a metric measures per bucket.
+#[derive(Debug, Clone)]
+pub enum MetricSource {
+    /// `count TABLE [at COLUMN] [where COND]`
+    Count {
+        /// The table.
+        table: Ident,
+        /// The time column (default: the table's event time).
+        time: Option<Ident>,
+        /// Row filter.
+        filter: Option<Expr>,
+        /// The line.
+        span: Span,
+    },
+    /// `sum TABLE.COLUMN [per COLUMN] [where COND]`
+    Sum {
+        /// The table.
+        table: Ident,
+        /// The summed column.
+        column: Ident,
+        /// One series per value of this column.
+        per: Option<Ident>,
+        /// Row filter.
+        filter: Option<Expr>,
+        /// The line.
+        span: Span,
+    },
+}
+
+/// `anomaly ID { ... }`
+#[derive(Debug, Clone)]
+pub struct AnomalyDef {
+    /// Rule id.
+    pub id: Ident,
+    /// Its lines, in order.
+    pub items: Vec<AnomalyItem>,
+    /// The whole block.
+    pub span: Span,
+}
+
+/// One line of an anomaly rule.
+#[derive(Debug, Clone)]
+pub enum AnomalyItem {
+    /// finding, title, doc, category, cadence or action: as in a rule.
+    Common(RuleItem),
+    /// `severity LEVEL [beyond NUMBER]`
+    Severity {
+        /// The level.
+        level: Ident,
+        /// |z| from which this level applies.
+        beyond: Option<(f64, Span)>,
+    },
+    /// `NAME VALUE[, VALUE...]` such as `direction below` or `fallback hour_of_day, all_hours`.
+    Setting {
+        /// The setting.
+        name: Ident,
+        /// Its values.
+        values: Vec<SettingValue>,
+        /// The line.
+        span: Span,
+    },
+}
+
+/// A value of an anomaly setting.
+#[derive(Debug, Clone)]
+pub enum SettingValue {
+    /// A word, optionally with `stable_after N` (for fallback levels).
+    Name(Ident, Option<(f64, Span)>),
+    /// A number.
+    Number(f64, Span),
 }
 
 /// What a cascade step compares between a finding and a runbook's `matches` line.

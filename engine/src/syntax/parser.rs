@@ -31,6 +31,8 @@ pub fn parse(text: &str, file: FileId) -> Result<RuleFile, Diagnostic> {
             Rule::severity_def => out.severities.push(b.severity_def(item)?),
             Rule::override_def => out.overrides.push(b.override_def(item)?),
             Rule::cascade_def => out.cascades.push(b.cascade_def(item)?),
+            Rule::metric_def => out.metrics.push(b.metric_def(item)?),
+            Rule::anomaly_def => out.anomalies.push(b.anomaly_def(item)?),
             Rule::EOI => {}
             other => return Err(b.unexpected(&item, other)),
         }
@@ -43,8 +45,20 @@ fn rule_phrase(rule: &Rule) -> &'static str {
     match rule {
         Rule::EOI => "end of file",
         Rule::file | Rule::macro_def | Rule::rule_def | Rule::runbook_def | Rule::categories_def | Rule::kw_categories => {
-            "`rule`, `macro`, `runbook` or `categories`"
+            "`rule`, `macro`, `runbook`, `metric`, `anomaly` or `categories`"
         }
+        Rule::metric_def | Rule::kw_metric => "`metric NAME { count TABLE | sum TABLE.COLUMN; bucket 60m }`",
+        Rule::metric_count | Rule::kw_count => "`count TABLE [at COLUMN] [where CONDITION]`",
+        Rule::metric_sum | Rule::kw_sum => "`sum TABLE.COLUMN [per COLUMN] [where CONDITION]`",
+        Rule::bucket_item | Rule::kw_bucket => "`bucket 60m`",
+        Rule::kw_at => "`at COLUMN`",
+        Rule::kw_per => "`per COLUMN`",
+        Rule::anomaly_def | Rule::kw_anomaly => "`anomaly ID { metric M; direction below; ... }`",
+        Rule::anomaly_severity | Rule::kw_beyond => "`severity LEVEL [beyond NUMBER]`",
+        Rule::anomaly_setting | Rule::setting_name => {
+            "a setting: metric, direction, sensitivity, threshold, statistic, stable_after, window, min_spread or fallback"
+        }
+        Rule::setting_value | Rule::kw_stable_after => "a value such as below, MEDIUM, 2.5 or `hour_of_day (stable_after 14)`",
         Rule::category_keywords => "a line such as `SAFETY: PANIC, DISTRESS`",
         Rule::severity_def => "`severity TYPE { LEVEL when CONDITION ... }`",
         Rule::cascade_def | Rule::kw_cascade => "`cascade { step ... otherwise GENERIC }`",
@@ -531,6 +545,130 @@ impl Builder {
             }
         }
         Ok(CascadeDef { steps, fallback: fallback.ok_or_else(|| self.incomplete(span, "cascade"))?, span })
+    }
+
+    fn metric_def(&self, p: Node) -> Result<MetricDef, Diagnostic> {
+        let span = self.span(&p);
+        let mut out = MetricDef { name: Ident { name: String::new(), span }, doc: None, sources: Vec::new(), bucket: None, span };
+        for c in p.into_inner() {
+            match c.as_rule() {
+                Rule::kw_metric => {}
+                Rule::ident => out.name = self.ident(c),
+                Rule::doc_item => {
+                    if let RuleItem::Doc(s) = self.rule_item(c)? {
+                        out.doc = Some(s);
+                    }
+                }
+                Rule::bucket_item => {
+                    let line = self.span(&c);
+                    for k in c.into_inner() {
+                        if k.as_rule() == Rule::duration {
+                            out.bucket = Some((self.duration(k)?, line));
+                        }
+                    }
+                }
+                Rule::metric_count | Rule::metric_sum => out.sources.push(self.metric_source(c)?),
+                other => return Err(self.unexpected(&c, other)),
+            }
+        }
+        Ok(out)
+    }
+
+    fn metric_source(&self, p: Node) -> Result<MetricSource, Diagnostic> {
+        let span = self.span(&p);
+        let is_count = p.as_rule() == Rule::metric_count;
+        let mut names = Vec::new();
+        let mut filter = None;
+        let mut after: Option<Rule> = None;
+        let mut time = None;
+        let mut per = None;
+        for k in p.into_inner() {
+            match k.as_rule() {
+                Rule::kw_count | Rule::kw_sum | Rule::kw_where => {}
+                Rule::kw_at | Rule::kw_per => after = Some(k.as_rule()),
+                Rule::ident => match after {
+                    Some(Rule::kw_at) => time = Some(self.ident(k)),
+                    Some(_) => per = Some(self.ident(k)),
+                    None => names.push(self.ident(k)),
+                },
+                Rule::expr => filter = Some(self.expr(k)?),
+                other => return Err(self.unexpected(&k, other)),
+            }
+        }
+        let mut names = names.into_iter();
+        let table = names.next().ok_or_else(|| self.incomplete(span, "metric source"))?;
+        if is_count {
+            Ok(MetricSource::Count { table, time, filter, span })
+        } else {
+            let column = names.next().ok_or_else(|| self.incomplete(span, "metric source"))?;
+            Ok(MetricSource::Sum { table, column, per, filter, span })
+        }
+    }
+
+    fn anomaly_def(&self, p: Node) -> Result<AnomalyDef, Diagnostic> {
+        let span = self.span(&p);
+        let mut id = None;
+        let mut items = Vec::new();
+        for c in p.into_inner() {
+            match c.as_rule() {
+                Rule::kw_anomaly => {}
+                Rule::ident => id = Some(self.ident(c)),
+                Rule::anomaly_severity => {
+                    let mut level = None;
+                    let mut beyond = None;
+                    for k in c.into_inner() {
+                        match k.as_rule() {
+                            Rule::kw_severity | Rule::kw_beyond => {}
+                            Rule::ident => level = Some(self.ident(k)),
+                            Rule::number => beyond = Some((self.number(&k)?, self.span(&k))),
+                            other => return Err(self.unexpected(&k, other)),
+                        }
+                    }
+                    let level = level.ok_or_else(|| self.incomplete(span, "severity"))?;
+                    items.push(AnomalyItem::Severity { level, beyond });
+                }
+                Rule::anomaly_setting => {
+                    let line = self.span(&c);
+                    let mut name = None;
+                    let mut values = Vec::new();
+                    for k in c.into_inner() {
+                        match k.as_rule() {
+                            Rule::setting_name => name = Some(self.ident(k)),
+                            Rule::setting_value => values.push(self.setting_value(k)?),
+                            other => return Err(self.unexpected(&k, other)),
+                        }
+                    }
+                    let name = name.ok_or_else(|| self.incomplete(line, "setting"))?;
+                    items.push(AnomalyItem::Setting { name, values, span: line });
+                }
+                _ => items.push(AnomalyItem::Common(self.rule_item(c)?)),
+            }
+        }
+        let id = id.ok_or_else(|| self.incomplete(span, "anomaly"))?;
+        Ok(AnomalyDef { id, items, span })
+    }
+
+    fn setting_value(&self, p: Node) -> Result<SettingValue, Diagnostic> {
+        let span = self.span(&p);
+        let mut name = None;
+        let mut number = None;
+        for k in p.into_inner() {
+            match k.as_rule() {
+                Rule::kw_stable_after => {}
+                Rule::ident => name = Some(self.ident(k)),
+                Rule::number => number = Some((self.number(&k)?, self.span(&k))),
+                other => return Err(self.unexpected(&k, other)),
+            }
+        }
+        match (name, number) {
+            (Some(n), after) => Ok(SettingValue::Name(n, after)),
+            (None, Some((v, s))) => Ok(SettingValue::Number(v, s)),
+            (None, None) => Err(self.incomplete(span, "setting value")),
+        }
+    }
+
+    fn number(&self, p: &Node) -> Result<f64, Diagnostic> {
+        p.as_str().parse::<f64>().map_err(|_| Diagnostic::error(codes::BAD_LITERAL, "this number does not parse", self.span(p), ""))
     }
 
     fn override_def(&self, p: Node) -> Result<OverrideDef, Diagnostic> {

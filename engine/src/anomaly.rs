@@ -1,0 +1,867 @@
+//! Metrics, baselines and anomaly rules (CATALOG.md "Baselines and anomalies").
+//!
+//! A `metric` turns a signal table into one series per site (and per name with
+//! `per`): a value per bucket of 30 or 60 minutes, buckets aligned to the site's
+//! own clock. An `anomaly` rule compares the last complete bucket before T with
+//! the baseline of earlier buckets in the same hour-of-week slot (site-local
+//! time, Monday 00:00 = slot 0), falling back to hour-of-day and all hours only
+//! where the rule says so.
+//!
+//! Invariants:
+//! - Evaluation is one set-based statement per rule over every site at once; the
+//!   baseline is computed from the signals as of T (batch), so `audit`, `replay`
+//!   and the incremental state of [`crate::baseline`] agree by construction of
+//!   the same sample set ([`samples_sql`]).
+//! - Site-local time comes from chrono-tz (DuckDB's bundled build has no ICU):
+//!   [`install_time_zones`] writes each zone's UTC offset periods into a temp
+//!   table the SQL joins, so a DST change moves no bucket to another slot.
+//! - Identifiers in the SQL come from [`crate::schema`]; values are literals
+//!   escaped by [`crate::sql`]; nothing from a rule is pasted in as text.
+//! - Only complete buckets count (bucket end <= T); a bucket straddling T is never used.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use chrono::{Offset, TimeZone};
+
+use crate::check::{self, Macros, TExpr};
+use crate::diag::{codes, Diagnostic};
+use crate::schema::{self, Storage, Table};
+use crate::sql::{ident, render_expression, string_literal, RAW_SCHEMA};
+use crate::syntax::ast::{AnomalyDef, AnomalyItem, MetricDef, MetricSource, RuleItem, SettingValue, Span};
+
+/// Microseconds per minute.
+const MINUTE: i64 = 60_000_000;
+/// Microseconds per day.
+const DAY: i64 = 1440 * MINUTE;
+
+/// A checked `metric`.
+#[derive(Debug, Clone)]
+pub struct Metric {
+    /// Its name.
+    pub name: String,
+    /// `doc "..."`
+    pub doc: Option<String>,
+    /// The table read.
+    pub table: &'static Table,
+    /// The time column that places a row in a bucket.
+    pub time_column: &'static str,
+    /// `sum` reads this column; `count` counts rows.
+    pub value_column: Option<&'static str>,
+    /// One series per value of this column (`per metric`).
+    pub per: Option<&'static str>,
+    /// Row filter.
+    pub filter: Option<TExpr>,
+    /// Bucket size in microseconds (30 or 60 minutes).
+    pub bucket: i64,
+    /// Buckets where a guard was on duty and nothing was counted count as zero
+    /// (count metrics); otherwise a bucket without rows is no sample.
+    pub zero_while_on_duty: bool,
+    /// The block.
+    pub span: Span,
+}
+
+/// Which statistic gives the expected value and the spread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Statistic {
+    /// mean and sample standard deviation of every earlier sample of the slot
+    MeanStd,
+    /// median and 1.4826 x MAD of the last `window` samples of the slot
+    MedianMad,
+}
+
+impl Statistic {
+    /// Its name in the language.
+    pub fn name(self) -> &'static str {
+        match self {
+            Statistic::MeanStd => "mean_std",
+            Statistic::MedianMad => "median_mad",
+        }
+    }
+}
+
+/// Which side of the baseline fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// z >= threshold
+    Above,
+    /// z <= -threshold
+    Below,
+    /// |z| >= threshold
+    Both,
+}
+
+/// A baseline level: which earlier buckets a bucket is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Level {
+    /// same weekday and time of day (site-local)
+    HourOfWeek,
+    /// same time of day, any weekday
+    HourOfDay,
+    /// every earlier bucket
+    AllHours,
+}
+
+impl Level {
+    /// Its name in the language and in evidence.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::HourOfWeek => "hour_of_week",
+            Level::HourOfDay => "hour_of_day",
+            Level::AllHours => "all_hours",
+        }
+    }
+
+    /// All levels, finest first.
+    pub const ALL: [Level; 3] = [Level::HourOfWeek, Level::HourOfDay, Level::AllHours];
+
+    /// The slot of a bucket at this level, from its site-local start
+    /// (microseconds since the epoch, local wall clock) and the bucket size.
+    pub fn slot(self, local_start: i64, bucket: i64) -> i64 {
+        let per_day = DAY / bucket;
+        let of_day = local_start.rem_euclid(DAY) / bucket;
+        match self {
+            // 1970-01-01 was a Thursday: +3 makes Monday 0.
+            Level::HourOfWeek => (local_start.div_euclid(DAY) + 3).rem_euclid(7) * per_day + of_day,
+            Level::HourOfDay => of_day,
+            Level::AllHours => 0,
+        }
+    }
+}
+
+/// A checked `anomaly` rule.
+#[derive(Debug, Clone)]
+pub struct AnomalyRule {
+    /// Rule id.
+    pub id: String,
+    /// Where the id is written.
+    pub id_span: Span,
+    /// The finding type it raises.
+    pub finding_type: String,
+    /// One line for an operator.
+    pub title: String,
+    /// Longer description.
+    pub doc: Option<String>,
+    /// Category (stated, else from the keyword categories).
+    pub category: String,
+    /// Where a category is stated.
+    pub category_stated: Option<Span>,
+    /// heartbeat, comprehensive or deep.
+    pub cadence: &'static str,
+    /// Recommended actions.
+    pub actions: Vec<String>,
+    /// The metric compared.
+    pub metric: Metric,
+    /// Which side fires.
+    pub direction: Direction,
+    /// |z| needed to fire.
+    pub threshold: f64,
+    /// Mean/std or median/MAD.
+    pub statistic: Statistic,
+    /// Levels tried in order, each with the samples it needs to be stable.
+    pub levels: Vec<(Level, u32)>,
+    /// Samples kept for the median and MAD.
+    pub window: u32,
+    /// Spread used when the statistic's own spread is 0.
+    pub min_spread: f64,
+    /// Severity when no `beyond` step applies.
+    pub base_severity: String,
+    /// (level, |z| from which it applies), largest first.
+    pub escalations: Vec<(String, f64)>,
+    /// The block.
+    pub span: Span,
+}
+
+/// Sensitivity words and their |z| thresholds (CATALOG.md).
+pub const SENSITIVITIES: &[(&str, f64)] = &[("LOW", 3.0), ("MEDIUM", 2.5), ("HIGH", 2.0)];
+
+/// Checks a `metric` block.
+pub fn check_metric(def: &MetricDef, macros: &Macros) -> Result<Metric, Vec<Diagnostic>> {
+    let mut errors = Vec::new();
+    if def.sources.is_empty() {
+        errors.push(
+            Diagnostic::error(
+                codes::MISSING_ITEM,
+                format!("metric `{}` measures nothing", def.name.name),
+                def.name.span,
+                "what is counted?",
+            )
+            .hint("add `count phone_events` or `sum metrics.value per metric`"),
+        );
+    }
+    for extra in def.sources.iter().skip(1) {
+        let span = match extra {
+            MetricSource::Count { span, .. } | MetricSource::Sum { span, .. } => *span,
+        };
+        errors.push(
+            Diagnostic::error(codes::REPEATED_ITEM, "a metric measures one thing", span, "a second source").hint("declare a second metric"),
+        );
+    }
+    let bucket = match def.bucket {
+        None => 60 * MINUTE,
+        Some((b, _)) if b == 30 * MINUTE || b == 60 * MINUTE => b,
+        Some((_, span)) => {
+            errors.push(Diagnostic::error(codes::UNKNOWN_VALUE, "a bucket is 30m or 60m", span, "not a bucket size").hint("bucket 60m"));
+            60 * MINUTE
+        }
+    };
+    let Some(source) = def.sources.first() else { return Err(errors) };
+    let (table_name, filter) = match source {
+        MetricSource::Count { table, filter, .. } | MetricSource::Sum { table, filter, .. } => (table, filter),
+    };
+    let Some(table) = schema::table(&table_name.name).filter(|t| t.name != "activity") else {
+        errors.push(
+            Diagnostic::error(codes::UNKNOWN_TABLE, format!("unknown table `{}`", table_name.name), table_name.span, "not a signal table")
+                .suggest(&table_name.name, schema::contract_tables().map(|t| t.name)),
+        );
+        return Err(errors);
+    };
+    let column = |name: &crate::syntax::ast::Ident, want: Storage, what: &str, errors: &mut Vec<Diagnostic>| -> Option<&'static str> {
+        match table.column(&name.name) {
+            Some(c) if c.storage == want || (want == Storage::Float && c.storage == Storage::Int) => Some(c.name),
+            Some(c) => {
+                errors.push(Diagnostic::error(
+                    codes::TYPE_MISMATCH,
+                    format!("`{}` is {}, a metric needs {what}", c.name, c.storage.ty().name()),
+                    name.span,
+                    "wrong type",
+                ));
+                None
+            }
+            None => {
+                errors.push(
+                    Diagnostic::error(
+                        codes::UNKNOWN_COLUMN,
+                        format!("`{}` has no column `{}`", table.name, name.name),
+                        name.span,
+                        "unknown column",
+                    )
+                    .suggest(&name.name, table.columns.iter().map(|c| c.name)),
+                );
+                None
+            }
+        }
+    };
+    let (time_column, value_column, per) = match source {
+        MetricSource::Count { time, .. } => {
+            let t = match time {
+                Some(t) => column(t, Storage::Time, "a time", &mut errors),
+                None => table.event_time.or_else(|| {
+                    errors.push(
+                        Diagnostic::error(
+                            codes::MISSING_ITEM,
+                            format!("`{}` has no event time", table.name),
+                            table_name.span,
+                            "count at which time?",
+                        )
+                        .hint(format!("say `count {} at COLUMN`", table.name)),
+                    );
+                    None
+                }),
+            };
+            (t, None, None)
+        }
+        MetricSource::Sum { column: c, per, .. } => {
+            let t = table.event_time.or_else(|| {
+                errors.push(Diagnostic::error(
+                    codes::MISSING_ITEM,
+                    format!("`{}` has no event time to place rows in buckets", table.name),
+                    table_name.span,
+                    "no time",
+                ));
+                None
+            });
+            let v = column(c, Storage::Float, "a number", &mut errors);
+            let p = per.as_ref().and_then(|p| column(p, Storage::Text, "text", &mut errors));
+            (t, v, p)
+        }
+    };
+    let filter = match filter {
+        Some(f) => match check::check_row_condition(table, f, macros) {
+            Ok(e) => Some(e),
+            Err(errs) => {
+                errors.extend(errs);
+                None
+            }
+        },
+        None => None,
+    };
+    match (errors.is_empty(), time_column) {
+        (true, Some(time_column)) => Ok(Metric {
+            name: def.name.name.clone(),
+            doc: def.doc.as_ref().map(|d| d.value.clone()),
+            table,
+            time_column,
+            value_column,
+            per,
+            filter,
+            bucket,
+            zero_while_on_duty: value_column.is_none(),
+            span: def.span,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// Checks an `anomaly` block against the metrics of the rule set.
+pub fn check_anomaly(def: &AnomalyDef, metrics: &HashMap<String, Metric>) -> Result<AnomalyRule, Vec<Diagnostic>> {
+    let mut errors = Vec::new();
+    let mut seen: HashMap<String, Span> = HashMap::new();
+    let mut once = |name: &str, span: Span, errors: &mut Vec<Diagnostic>| {
+        if let Some(first) = seen.insert(name.to_string(), span) {
+            errors.push(
+                Diagnostic::error(codes::REPEATED_ITEM, format!("`{name}` is given twice"), span, "again here")
+                    .with_context(first, "first here"),
+            );
+        }
+    };
+    let mut out = AnomalyRule {
+        id: def.id.name.clone(),
+        id_span: def.id.span,
+        finding_type: def.id.name.clone(),
+        title: String::new(),
+        doc: None,
+        category: String::new(),
+        category_stated: None,
+        cadence: "deep",
+        actions: Vec::new(),
+        metric: Metric {
+            name: String::new(),
+            doc: None,
+            table: &schema::TABLES[0],
+            time_column: "",
+            value_column: None,
+            per: None,
+            filter: None,
+            bucket: 60 * MINUTE,
+            zero_while_on_duty: false,
+            span: def.span,
+        },
+        direction: Direction::Below,
+        threshold: 2.5,
+        statistic: Statistic::MeanStd,
+        levels: Vec::new(),
+        window: 52,
+        min_spread: 1.0,
+        base_severity: "MEDIUM".into(),
+        escalations: Vec::new(),
+        span: def.span,
+    };
+    let mut metric = None;
+    let mut direction = None;
+    let mut stable_after = 30u32;
+    let mut fallback: Vec<(Level, Option<u32>)> = Vec::new();
+    let mut title = None;
+    let word = |v: Option<&SettingValue>| match v {
+        Some(SettingValue::Name(n, None)) => Some(n.clone()),
+        _ => None,
+    };
+    let count = |v: f64| (v >= 1.0 && v.fract() == 0.0 && v <= 1_000_000.0).then_some(v as u32);
+    for item in &def.items {
+        match item {
+            AnomalyItem::Common(common) => match common {
+                RuleItem::Finding(t) => {
+                    once("finding", t.span, &mut errors);
+                    out.finding_type = t.name.clone();
+                }
+                RuleItem::Title(t) => {
+                    once("title", t.span, &mut errors);
+                    title = Some(t.value.clone());
+                }
+                RuleItem::Doc(d) => out.doc = Some(d.value.clone()),
+                RuleItem::Category(c) => {
+                    if !schema::CATEGORIES.contains(&c.name.as_str()) {
+                        errors.push(
+                            Diagnostic::error(codes::UNKNOWN_VALUE, format!("unknown category `{}`", c.name), c.span, "not a category")
+                                .suggest(&c.name, schema::CATEGORIES.iter().copied()),
+                        );
+                    }
+                    out.category = c.name.clone();
+                    out.category_stated = Some(c.span);
+                }
+                RuleItem::Cadence(c) => match schema::CADENCES.iter().find(|(n, _)| *n == c.name) {
+                    Some((n, _)) => out.cadence = n,
+                    None => errors.push(
+                        Diagnostic::error(codes::UNKNOWN_VALUE, format!("unknown cadence `{}`", c.name), c.span, "not a cadence")
+                            .suggest(&c.name, schema::CADENCES.iter().map(|(n, _)| *n)),
+                    ),
+                },
+                RuleItem::Action(a) => out.actions.push(a.value.clone()),
+                _ => {}
+            },
+            AnomalyItem::Severity { level, beyond } => {
+                if !schema::SEVERITIES.contains(&level.name.as_str()) {
+                    errors.push(
+                        Diagnostic::error(codes::UNKNOWN_VALUE, format!("unknown severity `{}`", level.name), level.span, "not a severity")
+                            .suggest(&level.name, schema::SEVERITIES.iter().copied()),
+                    );
+                }
+                match beyond {
+                    None => {
+                        once("severity", level.span, &mut errors);
+                        out.base_severity = level.name.clone();
+                    }
+                    Some((z, _)) => out.escalations.push((level.name.clone(), *z)),
+                }
+            }
+            AnomalyItem::Setting { name, values, span } => {
+                once(&name.name, name.span, &mut errors);
+                let first = values.first();
+                let bad =
+                    |expected: &str| {
+                        Diagnostic::error(codes::UNKNOWN_VALUE, format!("`{}` takes {expected}", name.name), *span, "this value")
+                            .hint(format!("e.g. `{} {}`", name.name, expected.split(" or ").next().unwrap_or(expected).trim_matches('`')))
+                    };
+                if values.len() > 1 && name.name != "fallback" {
+                    errors.push(bad("one value"));
+                    continue;
+                }
+                match name.name.as_str() {
+                    "metric" => match word(first) {
+                        Some(m) => match metrics.get(&m.name) {
+                            Some(found) => metric = Some(found.clone()),
+                            None => errors.push(
+                                Diagnostic::error(codes::UNKNOWN_NAME, format!("no metric `{}`", m.name), m.span, "unknown metric")
+                                    .suggest(&m.name, metrics.keys().map(|k| k.as_str())),
+                            ),
+                        },
+                        None => errors.push(bad("a metric name")),
+                    },
+                    "direction" => match word(first).as_ref().map(|w| w.name.as_str()) {
+                        Some("above") => direction = Some(Direction::Above),
+                        Some("below") => direction = Some(Direction::Below),
+                        Some("both") => direction = Some(Direction::Both),
+                        _ => errors.push(bad("`above`, `below` or `both`")),
+                    },
+                    "sensitivity" => match word(first).and_then(|w| SENSITIVITIES.iter().find(|(n, _)| *n == w.name)) {
+                        Some((_, z)) => out.threshold = *z,
+                        None => errors.push(bad("`LOW` (|z| >= 3), `MEDIUM` (2.5) or `HIGH` (2)")),
+                    },
+                    "threshold" => match first {
+                        Some(SettingValue::Number(z, _)) if *z > 0.0 => out.threshold = *z,
+                        _ => errors.push(bad("a positive |z| such as 2.8")),
+                    },
+                    "statistic" => match word(first).as_ref().map(|w| w.name.as_str()) {
+                        Some("mean_std") => out.statistic = Statistic::MeanStd,
+                        Some("median_mad") => out.statistic = Statistic::MedianMad,
+                        _ => errors.push(bad("`mean_std` or `median_mad`")),
+                    },
+                    "stable_after" => match first {
+                        Some(SettingValue::Number(n, _)) if count(*n).is_some() => stable_after = count(*n).unwrap_or(30),
+                        _ => errors.push(bad("a whole number of samples such as 30")),
+                    },
+                    "window" => match first {
+                        Some(SettingValue::Number(n, _)) if count(*n).is_some() => out.window = count(*n).unwrap_or(52),
+                        _ => errors.push(bad("a whole number of samples such as 52")),
+                    },
+                    "min_spread" => match first {
+                        Some(SettingValue::Number(n, _)) if *n > 0.0 => out.min_spread = *n,
+                        _ => errors.push(bad("a positive number such as 1")),
+                    },
+                    "fallback" => {
+                        for v in values {
+                            match v {
+                                SettingValue::Name(n, after) => {
+                                    let level = match n.name.as_str() {
+                                        "hour_of_day" => Level::HourOfDay,
+                                        "all_hours" => Level::AllHours,
+                                        _ => {
+                                            errors.push(
+                                                Diagnostic::error(
+                                                    codes::UNKNOWN_VALUE,
+                                                    format!("unknown level `{}`", n.name),
+                                                    n.span,
+                                                    "not a level",
+                                                )
+                                                .suggest(&n.name, ["hour_of_day", "all_hours"])
+                                                .hint("fallback hour_of_day, all_hours"),
+                                            );
+                                            continue;
+                                        }
+                                    };
+                                    let after = match after {
+                                        Some((a, s)) => match count(*a) {
+                                            Some(c) => Some(c),
+                                            None => {
+                                                errors.push(Diagnostic::error(
+                                                    codes::UNKNOWN_VALUE,
+                                                    "stable_after is a whole number of samples",
+                                                    *s,
+                                                    "this",
+                                                ));
+                                                None
+                                            }
+                                        },
+                                        None => None,
+                                    };
+                                    fallback.push((level, after));
+                                }
+                                SettingValue::Number(_, s) => {
+                                    errors.push(Diagnostic::error(codes::UNKNOWN_VALUE, "a fallback is a level name", *s, "not a level"))
+                                }
+                            }
+                        }
+                    }
+                    _ => errors.push(bad("a known setting")),
+                }
+            }
+        }
+    }
+    let missing = |what: &str, example: &str| {
+        Diagnostic::error(
+            codes::MISSING_ITEM,
+            format!("anomaly `{}` has no `{what}`", def.id.name),
+            def.id.span,
+            format!("add `{example}`"),
+        )
+    };
+    match title {
+        Some(t) => out.title = t,
+        None => errors.push(missing("title", "title \"...\"")),
+    }
+    match metric {
+        Some(m) => out.metric = m,
+        None if !seen.contains_key("metric") => errors.push(missing("metric", "metric NAME")),
+        None => {}
+    }
+    match direction {
+        Some(d) => out.direction = d,
+        None if !seen.contains_key("direction") => errors.push(missing("direction", "direction below")),
+        None => {}
+    }
+    out.levels.push((Level::HourOfWeek, stable_after));
+    out.levels.extend(fallback.into_iter().map(|(l, a)| (l, a.unwrap_or(stable_after))));
+    out.escalations.sort_by(|a, b| b.1.total_cmp(&a.1));
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+/// A zone's UTC offset periods: (from, until, offset), microseconds.
+pub type Periods = Vec<(i64, i64, i64)>;
+
+/// The UTC offset periods of a time zone between 1990 and 2060 (before and after:
+/// the first and last offset). Transitions are found to the second.
+pub fn offset_periods(tz: chrono_tz::Tz) -> Periods {
+    let offset = |secs: i64| -> i64 {
+        chrono::DateTime::from_timestamp(secs, 0)
+            .map(|d| i64::from(tz.offset_from_utc_datetime(&d.naive_utc()).fix().local_minus_utc()))
+            .unwrap_or(0)
+    };
+    const FROM: i64 = 631_152_000; // 1990-01-01
+    const UNTIL: i64 = 2_871_763_200; // 2061-01-01
+    let mut out = Vec::new();
+    let mut start = i64::MIN / 4;
+    let mut current = offset(FROM);
+    let mut day = FROM;
+    while day < UNTIL {
+        let next = day + 86_400;
+        if offset(next) != current {
+            let (mut lo, mut hi) = (day, next);
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                if offset(mid) == current {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            out.push((start, hi * 1_000_000, current * 1_000_000));
+            start = hi * 1_000_000;
+            current = offset(hi);
+        }
+        day = next;
+    }
+    out.push((start, i64::MAX / 4, current * 1_000_000));
+    out
+}
+
+/// The UTC offset of a zone at an instant, from its periods.
+pub fn offset_at(periods: &Periods, t: i64) -> i64 {
+    periods.iter().find(|(from, until, _)| *from <= t && t < *until).map(|p| p.2).unwrap_or(0)
+}
+
+/// Name of the temp table with every site zone's offset periods.
+pub const TZ_TABLE: &str = "vigil_tz";
+
+/// Writes `vigil_tz(timezone, from_us, until_us, offset_us)` for every time zone
+/// the `sites` table names, plus UTC (sites without one). Connection-local.
+pub fn install_time_zones(conn: &duckdb::Connection) -> Result<(), duckdb::Error> {
+    let mut zones: Vec<String> = {
+        let mut stmt = conn.prepare(&format!(
+            "SELECT DISTINCT timezone FROM {}.{} WHERE timezone IS NOT NULL ORDER BY 1",
+            ident(RAW_SCHEMA),
+            ident("sites")
+        ))?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    zones.push("UTC".into());
+    let mut sql = format!(
+        "CREATE OR REPLACE TEMP TABLE {} (timezone VARCHAR, from_us BIGINT, until_us BIGINT, offset_us BIGINT);\n",
+        ident(TZ_TABLE)
+    );
+    let mut values = Vec::new();
+    for zone in &zones {
+        // Loading refused unknown zones; one that still does not parse reads as UTC.
+        let tz: chrono_tz::Tz = zone.parse().unwrap_or(chrono_tz::UTC);
+        for (from, until, off) in offset_periods(tz) {
+            values.push(format!("({}, {from}, {until}, {off})", string_literal(zone)));
+        }
+    }
+    let _ = write!(sql, "INSERT INTO {} VALUES {};", ident(TZ_TABLE), values.join(", "));
+    conn.execute_batch(&sql)
+}
+
+/// The samples of a metric as of `now`: one row per (tenant_id, site_id,
+/// series, b) for every complete bucket (b + bucket <= now) with `x` its value
+/// and `lt` its site-local start (microseconds, wall clock). Buckets are aligned
+/// to the site's clock. A bucket is a sample when rows fall in it, or (count
+/// metrics) when a guard of the site was checked in at some moment of it: then
+/// an empty bucket counts as 0, not as missing. `after`: only buckets ending
+/// after it (incremental baseline updates).
+pub fn samples_sql(m: &Metric, now: i64, after: Option<i64>) -> String {
+    let s = m.bucket;
+    let t = now;
+    let raw = |table: &str| format!("{}.{}", ident(RAW_SCHEMA), ident(table));
+    let c = |col: &str| format!("r0.{}", ident(col));
+    let series = match m.per {
+        Some(p) => format!("coalesce({}, '')", c(p)),
+        None => "''".to_string(),
+    };
+    let value = match m.value_column {
+        Some(v) => format!("CAST({} AS DOUBLE)", c(v)),
+        None => "1.0".to_string(),
+    };
+    let mut filter = vec![
+        format!("{} IS NOT NULL", c(m.time_column)),
+        format!("epoch_us({}) < {t}", c(m.time_column)),
+        "r0.\"tenant_id\" IS NOT NULL AND r0.\"site_id\" IS NOT NULL".to_string(),
+    ];
+    if let Some(ev) = m.table.event_time {
+        filter.push(format!("epoch_us({}) <= {t}", c(ev)));
+    }
+    if let Some(w) = after {
+        filter.push(format!("epoch_us({}) >= {}", c(m.time_column), w - s));
+    }
+    if let Some(f) = &m.filter {
+        filter.push(format!("coalesce({}, false)", render_expression(&crate::plan::row_condition_sql(f, m.table, now))));
+    }
+    let zone_of = |r: &str| format!("LEFT JOIN site_zone sz ON sz.tenant_id = {r}.\"tenant_id\" AND sz.site_id = {r}.\"site_id\"");
+    let offset_at = |zone: &str, time: &str| {
+        format!("JOIN {} z ON z.timezone = {zone} AND {time} >= z.from_us AND {time} < z.until_us", ident(TZ_TABLE))
+    };
+    let align = |time: &str| format!("({time} - ((({time} + z.offset_us) % {s}) + {s}) % {s})");
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "site_zone AS (\n  SELECT tenant_id, site_id, min(timezone) AS timezone FROM {sites} GROUP BY ALL\n),\n\
+         ev AS (\n  SELECT r0.\"tenant_id\" AS tenant_id, r0.\"site_id\" AS site_id, {series} AS series,\n         \
+         coalesce(sz.timezone, 'UTC') AS zone, epoch_us({tc}) AS t, {value} AS v\n  FROM {table} AS r0 {zone}\n  WHERE {filter}\n),\n",
+        sites = raw("sites"),
+        tc = c(m.time_column),
+        table = raw(m.table.name),
+        zone = zone_of("r0"),
+        filter = filter.join("\n    AND "),
+    );
+    let _ = write!(
+        out,
+        "agg AS (\n  SELECT e.tenant_id, e.site_id, e.series, e.zone, {b} AS b, sum(e.v) AS x\n  FROM ev e {z}\n  GROUP BY ALL\n),\n",
+        b = align("e.t"),
+        z = offset_at("e.zone", "e.t"),
+    );
+    let after_b = after.map(|w| format!(" AND b + {s} > {w}")).unwrap_or_default();
+    if m.zero_while_on_duty {
+        let _ = write!(
+            out,
+            "duty AS (\n  SELECT DISTINCT h.tenant_id, h.site_id, '' AS series, h.zone, unnest(range({first}, h.o, {s})) AS b\n  \
+             FROM (SELECT r0.\"tenant_id\" AS tenant_id, r0.\"site_id\" AS site_id, coalesce(sz.timezone, 'UTC') AS zone,\n          \
+             epoch_us(r0.\"checked_in_at\") AS i,\n          \
+             least(coalesce(epoch_us(CASE WHEN r0.\"checked_out_at\" <= {ts} THEN r0.\"checked_out_at\" END), {t}), {t}) AS o\n        \
+             FROM {shifts} AS r0 {zone}\n        \
+             WHERE r0.\"checked_in_at\" IS NOT NULL AND epoch_us(r0.\"checked_in_at\") <= {t}{duty_after}) h\n  {z}\n),\n\
+             keys AS (\n  SELECT tenant_id, site_id, series, zone, b FROM agg UNION SELECT tenant_id, site_id, series, zone, b FROM duty\n),\n\
+             samples AS (\n  SELECT k.tenant_id, k.site_id, k.series, k.zone, k.b, coalesce(a.x, 0.0) AS x\n  \
+             FROM keys k LEFT JOIN agg a ON a.tenant_id = k.tenant_id AND a.site_id = k.site_id AND a.series = k.series AND a.b = k.b\n  \
+             WHERE k.b + {s} <= {t}{after_b}\n),\n",
+            first = align("h.i"),
+            ts = crate::sql::timestamp_literal(t),
+            shifts = raw("shifts"),
+            zone = zone_of("r0"),
+            z = offset_at("h.zone", "h.i"),
+            duty_after = after
+                .map(|w| format!(" AND coalesce(epoch_us(r0.\"checked_out_at\"), {t}) > {}", w - s))
+                .unwrap_or_default(),
+        );
+    } else {
+        let _ = write!(out, "samples AS (\n  SELECT tenant_id, site_id, series, zone, b, x FROM agg WHERE b + {s} <= {t}{after_b}\n),\n");
+    }
+    let _ = write!(
+        out,
+        "sl AS (\n  SELECT s.tenant_id, s.site_id, s.series, s.b, s.x, s.b + z.offset_us AS lt\n  FROM samples s {z}\n)",
+        z = offset_at("s.zone", "s.b")
+    );
+    out
+}
+
+/// The slot expression of a level over a relation with `lt` (site-local bucket start).
+fn slot_sql(level: Level, rel: &str, bucket: i64) -> String {
+    let per_day = DAY / bucket;
+    let of_day = format!("((({rel}.lt % {DAY}) + {DAY}) % {DAY}) // {bucket}");
+    match level {
+        Level::HourOfWeek => format!("((((({rel}.lt // {DAY}) + 3) % 7) + 7) % 7) * {per_day} + {of_day}"),
+        Level::HourOfDay => of_day,
+        Level::AllHours => "0".to_string(),
+    }
+}
+
+/// One statement that evaluates an anomaly rule at `now` for every site: one row
+/// per firing series with tenant_id, site_id, series, b (bucket start),
+/// observed, expected, z, n, level, spread, severity, suppressed.
+pub fn evaluation_sql(rule: &AnomalyRule, now: i64) -> String {
+    let m = &rule.metric;
+    let s = m.bucket;
+    let k = rule.window;
+    let mut out = String::from("WITH\n");
+    out.push_str(&samples_sql(m, now, None));
+    // The last complete bucket before T: complete, and the next one is not.
+    let _ = write!(out, ",\nobs AS (\n  SELECT * FROM sl WHERE b + 2 * {s} > {now}\n)");
+    let key = "o.tenant_id = h.tenant_id AND o.site_id = h.site_id AND o.series = h.series";
+    for (i, (level, _)) in rule.levels.iter().enumerate() {
+        let _ = write!(
+            out,
+            ",\nh{i} AS (\n  SELECT o.tenant_id, o.site_id, o.series, h.x,\n         row_number() OVER (PARTITION BY o.tenant_id, o.site_id, o.series ORDER BY h.b DESC) AS rn\n  \
+             FROM obs o JOIN sl h ON {key} AND h.b < o.b AND {so} = {sh}\n),\n\
+             st{i} AS (\n  SELECT tenant_id, site_id, series, count(*) AS n, avg(x) AS mean, stddev_samp(x) AS sd,\n         \
+             median(x) FILTER (WHERE rn <= {k}) AS med\n  FROM h{i} GROUP BY ALL\n),\n\
+             md{i} AS (\n  SELECT h.tenant_id, h.site_id, h.series, median(abs(h.x - t.med)) AS mad, avg(abs(h.x - t.med)) AS meanad\n  \
+             FROM h{i} h JOIN st{i} t ON t.tenant_id = h.tenant_id AND t.site_id = h.site_id AND t.series = h.series\n  WHERE h.rn <= {k} GROUP BY ALL\n)",
+            so = slot_sql(*level, "o", s),
+            sh = slot_sql(*level, "h", s),
+        );
+    }
+    let min_spread = crate::sql::render_expression(&crate::sql::SqlExpr::Num(rule.min_spread));
+    let (center, spread): (Box<dyn Fn(usize) -> String>, Box<dyn Fn(usize) -> String>) = match rule.statistic {
+        Statistic::MeanStd => (
+            Box::new(|i| format!("st{i}.mean")),
+            Box::new(move |i| format!("CASE WHEN coalesce(st{i}.sd, 0) > 0 THEN st{i}.sd ELSE {min_spread} END")),
+        ),
+        Statistic::MedianMad => (
+            Box::new(|i| format!("st{i}.med")),
+            Box::new(move |i| {
+                format!(
+                    "CASE WHEN md{i}.mad > 0 THEN 1.4826 * md{i}.mad WHEN md{i}.meanad > 0 THEN 1.2533 * md{i}.meanad ELSE {min_spread} END"
+                )
+            }),
+        ),
+    };
+    let pick = |f: &dyn Fn(usize) -> String| {
+        let mut e = String::from("CASE");
+        for (i, (_, after)) in rule.levels.iter().enumerate() {
+            let _ = write!(e, " WHEN coalesce(st{i}.n, 0) >= {after} THEN {}", f(i));
+        }
+        e.push_str(" END");
+        e
+    };
+    let level_name = |i: usize| string_literal(rule.levels[i].0.name());
+    let joins: String = (0..rule.levels.len())
+        .map(|i| {
+            format!(
+                "\n  LEFT JOIN st{i} ON st{i}.tenant_id = o.tenant_id AND st{i}.site_id = o.site_id AND st{i}.series = o.series\
+                 \n  LEFT JOIN md{i} ON md{i}.tenant_id = o.tenant_id AND md{i}.site_id = o.site_id AND md{i}.series = o.series"
+            )
+        })
+        .collect();
+    let _ = write!(
+        out,
+        ",\ncand AS (\n  SELECT o.tenant_id, o.site_id, o.series, o.b, o.x AS observed,\n         {level} AS level, {n} AS n, {center} AS expected, {spread} AS spread\n  FROM obs o{joins}\n),\n\
+         scored AS (\n  SELECT *, (observed - expected) / spread AS z FROM cand WHERE level IS NOT NULL\n)\n",
+        level = pick(&level_name),
+        n = pick(&|i| format!("st{i}.n")),
+        center = pick(&*center),
+        spread = pick(&*spread),
+    );
+    let thr = rule.threshold;
+    let fires = match rule.direction {
+        Direction::Above => format!("z >= {thr:?}"),
+        Direction::Below => format!("z <= -{thr:?}"),
+        Direction::Both => format!("abs(z) >= {thr:?}"),
+    };
+    let mut severity = String::from("CASE");
+    for (level, beyond) in &rule.escalations {
+        let _ = write!(severity, " WHEN abs(z) >= {beyond:?} THEN {}", string_literal(level));
+    }
+    let _ = write!(severity, " ELSE {} END", string_literal(&rule.base_severity));
+    let suppressed = render_expression(&crate::plan::suppressed_sql(&rule.finding_type, now, "r0"));
+    let _ = write!(
+        out,
+        "SELECT r0.tenant_id, r0.site_id, r0.series, r0.b, r0.observed, r0.expected, r0.z, r0.n, r0.level, r0.spread,\n       \
+         {severity} AS severity, {suppressed} AS suppressed\nFROM scored AS r0\nWHERE {fires}\n\
+         ORDER BY r0.tenant_id, r0.site_id, abs(r0.z) DESC, r0.series"
+    );
+    out
+}
+
+/// What an anomaly statement returned for one series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnomalyRow {
+    /// tenant
+    pub tenant_id: String,
+    /// site
+    pub site_id: String,
+    /// the `per` value ('' without `per`)
+    pub series: String,
+    /// bucket start, microseconds UTC
+    pub bucket_start: i64,
+    /// the bucket's value
+    pub observed: f64,
+    /// the baseline's center
+    pub expected: f64,
+    /// (observed - expected) / spread
+    pub z: f64,
+    /// samples at the level used
+    pub samples: i64,
+    /// which level
+    pub level: String,
+    /// the spread used
+    pub spread: f64,
+    /// severity from |z|
+    pub severity: String,
+    /// covered by a maintenance window
+    pub suppressed: bool,
+}
+
+/// Runs an anomaly rule at `now`. The time zone table is installed first.
+pub fn run(conn: &duckdb::Connection, rule: &AnomalyRule, now: i64) -> Result<Vec<AnomalyRow>, duckdb::Error> {
+    install_time_zones(conn)?;
+    let text = evaluation_sql(rule, now);
+    let mut stmt = conn.prepare(&text)?;
+    let rows = stmt.query_map([], |r| {
+        Ok(AnomalyRow {
+            tenant_id: r.get(0)?,
+            site_id: r.get(1)?,
+            series: r.get(2)?,
+            bucket_start: r.get(3)?,
+            observed: r.get(4)?,
+            expected: r.get(5)?,
+            z: r.get(6)?,
+            samples: r.get(7)?,
+            level: r.get(8)?,
+            spread: r.get(9)?,
+            severity: r.get(10)?,
+            suppressed: r.get(11)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Rounds a figure for evidence (6 decimals; whole numbers stay whole).
+pub fn figure(f: f64) -> serde_json::Value {
+    if f.fract() == 0.0 && f.abs() < 9.0e15 {
+        serde_json::Value::from(f as i64)
+    } else {
+        serde_json::Number::from_f64((f * 1e6).round() / 1e6).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null)
+    }
+}
