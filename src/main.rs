@@ -418,7 +418,7 @@ fn check(args: &RuleArgs, short: bool, strict_tests: Option<&[PathBuf]>, format:
     if !args.rules.is_dir() {
         return Err(input_err(format!("rules directory `{}` does not exist (use --rules DIR)", args.rules.display())));
     }
-    let (sources, mut diagnostics, ok, rules, runbook_count) = match ruleset::load_dirs(&args.rules, &runbooks) {
+    let (sources, mut diagnostics, ok, (rules, anomaly_count), runbook_count) = match ruleset::load_dirs(&args.rules, &runbooks) {
         Ok(set) => {
             let mut warnings = set.warnings.clone();
             if let Some(paths) = strict_tests {
@@ -428,10 +428,10 @@ fn check(args: &RuleArgs, short: bool, strict_tests: Option<&[PathBuf]>, format:
                     .collect();
                 warnings.extend(ruleset::strict_checks(&set, &cases));
             }
-            let (r, b) = (set.rules.len(), set.runbooks.len());
-            (set.sources, warnings, true, r, b)
+            let (r, a, b) = (set.rules.len(), set.anomalies.len(), set.runbooks.len());
+            (set.sources, warnings, true, (r, a), b)
         }
-        Err(f) => (f.sources, f.diagnostics, false, 0, 0),
+        Err(f) => (f.sources, f.diagnostics, false, (0, 0), 0),
     };
     diagnostics.sort_by_key(|d| (d.span.file, d.span.start));
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
@@ -461,7 +461,7 @@ fn check(args: &RuleArgs, short: bool, strict_tests: Option<&[PathBuf]>, format:
     let strict_failed = strict_tests.is_some() && warnings > 0;
     if ok && !strict_failed {
         if format == CheckFormat::Text {
-            println!("ok: {rules} rules, {runbook_count} runbooks, {warnings} warning(s)");
+            println!("ok: {rules} rules, {anomaly_count} anomaly rules, {runbook_count} runbooks, {warnings} warning(s)");
         }
         Ok(())
     } else if ok {
@@ -549,8 +549,11 @@ fn table(findings: &[Finding]) -> String {
 }
 
 fn explain(set: &RuleSet, id: &str, now: i64, signals: Option<&Path>, site: Option<&str>) -> CliResult {
+    if let Some(a) = set.anomalies.iter().find(|a| a.id == id) {
+        return explain_anomaly(set, a, now, signals, site);
+    }
     let Some(rule) = set.rule(id) else {
-        let ids: Vec<&str> = set.rules.iter().map(|r| r.id.as_str()).collect();
+        let ids: Vec<&str> = set.rules.iter().map(|r| r.id.as_str()).chain(set.anomalies.iter().map(|a| a.id.as_str())).collect();
         let hint = vigil_engine::diag::closest(id, ids.iter().copied()).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
         return Err(input_err(format!("no rule `{id}`{hint}")));
     };
@@ -592,6 +595,52 @@ fn explain(set: &RuleSet, id: &str, now: i64, signals: Option<&Path>, site: Opti
         }
         if shown == 0 {
             println!("no candidate rows: no {} matched the rule's `for` line", rule.entity.entity.name);
+        }
+    }
+    Ok(())
+}
+
+fn explain_anomaly(set: &RuleSet, a: &vigil_engine::anomaly::AnomalyRule, now: i64, signals: Option<&Path>, site: Option<&str>) -> CliResult {
+    let (line, _) = set.sources.line_col(a.span);
+    let m = &a.metric;
+    println!("anomaly {} -> finding {}", a.id, a.finding_type);
+    println!("  defined at   {}:{line}", set.sources.name(a.span.file));
+    println!("  title        {}", a.title);
+    println!("  category     {}   severity {}{}", a.category, a.base_severity, a.escalations.iter().map(|(l, z)| format!(", {l} when |z| >= {z}")).collect::<String>());
+    println!(
+        "  metric       {} ({} of {}{}, {}-minute buckets in site-local time)",
+        m.name,
+        m.value_column.map(|v| format!("sum of {v}")).unwrap_or_else(|| "count".into()),
+        m.table.name,
+        m.per.map(|p| format!(", one series per {p}")).unwrap_or_default(),
+        m.bucket / 60_000_000
+    );
+    println!("  fires when   z {} {} ({})", match a.direction {
+        vigil_engine::anomaly::Direction::Above => ">=",
+        vigil_engine::anomaly::Direction::Below => "<= -",
+        vigil_engine::anomaly::Direction::Both => "|z| >=",
+    }, a.threshold, a.statistic.name());
+    let levels: Vec<String> = a.levels.iter().map(|(l, n)| format!("{} (stable after {n})", l.name())).collect();
+    println!("  levels       {}", levels.join(", then "));
+    if let Some(doc) = &a.doc {
+        println!("\n{doc}");
+    }
+    println!("\n-- source ------------------------------------------------------------");
+    println!("{}", set.sources.slice(a.span));
+    println!("\n-- SQL as of {} ------------------------------------------", exec::iso(now));
+    println!("{}", vigil_engine::anomaly::evaluation_sql(a, now));
+    if let Some(path) = signals {
+        let sig = load_signals(path)?;
+        println!("\n-- last complete bucket of every series as of {} --", exec::iso(now));
+        let (columns, rows) = vigil_engine::anomaly::explain(&sig.conn, a, now).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+        let mut shown = 0;
+        for row in rows.iter().filter(|r| site.is_none_or(|s| r.get(1).map(String::as_str) == Some(s))) {
+            shown += 1;
+            let cells: Vec<String> = columns.iter().zip(row).map(|(c, v)| format!("{c}={v}")).collect();
+            println!("{}", cells.join("  "));
+        }
+        if shown == 0 {
+            println!("no series has a complete bucket before T");
         }
     }
     Ok(())

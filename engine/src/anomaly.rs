@@ -599,6 +599,8 @@ pub fn install_time_zones(conn: &duckdb::Connection) -> Result<(), duckdb::Error
         rows.collect::<Result<_, _>>()?
     };
     zones.push("UTC".into());
+    zones.sort();
+    zones.dedup();
     let mut sql = format!(
         "CREATE OR REPLACE TEMP TABLE {} (timezone VARCHAR, from_us BIGINT, until_us BIGINT, offset_us BIGINT);\n",
         ident(TZ_TABLE)
@@ -721,6 +723,16 @@ fn slot_sql(level: Level, rel: &str, bucket: i64) -> String {
 /// per firing series with tenant_id, site_id, series, b (bucket start),
 /// observed, expected, z, n, level, spread, severity, suppressed.
 pub fn evaluation_sql(rule: &AnomalyRule, now: i64) -> String {
+    statement(rule, now, false)
+}
+
+/// The `explain` form of [`evaluation_sql`]: every observed series, stable or
+/// not, with the samples of each level and whether it fires.
+pub fn explain_sql(rule: &AnomalyRule, now: i64) -> String {
+    statement(rule, now, true)
+}
+
+fn statement(rule: &AnomalyRule, now: i64, explain: bool) -> String {
     let m = &rule.metric;
     let s = m.bucket;
     let k = rule.window;
@@ -777,7 +789,7 @@ pub fn evaluation_sql(rule: &AnomalyRule, now: i64) -> String {
     let _ = write!(
         out,
         ",\ncand AS (\n  SELECT o.tenant_id, o.site_id, o.series, o.b, o.x AS observed,\n         {level} AS level, {n} AS n, {center} AS expected, {spread} AS spread\n  FROM obs o{joins}\n),\n\
-         scored AS (\n  SELECT *, (observed - expected) / spread AS z FROM cand WHERE level IS NOT NULL\n)\n",
+         scored AS (\n  SELECT *, (observed - expected) / spread AS z FROM cand\n)\n",
         level = pick(&level_name),
         n = pick(&|i| format!("st{i}.n")),
         center = pick(&*center),
@@ -794,14 +806,57 @@ pub fn evaluation_sql(rule: &AnomalyRule, now: i64) -> String {
         let _ = write!(severity, " WHEN abs(z) >= {beyond:?} THEN {}", string_literal(level));
     }
     let _ = write!(severity, " ELSE {} END", string_literal(&rule.base_severity));
+    if rule.escalations.is_empty() {
+        severity = string_literal(&rule.base_severity);
+    }
     let suppressed = render_expression(&crate::plan::suppressed_sql(&rule.finding_type, now, "r0"));
+    if explain {
+        let counts: Vec<String> = (0..rule.levels.len())
+            .map(|i| format!("CAST(coalesce((SELECT st{i}.n FROM st{i} WHERE st{i}.tenant_id = r0.tenant_id AND st{i}.site_id = r0.site_id AND st{i}.series = r0.series), 0) AS VARCHAR)"))
+            .collect();
+        let _ = write!(
+            out,
+            "SELECT r0.tenant_id, r0.site_id, r0.series, strftime(make_timestamp(r0.b), '%Y-%m-%dT%H:%M:%SZ') AS bucket_start,\n       \
+             r0.observed, coalesce(r0.level, 'not stable') AS level, concat_ws('/', {counts}) AS samples_per_level,\n       \
+             round(r0.expected, 6) AS expected, round(r0.z, 6) AS z, coalesce(r0.level IS NOT NULL AND ({fires}), false) AS fires\n\
+             FROM scored AS r0\nORDER BY r0.tenant_id, r0.site_id, r0.series",
+            counts = counts.join(", "),
+        );
+        return out;
+    }
     let _ = write!(
         out,
         "SELECT r0.tenant_id, r0.site_id, r0.series, r0.b, r0.observed, r0.expected, r0.z, r0.n, r0.level, r0.spread,\n       \
-         {severity} AS severity, {suppressed} AS suppressed\nFROM scored AS r0\nWHERE {fires}\n\
+         {severity} AS severity, {suppressed} AS suppressed\nFROM scored AS r0\nWHERE r0.level IS NOT NULL AND {fires}\n\
          ORDER BY r0.tenant_id, r0.site_id, abs(r0.z) DESC, r0.series"
     );
     out
+}
+
+/// Runs [`explain_sql`]: column names and every row as text.
+pub fn explain(conn: &duckdb::Connection, rule: &AnomalyRule, now: i64) -> Result<(Vec<String>, Vec<Vec<String>>), duckdb::Error> {
+    install_time_zones(conn)?;
+    let columns: Vec<String> =
+        ["tenant_id", "site_id", "series", "bucket_start", "observed", "level", "samples_per_level", "expected", "z", "fires"]
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+    let mut stmt = conn.prepare(&explain_sql(rule, now))?;
+    let width = columns.len();
+    let rows = stmt.query_map([], |r| {
+        (0..width)
+            .map(|i| {
+                r.get::<_, duckdb::types::Value>(i).map(|v| match v {
+                    duckdb::types::Value::Null => "null".to_string(),
+                    duckdb::types::Value::Text(s) => s,
+                    duckdb::types::Value::Double(f) => format!("{f}"),
+                    duckdb::types::Value::Boolean(b) => b.to_string(),
+                    other => format!("{other:?}"),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })?;
+    Ok((columns, rows.collect::<Result<_, _>>()?))
 }
 
 /// What an anomaly statement returned for one series.

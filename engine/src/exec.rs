@@ -253,7 +253,7 @@ pub fn evaluate_anomaly(signals: &Signals, rules: &RuleSet, a: &crate::anomaly::
         evidence.insert("bucket_end".into(), iso(row.bucket_start + a.metric.bucket).into());
         evidence.insert("observed".into(), figure(row.observed));
         evidence.insert("expected".into(), figure(row.expected));
-        evidence.insert("z".into(), figure((row.z * 1000.0).round() / 1000.0));
+        evidence.insert("z".into(), figure(row.z));
         evidence.insert("samples".into(), row.samples.into());
         evidence.insert("level".into(), row.level.clone().into());
         evidence.insert("statistic".into(), a.statistic.name().into());

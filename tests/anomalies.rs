@@ -1,0 +1,392 @@
+//! Anomaly rules against hand-computed statistics (CATALOG.md "Baselines and
+//! anomalies"): mean/std and median/MAD, the degenerate-spread fallbacks, cold
+//! start levels, zero buckets while a guard is on duty, buckets straddling T,
+//! and DST changes in both directions.
+
+mod common;
+
+use std::path::Path;
+
+use vigil_engine::exec::{self, Filter};
+use vigil_engine::load::{self, parse_timestamp};
+use vigil_engine::ruleset::{self, RuleSet};
+use vigil_engine::Finding;
+
+const HOUR: i64 = 3_600_000_000;
+const WEEK: i64 = 7 * 24 * HOUR;
+
+fn t(s: &str) -> i64 {
+    parse_timestamp(s).expect("timestamp")
+}
+
+fn iso(micros: i64) -> String {
+    exec::iso(micros)
+}
+
+/// The shipped runbooks and categories plus `extra` rule text.
+fn rules_with(extra: &str) -> RuleSet {
+    let root = common::root();
+    let mut texts = Vec::new();
+    for f in ruleset::vigil_files(&root.join("runbooks")).expect("runbooks") {
+        texts.push((f.display().to_string(), std::fs::read_to_string(&f).expect("read")));
+    }
+    for name in ["categories.vigil", "anomalies.vigil"] {
+        let f = root.join("rules").join(name);
+        texts.push((f.display().to_string(), std::fs::read_to_string(&f).expect("read")));
+    }
+    texts.push(("<test>".into(), extra.to_string()));
+    ruleset::load_texts(vigil_engine::diag::Sources::new(), texts).unwrap_or_else(|f| panic!("{f:?}"))
+}
+
+fn site(zone: &str) -> String {
+    format!("tenant_id,site_id,name,timezone,lat,lon,geofence_m,active\nT1,S1,Site,{zone},51.5,-0.1,200,true\n")
+}
+
+/// `metrics.csv` with one row per (time, value) of metric `m`.
+fn metrics(rows: &[(i64, f64)]) -> String {
+    let mut out = String::from("tenant_id,site_id,metric,ts,value\n");
+    for (ts, v) in rows {
+        out.push_str(&format!("T1,S1,m,{},{v}\n", iso(*ts)));
+    }
+    out
+}
+
+fn run(dir: &Path, rules: &RuleSet, id: &str, at: i64) -> Vec<Finding> {
+    let signals = load::load(dir).expect("load");
+    let filter = Filter { rules: [id.to_string()].into_iter().collect(), ..Filter::default() };
+    exec::evaluate(&signals, rules, at, &filter).expect("evaluate")
+}
+
+fn num(f: &Finding, key: &str) -> f64 {
+    f.evidence.get(key).and_then(|v| v.as_f64()).unwrap_or_else(|| panic!("evidence {key} in {:?}", f.evidence))
+}
+
+fn text<'a>(f: &'a Finding, key: &str) -> &'a str {
+    f.evidence.get(key).and_then(|v| v.as_str()).unwrap_or("")
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-5
+}
+
+const TEST_RULE: &str = r#"
+metric m_sum { sum metrics.value where metric = "m" bucket 60m }
+anomaly LOW_STD { title "t" metric m_sum direction below statistic mean_std stable_after 3 threshold 2 severity MEDIUM severity HIGH beyond 4 }
+anomaly LOW_MAD { title "t" metric m_sum direction below statistic median_mad stable_after 3 threshold 2 min_spread 2 }
+anomaly HIGH_STD { title "t" metric m_sum direction above statistic mean_std stable_after 3 threshold 2 min_spread 2 }
+"#;
+
+/// Mondays 09:00 UTC of four weeks, then the observed Monday.
+fn mondays(first: &str, values: &[f64]) -> Vec<(i64, f64)> {
+    values.iter().enumerate().map(|(i, v)| (t(first) + i as i64 * WEEK, *v)).collect()
+}
+
+#[test]
+fn mean_std_and_median_mad_match_hand_computation() {
+    // History 10, 12, 14, 16 in the Monday 09:00 slot; observed 5.
+    // mean 13, sample sd sqrt(20/3) = 2.581989, z = -8 / 2.581989 = -3.098387.
+    // median 13, |x - 13| = 3,1,1,3 -> MAD 2, spread 1.4826 * 2 = 2.9652, z = -2.697963.
+    let rows = mondays("2025-09-01T09:00:00Z", &[10.0, 12.0, 14.0, 16.0, 5.0]);
+    let dir = common::write_dir("anomaly-hand", &[("sites.csv", &site("UTC")), ("metrics.csv", &metrics(&rows))]);
+    let rules = rules_with(TEST_RULE);
+    let at = t("2025-09-29T10:00:00Z");
+    let std = run(&dir, &rules, "LOW_STD", at);
+    assert_eq!(std.len(), 1, "{std:?}");
+    let f = &std[0];
+    assert!(close(num(f, "expected"), 13.0));
+    assert!(close(num(f, "spread"), (20.0f64 / 3.0).sqrt()), "{:?}", f.evidence);
+    assert!(close(num(f, "z"), -8.0 / (20.0f64 / 3.0).sqrt()), "{:?}", f.evidence);
+    assert_eq!(num(f, "samples"), 4.0);
+    assert_eq!(num(f, "observed"), 5.0);
+    assert_eq!(text(f, "level"), "hour_of_week");
+    assert_eq!(text(f, "bucket_start"), "2025-09-29T09:00:00Z");
+    assert_eq!(f.severity, "MEDIUM");
+    assert_eq!((f.guard_id.as_deref(), f.entity_id.as_deref()), (None, None));
+
+    let mad = run(&dir, &rules, "LOW_MAD", at);
+    assert_eq!(mad.len(), 1);
+    assert!(close(num(&mad[0], "expected"), 13.0));
+    assert!(close(num(&mad[0], "z"), -8.0 / (1.4826 * 2.0)), "{:?}", mad[0].evidence);
+
+    // The bucket is the last complete one until the next completes: also at 10:59:59.
+    assert_eq!(run(&dir, &rules, "LOW_STD", t("2025-09-29T10:59:59Z")).len(), 1);
+    // At 09:59:59 the observed bucket is still running: the last complete one (08:00) has no sample.
+    assert!(run(&dir, &rules, "LOW_STD", t("2025-09-29T09:59:59Z")).is_empty());
+    // At 11:00 the last complete bucket is 10:00-11:00: no sample, no finding.
+    assert!(run(&dir, &rules, "LOW_STD", t("2025-09-29T11:00:00Z")).is_empty());
+}
+
+#[test]
+fn severity_rises_beyond_four_and_the_threshold_is_inclusive() {
+    // History 10, 12, 14, 16 (mean 13, sd 2.581989): observed 2 gives z = -4.260281 -> HIGH.
+    let rows = mondays("2025-09-01T09:00:00Z", &[10.0, 12.0, 14.0, 16.0, 2.0]);
+    let dir = common::write_dir("anomaly-high", &[("sites.csv", &site("UTC")), ("metrics.csv", &metrics(&rows))]);
+    let rules = rules_with(TEST_RULE);
+    let found = run(&dir, &rules, "LOW_STD", t("2025-09-29T10:00:00Z"));
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].severity, "HIGH");
+    // History 10, 12, 14: mean 12, sd 2; observed 8 is exactly z = -2.
+    let rows = mondays("2025-09-01T09:00:00Z", &[10.0, 12.0, 14.0, 8.0]);
+    let dir = common::write_dir("anomaly-edge", &[("sites.csv", &site("UTC")), ("metrics.csv", &metrics(&rows))]);
+    let found = run(&dir, &rules, "LOW_STD", t("2025-09-22T10:00:00Z"));
+    assert_eq!(found.len(), 1, "z = -2 exactly fires at threshold 2");
+    assert!(close(num(&found[0], "z"), -2.0));
+    // Observed 8.5: z = -1.75, quiet.
+    let rows = mondays("2025-09-01T09:00:00Z", &[10.0, 12.0, 14.0, 8.5]);
+    let dir = common::write_dir("anomaly-edge2", &[("sites.csv", &site("UTC")), ("metrics.csv", &metrics(&rows))]);
+    assert!(run(&dir, &rules, "LOW_STD", t("2025-09-22T10:00:00Z")).is_empty());
+}
+
+#[test]
+fn not_stable_means_no_finding() {
+    // Two samples only (stable_after 3): no finding however low.
+    let rows = mondays("2025-09-01T09:00:00Z", &[10.0, 12.0, 0.0]);
+    let dir = common::write_dir("anomaly-unstable", &[("sites.csv", &site("UTC")), ("metrics.csv", &metrics(&rows))]);
+    let rules = rules_with(TEST_RULE);
+    assert!(run(&dir, &rules, "LOW_STD", t("2025-09-15T10:00:00Z")).is_empty());
+}
+
+#[test]
+fn zero_mad_falls_back_to_mean_absolute_deviation_then_min_spread() {
+    // History 10, 10, 10, 14: median 10, MAD = median(0,0,0,4) = 0,
+    // mean |x - 10| = 1, spread 1.2533; observed 6: z = -4 / 1.2533 = -3.191574.
+    let rows = mondays("2025-09-01T09:00:00Z", &[10.0, 10.0, 10.0, 14.0, 6.0]);
+    let dir = common::write_dir("anomaly-meanad", &[("sites.csv", &site("UTC")), ("metrics.csv", &metrics(&rows))]);
+    let rules = rules_with(TEST_RULE);
+    let found = run(&dir, &rules, "LOW_MAD", t("2025-09-29T10:00:00Z"));
+    assert_eq!(found.len(), 1);
+    assert!(close(num(&found[0], "spread"), 1.2533), "{:?}", found[0].evidence);
+    assert!(close(num(&found[0], "z"), -4.0 / 1.2533));
+
+    // History all 10: MAD 0 and mean abs dev 0 -> min_spread 2; observed 5: z = -2.5.
+    let rows = mondays("2025-09-01T09:00:00Z", &[10.0, 10.0, 10.0, 5.0]);
+    let dir = common::write_dir("anomaly-minspread", &[("sites.csv", &site("UTC")), ("metrics.csv", &metrics(&rows))]);
+    let found = run(&dir, &rules, "LOW_MAD", t("2025-09-22T10:00:00Z"));
+    assert_eq!(found.len(), 1);
+    assert!(close(num(&found[0], "z"), -2.5), "{:?}", found[0].evidence);
+    // The same for mean/std: sd 0 -> min_spread 2; observed 15 is z = +2.5 above.
+    let rows = mondays("2025-09-01T09:00:00Z", &[10.0, 10.0, 10.0, 15.0]);
+    let dir = common::write_dir("anomaly-minspread2", &[("sites.csv", &site("UTC")), ("metrics.csv", &metrics(&rows))]);
+    let found = run(&dir, &rules, "HIGH_STD", t("2025-09-22T10:00:00Z"));
+    assert_eq!(found.len(), 1);
+    assert!(close(num(&found[0], "z"), 2.5));
+}
+
+#[test]
+fn cold_start_falls_back_to_hour_of_day_then_all_hours() {
+    let rule = r#"
+metric m_sum { sum metrics.value where metric = "m" bucket 60m }
+anomaly COLD { title "t" metric m_sum direction below stable_after 3 threshold 2 fallback hour_of_day (stable_after 4), all_hours (stable_after 6) }
+"#;
+    let rules = rules_with(rule);
+    // 09:00 on Tue..Fri of one week: 10, 12, 14, 16; observed Monday 09:00 next week: 5.
+    // hour_of_week has no earlier Monday 09:00 (n 0 < 3); hour_of_day has n 4 >= 4:
+    // mean 13, sd 2.581989, z -3.098387.
+    let mut rows: Vec<(i64, f64)> = [10.0, 12.0, 14.0, 16.0].iter().enumerate().map(|(i, v)| (t("2025-09-02T09:00:00Z") + i as i64 * 24 * HOUR, *v)).collect();
+    rows.push((t("2025-09-08T09:00:00Z"), 5.0));
+    let dir = common::write_dir("anomaly-hod", &[("sites.csv", &site("UTC")), ("metrics.csv", &metrics(&rows))]);
+    let found = run(&dir, &rules, "COLD", t("2025-09-08T10:00:00Z"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(text(&found[0], "level"), "hour_of_day");
+    assert_eq!(num(&found[0], "samples"), 4.0);
+    assert!(close(num(&found[0], "z"), -8.0 / (20.0f64 / 3.0).sqrt()));
+
+    // Only three 09:00 samples (hour_of_day needs 4) but six hours in all: all_hours.
+    // History 10, 12, 14 at 09:00 and 20, 22, 24 at 15:00 (Tue..Thu): mean 17, squared deviations 49+25+9+9+25+49 = 166, sd sqrt(166/5) = 5.761944;
+    // observed 5: z = -12 / 5.761944 = -2.082630.
+    let mut rows: Vec<(i64, f64)> = Vec::new();
+    for (i, (a, b)) in [(10.0, 20.0), (12.0, 22.0), (14.0, 24.0)].iter().enumerate() {
+        rows.push((t("2025-09-02T09:00:00Z") + i as i64 * 24 * HOUR, *a));
+        rows.push((t("2025-09-02T15:00:00Z") + i as i64 * 24 * HOUR, *b));
+    }
+    rows.push((t("2025-09-08T09:00:00Z"), 5.0));
+    let dir = common::write_dir("anomaly-all", &[("sites.csv", &site("UTC")), ("metrics.csv", &metrics(&rows))]);
+    let found = run(&dir, &rules, "COLD", t("2025-09-08T10:00:00Z"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(text(&found[0], "level"), "all_hours");
+    assert_eq!(num(&found[0], "samples"), 6.0);
+    assert!(close(num(&found[0], "z"), -12.0 / (166.0f64 / 5.0).sqrt()), "{:?}", found[0].evidence);
+
+    // With five samples in all, no level is stable: no finding.
+    rows.retain(|(ts, _)| *ts != t("2025-09-04T15:00:00Z"));
+    let dir = common::write_dir("anomaly-none", &[("sites.csv", &site("UTC")), ("metrics.csv", &metrics(&rows))]);
+    assert!(run(&dir, &rules, "COLD", t("2025-09-08T10:00:00Z")).is_empty());
+}
+
+/// Phone events at Monday 09:00 of `weeks` weeks (`per_week` events each), a guard
+/// checked in around each of those hours, and the observed Monday with `observed`
+/// events and a guard checked in or not.
+fn phone_fleet(weeks: i64, per_week: &[usize], observed: usize, on_duty: bool) -> std::path::PathBuf {
+    let start = t("2025-01-06T09:00:00Z");
+    let mut events = String::from("tenant_id,site_id,guard_id,device_id,ts,kind\n");
+    let mut shifts = String::from("tenant_id,site_id,shift_id,guard_id,starts_at,ends_at,checked_in_at,checked_out_at\n");
+    for w in 0..=weeks {
+        let hour = start + w * WEEK;
+        let n = if w == weeks { observed } else { per_week[w as usize % per_week.len()] };
+        for i in 0..n {
+            events.push_str(&format!("T1,S1,G1,D1,{},heartbeat\n", iso(hour + (i as i64 + 1) * 60_000_000)));
+        }
+        if w < weeks || on_duty {
+            let (a, b) = (iso(hour - HOUR / 2), iso(hour + HOUR + HOUR / 2));
+            shifts.push_str(&format!("T1,S1,SH{w},G1,{a},{b},{a},{b}\n"));
+        }
+    }
+    common::write_dir("anomaly-phone", &[("sites.csv", &site("UTC")), ("phone_events.csv", &events), ("shifts.csv", &shifts)])
+}
+
+#[test]
+fn shipped_phone_rule_needs_thirty_samples_and_counts_silent_hours_on_duty_as_zero() {
+    let rules = common::shipped_rules();
+    // 30 earlier Mondays with 10, 11, 12 events (repeating): mean 11, sample sd
+    // sqrt(20 / 29) = 0.830455; an observed 0 while a guard is checked in: z = -13.245.
+    let dir = phone_fleet(30, &[10, 11, 12], 0, true);
+    let at = t("2025-01-06T10:00:00Z") + 30 * WEEK;
+    let found = run(&dir, &rules, "ANOMALY_PHONE_EVENTS_BELOW", at);
+    assert_eq!(found.len(), 1, "{found:?}");
+    let f = &found[0];
+    assert_eq!(num(f, "observed"), 0.0);
+    assert_eq!(num(f, "samples"), 30.0);
+    assert!(close(num(f, "expected"), 11.0));
+    assert!(close(num(f, "z"), -11.0 / (20.0f64 / 29.0).sqrt()), "{:?}", f.evidence);
+    assert_eq!((f.severity.as_str(), f.category.as_str(), f.runbook.as_str()), ("HIGH", "OPERATIONAL", "ANOMALY_PHONE_EVENTS_BELOW"));
+
+    // No guard on duty and no events: the hour is missing, not zero.
+    let dir = phone_fleet(30, &[10, 11, 12], 0, false);
+    assert!(run(&dir, &rules, "ANOMALY_PHONE_EVENTS_BELOW", at).is_empty());
+
+    // 29 earlier Mondays: not stable, no finding.
+    let dir = phone_fleet(29, &[10, 11, 12], 0, true);
+    assert!(run(&dir, &rules, "ANOMALY_PHONE_EVENTS_BELOW", t("2025-01-06T10:00:00Z") + 29 * WEEK).is_empty());
+
+    // 9 events is z = -2.408: quiet at MEDIUM (2.5); 8 is z = -3.612: MEDIUM.
+    let dir = phone_fleet(30, &[10, 11, 12], 9, true);
+    assert!(run(&dir, &rules, "ANOMALY_PHONE_EVENTS_BELOW", at).is_empty());
+    let dir = phone_fleet(30, &[10, 11, 12], 8, true);
+    let found = run(&dir, &rules, "ANOMALY_PHONE_EVENTS_BELOW", at);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].severity, "MEDIUM");
+}
+
+/// Monday 09:00 site-local on four weeks before a DST change and one after.
+fn dst_case(zone: &str, before: [&str; 4], after: &str, wrong_after: &str) {
+    let rule = r#"
+metric m_sum { sum metrics.value where metric = "m" bucket 60m }
+anomaly DST_LOW { title "t" metric m_sum direction below stable_after 4 threshold 2 }
+"#;
+    let rules = rules_with(rule);
+    let mut rows: Vec<(i64, f64)> = before.iter().zip([10.0, 12.0, 14.0, 16.0]).map(|(ts, v)| (t(ts), v)).collect();
+    rows.push((t(after), 5.0));
+    let dir = common::write_dir("anomaly-dst", &[("sites.csv", &site(zone)), ("metrics.csv", &metrics(&rows))]);
+    let at = t(after) + HOUR;
+    let found = run(&dir, &rules, "DST_LOW", at);
+    assert_eq!(found.len(), 1, "{zone}: Monday 09:00 local after the change is the same slot: {found:?}");
+    assert_eq!(num(&found[0], "samples"), 4.0);
+    assert_eq!(text(&found[0], "bucket_start"), iso(t(after)));
+
+    // The same value one UTC hour off (Monday 08:00 or 10:00 local) has no history.
+    let mut rows = rows;
+    rows.pop();
+    rows.push((t(wrong_after), 5.0));
+    let dir = common::write_dir("anomaly-dst-wrong", &[("sites.csv", &site(zone)), ("metrics.csv", &metrics(&rows))]);
+    assert!(run(&dir, &rules, "DST_LOW", t(wrong_after) + HOUR).is_empty(), "{zone}: {wrong_after} is another slot");
+}
+
+#[test]
+fn dst_spring_forward_keeps_monday_nine_in_its_bucket() {
+    // Europe/London: GMT until 2025-03-30, then BST. Monday 09:00 local = 09:00Z before, 08:00Z after.
+    dst_case(
+        "Europe/London",
+        ["2025-03-03T09:00:00Z", "2025-03-10T09:00:00Z", "2025-03-17T09:00:00Z", "2025-03-24T09:00:00Z"],
+        "2025-03-31T08:00:00Z",
+        "2025-03-31T09:00:00Z",
+    );
+    // America/New_York: EST (-5) until 2025-03-09, then EDT (-4). Monday 09:00 = 14:00Z, then 13:00Z.
+    dst_case(
+        "America/New_York",
+        ["2025-02-10T14:00:00Z", "2025-02-17T14:00:00Z", "2025-02-24T14:00:00Z", "2025-03-03T14:00:00Z"],
+        "2025-03-10T13:00:00Z",
+        "2025-03-10T14:00:00Z",
+    );
+}
+
+#[test]
+fn dst_fall_back_keeps_monday_nine_in_its_bucket() {
+    // Europe/London: BST until 2025-10-26, then GMT. Monday 09:00 = 08:00Z before, 09:00Z after.
+    dst_case(
+        "Europe/London",
+        ["2025-09-29T08:00:00Z", "2025-10-06T08:00:00Z", "2025-10-13T08:00:00Z", "2025-10-20T08:00:00Z"],
+        "2025-10-27T09:00:00Z",
+        "2025-10-27T08:00:00Z",
+    );
+    // America/New_York: EDT until 2025-11-02, then EST. Monday 09:00 = 13:00Z before, 14:00Z after.
+    dst_case(
+        "America/New_York",
+        ["2025-10-06T13:00:00Z", "2025-10-13T13:00:00Z", "2025-10-20T13:00:00Z", "2025-10-27T13:00:00Z"],
+        "2025-11-03T14:00:00Z",
+        "2025-11-03T13:00:00Z",
+    );
+}
+
+#[test]
+fn half_hour_zones_align_buckets_to_the_local_clock() {
+    // Asia/Kolkata is UTC+5:30: local 09:00-10:00 is 03:30Z-04:30Z. Rows at 03:40Z and
+    // 04:20Z fall in one bucket (value 10 + 2 = 12 each week), observed 3.
+    let rule = r#"
+metric m_sum { sum metrics.value where metric = "m" bucket 60m }
+anomaly IST_LOW { title "t" metric m_sum direction below stable_after 3 threshold 2 min_spread 1 }
+"#;
+    let rules = rules_with(rule);
+    let mut rows = Vec::new();
+    for (w, v) in [(0, 10.0), (1, 12.0), (2, 14.0)] {
+        rows.push((t("2025-09-01T03:40:00Z") + w * WEEK, v));
+        rows.push((t("2025-09-01T04:20:00Z") + w * WEEK, 2.0));
+    }
+    rows.push((t("2025-09-22T03:40:00Z"), 3.0));
+    let dir = common::write_dir("anomaly-ist", &[("sites.csv", &site("Asia/Kolkata")), ("metrics.csv", &metrics(&rows))]);
+    let found = run(&dir, &rules, "IST_LOW", t("2025-09-22T04:30:00Z"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(text(&found[0], "bucket_start"), "2025-09-22T03:30:00Z");
+    // Weekly sums 12, 14, 16: mean 14, sd 2; observed 3: z = -5.5.
+    assert!(close(num(&found[0], "z"), -5.5), "{:?}", found[0].evidence);
+}
+
+#[test]
+fn anomaly_findings_are_suppressed_by_maintenance_windows() {
+    let rows = mondays("2025-09-01T09:00:00Z", &[10.0, 12.0, 14.0, 16.0, 5.0]);
+    let windows = "tenant_id,site_id,starts_at,ends_at,reason,finding_types\nT1,S1,2025-09-29T08:00:00Z,2025-09-29T12:00:00Z,works,LOW_STD\n";
+    let dir = common::write_dir(
+        "anomaly-mw",
+        &[("sites.csv", &site("UTC")), ("metrics.csv", &metrics(&rows)), ("maintenance_windows.csv", windows)],
+    );
+    let found = run(&dir, &rules_with(TEST_RULE), "LOW_STD", t("2025-09-29T10:00:00Z"));
+    assert_eq!(found.len(), 1);
+    assert!(found[0].suppressed);
+}
+
+#[test]
+fn anomaly_rules_are_checked_with_diagnostics() {
+    let bad = r#"
+metric m1 { count phone_event }
+metric m2 { sum metrics.valu }
+metric m3 { count phone_events bucket 45m }
+anomaly A1 { title "t" metric m9 direction sideways sensitivity EXTREME }
+"#;
+    let mut texts = vec![("bad.vigil".to_string(), bad.to_string())];
+    texts.push(("ok.vigil".into(), String::new()));
+    let failure = match ruleset::load_texts(vigil_engine::diag::Sources::new(), texts) {
+        Ok(_) => panic!("bad rules loaded"),
+        Err(f) => f,
+    };
+    let text = failure.sources.render(&failure.diagnostics, false);
+    for expected in [
+        "unknown table `phone_event`",
+        "did you mean `phone_events`",
+        "has no column `valu`",
+        "a bucket is 30m or 60m",
+        "no metric `m9`",
+        "`direction` takes",
+        "`sensitivity` takes",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+}
