@@ -160,6 +160,21 @@ enum Command {
         #[command(flatten)]
         rules: RuleArgs,
     },
+    /// Baselines in the state database: fold in complete buckets, or show a site's.
+    Baseline {
+        #[command(subcommand)]
+        action: BaselineCommand,
+        #[command(flatten)]
+        rules: RuleArgs,
+    },
+    /// Lay out rule, runbook and case files canonically (comments kept); --check only reports.
+    Fmt {
+        /// Files or directories (default: rules, runbooks, tests/cases).
+        paths: Vec<PathBuf>,
+        /// Change nothing; exit 1 and list the files that are not formatted.
+        #[arg(long)]
+        check: bool,
+    },
     /// Runbooks: which one a finding gets and why, or one runbook for an operator.
     Runbook {
         #[command(subcommand)]
@@ -220,6 +235,37 @@ enum Command {
         incidents: u32,
         #[command(flatten)]
         output: OutputArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum BaselineCommand {
+    /// Fold every complete bucket up to --until not yet folded in (exactly once).
+    Update {
+        /// A DuckDB file, or a directory of <table>.csv|.parquet|.jsonl files.
+        #[arg(long)]
+        signals: PathBuf,
+        /// Fold buckets ending at or before this time, ISO-8601 UTC.
+        #[arg(long)]
+        until: String,
+        /// The state database.
+        #[arg(long, default_value = "vigil-state.duckdb")]
+        state: PathBuf,
+    },
+    /// Print a site's stored baseline of one metric: every slot with n, mean, std, median, MAD.
+    Show {
+        /// The site id.
+        #[arg(long)]
+        site: String,
+        /// The metric name (a `metric` of the rules).
+        #[arg(long)]
+        metric: String,
+        /// hour_of_week (168 rows for 60m buckets), hour_of_day or all_hours.
+        #[arg(long, default_value = "hour_of_week")]
+        level: String,
+        /// The state database.
+        #[arg(long, default_value = "vigil-state.duckdb")]
+        state: PathBuf,
     },
 }
 
@@ -372,6 +418,8 @@ fn run(cli: Cli) -> CliResult {
         }
         Command::Test { paths, rules, format } => run_tests(&rules, &paths, format),
         Command::Runbook { action, rules } => runbook_command(&rules, action),
+        Command::Baseline { action, rules } => baseline_command(&rules, action),
+        Command::Fmt { paths, check } => fmt_command(&paths, check),
         Command::Categorize { finding_type, context, rules } => categorize(&rules, &finding_type, &context),
         Command::Bench { rules, signals, at, runs } => bench(&rules, &signals, &at, runs),
         Command::Demo { rules, sites, seed, incidents, output } => {
@@ -600,13 +648,24 @@ fn explain(set: &RuleSet, id: &str, now: i64, signals: Option<&Path>, site: Opti
     Ok(())
 }
 
-fn explain_anomaly(set: &RuleSet, a: &vigil_engine::anomaly::AnomalyRule, now: i64, signals: Option<&Path>, site: Option<&str>) -> CliResult {
+fn explain_anomaly(
+    set: &RuleSet,
+    a: &vigil_engine::anomaly::AnomalyRule,
+    now: i64,
+    signals: Option<&Path>,
+    site: Option<&str>,
+) -> CliResult {
     let (line, _) = set.sources.line_col(a.span);
     let m = &a.metric;
     println!("anomaly {} -> finding {}", a.id, a.finding_type);
     println!("  defined at   {}:{line}", set.sources.name(a.span.file));
     println!("  title        {}", a.title);
-    println!("  category     {}   severity {}{}", a.category, a.base_severity, a.escalations.iter().map(|(l, z)| format!(", {l} when |z| >= {z}")).collect::<String>());
+    println!(
+        "  category     {}   severity {}{}",
+        a.category,
+        a.base_severity,
+        a.escalations.iter().map(|(l, z)| format!(", {l} when |z| >= {z}")).collect::<String>()
+    );
     println!(
         "  metric       {} ({} of {}{}, {}-minute buckets in site-local time)",
         m.name,
@@ -615,11 +674,16 @@ fn explain_anomaly(set: &RuleSet, a: &vigil_engine::anomaly::AnomalyRule, now: i
         m.per.map(|p| format!(", one series per {p}")).unwrap_or_default(),
         m.bucket / 60_000_000
     );
-    println!("  fires when   z {} {} ({})", match a.direction {
-        vigil_engine::anomaly::Direction::Above => ">=",
-        vigil_engine::anomaly::Direction::Below => "<= -",
-        vigil_engine::anomaly::Direction::Both => "|z| >=",
-    }, a.threshold, a.statistic.name());
+    println!(
+        "  fires when   z {} {} ({})",
+        match a.direction {
+            vigil_engine::anomaly::Direction::Above => ">=",
+            vigil_engine::anomaly::Direction::Below => "<= -",
+            vigil_engine::anomaly::Direction::Both => "|z| >=",
+        },
+        a.threshold,
+        a.statistic.name()
+    );
     let levels: Vec<String> = a.levels.iter().map(|(l, n)| format!("{} (stable after {n})", l.name())).collect();
     println!("  levels       {}", levels.join(", then "));
     if let Some(doc) = &a.doc {
@@ -642,6 +706,129 @@ fn explain_anomaly(set: &RuleSet, a: &vigil_engine::anomaly::AnomalyRule, now: i
         if shown == 0 {
             println!("no series has a complete bucket before T");
         }
+    }
+    Ok(())
+}
+
+fn baseline_command(args: &RuleArgs, action: BaselineCommand) -> CliResult {
+    use vigil_engine::anomaly::Level;
+    use vigil_engine::baseline;
+    let set = load_rules(args)?;
+    match action {
+        BaselineCommand::Update { signals, until, state } => {
+            let until = parse_time(&until, "until")?;
+            let sig = load_signals(&signals)?;
+            // Metrics the anomaly rules use, with the largest window any of them keeps.
+            let mut metrics: Vec<vigil_engine::anomaly::Metric> = Vec::new();
+            for a in &set.anomalies {
+                if !metrics.iter().any(|m| m.name == a.metric.name) {
+                    metrics.push(a.metric.clone());
+                }
+            }
+            let window = set.anomalies.iter().map(|a| a.window).max().unwrap_or(52);
+            let folded = baseline::update(&sig, &metrics, &state, until, window)
+                .map_err(|e| (EXIT_EVAL, format!("error: {}: {e}", state.display())))?;
+            for f in folded {
+                let from = f.from.map(exec::iso).unwrap_or_else(|| "the beginning".into());
+                println!("{}: folded {} bucket(s) after {from} up to {}", f.metric, f.samples, exec::iso(f.until));
+            }
+            Ok(())
+        }
+        BaselineCommand::Show { site, metric, level, state } => {
+            let Some(level) = Level::ALL.into_iter().find(|l| l.name() == level) else {
+                return Err(input_err(format!("unknown level `{level}` (hour_of_week, hour_of_day or all_hours)")));
+            };
+            let Some(m) = set.metrics.iter().find(|m| m.name == metric) else {
+                let names: Vec<&str> = set.metrics.iter().map(|m| m.name.as_str()).collect();
+                return Err(input_err(format!("no metric `{metric}` (metrics: {})", names.join(", "))));
+            };
+            if !state.exists() {
+                return Err(input_err(format!("no state database `{}` (run `vigil baseline update` first)", state.display())));
+            }
+            let sig = load::Signals::from_connection(load::open_database().map_err(|e| (EXIT_EVAL, format!("error: {e}")))?);
+            let marks = baseline::watermarks(&sig, &state).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+            let mark = marks.iter().find(|(name, _, _)| *name == metric).map(|(_, _, t)| exec::iso(*t)).unwrap_or_else(|| "never".into());
+            let rows = baseline::show(&sig, &state, &site, &metric, level).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+            println!("site {site}  metric {metric}  level {}  folded until {mark}  (site-local slots)", level.name());
+            println!(
+                "{:<10} {:<10} {:>6} {:>12} {:>12} {:>12} {:>12} {:>6}",
+                "series", "slot", "n", "mean", "std", "median", "mad", "kept"
+            );
+            let per_level = match level {
+                Level::HourOfWeek => 7 * 86_400_000_000 / m.bucket,
+                Level::HourOfDay => 86_400_000_000 / m.bucket,
+                Level::AllHours => 1,
+            };
+            let mut series: Vec<&str> = rows.iter().map(|(s, _)| s.as_str()).collect();
+            series.dedup();
+            if series.is_empty() {
+                series.push("");
+            }
+            let f = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into());
+            for name in series {
+                for slot in 0..per_level {
+                    let label = baseline::slot_label(level, slot, m.bucket);
+                    match rows.iter().find(|(s, r)| s == name && r.slot == slot) {
+                        Some((_, r)) => println!(
+                            "{:<10} {:<10} {:>6} {:>12} {:>12} {:>12} {:>12} {:>6}",
+                            name,
+                            label,
+                            r.n,
+                            f(Some(r.mean)),
+                            f(r.std),
+                            f(r.median),
+                            f(r.mad),
+                            r.kept
+                        ),
+                        None => println!("{:<10} {:<10} {:>6} {:>12} {:>12} {:>12} {:>12} {:>6}", name, label, 0, "-", "-", "-", "-", 0),
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn fmt_command(paths: &[PathBuf], check: bool) -> CliResult {
+    let roots: Vec<PathBuf> =
+        if paths.is_empty() { ["rules", "runbooks", "tests/cases"].iter().map(PathBuf::from).collect() } else { paths.to_vec() };
+    let mut files = Vec::new();
+    for root in &roots {
+        if root.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(root)
+                .map_err(|e| input_err(format!("{}: {e}", root.display())))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("vigil") | Some("case")))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else if root.is_file() {
+            files.push(root.clone());
+        } else {
+            return Err(input_err(format!("{}: no such file or directory", root.display())));
+        }
+    }
+    let mut changed = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).map_err(|e| input_err(format!("{}: {e}", f.display())))?;
+        let Some(formatted) = vigil_engine::fmt::format_path_text(f, &text) else {
+            return Err(input_err(format!("{}: not a .vigil or .case file", f.display())));
+        };
+        if formatted != text {
+            changed.push(f.clone());
+            if !check {
+                std::fs::write(f, formatted).map_err(|e| input_err(format!("{}: {e}", f.display())))?;
+            }
+        }
+    }
+    for f in &changed {
+        println!("{}{}", if check { "not formatted: " } else { "formatted: " }, f.display());
+    }
+    if check && !changed.is_empty() {
+        return Err((EXIT_RULES, format!("error: {} of {} file(s) not formatted (run `vigil fmt`)", changed.len(), files.len())));
+    }
+    if changed.is_empty() {
+        println!("{} file(s) already formatted", files.len());
     }
     Ok(())
 }

@@ -182,7 +182,8 @@ anomaly COLD { title "t" metric m_sum direction below stable_after 3 threshold 2
     // 09:00 on Tue..Fri of one week: 10, 12, 14, 16; observed Monday 09:00 next week: 5.
     // hour_of_week has no earlier Monday 09:00 (n 0 < 3); hour_of_day has n 4 >= 4:
     // mean 13, sd 2.581989, z -3.098387.
-    let mut rows: Vec<(i64, f64)> = [10.0, 12.0, 14.0, 16.0].iter().enumerate().map(|(i, v)| (t("2025-09-02T09:00:00Z") + i as i64 * 24 * HOUR, *v)).collect();
+    let mut rows: Vec<(i64, f64)> =
+        [10.0, 12.0, 14.0, 16.0].iter().enumerate().map(|(i, v)| (t("2025-09-02T09:00:00Z") + i as i64 * 24 * HOUR, *v)).collect();
     rows.push((t("2025-09-08T09:00:00Z"), 5.0));
     let dir = common::write_dir("anomaly-hod", &[("sites.csv", &site("UTC")), ("metrics.csv", &metrics(&rows))]);
     let found = run(&dir, &rules, "COLD", t("2025-09-08T10:00:00Z"));
@@ -284,7 +285,6 @@ anomaly DST_LOW { title "t" metric m_sum direction below stable_after 4 threshol
     assert_eq!(text(&found[0], "bucket_start"), iso(t(after)));
 
     // The same value one UTC hour off (Monday 08:00 or 10:00 local) has no history.
-    let mut rows = rows;
     rows.pop();
     rows.push((t(wrong_after), 5.0));
     let dir = common::write_dir("anomaly-dst-wrong", &[("sites.csv", &site(zone)), ("metrics.csv", &metrics(&rows))]);
@@ -353,7 +353,8 @@ anomaly IST_LOW { title "t" metric m_sum direction below stable_after 3 threshol
 #[test]
 fn anomaly_findings_are_suppressed_by_maintenance_windows() {
     let rows = mondays("2025-09-01T09:00:00Z", &[10.0, 12.0, 14.0, 16.0, 5.0]);
-    let windows = "tenant_id,site_id,starts_at,ends_at,reason,finding_types\nT1,S1,2025-09-29T08:00:00Z,2025-09-29T12:00:00Z,works,LOW_STD\n";
+    let windows =
+        "tenant_id,site_id,starts_at,ends_at,reason,finding_types\nT1,S1,2025-09-29T08:00:00Z,2025-09-29T12:00:00Z,works,LOW_STD\n";
     let dir = common::write_dir(
         "anomaly-mw",
         &[("sites.csv", &site("UTC")), ("metrics.csv", &metrics(&rows)), ("maintenance_windows.csv", windows)],
@@ -389,4 +390,94 @@ anomaly A1 { title "t" metric m9 direction sideways sensitivity EXTREME }
     ] {
         assert!(text.contains(expected), "missing {expected:?} in\n{text}");
     }
+}
+
+/// (series, level, slot, n, mean, std)
+type Stat = (String, &'static str, i64, i64, f64, Option<f64>);
+
+/// Stored baselines: (series, level, slot) -> (n, mean, std) for one site and metric.
+fn stored(dir: &Path, state: &Path, site: &str, metric: &str) -> Vec<Stat> {
+    use vigil_engine::anomaly::Level;
+    let signals = load::load(dir).expect("load");
+    let mut out = Vec::new();
+    for level in Level::ALL {
+        for (series, s) in vigil_engine::baseline::show(&signals, state, site, metric, level).expect("show") {
+            out.push((series, level.name(), s.slot, s.n, s.mean, s.std));
+        }
+    }
+    out
+}
+
+fn same_stats(a: &[Stat], b: &[Stat]) {
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!((&x.0, x.1, x.2, x.3), (&y.0, y.1, y.2, y.3));
+        assert!((x.4 - y.4).abs() < 1e-6 * x.4.abs().max(1.0), "{x:?} vs {y:?}");
+        match (x.5, y.5) {
+            (Some(p), Some(q)) => assert!((p - q).abs() < 1e-6 * p.abs().max(1.0), "{x:?} vs {y:?}"),
+            (p, q) => assert_eq!(p, q),
+        }
+    }
+}
+
+#[test]
+fn incremental_baseline_updates_equal_one_batch_and_a_two_pass_reference() {
+    // Random-length steps over a random series (seeded LCG), folded hour by hour, in
+    // random chunks, and in one run: all three states agree, and agree with a
+    // two-pass computation over the samples.
+    let mut seed: u64 = 0x5eed;
+    let mut next = move || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) as i64
+    };
+    let start = t("2025-03-20T00:00:00Z");
+    let hours = 24 * 21;
+    let mut rows: Vec<(i64, f64)> = Vec::new();
+    for h in 0..hours {
+        // About one hour in five has no row at all (missing, not zero: a metrics series).
+        if next() % 5 != 0 {
+            rows.push((start + h * HOUR + (next() % 3600) * 1_000_000, (next() % 1000) as f64 / 10.0));
+        }
+    }
+    let dir = common::write_dir("baseline-prop", &[("sites.csv", &site("Europe/London")), ("metrics.csv", &metrics(&rows))]);
+    let rules = rules_with("");
+    let metric: Vec<_> = rules.metrics.iter().filter(|m| m.name == "platform_metrics").cloned().collect();
+    let signals = load::load(&dir).expect("load");
+    let end = start + hours * HOUR;
+
+    let once = common::temp_dir("state-once").join("s.duckdb");
+    vigil_engine::baseline::update(&signals, &metric, &once, end, 52).expect("update");
+    // Running it again changes nothing.
+    let again = vigil_engine::baseline::update(&signals, &metric, &once, end, 52).expect("update");
+    assert_eq!(again[0].samples, 0);
+
+    let hourly = common::temp_dir("state-hourly").join("s.duckdb");
+    let mut tick = start;
+    while tick <= end {
+        vigil_engine::baseline::update(&signals, &metric, &hourly, tick, 52).expect("update");
+        tick += HOUR;
+    }
+    let chunks = common::temp_dir("state-chunks").join("s.duckdb");
+    let mut tick = start;
+    while tick < end {
+        tick = (tick + (1 + next() % 40) * HOUR + (next() % 60) * 60_000_000).min(end);
+        vigil_engine::baseline::update(&signals, &metric, &chunks, tick, 52).expect("update");
+    }
+    let a = stored(&dir, &once, "S1", "platform_metrics");
+    assert!(a.iter().any(|r| r.1 == "hour_of_week" && r.3 >= 2), "{a:?}");
+    same_stats(&a, &stored(&dir, &hourly, "S1", "platform_metrics"));
+    same_stats(&a, &stored(&dir, &chunks, "S1", "platform_metrics"));
+
+    // Two-pass reference from the raw rows: hourly sums per site-local hour (London).
+    let all = a.iter().find(|r| r.1 == "all_hours").expect("all hours");
+    let mut sums: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
+    for (ts, v) in &rows {
+        *sums.entry(ts - ts.rem_euclid(HOUR)).or_default() += v;
+    }
+    let xs: Vec<f64> = sums.values().copied().collect();
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let sd = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+    assert_eq!(all.3, xs.len() as i64);
+    assert!((all.4 - mean).abs() < 1e-9 * mean.max(1.0) && (all.5.expect("sd") - sd).abs() < 1e-9 * sd.max(1.0), "{all:?} vs {mean} {sd}");
 }

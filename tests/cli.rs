@@ -248,3 +248,46 @@ fn check_strict_passes_on_the_library_and_reports_json_for_editors() {
         assert!(codes.iter().any(|c| c == expected), "{expected} missing in {out}");
     }
 }
+
+#[test]
+fn fmt_check_passes_on_the_shipped_files_and_fmt_fixes_a_messy_one() {
+    let root = common::root();
+    let (code, out, err) = common::vigil(&["fmt", "--check"], &root);
+    assert_eq!(code, 0, "{out}{err}");
+    let dir = common::write_dir(
+        "fmt",
+        &[("messy.vigil", "# keep me\nrule  X {\n\t\ttitle \"t\"   \n\n\n  severity LOW\n}\n\n\n\nmacro m = 1\n")],
+    );
+    let file = dir.join("messy.vigil");
+    let (code, out, _) = common::vigil(&["fmt", "--check", file.to_str().expect("path")], &root);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("not formatted"), "{out}");
+    let (code, _, err) = common::vigil(&["fmt", file.to_str().expect("path")], &root);
+    assert_eq!(code, 0, "{err}");
+    let once = std::fs::read_to_string(&file).expect("read");
+    assert_eq!(once, "# keep me\nrule  X {\n  title \"t\"\n\n  severity LOW\n}\n\nmacro m = 1\n");
+    let (code, _, _) = common::vigil(&["fmt", "--check", file.to_str().expect("path")], &root);
+    assert_eq!(code, 0, "formatting is idempotent");
+}
+
+#[test]
+fn baseline_update_is_exactly_once_and_show_prints_168_slots() {
+    let root = common::root();
+    let state = common::temp_dir("cli-baseline").join("state.duckdb");
+    let state = state.to_str().expect("path");
+    let args = ["baseline", "update", "--signals", "fixtures/nyc_taxi", "--until", "2014-08-01T04:00:00Z", "--state", state];
+    let (code, out, err) = common::vigil(&args, &root);
+    assert_eq!(code, 0, "{err}");
+    // July 2014 in New York: 31 days x 24 hours, every bucket has rows.
+    assert!(out.contains("platform_metrics: folded 744 bucket(s) after the beginning up to 2014-08-01T04:00:00Z"), "{out}");
+    let (_, again, _) = common::vigil(&args, &root);
+    assert!(again.contains("platform_metrics: folded 0 bucket(s)"), "{again}");
+    let (code, shown, err) =
+        common::vigil(&["baseline", "show", "--site", "NYC-TAXI", "--metric", "platform_metrics", "--state", state], &root);
+    assert_eq!(code, 0, "{err}");
+    let slots: Vec<&str> = shown.lines().filter(|l| l.starts_with("passengers")).collect();
+    assert_eq!(slots.len(), 168, "{shown}");
+    // July 2014 has 4 Mondays (7, 14, 21, 28) and 5 Tuesdays (1, 8, 15, 22, 29).
+    assert!(slots[0].starts_with("passengers Mon 00:00") && slots[0].split_whitespace().nth(3) == Some("4"), "{}", slots[0]);
+    assert!(slots[24].starts_with("passengers Tue 00:00") && slots[24].split_whitespace().nth(3) == Some("5"), "{}", slots[24]);
+}

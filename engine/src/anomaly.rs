@@ -35,6 +35,9 @@ const MINUTE: i64 = 60_000_000;
 /// Microseconds per day.
 const DAY: i64 = 1440 * MINUTE;
 
+/// A piece of SQL per baseline level (indexed by level position).
+type SqlPart = Box<dyn Fn(usize) -> String>;
+
 /// A checked `metric`.
 #[derive(Debug, Clone)]
 pub struct Metric {
@@ -359,7 +362,7 @@ pub fn check_anomaly(def: &AnomalyDef, metrics: &HashMap<String, Metric>) -> Res
     let count = |v: f64| (v >= 1.0 && v.fract() == 0.0 && v <= 1_000_000.0).then_some(v as u32);
     for item in &def.items {
         match item {
-            AnomalyItem::Common(common) => match common {
+            AnomalyItem::Common(common) => match common.as_ref() {
                 RuleItem::Finding(t) => {
                     once("finding", t.span, &mut errors);
                     out.finding_type = t.name.clone();
@@ -674,7 +677,7 @@ pub fn samples_sql(m: &Metric, now: i64, after: Option<i64>) -> String {
         b = align("e.t"),
         z = offset_at("e.zone", "e.t"),
     );
-    let after_b = after.map(|w| format!(" AND b + {s} > {w}")).unwrap_or_default();
+    let after_b = |rel: &str| after.map(|w| format!(" AND {rel}b + {s} > {w}")).unwrap_or_default();
     if m.zero_while_on_duty {
         let _ = write!(
             out,
@@ -687,8 +690,9 @@ pub fn samples_sql(m: &Metric, now: i64, after: Option<i64>) -> String {
              keys AS (\n  SELECT tenant_id, site_id, series, zone, b FROM agg UNION SELECT tenant_id, site_id, series, zone, b FROM duty\n),\n\
              samples AS (\n  SELECT k.tenant_id, k.site_id, k.series, k.zone, k.b, coalesce(a.x, 0.0) AS x\n  \
              FROM keys k LEFT JOIN agg a ON a.tenant_id = k.tenant_id AND a.site_id = k.site_id AND a.series = k.series AND a.b = k.b\n  \
-             WHERE k.b + {s} <= {t}{after_b}\n),\n",
+             WHERE k.b + {s} <= {t}{after_k}\n),\n",
             first = align("h.i"),
+            after_k = after_b("k."),
             ts = crate::sql::timestamp_literal(t),
             shifts = raw("shifts"),
             zone = zone_of("r0"),
@@ -698,7 +702,8 @@ pub fn samples_sql(m: &Metric, now: i64, after: Option<i64>) -> String {
                 .unwrap_or_default(),
         );
     } else {
-        let _ = write!(out, "samples AS (\n  SELECT tenant_id, site_id, series, zone, b, x FROM agg WHERE b + {s} <= {t}{after_b}\n),\n");
+        let _ =
+            write!(out, "samples AS (\n  SELECT tenant_id, site_id, series, zone, b, x FROM agg WHERE b + {s} <= {t}{}\n),\n", after_b(""));
     }
     let _ = write!(
         out,
@@ -755,7 +760,7 @@ fn statement(rule: &AnomalyRule, now: i64, explain: bool) -> String {
         );
     }
     let min_spread = crate::sql::render_expression(&crate::sql::SqlExpr::Num(rule.min_spread));
-    let (center, spread): (Box<dyn Fn(usize) -> String>, Box<dyn Fn(usize) -> String>) = match rule.statistic {
+    let (center, spread): (SqlPart, SqlPart) = match rule.statistic {
         Statistic::MeanStd => (
             Box::new(|i| format!("st{i}.mean")),
             Box::new(move |i| format!("CASE WHEN coalesce(st{i}.sd, 0) > 0 THEN st{i}.sd ELSE {min_spread} END")),

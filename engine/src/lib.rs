@@ -15,10 +15,12 @@
 //! - [`ruleset`]: loads a directory of rules, runbooks, categories, severity
 //!   adjustments, overrides and the cascade as one checked unit.
 //! - [`anomaly`]: metrics, baselines as of T and anomaly rules (site-local buckets via chrono-tz).
+//! - [`baseline`]: incremental baselines in the state database (`vigil baseline`).
 //! - [`runbook`]: runbooks and the matching cascade.
 //! - [`categorize`], [`categorize_eval`]: keyword categories; severity from outside.
 //! - [`script`]: the sandboxed Rhai escape hatch.
 //! - [`diag`]: diagnostics with codes, rendered like rustc.
+//! - [`fmt`]: `vigil fmt`, the canonical layout of rule, runbook and case files.
 //! - [`case`]: case files (rows, a time, expected findings) for `vigil test`.
 //! - [`generate`]: synthetic fleets for demos and benchmarks.
 #![deny(clippy::unwrap_used)]
@@ -29,12 +31,14 @@
 pub use duckdb;
 
 pub mod anomaly;
+pub mod baseline;
 pub mod case;
 pub mod categorize;
 pub mod categorize_eval;
 pub mod check;
 pub mod diag;
 pub mod exec;
+pub mod fmt;
 pub mod generate;
 pub mod load;
 pub mod plan;

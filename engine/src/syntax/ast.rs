@@ -123,7 +123,7 @@ pub struct AnomalyDef {
 #[derive(Debug, Clone)]
 pub enum AnomalyItem {
     /// finding, title, doc, category, cadence or action: as in a rule.
-    Common(RuleItem),
+    Common(Box<RuleItem>),
     /// `severity LEVEL [beyond NUMBER]`
     Severity {
         /// The level.

@@ -641,7 +641,7 @@ impl Builder {
                     let name = name.ok_or_else(|| self.incomplete(line, "setting"))?;
                     items.push(AnomalyItem::Setting { name, values, span: line });
                 }
-                _ => items.push(AnomalyItem::Common(self.rule_item(c)?)),
+                _ => items.push(AnomalyItem::Common(Box::new(self.rule_item(c)?))),
             }
         }
         let id = id.ok_or_else(|| self.incomplete(span, "anomaly"))?;

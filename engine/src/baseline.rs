@@ -1,0 +1,239 @@
+//! Incremental baselines in the state database (`vigil baseline update|show`).
+//!
+//! Per (tenant, site, metric, series, level, slot) the state keeps a sample
+//! count, mean and sum of squared deviations (Welford's M2), merged one batch
+//! of new buckets at a time with Chan's formula, so history is never rescanned;
+//! and the last `window` samples of each slot for the median and MAD.
+//!
+//! Invariants:
+//! - Exactly once: a metric's watermark says every complete bucket ending at or
+//!   before it is folded in; an update folds the buckets ending in
+//!   (watermark, until] and moves the watermark, in one transaction. Running it
+//!   twice changes nothing; hourly runs equal one run over the whole span.
+//! - The samples are those anomaly rules use ([`anomaly::samples_sql`]), so the
+//!   state equals the batch statistics `audit` computes from the signals.
+//! - A late row for a bucket already folded in is not folded in (said in README).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::anomaly::{self, Level, Metric};
+use crate::load::Signals;
+use crate::sql::string_literal;
+
+/// The schema name the state database is attached as.
+const STATE: &str = "vigil_state";
+
+/// What one update did, per metric.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Folded {
+    /// The metric.
+    pub metric: String,
+    /// Watermark before (microseconds; None: nothing folded yet).
+    pub from: Option<i64>,
+    /// Watermark after.
+    pub until: i64,
+    /// Bucket samples folded in.
+    pub samples: i64,
+}
+
+fn attach(signals: &Signals, state: &Path) -> Result<(), duckdb::Error> {
+    let path = state.display().to_string();
+    signals.conn.execute_batch(&format!(
+        "ATTACH IF NOT EXISTS {} AS {STATE};
+         CREATE TABLE IF NOT EXISTS {STATE}.baseline_watermark (
+             metric VARCHAR PRIMARY KEY, bucket_us BIGINT NOT NULL, folded_until BIGINT NOT NULL);
+         CREATE TABLE IF NOT EXISTS {STATE}.baseline_stats (
+             tenant_id VARCHAR NOT NULL, site_id VARCHAR NOT NULL, metric VARCHAR NOT NULL, series VARCHAR NOT NULL,
+             level VARCHAR NOT NULL, slot BIGINT NOT NULL, n BIGINT NOT NULL, mean DOUBLE NOT NULL, m2 DOUBLE NOT NULL,
+             PRIMARY KEY (tenant_id, site_id, metric, series, level, slot));
+         CREATE TABLE IF NOT EXISTS {STATE}.baseline_samples (
+             tenant_id VARCHAR NOT NULL, site_id VARCHAR NOT NULL, metric VARCHAR NOT NULL, series VARCHAR NOT NULL,
+             level VARCHAR NOT NULL, slot BIGINT NOT NULL, bucket_start BIGINT NOT NULL, x DOUBLE NOT NULL);",
+        string_literal(&path)
+    ))
+}
+
+fn detach(signals: &Signals) {
+    let _ = signals.conn.execute_batch(&format!("DETACH {STATE}"));
+}
+
+/// Folds every complete bucket ending after each metric's watermark and at or
+/// before `until` into the state at `state`. `window`: samples kept per slot.
+pub fn update(signals: &Signals, metrics: &[Metric], state: &Path, until: i64, window: u32) -> Result<Vec<Folded>, duckdb::Error> {
+    attach(signals, state)?;
+    let result = update_attached(signals, metrics, until, window);
+    if result.is_err() {
+        let _ = signals.conn.execute_batch("ROLLBACK");
+    }
+    detach(signals);
+    result
+}
+
+fn update_attached(signals: &Signals, metrics: &[Metric], until: i64, window: u32) -> Result<Vec<Folded>, duckdb::Error> {
+    anomaly::install_time_zones(&signals.conn)?;
+    let mut out = Vec::new();
+    for m in metrics {
+        let from: Option<i64> = signals
+            .conn
+            .query_row(
+                &format!("SELECT folded_until FROM {STATE}.baseline_watermark WHERE metric = {}", string_literal(&m.name)),
+                [],
+                |r| r.get(0),
+            )
+            .ok();
+        if from.is_some_and(|w| w >= until) {
+            out.push(Folded { metric: m.name.clone(), from, until: from.unwrap_or(until), samples: 0 });
+            continue;
+        }
+        let name = string_literal(&m.name);
+        let mut sql = String::from("BEGIN TRANSACTION;\nCREATE OR REPLACE TEMP TABLE vigil_new AS\nWITH\n");
+        sql.push_str(&anomaly::samples_sql(m, until, from));
+        let levels: Vec<String> = Level::ALL
+            .iter()
+            .map(|l| {
+                format!(
+                    "SELECT tenant_id, site_id, series, {} AS level, {} AS slot, b, x FROM sl",
+                    string_literal(l.name()),
+                    slot(*l, m.bucket)
+                )
+            })
+            .collect();
+        let _ = write!(sql, "\n{};\n", levels.join("\nUNION ALL "));
+        // Chan et al.: merge (n_a, mean_a, M2_a) with the batch (n_b, mean_b, M2_b).
+        let _ = write!(
+            sql,
+            "INSERT OR REPLACE INTO {STATE}.baseline_stats
+             SELECT b.tenant_id, b.site_id, {name}, b.series, b.level, b.slot,
+                    coalesce(a.n, 0) + b.n,
+                    CASE WHEN a.n IS NULL THEN b.mean ELSE a.mean + (b.mean - a.mean) * b.n / (a.n + b.n) END,
+                    CASE WHEN a.n IS NULL THEN b.m2 ELSE a.m2 + b.m2 + (b.mean - a.mean) * (b.mean - a.mean) * a.n * b.n / (a.n + b.n) END
+             FROM (SELECT tenant_id, site_id, series, level, slot, count(*) AS n, avg(x) AS mean, coalesce(var_pop(x), 0) * count(*) AS m2
+                   FROM vigil_new GROUP BY ALL) b
+             LEFT JOIN {STATE}.baseline_stats a
+               ON a.tenant_id = b.tenant_id AND a.site_id = b.site_id AND a.metric = {name} AND a.series = b.series
+              AND a.level = b.level AND a.slot = b.slot;
+             INSERT INTO {STATE}.baseline_samples SELECT tenant_id, site_id, {name}, series, level, slot, b, x FROM vigil_new;
+             DELETE FROM {STATE}.baseline_samples WHERE rowid IN (
+                 SELECT rowid FROM (
+                     SELECT rowid, row_number() OVER (PARTITION BY tenant_id, site_id, series, level, slot ORDER BY bucket_start DESC) AS rn
+                     FROM {STATE}.baseline_samples WHERE metric = {name}) WHERE rn > {window});
+             INSERT OR REPLACE INTO {STATE}.baseline_watermark VALUES ({name}, {bucket}, {until});
+             COMMIT;",
+            bucket = m.bucket,
+        );
+        signals.conn.execute_batch(&sql)?;
+        let samples: i64 = signals.conn.query_row(
+            &format!("SELECT count(*) FROM vigil_new WHERE level = {}", string_literal(Level::AllHours.name())),
+            [],
+            |r| r.get(0),
+        )?;
+        out.push(Folded { metric: m.name.clone(), from, until, samples });
+    }
+    Ok(out)
+}
+
+fn slot(level: Level, bucket: i64) -> String {
+    // Same slot numbering as the anomaly statement and [`Level::slot`].
+    let day = 86_400_000_000i64;
+    let per_day = day / bucket;
+    let of_day = format!("(((lt % {day}) + {day}) % {day}) // {bucket}");
+    match level {
+        Level::HourOfWeek => format!("((((lt // {day}) + 3) % 7) + 7) % 7 * {per_day} + {of_day}"),
+        Level::HourOfDay => of_day,
+        Level::AllHours => "0".into(),
+    }
+}
+
+/// One slot of a stored baseline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlotStats {
+    /// The slot number (hour-of-week: Monday 00:00 = 0).
+    pub slot: i64,
+    /// Samples folded in.
+    pub n: i64,
+    /// Mean.
+    pub mean: f64,
+    /// Sample standard deviation (n - 1), None below 2 samples.
+    pub std: Option<f64>,
+    /// Median of the kept samples.
+    pub median: Option<f64>,
+    /// Median absolute deviation of the kept samples.
+    pub mad: Option<f64>,
+    /// Samples kept for the median.
+    pub kept: i64,
+}
+
+/// A metric's stored baseline for one site (all series, one level), by series then slot.
+pub fn show(signals: &Signals, state: &Path, site: &str, metric: &str, level: Level) -> Result<Vec<(String, SlotStats)>, duckdb::Error> {
+    attach(signals, state)?;
+    let result = (|| {
+        let sql = format!(
+            "WITH k AS (
+                SELECT series, slot, median(x) AS med, count(*) AS kept FROM {STATE}.baseline_samples
+                WHERE site_id = {site} AND metric = {metric} AND level = {level} GROUP BY ALL),
+             d AS (
+                SELECT s.series, s.slot, median(abs(s.x - k.med)) AS mad FROM {STATE}.baseline_samples s
+                JOIN k ON k.series = s.series AND k.slot = s.slot
+                WHERE s.site_id = {site} AND s.metric = {metric} AND s.level = {level} GROUP BY ALL)
+             SELECT b.series, b.slot, b.n, b.mean, CASE WHEN b.n > 1 THEN sqrt(b.m2 / (b.n - 1)) END, k.med, d.mad, coalesce(k.kept, 0)
+             FROM {STATE}.baseline_stats b
+             LEFT JOIN k ON k.series = b.series AND k.slot = b.slot
+             LEFT JOIN d ON d.series = b.series AND d.slot = b.slot
+             WHERE b.site_id = {site} AND b.metric = {metric} AND b.level = {level}
+             ORDER BY b.series, b.slot",
+            site = string_literal(site),
+            metric = string_literal(metric),
+            level = string_literal(level.name()),
+        );
+        let mut stmt = signals.conn.prepare(&sql)?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                SlotStats {
+                    slot: r.get(1)?,
+                    n: r.get(2)?,
+                    mean: r.get(3)?,
+                    std: r.get(4)?,
+                    median: r.get(5)?,
+                    mad: r.get(6)?,
+                    kept: r.get(7)?,
+                },
+            ))
+        })?;
+        rows.collect::<Result<Vec<_>, _>>()
+    })();
+    detach(signals);
+    result
+}
+
+/// The watermark of each metric in the state: (metric, bucket minutes, folded until).
+pub fn watermarks(signals: &Signals, state: &Path) -> Result<Vec<(String, i64, i64)>, duckdb::Error> {
+    attach(signals, state)?;
+    let result = (|| {
+        let mut stmt = signals
+            .conn
+            .prepare(&format!("SELECT metric, bucket_us // 60000000, folded_until FROM {STATE}.baseline_watermark ORDER BY 1"))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect::<Result<Vec<_>, _>>()
+    })();
+    detach(signals);
+    result
+}
+
+/// The label of a slot: `Mon 09:00` (hour-of-week), `09:00` (hour-of-day), `all`.
+pub fn slot_label(level: Level, slot: i64, bucket: i64) -> String {
+    let per_day = 86_400_000_000 / bucket;
+    let minutes = |s: i64| {
+        let m = s * bucket / 60_000_000;
+        format!("{:02}:{:02}", m / 60, m % 60)
+    };
+    match level {
+        Level::HourOfWeek => {
+            let days = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+            format!("{} {}", days.get((slot / per_day) as usize).unwrap_or(&"?"), minutes(slot % per_day))
+        }
+        Level::HourOfDay => minutes(slot),
+        Level::AllHours => "all".into(),
+    }
+}
