@@ -713,8 +713,9 @@ pub fn samples_sql(m: &Metric, now: i64, after: Option<i64>) -> String {
     out
 }
 
-/// The slot expression of a level over a relation with `lt` (site-local bucket start).
-fn slot_sql(level: Level, rel: &str, bucket: i64) -> String {
+/// The slot expression of a level over a relation with `lt` (site-local bucket start);
+/// the SQL twin of [`Level::slot`], shared by anomaly rules and stored baselines.
+pub fn slot_sql(level: Level, rel: &str, bucket: i64) -> String {
     let per_day = DAY / bucket;
     let of_day = format!("((({rel}.lt % {DAY}) + {DAY}) % {DAY}) // {bucket}");
     match level {

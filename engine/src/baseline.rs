@@ -95,7 +95,7 @@ fn update_attached(signals: &Signals, metrics: &[Metric], until: i64, window: u3
                 format!(
                     "SELECT tenant_id, site_id, series, {} AS level, {} AS slot, b, x FROM sl",
                     string_literal(l.name()),
-                    slot(*l, m.bucket)
+                    anomaly::slot_sql(*l, "sl", m.bucket)
                 )
             })
             .collect();
@@ -131,18 +131,6 @@ fn update_attached(signals: &Signals, metrics: &[Metric], until: i64, window: u3
         out.push(Folded { metric: m.name.clone(), from, until, samples });
     }
     Ok(out)
-}
-
-fn slot(level: Level, bucket: i64) -> String {
-    // Same slot numbering as the anomaly statement and [`Level::slot`].
-    let day = 86_400_000_000i64;
-    let per_day = day / bucket;
-    let of_day = format!("(((lt % {day}) + {day}) % {day}) // {bucket}");
-    match level {
-        Level::HourOfWeek => format!("((((lt // {day}) + 3) % 7) + 7) % 7 * {per_day} + {of_day}"),
-        Level::HourOfDay => of_day,
-        Level::AllHours => "0".into(),
-    }
 }
 
 /// One slot of a stored baseline.
