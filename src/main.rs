@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+mod watch;
 use vigil_engine::exec::{self, Filter, Finding};
 use vigil_engine::generate::{self, FileFormat, FleetSpec};
 use vigil_engine::load::{self, parse_timestamp};
@@ -98,6 +100,9 @@ enum Command {
         /// Evaluation time T, ISO-8601 UTC (2025-10-04T12:00:00Z).
         #[arg(long)]
         at: String,
+        /// Also record the findings in this state database (upsert by identity, history, provenance).
+        #[arg(long)]
+        state: Option<PathBuf>,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -166,6 +171,38 @@ enum Command {
         action: BaselineCommand,
         #[command(flatten)]
         rules: RuleArgs,
+    },
+    /// Run the rules at their cadences, record findings, update baselines hourly, and
+    /// reload the rules when their files change (or on SIGHUP) if the new set checks clean.
+    Watch {
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// A DuckDB file, or a directory of <table>.csv|.parquet|.jsonl files (read again at every tick).
+        #[arg(long)]
+        signals: PathBuf,
+        /// Tick length; each rule runs on the ticks that are multiples of its cadence.
+        #[arg(long, default_value = "5m")]
+        every: String,
+        /// The state database (findings, baselines, reloads).
+        #[arg(long, default_value = "vigil-state.duckdb")]
+        state: PathBuf,
+        /// Virtual clock for demos and tests: the first evaluation time (default: the wall clock).
+        #[arg(long)]
+        start: Option<String>,
+        /// With --start: real time between ticks.
+        #[arg(long, default_value = "1s")]
+        tick_interval: String,
+        /// Stop after the tick at this time (default: run until SIGINT/SIGTERM).
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// The findings store: list, show, acknowledge and resolve findings.
+    Findings {
+        #[command(subcommand)]
+        action: FindingsCommand,
+        /// The state database.
+        #[arg(long, global = true, default_value = "vigil-state.duckdb")]
+        state: PathBuf,
     },
     /// Lay out rule, runbook and case files canonically (comments kept); --check only reports.
     Fmt {
@@ -266,6 +303,46 @@ enum BaselineCommand {
         /// The state database.
         #[arg(long, default_value = "vigil-state.duckdb")]
         state: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum FindingsCommand {
+    /// Stored findings (default: open ones), oldest first.
+    List {
+        /// open (NEW or ACKNOWLEDGED), new, acknowledged, resolved or all.
+        #[arg(long, default_value = "open")]
+        status: String,
+        /// table for people, jsonl for tools.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// One finding with its provenance and history.
+    Show {
+        /// The finding's id (from `list`).
+        id: i64,
+    },
+    /// NEW -> ACKNOWLEDGED.
+    Ack {
+        /// The finding's id.
+        id: i64,
+        /// Who acknowledges it.
+        #[arg(long)]
+        by: String,
+        /// A note for the history.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// NEW or ACKNOWLEDGED -> RESOLVED.
+    Resolve {
+        /// The finding's id.
+        id: i64,
+        /// Who resolves it.
+        #[arg(long)]
+        by: String,
+        /// A note for the history.
+        #[arg(long)]
+        note: Option<String>,
     },
 }
 
@@ -375,12 +452,27 @@ fn filter_of(output: &OutputArgs) -> Filter {
 fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Check { rules, short, strict, tests, format } => check(&rules, short, strict.then_some(tests.as_slice()), format),
-        Command::Audit { rules, signals, at, output } => {
+        Command::Audit { rules, signals, at, state, output } => {
             let set = load_rules(&rules)?;
             let now = parse_time(&at, "--at")?;
             let sig = load_signals(&signals)?;
-            let (findings, failures) = exec::evaluate_all(&sig, &set, now, &filter_of(&output));
+            let filter = filter_of(&output);
+            let (findings, failures) = exec::evaluate_all(&sig, &set, now, &filter);
+            let written = state
+                .as_ref()
+                .map(|st| (st, vigil_engine::store::record(st, &set, &evaluated_rules(&set, &filter, &failures), now, &findings)));
             print_findings(findings, &output);
+            if let Some((st, written)) = written {
+                let w = written.map_err(|e| (EXIT_EVAL, format!("error: {}: {e}", st.display())))?;
+                eprintln!(
+                    "state {}: {} new, {} seen again, {} severity change(s), {} no longer holding",
+                    st.display(),
+                    w.new.len(),
+                    w.seen_again,
+                    w.severity_changes,
+                    w.cleared
+                );
+            }
             report_failures(&failures)
         }
         Command::Replay { rules, signals, from, to, every, output } => {
@@ -420,6 +512,26 @@ fn run(cli: Cli) -> CliResult {
         Command::Runbook { action, rules } => runbook_command(&rules, action),
         Command::Baseline { action, rules } => baseline_command(&rules, action),
         Command::Fmt { paths, check } => fmt_command(&paths, check),
+        Command::Findings { action, state } => findings_command(&state, action),
+        Command::Watch { rules, signals, every, state, start, tick_interval, until } => {
+            if !rules.rules.is_dir() {
+                return Err(input_err(format!("rules directory `{}` does not exist (use --rules DIR)", rules.rules.display())));
+            }
+            let interval = vigil_engine::syntax::duration_micros(&tick_interval)
+                .filter(|d| *d >= 0)
+                .ok_or_else(|| input_err(format!("--tick-interval: `{tick_interval}` is not a duration such as 200ms or 1s")))?;
+            let opts = watch::Options {
+                runbooks: rules.runbooks.clone().unwrap_or_else(|| sibling(&rules.rules, "runbooks")),
+                rules: rules.rules.clone(),
+                signals,
+                every: parse_duration(&every)?,
+                state,
+                start: start.as_deref().map(|s| parse_time(s, "--start")).transpose()?,
+                tick_interval: std::time::Duration::from_micros(interval.unsigned_abs()),
+                until: until.as_deref().map(|s| parse_time(s, "--until")).transpose()?,
+            };
+            watch::run(&opts)
+        }
         Command::Categorize { finding_type, context, rules } => categorize(&rules, &finding_type, &context),
         Command::Bench { rules, signals, at, runs } => bench(&rules, &signals, &at, runs),
         Command::Demo { rules, sites, seed, incidents, output } => {
@@ -786,6 +898,117 @@ fn baseline_command(args: &RuleArgs, action: BaselineCommand) -> CliResult {
             }
             Ok(())
         }
+    }
+}
+
+/// The rules an evaluation ran to completion (their open findings that did not come back no longer hold).
+fn evaluated_rules(set: &RuleSet, filter: &exec::Filter, failures: &[exec::ExecError]) -> Vec<String> {
+    set.rules
+        .iter()
+        .map(|r| &r.id)
+        .chain(set.anomalies.iter().map(|a| &a.id))
+        .filter(|id| filter.rules.is_empty() || filter.rules.contains(*id))
+        .filter(|id| failures.iter().all(|f| f.rule != **id))
+        .cloned()
+        .collect()
+}
+
+fn findings_command(state: &Path, action: FindingsCommand) -> CliResult {
+    use vigil_engine::store;
+    if !state.exists() {
+        return Err(input_err(format!("no state database `{}` (audit --state or watch writes it)", state.display())));
+    }
+    let db = |e: vigil_engine::duckdb::Error| (EXIT_EVAL, format!("error: {}: {e}", state.display()));
+    match action {
+        FindingsCommand::List { status, format } => {
+            let known = ["open", "new", "acknowledged", "resolved", "all"];
+            if !known.contains(&status.to_lowercase().as_str()) {
+                return Err(input_err(format!("unknown status `{status}` (open, new, acknowledged, resolved or all)")));
+            }
+            let rows = store::list(state, Some(&status.to_lowercase())).map_err(db)?;
+            match format {
+                Format::Table => {
+                    println!(
+                        "{:>5}  {:<12}  {:<8}  {:<34}  {:<8}  {:<8}  {:<10}  {:<20}  {:<20}  {:>5}",
+                        "id", "status", "severity", "finding_type", "tenant", "site", "guard", "first_seen", "last_seen", "seen"
+                    );
+                    for r in &rows {
+                        println!(
+                            "{:>5}  {:<12}  {:<8}  {:<34}  {:<8}  {:<8}  {:<10}  {:<20}  {:<20}  {:>5}{}",
+                            r.id,
+                            r.status,
+                            r.severity,
+                            r.finding_type,
+                            r.tenant_id,
+                            r.site_id,
+                            r.guard_id.as_deref().unwrap_or("-"),
+                            r.first_seen,
+                            r.last_seen,
+                            r.occurrences,
+                            if r.holding { "" } else { "  (no longer holds)" }
+                        );
+                    }
+                    eprintln!("{} finding(s)", rows.len());
+                }
+                Format::Json | Format::Jsonl => {
+                    for r in &rows {
+                        println!("{}", serde_json::to_string(r).unwrap_or_default());
+                    }
+                }
+            }
+            Ok(())
+        }
+        FindingsCommand::Show { id } => {
+            let rows = store::list(state, Some("all")).map_err(db)?;
+            let Some(r) = rows.iter().find(|r| r.id == id) else { return Err(input_err(format!("no finding {id}"))) };
+            println!("finding {} {} ({})", r.id, r.finding_type, r.status);
+            println!(
+                "  where        tenant {} site {} guard {} entity {}",
+                r.tenant_id,
+                r.site_id,
+                r.guard_id.as_deref().unwrap_or("-"),
+                r.entity_id.as_deref().unwrap_or("-")
+            );
+            println!("  what         {} | {} {} | runbook {}", r.title, r.category, r.severity, r.runbook);
+            println!(
+                "  seen         first {}  last {}  {} time(s){}",
+                r.first_seen,
+                r.last_seen,
+                r.occurrences,
+                if r.holding { "" } else { ", no longer holds" }
+            );
+            println!("  evidence     {}", r.evidence);
+            println!("  provenance   rule {} (text {}), SQL {}, rule set {}", r.rule, r.rule_hash, r.sql_hash, r.ruleset_revision);
+            if let (Some(by), Some(at)) = (&r.acknowledged_by, &r.acknowledged_at) {
+                println!("  acknowledged by {by} at {at}");
+            }
+            if let (Some(by), Some(at)) = (&r.resolved_by, &r.resolved_at) {
+                println!("  resolved     by {by} at {at}");
+            }
+            println!("  history:");
+            for (at, event, detail, who) in store::history(state, id).map_err(db)? {
+                println!(
+                    "    {at}  {event}{}{}",
+                    detail.map(|d| format!("  {d}")).unwrap_or_default(),
+                    who.map(|w| format!("  by {w}")).unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        FindingsCommand::Ack { id, by, note } => lifecycle_step(state, id, false, &by, note.as_deref()),
+        FindingsCommand::Resolve { id, by, note } => lifecycle_step(state, id, true, &by, note.as_deref()),
+    }
+}
+
+fn lifecycle_step(state: &Path, id: i64, resolve: bool, by: &str, note: Option<&str>) -> CliResult {
+    let at = exec::iso(chrono::Utc::now().timestamp() * 1_000_000);
+    match vigil_engine::store::step(state, id, resolve, by, &at, note) {
+        Ok(()) => {
+            println!("finding {id} {} by {by} at {at}", if resolve { "resolved" } else { "acknowledged" });
+            Ok(())
+        }
+        Err(vigil_engine::store::StepError::Db(e)) => Err((EXIT_EVAL, format!("error: {}: {e}", state.display()))),
+        Err(e) => Err(input_err(e.to_string())),
     }
 }
 

@@ -291,3 +291,68 @@ fn baseline_update_is_exactly_once_and_show_prints_168_slots() {
     assert!(slots[0].starts_with("passengers Mon 00:00") && slots[0].split_whitespace().nth(3) == Some("4"), "{}", slots[0]);
     assert!(slots[24].starts_with("passengers Tue 00:00") && slots[24].split_whitespace().nth(3) == Some("5"), "{}", slots[24]);
 }
+
+#[test]
+fn findings_store_upserts_by_identity_and_keeps_the_lifecycle() {
+    let root = common::root();
+    let state = common::temp_dir("cli-findings").join("state.duckdb");
+    let st = state.to_str().expect("path");
+    let audit = |at: &str| common::vigil(&["audit", "--signals", "fixtures/demo", "--at", at, "--state", st, "--format", "jsonl"], &root);
+    let (code, first, err) = audit("2025-10-04T11:00:00Z");
+    assert_eq!(code, 0, "{err}");
+    let raised = first.lines().count();
+    assert!(err.contains(&format!("{raised} new, 0 seen again")), "{err}");
+    // The same time again: nothing changes (a restart re-running a tick).
+    let (_, _, err) = audit("2025-10-04T11:00:00Z");
+    assert!(err.contains("0 new, 0 seen again, 0 severity change(s), 0 no longer holding"), "{err}");
+    let (_, later, err) = audit("2025-10-04T12:00:00Z");
+    assert!(err.contains("seen again"), "{err}");
+
+    let (code, listed, _) = common::vigil(&["findings", "list", "--state", st, "--format", "jsonl"], &root);
+    assert_eq!(code, 0);
+    let rows: Vec<serde_json::Value> = listed.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    // One row per identity: every finding of either audit appears exactly once.
+    let mut identities = std::collections::BTreeSet::new();
+    for line in first.lines().chain(later.lines()) {
+        let f: serde_json::Value = serde_json::from_str(line).expect("json");
+        identities.insert((f["finding_type"].to_string(), f["site_id"].to_string(), f["guard_id"].to_string(), f["entity_id"].to_string()));
+    }
+    assert_eq!(rows.len(), identities.len());
+    let standing = rows.iter().find(|r| r["occurrences"] == 2).expect("a finding seen at both times");
+    assert_eq!(
+        (standing["first_seen"].as_str(), standing["last_seen"].as_str()),
+        (Some("2025-10-04T11:00:00Z"), Some("2025-10-04T12:00:00Z"))
+    );
+    assert!(rows
+        .iter()
+        .all(|r| r["rule_hash"].as_str().is_some_and(|h| h.len() == 16) && r["sql_hash"].as_str().is_some_and(|h| h.len() == 16)));
+    let id = standing["id"].to_string();
+
+    let (code, out, _) = common::vigil(&["findings", "ack", &id, "--by", "alice", "--state", st], &root);
+    assert_eq!(code, 0, "{out}");
+    let (code, _, err) = common::vigil(&["findings", "ack", &id, "--by", "alice", "--state", st], &root);
+    assert_eq!(code, 2, "acknowledging twice is refused: {err}");
+    let (code, _, _) = common::vigil(&["findings", "resolve", &id, "--by", "bob", "--note", "guard replaced", "--state", st], &root);
+    assert_eq!(code, 0);
+    let (_, shown, _) = common::vigil(&["findings", "show", &id, "--state", st], &root);
+    assert!(
+        shown.contains("(RESOLVED)") && shown.contains("acknowledged  by alice") && shown.contains("resolved  guard replaced  by bob"),
+        "{shown}"
+    );
+    assert!(shown.contains("provenance   rule "), "{shown}");
+
+    // Resolved: the same condition at a later time is a new finding.
+    let key = |v: &serde_json::Value| {
+        (v["finding_type"].to_string(), v["site_id"].to_string(), v["guard_id"].to_string(), v["entity_id"].to_string())
+    };
+    let (_, again, _) = audit("2025-10-04T12:05:00Z");
+    assert!(again.lines().any(|l| key(&serde_json::from_str(l).expect("json")) == key(standing)), "the condition still holds at 12:05");
+    let (_, open, _) = common::vigil(&["findings", "list", "--state", st, "--status", "new", "--format", "jsonl"], &root);
+    let reraised: Vec<serde_json::Value> =
+        open.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")).filter(|r| key(r) == key(standing)).collect();
+    assert_eq!(reraised.len(), 1);
+    assert_ne!(reraised[0]["id"], standing["id"]);
+    assert_eq!(reraised[0]["first_seen"], "2025-10-04T12:05:00Z");
+    let (_, resolved, _) = common::vigil(&["findings", "list", "--state", st, "--status", "resolved", "--format", "jsonl"], &root);
+    assert_eq!(resolved.lines().count(), 1);
+}

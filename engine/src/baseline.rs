@@ -38,10 +38,9 @@ pub struct Folded {
 }
 
 fn attach(signals: &Signals, state: &Path) -> Result<(), duckdb::Error> {
-    let path = state.display().to_string();
+    crate::store::attach_file(&signals.conn, state, STATE)?;
     signals.conn.execute_batch(&format!(
-        "ATTACH IF NOT EXISTS {} AS {STATE};
-         CREATE TABLE IF NOT EXISTS {STATE}.baseline_watermark (
+        "CREATE TABLE IF NOT EXISTS {STATE}.baseline_watermark (
              metric VARCHAR PRIMARY KEY, bucket_us BIGINT NOT NULL, folded_until BIGINT NOT NULL);
          CREATE TABLE IF NOT EXISTS {STATE}.baseline_stats (
              tenant_id VARCHAR NOT NULL, site_id VARCHAR NOT NULL, metric VARCHAR NOT NULL, series VARCHAR NOT NULL,
@@ -49,8 +48,7 @@ fn attach(signals: &Signals, state: &Path) -> Result<(), duckdb::Error> {
              PRIMARY KEY (tenant_id, site_id, metric, series, level, slot));
          CREATE TABLE IF NOT EXISTS {STATE}.baseline_samples (
              tenant_id VARCHAR NOT NULL, site_id VARCHAR NOT NULL, metric VARCHAR NOT NULL, series VARCHAR NOT NULL,
-             level VARCHAR NOT NULL, slot BIGINT NOT NULL, bucket_start BIGINT NOT NULL, x DOUBLE NOT NULL);",
-        string_literal(&path)
+             level VARCHAR NOT NULL, slot BIGINT NOT NULL, bucket_start BIGINT NOT NULL, x DOUBLE NOT NULL);"
     ))
 }
 
@@ -61,6 +59,7 @@ fn detach(signals: &Signals) {
 /// Folds every complete bucket ending after each metric's watermark and at or
 /// before `until` into the state at `state`. `window`: samples kept per slot.
 pub fn update(signals: &Signals, metrics: &[Metric], state: &Path, until: i64, window: u32) -> Result<Vec<Folded>, duckdb::Error> {
+    let _guard = crate::store::state_lock();
     attach(signals, state)?;
     let result = update_attached(signals, metrics, until, window);
     if result.is_err() {
@@ -154,6 +153,7 @@ pub struct SlotStats {
 
 /// A metric's stored baseline for one site (all series, one level), by series then slot.
 pub fn show(signals: &Signals, state: &Path, site: &str, metric: &str, level: Level) -> Result<Vec<(String, SlotStats)>, duckdb::Error> {
+    let _guard = crate::store::state_lock();
     attach(signals, state)?;
     let result = (|| {
         let sql = format!(
@@ -197,6 +197,7 @@ pub fn show(signals: &Signals, state: &Path, site: &str, metric: &str, level: Le
 
 /// The watermark of each metric in the state: (metric, bucket minutes, folded until).
 pub fn watermarks(signals: &Signals, state: &Path) -> Result<Vec<(String, i64, i64)>, duckdb::Error> {
+    let _guard = crate::store::state_lock();
     attach(signals, state)?;
     let result = (|| {
         let mut stmt = signals

@@ -19,6 +19,7 @@
 //! - [`runbook`]: runbooks and the matching cascade.
 //! - [`categorize`], [`categorize_eval`]: keyword categories; severity from outside.
 //! - [`script`]: the sandboxed Rhai escape hatch.
+//! - [`store`]: the findings store (lifecycle, history, provenance) in the state database.
 //! - [`diag`]: diagnostics with codes, rendered like rustc.
 //! - [`fmt`]: `vigil fmt`, the canonical layout of rule, runbook and case files.
 //! - [`case`]: case files (rows, a time, expected findings) for `vigil test`.
@@ -47,6 +48,7 @@ pub mod runbook;
 pub mod schema;
 pub mod script;
 pub mod sql;
+pub mod store;
 pub mod syntax;
 
 pub use exec::{evaluate, replay, Finding};

@@ -386,6 +386,21 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
     Ok(RuleSet { rules, metrics, anomalies, runbooks, categories, cascade, overrides, sources, warnings: diagnostics })
 }
 
+/// What changed between two rule sets: rule ids (rules and anomaly rules)
+/// added, changed (their text differs) and removed, each sorted.
+pub fn diff(old: &RuleSet, new: &RuleSet) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let texts = |set: &RuleSet| -> std::collections::BTreeMap<String, String> {
+        let rules = set.rules.iter().map(|r| (r.id.clone(), set.sources.slice(r.span).to_string()));
+        let anomalies = set.anomalies.iter().map(|a| (a.id.clone(), set.sources.slice(a.span).to_string()));
+        rules.chain(anomalies).collect()
+    };
+    let (a, b) = (texts(old), texts(new));
+    let added = b.keys().filter(|k| !a.contains_key(*k)).cloned().collect();
+    let removed = a.keys().filter(|k| !b.contains_key(*k)).cloned().collect();
+    let changed = b.iter().filter(|(k, v)| a.get(*k).is_some_and(|old| old != *v)).map(|(k, _)| k.clone()).collect();
+    (added, changed, removed)
+}
+
 /// Checks `metric` and `anomaly` blocks: names unique (anomaly ids also against
 /// rule ids), every metric and rule well-formed.
 fn check_anomalies(

@@ -140,6 +140,16 @@ impl Sources {
         self.files.add(name, text.into())
     }
 
+    /// How many files there are (ids are 0..len).
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// No files at all?
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
     /// The name of a file.
     pub fn name(&self, file: FileId) -> &str {
         self.names.get(file).map(String::as_str).unwrap_or("<unknown>")

@@ -1,0 +1,485 @@
+//! The findings store: findings with a lifecycle in the state database.
+//!
+//! A finding is upserted by its identity (finding_type, tenant_id, site_id,
+//! guard_id, entity_id) while it is open (NEW or ACKNOWLEDGED): a standing
+//! condition is one row with first_seen, last_seen and the number of
+//! evaluations that saw it; a severity change is a history row. Operators move a
+//! finding NEW -> ACKNOWLEDGED -> RESOLVED (who, when, a note); once resolved, the
+//! same condition holding again is a new finding. Every finding records its
+//! provenance: the rule id, a hash of the rule's text, a hash of the SQL that
+//! ran, and the rule-set revision (a hash of every rule and runbook file).
+//!
+//! Invariants:
+//! - One evaluation is written in one transaction: a crash leaves the store as
+//!   it was before that evaluation or after it, never in between.
+//! - Writing the same evaluation time twice (a restart re-running the tick it
+//!   was killed in) changes nothing: occurrences count distinct times.
+//! - The database file is attached only while writing or reading, so operators'
+//!   `vigil findings ack` can run while `vigil watch` is running.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use duckdb::{params, Connection};
+
+use crate::exec::{self, Finding};
+use crate::ruleset::RuleSet;
+use crate::sql::string_literal;
+
+const DB: &str = "vigil_store";
+
+/// FNV-1a, 64 bits, as 16 hex digits: a stable hash for provenance (not for security).
+pub fn hash(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// The revision of a rule set: a hash of every file's name (without directories) and text.
+pub fn revision(set: &RuleSet) -> String {
+    let mut all = String::new();
+    for id in 0..set.sources.len() {
+        let name = set.sources.name(id);
+        let base = Path::new(name).file_name().and_then(|n| n.to_str()).unwrap_or(name);
+        let _ = write!(all, "{base}\u{0}{}\u{0}", set.sources.text(id));
+    }
+    hash(&all)
+}
+
+/// (rule text hash, SQL hash) of a rule or anomaly rule at `now`.
+pub fn provenance(set: &RuleSet, rule_id: &str, now: i64) -> (String, String) {
+    if let Some(r) = set.rule(rule_id) {
+        let sql = crate::sql::render(&crate::plan::plan(r, now, &set.params_for(r)).query);
+        return (hash(set.sources.slice(r.span)), hash(&sql));
+    }
+    if let Some(a) = set.anomalies.iter().find(|a| a.id == rule_id) {
+        return (hash(set.sources.slice(a.span)), hash(&crate::anomaly::evaluation_sql(a, now)));
+    }
+    (String::new(), String::new())
+}
+
+/// Serializes this process's use of state databases: DuckDB lets one database
+/// instance at a time hold a file, and watch's ticks, reload records and baseline
+/// updates each attach it for a moment.
+pub fn state_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Attaches a state file as `alias`. Another process (watch, or an operator's
+/// `vigil findings ack`) may hold the file for a moment: retry for up to 5 s.
+pub fn attach_file(conn: &Connection, path: &Path, alias: &str) -> Result<(), duckdb::Error> {
+    let mut tries = 0;
+    loop {
+        let attached = conn.execute_batch(&format!("ATTACH IF NOT EXISTS {} AS {alias}", string_literal(&path.display().to_string())));
+        match attached {
+            Ok(()) => return Ok(()),
+            Err(e) if tries < 50 && (e.to_string().contains("lock") || e.to_string().contains("conflict")) => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn attach(conn: &Connection, path: &Path) -> Result<(), duckdb::Error> {
+    attach_file(conn, path, DB)?;
+    conn.execute_batch(&format!(
+        "CREATE SEQUENCE IF NOT EXISTS {DB}.finding_ids;
+         CREATE TABLE IF NOT EXISTS {DB}.findings (
+             id BIGINT PRIMARY KEY, finding_type VARCHAR NOT NULL, tenant_id VARCHAR NOT NULL, site_id VARCHAR NOT NULL,
+             guard_id VARCHAR, entity_id VARCHAR, rule VARCHAR NOT NULL, category VARCHAR NOT NULL, severity VARCHAR NOT NULL,
+             title VARCHAR NOT NULL, evidence VARCHAR NOT NULL, runbook VARCHAR NOT NULL, suppressed BOOLEAN NOT NULL,
+             status VARCHAR NOT NULL, first_seen VARCHAR NOT NULL, last_seen VARCHAR NOT NULL, occurrences BIGINT NOT NULL,
+             holding BOOLEAN NOT NULL, acknowledged_by VARCHAR, acknowledged_at VARCHAR, resolved_by VARCHAR, resolved_at VARCHAR,
+             rule_hash VARCHAR NOT NULL, sql_hash VARCHAR NOT NULL, ruleset_revision VARCHAR NOT NULL);
+         CREATE TABLE IF NOT EXISTS {DB}.finding_history (
+             finding_id BIGINT NOT NULL, happened_at VARCHAR NOT NULL, event VARCHAR NOT NULL, detail VARCHAR, who VARCHAR);
+         CREATE TABLE IF NOT EXISTS {DB}.ticks (evaluated_at VARCHAR PRIMARY KEY, findings BIGINT NOT NULL, revision VARCHAR NOT NULL);
+         CREATE TABLE IF NOT EXISTS {DB}.reloads (
+             attempted_at VARCHAR NOT NULL, ok BOOLEAN NOT NULL, revision VARCHAR, added VARCHAR, changed VARCHAR, removed VARCHAR, error VARCHAR);"
+    ))
+}
+
+fn detach(conn: &Connection) {
+    let _ = conn.execute_batch(&format!("DETACH {DB}"));
+}
+
+/// Runs `f` with the store attached to a private in-memory connection.
+fn with_store<T>(path: &Path, f: impl FnOnce(&Connection) -> Result<T, duckdb::Error>) -> Result<T, duckdb::Error> {
+    let _guard = state_lock();
+    let conn = crate::load::open_database()?;
+    attach(&conn, path)?;
+    let out = f(&conn);
+    if out.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    detach(&conn);
+    out
+}
+
+/// What one write did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Written {
+    /// Findings seen for the first time (new rows).
+    pub new: Vec<i64>,
+    /// Their identities.
+    pub new_identities: Vec<exec::Identity>,
+    /// Open findings seen again.
+    pub seen_again: usize,
+    /// Severity changes recorded.
+    pub severity_changes: usize,
+    /// Open findings of the evaluated rules that no longer hold.
+    pub cleared: usize,
+}
+
+type Key = (String, String, String, Option<String>, Option<String>);
+
+/// Records the findings of one evaluation at `now` of the rules in `evaluated`
+/// (rule ids): upsert by identity while open, history for severity changes, and
+/// `holding = false` for open findings of those rules that did not come back.
+pub fn record(path: &Path, set: &RuleSet, evaluated: &[String], now: i64, findings: &[Finding]) -> Result<Written, duckdb::Error> {
+    let at = exec::iso(now);
+    let revision = revision(set);
+    let mut hashes: HashMap<String, (String, String)> = HashMap::new();
+    with_store(path, |conn| {
+        conn.execute_batch("BEGIN TRANSACTION")?;
+        let mut open: HashMap<Key, (i64, String, String, String)> = HashMap::new();
+        {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT id, finding_type, tenant_id, site_id, guard_id, entity_id, severity, last_seen, rule FROM {DB}.findings WHERE status <> 'RESOLVED'"
+            ))?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    (r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get(4)?, r.get(5)?),
+                    (r.get::<_, i64>(0)?, r.get::<_, String>(6)?, r.get::<_, String>(7)?, r.get::<_, String>(8)?),
+                ))
+            })?;
+            for row in rows {
+                let (k, v) = row?;
+                open.insert(k, v);
+            }
+        }
+        let mut out = Written::default();
+        let mut seen: std::collections::HashSet<i64> = std::collections::HashSet::new();
+        for f in findings {
+            let key: Key = f.identity();
+            let evidence = serde_json::Value::Object(f.evidence.clone()).to_string();
+            match open.get(&key) {
+                Some((id, severity, last_seen, _)) => {
+                    seen.insert(*id);
+                    if *last_seen >= at {
+                        continue; // this time (or a later one) was written before: a restart re-ran it
+                    }
+                    out.seen_again += 1;
+                    conn.execute(
+                        &format!(
+                            "UPDATE {DB}.findings SET last_seen = ?, occurrences = occurrences + 1, holding = true, severity = ?, evidence = ?,
+                             suppressed = ?, runbook = ? WHERE id = ?"
+                        ),
+                        params![at, f.severity, evidence, f.suppressed, f.runbook, id],
+                    )?;
+                    if *severity != f.severity {
+                        out.severity_changes += 1;
+                        conn.execute(
+                            &format!("INSERT INTO {DB}.finding_history VALUES (?, ?, 'severity', ?, NULL)"),
+                            params![id, at, format!("{severity} -> {}", f.severity)],
+                        )?;
+                    }
+                }
+                None => {
+                    let (rule_hash, sql_hash) = hashes.entry(f.rule.clone()).or_insert_with(|| provenance(set, &f.rule, now)).clone();
+                    let id: i64 = conn.query_row(&format!("SELECT nextval('{DB}.finding_ids')"), [], |r| r.get(0))?;
+                    conn.execute(
+                        &format!(
+                            "INSERT INTO {DB}.findings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'NEW', ?, ?, 1, true,
+                             NULL, NULL, NULL, NULL, ?, ?, ?)"
+                        ),
+                        params![
+                            id,
+                            f.finding_type,
+                            f.tenant_id,
+                            f.site_id,
+                            f.guard_id,
+                            f.entity_id,
+                            f.rule,
+                            f.category,
+                            f.severity,
+                            f.title,
+                            evidence,
+                            f.runbook,
+                            f.suppressed,
+                            at,
+                            at,
+                            rule_hash,
+                            sql_hash,
+                            revision
+                        ],
+                    )?;
+                    conn.execute(
+                        &format!("INSERT INTO {DB}.finding_history VALUES (?, ?, 'raised', ?, NULL)"),
+                        params![id, at, f.severity],
+                    )?;
+                    open.insert(key.clone(), (id, f.severity.clone(), at.clone(), f.rule.clone()));
+                    seen.insert(id);
+                    out.new.push(id);
+                    out.new_identities.push(key);
+                }
+            }
+        }
+        for (id, _, _, rule) in open.values() {
+            if !seen.contains(id) && evaluated.contains(rule) {
+                let changed = conn.execute(&format!("UPDATE {DB}.findings SET holding = false WHERE id = ? AND holding"), params![id])?;
+                if changed > 0 {
+                    out.cleared += 1;
+                    conn.execute(&format!("INSERT INTO {DB}.finding_history VALUES (?, ?, 'cleared', NULL, NULL)"), params![id, at])?;
+                }
+            }
+        }
+        out.new.sort_unstable();
+        conn.execute(&format!("INSERT OR REPLACE INTO {DB}.ticks VALUES (?, ?, ?)"), params![at, findings.len() as i64, revision])?;
+        conn.execute_batch("COMMIT")?;
+        Ok(out)
+    })
+}
+
+/// The latest evaluation time written (ISO-8601), if any: where `vigil watch` resumes.
+pub fn last_tick(path: &Path) -> Result<Option<String>, duckdb::Error> {
+    with_store(path, |conn| conn.query_row(&format!("SELECT max(evaluated_at) FROM {DB}.ticks"), [], |r| r.get(0)))
+}
+
+/// One stored finding.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Stored {
+    /// Store id.
+    pub id: i64,
+    /// NEW, ACKNOWLEDGED or RESOLVED.
+    pub status: String,
+    /// Type.
+    pub finding_type: String,
+    /// Rule id.
+    pub rule: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// Site.
+    pub site_id: String,
+    /// Guard.
+    pub guard_id: Option<String>,
+    /// Entity.
+    pub entity_id: Option<String>,
+    /// Category.
+    pub category: String,
+    /// Latest severity.
+    pub severity: String,
+    /// Title.
+    pub title: String,
+    /// Latest evidence.
+    pub evidence: serde_json::Value,
+    /// Runbook.
+    pub runbook: String,
+    /// Suppressed at its last evaluation.
+    pub suppressed: bool,
+    /// First evaluation that saw it.
+    pub first_seen: String,
+    /// Last evaluation that saw it.
+    pub last_seen: String,
+    /// Evaluations that saw it.
+    pub occurrences: i64,
+    /// Did the last evaluation of its rule see it?
+    pub holding: bool,
+    /// Who acknowledged it.
+    pub acknowledged_by: Option<String>,
+    /// When (wall clock, UTC).
+    pub acknowledged_at: Option<String>,
+    /// Who resolved it.
+    pub resolved_by: Option<String>,
+    /// When.
+    pub resolved_at: Option<String>,
+    /// Hash of the rule text.
+    pub rule_hash: String,
+    /// Hash of the SQL that ran when it was raised.
+    pub sql_hash: String,
+    /// Rule-set revision when it was raised.
+    pub ruleset_revision: String,
+}
+
+/// Stored findings, optionally of one status (`open` = NEW or ACKNOWLEDGED), by id.
+pub fn list(path: &Path, status: Option<&str>) -> Result<Vec<Stored>, duckdb::Error> {
+    let filter = match status {
+        None | Some("all") => String::new(),
+        Some("open") => " WHERE status <> 'RESOLVED'".into(),
+        Some(s) => format!(" WHERE status = {}", string_literal(&s.to_uppercase())),
+    };
+    with_store(path, |conn| {
+        let mut stmt = conn.prepare(&format!(
+            "SELECT id, status, finding_type, rule, tenant_id, site_id, guard_id, entity_id, category, severity, title, evidence, runbook,
+                    suppressed, first_seen, last_seen, occurrences, holding, acknowledged_by, acknowledged_at, resolved_by, resolved_at,
+                    rule_hash, sql_hash, ruleset_revision
+             FROM {DB}.findings{filter} ORDER BY id"
+        ))?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Stored {
+                id: r.get(0)?,
+                status: r.get(1)?,
+                finding_type: r.get(2)?,
+                rule: r.get(3)?,
+                tenant_id: r.get(4)?,
+                site_id: r.get(5)?,
+                guard_id: r.get(6)?,
+                entity_id: r.get(7)?,
+                category: r.get(8)?,
+                severity: r.get(9)?,
+                title: r.get(10)?,
+                evidence: serde_json::from_str(&r.get::<_, String>(11)?).unwrap_or(serde_json::Value::Null),
+                runbook: r.get(12)?,
+                suppressed: r.get(13)?,
+                first_seen: r.get(14)?,
+                last_seen: r.get(15)?,
+                occurrences: r.get(16)?,
+                holding: r.get(17)?,
+                acknowledged_by: r.get(18)?,
+                acknowledged_at: r.get(19)?,
+                resolved_by: r.get(20)?,
+                resolved_at: r.get(21)?,
+                rule_hash: r.get(22)?,
+                sql_hash: r.get(23)?,
+                ruleset_revision: r.get(24)?,
+            })
+        })?;
+        rows.collect()
+    })
+}
+
+/// One history entry: (when, event, detail, who).
+pub type HistoryEntry = (String, String, Option<String>, Option<String>);
+
+/// The history of one finding, oldest first.
+pub fn history(path: &Path, id: i64) -> Result<Vec<HistoryEntry>, duckdb::Error> {
+    with_store(path, |conn| {
+        let mut stmt =
+            conn.prepare(&format!("SELECT happened_at, event, detail, who FROM {DB}.finding_history WHERE finding_id = ? ORDER BY rowid"))?;
+        let rows = stmt.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        rows.collect()
+    })
+}
+
+/// Why a lifecycle step was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepError {
+    /// No such finding.
+    NotFound(i64),
+    /// The step does not follow from the finding's status.
+    Refused { id: i64, status: String, step: &'static str },
+    /// The database failed.
+    Db(String),
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepError::NotFound(id) => write!(f, "no finding {id}"),
+            StepError::Refused { id, status, step } => write!(f, "finding {id} is {status}; it cannot be {step}"),
+            StepError::Db(e) => f.write_str(e),
+        }
+    }
+}
+
+/// NEW -> ACKNOWLEDGED (`ack`) or NEW/ACKNOWLEDGED -> RESOLVED (`resolve`), by `who` at `at`.
+pub fn step(path: &Path, id: i64, resolve: bool, who: &str, at: &str, note: Option<&str>) -> Result<(), StepError> {
+    let result = with_store(path, |conn| {
+        conn.execute_batch("BEGIN TRANSACTION")?;
+        let status: Option<String> =
+            conn.query_row(&format!("SELECT status FROM {DB}.findings WHERE id = ?"), params![id], |r| r.get(0)).ok();
+        let outcome = match (status.as_deref(), resolve) {
+            (None, _) => Err(StepError::NotFound(id)),
+            (Some("NEW"), false) => Ok(("ACKNOWLEDGED", "acknowledged")),
+            (Some("NEW") | Some("ACKNOWLEDGED"), true) => Ok(("RESOLVED", "resolved")),
+            (Some(s), false) => Err(StepError::Refused { id, status: s.to_string(), step: "acknowledged" }),
+            (Some(s), true) => Err(StepError::Refused { id, status: s.to_string(), step: "resolved" }),
+        };
+        match outcome {
+            Ok((to, event)) => {
+                let (by, when) = if resolve { ("resolved_by", "resolved_at") } else { ("acknowledged_by", "acknowledged_at") };
+                conn.execute(&format!("UPDATE {DB}.findings SET status = ?, {by} = ?, {when} = ? WHERE id = ?"), params![to, who, at, id])?;
+                conn.execute(&format!("INSERT INTO {DB}.finding_history VALUES (?, ?, ?, ?, ?)"), params![id, at, event, note, who])?;
+                conn.execute_batch("COMMIT")?;
+                Ok(Ok(()))
+            }
+            Err(e) => {
+                conn.execute_batch("ROLLBACK")?;
+                Ok(Err(e))
+            }
+        }
+    });
+    match result {
+        Ok(inner) => inner,
+        Err(e) => Err(StepError::Db(e.to_string())),
+    }
+}
+
+/// One reload attempt of `vigil watch`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reload {
+    /// Wall-clock time, ISO-8601 UTC.
+    pub at: String,
+    /// Did the new rule set check clean and get swapped in?
+    pub ok: bool,
+    /// Revision of the new set (when it loaded).
+    pub revision: Option<String>,
+    /// Rule ids added, changed, removed (comma-separated).
+    pub added: String,
+    /// Rule ids whose text changed.
+    pub changed: String,
+    /// Rule ids removed.
+    pub removed: String,
+    /// The diagnostics, when it failed.
+    pub error: Option<String>,
+}
+
+/// Records a reload attempt.
+pub fn record_reload(path: &Path, r: &Reload) -> Result<(), duckdb::Error> {
+    with_store(path, |conn| {
+        conn.execute(
+            &format!("INSERT INTO {DB}.reloads VALUES (?, ?, ?, ?, ?, ?, ?)"),
+            params![r.at, r.ok, r.revision, r.added, r.changed, r.removed, r.error],
+        )?;
+        Ok(())
+    })
+}
+
+/// Every recorded reload, oldest first.
+pub fn reloads(path: &Path) -> Result<Vec<Reload>, duckdb::Error> {
+    with_store(path, |conn| {
+        let mut stmt =
+            conn.prepare(&format!("SELECT attempted_at, ok, revision, added, changed, removed, error FROM {DB}.reloads ORDER BY rowid"))?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Reload {
+                at: r.get(0)?,
+                ok: r.get(1)?,
+                revision: r.get(2)?,
+                added: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                changed: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+                removed: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+                error: r.get(6)?,
+            })
+        })?;
+        rows.collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv_is_stable() {
+        // Reference values of FNV-1a 64.
+        assert_eq!(hash(""), "cbf29ce484222325");
+        assert_eq!(hash("a"), "af63dc4c8601ec8c");
+    }
+}

@@ -1,0 +1,259 @@
+//! `vigil watch`: run the rules at their cadences, record findings in the state
+//! database, update baselines every hour, and reload the rule set when its files
+//! change or on SIGHUP.
+//!
+//! Invariants:
+//! - The running rule set is replaced only by a complete set that checked clean
+//!   ([`ruleset::load_dirs`] builds it aside); a broken edit leaves the old set
+//!   running, prints the diagnostics and records the failed reload.
+//! - A tick evaluates on the set it started with: it holds its own `Arc`, and a
+//!   reload swaps the shared one while the tick runs.
+//! - Each tick's findings are written in one transaction together with the tick,
+//!   and a restart resumes after the last tick written, so a crash neither loses
+//!   nor duplicates findings.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use notify::Watcher as _;
+use vigil_engine::exec::{self, Filter};
+use vigil_engine::ruleset::{self, RuleSet};
+use vigil_engine::{baseline, load, store};
+
+/// How long file events must be quiet before a reload (editors write in bursts).
+const DEBOUNCE: Duration = Duration::from_millis(300);
+const HOUR: i64 = 3_600_000_000;
+
+/// What `vigil watch` was asked to do.
+pub struct Options {
+    /// Rule directory.
+    pub rules: PathBuf,
+    /// Runbook directory.
+    pub runbooks: PathBuf,
+    /// Signals path, reloaded at every tick.
+    pub signals: PathBuf,
+    /// Tick length (microseconds).
+    pub every: i64,
+    /// State database.
+    pub state: PathBuf,
+    /// Virtual clock: first tick (microseconds); None: the wall clock.
+    pub start: Option<i64>,
+    /// Virtual clock: real time between ticks.
+    pub tick_interval: Duration,
+    /// Stop after the tick at or past this time.
+    pub until: Option<i64>,
+}
+
+/// Runs until SIGINT/SIGTERM, or past `until`. Errors are (exit code, message).
+pub fn run(opts: &Options) -> Result<(), (u8, String)> {
+    let initial = ruleset::load_dirs(&opts.rules, &opts.runbooks).map_err(|f| {
+        (1, format!("{}error: the rule set does not check; watch needs a clean one to start", f.sources.render(&f.diagnostics, false)))
+    })?;
+    let mut current = Arc::new(initial);
+    let mut revision = store::revision(&current);
+    let mut failed_reloads = 0u64;
+    eprintln!("watch: rule set {revision}: {} rules, {} anomaly rules", current.rules.len(), current.anomalies.len());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
+    for (signal, flag) in [(signal_hook::consts::SIGINT, &stop), (signal_hook::consts::SIGTERM, &stop), (signal_hook::consts::SIGHUP, &hup)]
+    {
+        signal_hook::flag::register(signal, Arc::clone(flag)).map_err(|e| (3, format!("error: cannot handle signal {signal}: {e}")))?;
+    }
+    let (tx, rx) = mpsc::channel::<()>();
+    let mut watcher = watch_dirs(&[&opts.rules, &opts.runbooks], &tx)?;
+
+    let resume = store::last_tick(&opts.state).ok().flatten().and_then(|t| load::parse_timestamp(&t).ok());
+    let mut now = match (opts.start, resume) {
+        (Some(start), Some(done)) if done >= start => done + opts.every,
+        (Some(start), _) => start,
+        (None, _) => next_wall_tick(opts.every),
+    };
+    if let (Some(done), Some(_)) = (resume, opts.start) {
+        eprintln!("watch: state has ticks up to {}; resuming at {}", exec::iso(done), exec::iso(now));
+    }
+    let mut reload_due: Option<Instant> = None;
+    let mut tick: Option<std::thread::JoinHandle<Result<String, String>>> = None;
+    let mut next_start = Instant::now();
+    loop {
+        // File events: wait until they are quiet, then reload (watches re-added).
+        while rx.try_recv().is_ok() {
+            reload_due = Some(Instant::now() + DEBOUNCE);
+        }
+        let hup_now = hup.swap(false, Ordering::SeqCst);
+        if hup_now || reload_due.is_some_and(|d| Instant::now() >= d) {
+            reload_due = None;
+            let why = if hup_now { "SIGHUP" } else { "files changed" };
+            match ruleset::load_dirs(&opts.rules, &opts.runbooks) {
+                Ok(new) => {
+                    let (added, changed, removed) = ruleset::diff(&current, &new);
+                    let new_revision = store::revision(&new);
+                    let record = store::Reload {
+                        at: exec::iso(chrono::Utc::now().timestamp() * 1_000_000),
+                        ok: true,
+                        revision: Some(new_revision.clone()),
+                        added: added.join(","),
+                        changed: changed.join(","),
+                        removed: removed.join(","),
+                        error: None,
+                    };
+                    if let Err(e) = store::record_reload(&opts.state, &record) {
+                        eprintln!("watch: cannot record the reload: {e}");
+                    }
+                    eprintln!(
+                        "watch: reload ({why}) ok: rule set {new_revision}; added [{}] changed [{}] removed [{}]",
+                        added.join(", "),
+                        changed.join(", "),
+                        removed.join(", ")
+                    );
+                    current = Arc::new(new);
+                    revision = new_revision;
+                }
+                Err(f) => {
+                    failed_reloads += 1;
+                    let text = f.sources.render(&f.diagnostics, false);
+                    let record = store::Reload {
+                        at: exec::iso(chrono::Utc::now().timestamp() * 1_000_000),
+                        ok: false,
+                        revision: None,
+                        added: String::new(),
+                        changed: String::new(),
+                        removed: String::new(),
+                        error: Some(text.clone()),
+                    };
+                    if let Err(e) = store::record_reload(&opts.state, &record) {
+                        eprintln!("watch: cannot record the failed reload: {e}");
+                    }
+                    eprint!("{text}");
+                    eprintln!("watch: reload ({why}) failed ({failed_reloads} so far): keeping rule set {revision}");
+                }
+            }
+            // Editors replace files (and sometimes directories): watch afresh. The new
+            // watches start before the old ones stop, so no write in between is missed.
+            let fresh = watch_dirs(&[&opts.rules, &opts.runbooks], &tx)?;
+            drop(std::mem::replace(&mut watcher, fresh));
+        }
+        // A finished tick reports; the next one starts when it is due.
+        if tick.as_ref().is_some_and(|h| h.is_finished()) {
+            if let Some(h) = tick.take() {
+                match h.join() {
+                    Ok(Ok(line)) => eprintln!("{line}"),
+                    Ok(Err(e)) => eprintln!("watch: tick failed: {e}"),
+                    Err(_) => eprintln!("watch: tick panicked"),
+                }
+                if opts.until.is_some_and(|u| now > u) {
+                    return Ok(());
+                }
+            }
+        }
+        if stop.load(Ordering::SeqCst) {
+            if let Some(h) = tick.take() {
+                let _ = h.join();
+            }
+            eprintln!("watch: stopped");
+            return Ok(());
+        }
+        let due = match opts.start {
+            Some(_) => Instant::now() >= next_start,
+            None => chrono::Utc::now().timestamp_micros() >= now,
+        };
+        if tick.is_none() && due {
+            let set = Arc::clone(&current);
+            let (signals, state, at) = (opts.signals.clone(), opts.state.clone(), now);
+            let every = opts.every;
+            tick = Some(std::thread::spawn(move || evaluate_tick(&set, &signals, &state, at, every)));
+            now += opts.every;
+            next_start = Instant::now() + opts.tick_interval;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn watch_dirs(dirs: &[&Path], tx: &mpsc::Sender<()>) -> Result<notify::RecommendedWatcher, (u8, String)> {
+    let tx = tx.clone();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(e) = event {
+            let relevant = e.paths.iter().any(|p| p.extension().is_some_and(|x| x == "vigil" || x == "rhai"));
+            if relevant && !e.kind.is_access() {
+                let _ = tx.send(());
+            }
+        }
+    })
+    .map_err(|e| (3, format!("error: cannot watch files: {e}")))?;
+    for dir in dirs {
+        watcher.watch(dir, notify::RecursiveMode::NonRecursive).map_err(|e| (2, format!("error: cannot watch {}: {e}", dir.display())))?;
+    }
+    Ok(watcher)
+}
+
+/// The next multiple of `every` after the wall clock.
+fn next_wall_tick(every: i64) -> i64 {
+    let now = chrono::Utc::now().timestamp_micros();
+    (now / every + 1) * every
+}
+
+/// Is a rule due at `now`? Each runs at its cadence (heartbeat 5, comprehensive 15,
+/// deep 60 minutes) on the clock's multiples; with ticks longer than the cadence, every tick.
+fn due(cadence: &str, now: i64, every: i64) -> bool {
+    let minutes = vigil_engine::schema::CADENCES.iter().find(|(n, _)| *n == cadence).map(|(_, m)| i64::from(*m)).unwrap_or(5);
+    let period = minutes * 60_000_000;
+    every >= period || now % period == 0
+}
+
+/// One tick: load the signals, run the rules due, record the findings, print the
+/// new ones as JSON lines, update baselines on the hour. Returns the summary line.
+fn evaluate_tick(set: &RuleSet, signals: &Path, state: &Path, now: i64, every: i64) -> Result<String, String> {
+    let sig = load::load(signals).map_err(|e| e.to_string())?;
+    let ids: Vec<String> = set
+        .rules
+        .iter()
+        .filter(|r| due(r.cadence, now, every))
+        .map(|r| r.id.clone())
+        .chain(set.anomalies.iter().filter(|a| due(a.cadence, now, every)).map(|a| a.id.clone()))
+        .collect();
+    if ids.is_empty() {
+        return Ok(format!("tick {}: no rule due", exec::iso(now)));
+    }
+    let filter = Filter { rules: ids.iter().cloned().collect(), ..Filter::default() };
+    let (findings, failures) = exec::evaluate_all(&sig, set, now, &filter);
+    for f in &failures {
+        eprintln!("watch: {f}");
+    }
+    let evaluated: Vec<String> = ids.into_iter().filter(|id| failures.iter().all(|f| f.rule != *id)).collect();
+    let written = store::record(state, set, &evaluated, now, &findings).map_err(|e| format!("{}: {e}", state.display()))?;
+    let new: std::collections::HashSet<&exec::Identity> = written.new_identities.iter().collect();
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        for f in findings.iter().filter(|f| new.contains(&f.identity())) {
+            let _ = writeln!(out, "{}", serde_json::to_string(f).unwrap_or_default());
+        }
+        let _ = out.flush();
+    }
+    let mut line = format!(
+        "tick {}: {} rule(s) due, {} finding(s), {} new, {} no longer holding, rule set {}",
+        exec::iso(now),
+        evaluated.len(),
+        findings.len(),
+        written.new.len(),
+        written.cleared,
+        store::revision(set)
+    );
+    if now % HOUR == 0 && !set.anomalies.is_empty() {
+        let mut metrics: Vec<vigil_engine::anomaly::Metric> = Vec::new();
+        for a in &set.anomalies {
+            if !metrics.iter().any(|m| m.name == a.metric.name) {
+                metrics.push(a.metric.clone());
+            }
+        }
+        let window = set.anomalies.iter().map(|a| a.window).max().unwrap_or(52);
+        match baseline::update(&sig, &metrics, state, now, window) {
+            Ok(folded) => line.push_str(&format!(", baselines: {} bucket(s) folded", folded.iter().map(|f| f.samples).sum::<i64>())),
+            Err(e) => line.push_str(&format!(", baselines failed: {e}")),
+        }
+    }
+    Ok(line)
+}
