@@ -153,6 +153,9 @@ enum Command {
         /// Output: a line per failing case and a summary, or JUnit XML for CI systems.
         #[arg(long, value_enum, default_value_t = TestFormat::Text)]
         format: TestFormat,
+        /// Write or refresh the snapshot files (NAME.case.snap) of cases with `snapshot` lines.
+        #[arg(long)]
+        accept: bool,
     },
     /// Category and severity of a finding type from outside, e.g.
     /// `vigil categorize TOUR_OVERDUE --context overdue_minutes=120` (SECURITY, CRITICAL).
@@ -508,7 +511,7 @@ fn run(cli: Cli) -> CliResult {
             println!("wrote {} sites x {} h to {}; audit it at {}", sites, hours, out.display(), exec::iso(spec.end()));
             Ok(())
         }
-        Command::Test { paths, rules, format } => run_tests(&rules, &paths, format),
+        Command::Test { paths, rules, format, accept } => run_tests(&rules, &paths, format, accept),
         Command::Runbook { action, rules } => runbook_command(&rules, action),
         Command::Baseline { action, rules } => baseline_command(&rules, action),
         Command::Fmt { paths, check } => fmt_command(&paths, check),
@@ -1247,6 +1250,8 @@ struct CaseOutcome {
     name: String,
     file: PathBuf,
     problems: Vec<String>,
+    /// The snapshot file `--accept` wrote (new or changed).
+    accepted: Option<PathBuf>,
 }
 
 fn case_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, (u8, String)> {
@@ -1270,10 +1275,10 @@ fn case_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, (u8, String)> {
     Ok(out)
 }
 
-fn run_case(set: &RuleSet, file: &Path) -> CaseOutcome {
+fn run_case(set: &RuleSet, file: &Path, accept: bool) -> CaseOutcome {
     use vigil_engine::case;
     let name = file.file_stem().and_then(|s| s.to_str()).unwrap_or("case").to_string();
-    let fail = |problem: String| CaseOutcome { name: name.clone(), file: file.to_path_buf(), problems: vec![problem] };
+    let fail = |problem: String| CaseOutcome { name: name.clone(), file: file.to_path_buf(), problems: vec![problem], accepted: None };
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) => return fail(format!("cannot read: {e}")),
@@ -1295,19 +1300,45 @@ fn run_case(set: &RuleSet, file: &Path) -> CaseOutcome {
     };
     let filter = Filter { rules: parsed.rules.iter().cloned().collect(), ..Default::default() };
     let mut problems: Vec<String> = Vec::new();
+    let snap_file = case::snapshot_path(file);
+    let stored = std::fs::read_to_string(&snap_file).ok().map(|t| case::parse_snapshot(&t));
+    let mut sections = Vec::new();
     for check in &parsed.checks {
         let (findings, failures) = exec::evaluate_all(&signals, set, check.at, &filter);
         let at = exec::iso(check.at);
         problems.extend(failures.iter().map(|f| format!("at {at}: {f}")));
         problems.extend(case::compare(&parsed, check, &findings).into_iter().map(|p| format!("at {at}: {p}")));
+        if check.snapshot {
+            let lines = case::snapshot_lines(&findings);
+            if !accept {
+                problems.extend(case::compare_snapshot(stored.as_ref(), check.at, &lines).into_iter().map(|p| format!("at {at}: {p}")));
+            }
+            sections.push((check.at, lines));
+        }
     }
-    CaseOutcome { name: if parsed.name.is_empty() { name } else { parsed.name.clone() }, file: file.to_path_buf(), problems }
+    let mut accepted = None;
+    if accept && !sections.is_empty() {
+        let text = case::render_snapshot(file, &sections);
+        let before = std::fs::read_to_string(&snap_file).ok();
+        if before.as_deref() != Some(text.as_str()) {
+            match std::fs::write(&snap_file, text) {
+                Ok(()) => accepted = Some(snap_file.clone()),
+                Err(e) => problems.push(format!("cannot write {}: {e}", snap_file.display())),
+            }
+        }
+    }
+    CaseOutcome { name: if parsed.name.is_empty() { name } else { parsed.name.clone() }, file: file.to_path_buf(), problems, accepted }
 }
 
-fn run_tests(args: &RuleArgs, paths: &[PathBuf], format: TestFormat) -> CliResult {
+fn run_tests(args: &RuleArgs, paths: &[PathBuf], format: TestFormat, accept: bool) -> CliResult {
     let set = load_rules(args)?;
     let files = case_files(paths)?;
-    let outcomes: Vec<CaseOutcome> = files.iter().map(|f| run_case(&set, f)).collect();
+    let outcomes: Vec<CaseOutcome> = files.iter().map(|f| run_case(&set, f, accept)).collect();
+    for o in &outcomes {
+        if let Some(p) = &o.accepted {
+            eprintln!("accepted {} (review it in the diff)", p.display());
+        }
+    }
     let failed = outcomes.iter().filter(|o| !o.problems.is_empty()).count();
     let passed = outcomes.len() - failed;
     match format {

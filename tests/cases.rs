@@ -33,10 +33,16 @@ fn cases() {
         };
         let filter = exec::Filter { rules: c.rules.iter().cloned().collect::<HashSet<_>>(), ..Default::default() };
         let mut outcome = String::new();
+        let stored = std::fs::read_to_string(case::snapshot_path(path)).ok().map(|t| case::parse_snapshot(&t));
         for check in &c.checks {
             let findings = exec::evaluate(&signals, &rules, check.at, &filter).expect("evaluate");
             for problem in case::compare(&c, check, &findings) {
                 failures.push(format!("{name}: {problem}"));
+            }
+            if check.snapshot {
+                for problem in case::compare_snapshot(stored.as_ref(), check.at, &case::snapshot_lines(&findings)) {
+                    failures.push(format!("{name}: {problem}"));
+                }
             }
             outcome.push_str(&common::jsonl(&findings));
         }

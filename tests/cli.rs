@@ -356,3 +356,35 @@ fn findings_store_upserts_by_identity_and_keeps_the_lifecycle() {
     let (_, resolved, _) = common::vigil(&["findings", "list", "--state", st, "--status", "resolved", "--format", "jsonl"], &root);
     assert_eq!(resolved.lines().count(), 1);
 }
+
+#[test]
+fn test_snapshots_fail_on_a_difference_and_accept_refreshes_them() {
+    let root = common::root();
+    let case = std::fs::read_to_string(root.join("tests/cases/tour_overdue_snapshot.case")).expect("case");
+    let snap = std::fs::read_to_string(root.join("tests/cases/tour_overdue_snapshot.case.snap")).expect("snapshot");
+    let dir = common::write_dir("snap", &[("t.case", &case)]);
+    let file = dir.join("t.case");
+    let f = file.to_str().expect("path");
+    let (code, out, _) = common::vigil(&["test", f], &root);
+    assert_eq!(code, 1, "no snapshot yet: {out}");
+    assert!(out.contains("no snapshot for 2025-10-04T10:15:00Z yet"), "{out}");
+    // A stale snapshot (severity edited): the diff shows both sides.
+    std::fs::write(dir.join("t.case.snap"), snap.replace("\"CRITICAL\"", "\"HIGH\"")).expect("write");
+    let (code, out, _) = common::vigil(&["test", f], &root);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("differ from the snapshot") && out.contains("- {") && out.contains("\"severity\":\"HIGH\"") && out.contains("+ {"),
+        "{out}"
+    );
+    let (code, _, err) = common::vigil(&["test", "--accept", f], &root);
+    assert_eq!(code, 0);
+    assert!(err.contains("accepted"), "{err}");
+    let written = std::fs::read_to_string(dir.join("t.case.snap")).expect("snapshot");
+    assert_eq!(
+        written.lines().skip(1).collect::<Vec<_>>(),
+        snap.lines().skip(1).collect::<Vec<_>>(),
+        "same findings as the reviewed snapshot"
+    );
+    let (code, out, _) = common::vigil(&["test", f], &root);
+    assert_eq!(code, 0, "{out}");
+}

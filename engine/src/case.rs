@@ -16,6 +16,11 @@
 //! A case may hold several `at` lines; the `expect` lines after an `at` are
 //! checked at that time, over the same rows (a virtual clock).
 //!
+//! Snapshot mode: a `snapshot` line after an `at` compares the whole outcome at
+//! that time (every finding of the case's rules, every field) with the file
+//! `NAME.case.snap` beside the case; `vigil test --accept` writes or refreshes
+//! it, for review in the diff like `cargo insta accept`.
+//!
 //! Invariant: a parsed [`Case`] has at least one evaluation time and tables
 //! named after contract tables; the rows themselves are checked by the loader.
 
@@ -60,6 +65,8 @@ pub struct Check {
     pub expect: Vec<Expectation>,
     /// Finding types expected to be absent.
     pub expect_none: Vec<String>,
+    /// `snapshot`: compare the whole outcome with the case's snapshot file.
+    pub snapshot: bool,
 }
 
 /// A case file error with its line.
@@ -118,6 +125,10 @@ pub fn parse_case(text: &str) -> Result<Case, CaseError> {
                     return Err(err(format!("table `{rest}` is given twice")));
                 }
             }
+            "snapshot" => match case.checks.last_mut() {
+                Some(check) => check.snapshot = true,
+                None => return Err(err("write an `at` line before `snapshot`".into())),
+            },
             "expect" => {
                 let Some(check) = case.checks.last_mut() else {
                     return Err(err("write an `at` line before the `expect` lines it applies to".into()));
@@ -142,7 +153,7 @@ pub fn parse_case(text: &str) -> Result<Case, CaseError> {
                     None => return Err(err("`expect` needs a finding type".into())),
                 }
             }
-            other => return Err(err(format!("unknown line `{other}` (case, rules, at, table, expect)"))),
+            other => return Err(err(format!("unknown line `{other}` (case, rules, at, table, expect, snapshot)"))),
         }
     }
     if case.checks.is_empty() {
@@ -241,4 +252,66 @@ mod tests {
         assert!(parse_case("at 2025-10-04T12:00:00Z\ntable nope\nend\n").is_err());
         assert_eq!(parse_case("at 2025-10-04T12:00:00Z\ntable sites\na,b\n").unwrap_err().line, 2);
     }
+}
+
+/// The snapshot file of a case: `NAME.case.snap` beside it.
+pub fn snapshot_path(case_file: &Path) -> std::path::PathBuf {
+    let mut name = case_file.as_os_str().to_owned();
+    name.push(".snap");
+    std::path::PathBuf::from(name)
+}
+
+/// The lines a snapshot keeps for findings: one JSON object each, in output order.
+pub fn snapshot_lines(findings: &[Finding]) -> Vec<String> {
+    findings.iter().map(|f| serde_json::to_string(f).unwrap_or_default()).collect()
+}
+
+/// Renders a snapshot file: per snapshot time an `at` line and its findings.
+pub fn render_snapshot(case_file: &Path, sections: &[(i64, Vec<String>)]) -> String {
+    let mut out = format!("# vigil snapshot of {}; review it, refresh with `vigil test --accept`\n", case_file.display());
+    for (at, lines) in sections {
+        out.push_str(&format!("at {}\n", crate::exec::iso(*at)));
+        for l in lines {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Reads a snapshot file: findings lines per time (ISO-8601).
+pub fn parse_snapshot(text: &str) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        if let Some(at) = line.strip_prefix("at ") {
+            current = Some(at.trim().to_string());
+            out.entry(at.trim().to_string()).or_default();
+        } else if let Some(at) = &current {
+            out.entry(at.clone()).or_default().push(line.to_string());
+        }
+    }
+    out
+}
+
+/// Compares a snapshot check: the problems, as `-` (only in the snapshot) and
+/// `+` (only now) lines; a missing snapshot is one problem.
+pub fn compare_snapshot(stored: Option<&BTreeMap<String, Vec<String>>>, at: i64, actual: &[String]) -> Vec<String> {
+    let at = crate::exec::iso(at);
+    let Some(expected) = stored.and_then(|s| s.get(&at)) else {
+        return vec![format!("no snapshot for {at} yet: run `vigil test --accept` and review the .snap file")];
+    };
+    if expected.as_slice() == actual {
+        return Vec::new();
+    }
+    let mut problems = vec!["the findings differ from the snapshot (- snapshot, + now):".to_string()];
+    problems.extend(expected.iter().filter(|l| !actual.contains(l)).map(|l| format!("- {l}")));
+    problems.extend(actual.iter().filter(|l| !expected.contains(l)).map(|l| format!("+ {l}")));
+    if problems.len() == 1 {
+        problems.push("(the same findings in another order)".into());
+    }
+    problems
 }
