@@ -468,6 +468,37 @@ fn check_anomalies(
     (metrics, anomalies)
 }
 
+/// W0106 when no case file's `rules` line names the rule.
+fn untested(id: &str, span: crate::syntax::ast::Span, cases: &[(String, String)]) -> Option<Diagnostic> {
+    let tested = cases.iter().any(|(_, text)| {
+        text.lines().any(|l| l.trim_start().strip_prefix("rules").is_some_and(|rest| rest.split_whitespace().any(|w| w == id)))
+    });
+    (!tested).then(|| {
+        Diagnostic::warning(codes::NO_TEST, format!("no case file runs rule `{id}`"), span, "untested rule")
+            .hint(format!("add tests/cases/{}_fires.case with `rules {id}`", id.to_lowercase()))
+    })
+}
+
+/// W0107 when a finding type gets its runbook below the exact-type step of the cascade.
+fn runbook_below_exact(
+    set: &RuleSet,
+    finding_type: &str,
+    category: &str,
+    severity: &str,
+    span: crate::syntax::ast::Span,
+) -> Option<Diagnostic> {
+    let key = runbook::FindingKey { finding_type, category, severity, tenant: "" };
+    let (book, step, _) = runbook::match_runbook(&set.runbooks, &set.cascade, &key);
+    // Only a match below the exact type is worth a warning.
+    (step != "finding_type").then(|| {
+        let message = match book {
+            Some(b) => format!("`{finding_type}` gets runbook `{}` at cascade step `{step}`", b.id),
+            None => format!("`{finding_type}` gets no runbook: the fallback `{}` is missing", set.cascade.fallback),
+        };
+        Diagnostic::warning(codes::RUNBOOK_STEP, message, span, "this rule")
+    })
+}
+
 /// `vigil check --strict`: what a clean rule set should also satisfy. `cases`
 /// are the case files (name, text) that test rules.
 pub fn strict_checks(set: &RuleSet, cases: &[(String, String)]) -> Vec<Diagnostic> {
@@ -494,26 +525,25 @@ pub fn strict_checks(set: &RuleSet, cases: &[(String, String)]) -> Vec<Diagnosti
                 "its condition is false",
             ));
         }
-        let tested = cases.iter().any(|(_, text)| {
-            text.lines().any(|l| l.trim_start().strip_prefix("rules").is_some_and(|rest| rest.split_whitespace().any(|w| w == r.id)))
-        });
-        if !tested {
+        out.extend(untested(&r.id, r.id_span, cases));
+        out.extend(runbook_below_exact(set, &r.finding_type, &r.category, &r.base_severity, r.id_span));
+    }
+    for (i, a) in set.anomalies.iter().enumerate() {
+        let earlier =
+            set.rules.iter().map(|r| (&r.finding_type, r.id_span)).chain(set.anomalies[..i].iter().map(|o| (&o.finding_type, o.id_span)));
+        if let Some((_, span)) = earlier.into_iter().find(|(t, _)| **t == a.finding_type) {
             out.push(
-                Diagnostic::warning(codes::NO_TEST, format!("no case file runs rule `{}`", r.id), r.id_span, "untested rule")
-                    .hint(format!("add tests/cases/{}_fires.case with `rules {}`", r.id.to_lowercase(), r.id)),
+                Diagnostic::warning(
+                    codes::SHADOWED_RULE,
+                    format!("`{}` also raises `{}`", a.id, a.finding_type),
+                    a.id_span,
+                    "second rule for this type",
+                )
+                .with_context(span, "first rule"),
             );
         }
-        let key = runbook::FindingKey { finding_type: &r.finding_type, category: &r.category, severity: &r.base_severity, tenant: "" };
-        let (book, step, _) = runbook::match_runbook(&set.runbooks, &set.cascade, &key);
-        let message = match book {
-            Some(b) => format!("`{}` gets runbook `{}` at cascade step `{step}`", r.finding_type, b.id),
-            None => format!("`{}` gets no runbook: the fallback `{}` is missing", r.finding_type, set.cascade.fallback),
-        };
-        let d = Diagnostic::warning(codes::RUNBOOK_STEP, message, r.id_span, "this rule");
-        // Only a match below the exact type is worth a warning.
-        if step != "finding_type" {
-            out.push(d);
-        }
+        out.extend(untested(&a.id, a.id_span, cases));
+        out.extend(runbook_below_exact(set, &a.finding_type, &a.category, &a.base_severity, a.id_span));
     }
     if let Some(span) = set.categories.span {
         for (keyword, first, later) in set.categories.shared_keywords() {
