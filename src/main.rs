@@ -199,6 +199,12 @@ enum Command {
         #[arg(long)]
         until: Option<String>,
     },
+    /// What the state database says: last tick, open findings, baselines, reloads (failed ones with their errors).
+    Status {
+        /// The state database.
+        #[arg(long, default_value = "vigil-state.duckdb")]
+        state: PathBuf,
+    },
     /// The findings store: list, show, acknowledge and resolve findings.
     Findings {
         #[command(subcommand)]
@@ -516,6 +522,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Baseline { action, rules } => baseline_command(&rules, action),
         Command::Fmt { paths, check } => fmt_command(&paths, check),
         Command::Findings { action, state } => findings_command(&state, action),
+        Command::Status { state } => status(&state),
         Command::Watch { rules, signals, every, state, start, tick_interval, until } => {
             if !rules.rules.is_dir() {
                 return Err(input_err(format!("rules directory `{}` does not exist (use --rules DIR)", rules.rules.display())));
@@ -1001,6 +1008,43 @@ fn findings_command(state: &Path, action: FindingsCommand) -> CliResult {
         FindingsCommand::Ack { id, by, note } => lifecycle_step(state, id, false, &by, note.as_deref()),
         FindingsCommand::Resolve { id, by, note } => lifecycle_step(state, id, true, &by, note.as_deref()),
     }
+}
+
+fn status(state: &Path) -> CliResult {
+    use vigil_engine::store;
+    if !state.exists() {
+        return Err(input_err(format!("no state database `{}` (audit --state or watch writes it)", state.display())));
+    }
+    let db = |e: vigil_engine::duckdb::Error| (EXIT_EVAL, format!("error: {}: {e}", state.display()));
+    println!("state {}", state.display());
+    println!("  last tick        {}", store::last_tick(state).map_err(db)?.unwrap_or_else(|| "none".into()));
+    let all = store::list(state, Some("all")).map_err(db)?;
+    let count = |status: &str| all.iter().filter(|f| f.status == status).count();
+    println!("  findings         {} new, {} acknowledged, {} resolved", count("NEW"), count("ACKNOWLEDGED"), count("RESOLVED"));
+    let open: Vec<&store::Stored> = all.iter().filter(|f| f.status != "RESOLVED").collect();
+    for level in ["CRITICAL", "HIGH", "MEDIUM", "LOW"] {
+        let n = open.iter().filter(|f| f.severity == level).count();
+        if n > 0 {
+            println!("    open {level:<9}  {n}");
+        }
+    }
+    let sig = load::Signals::from_connection(load::open_database().map_err(db)?);
+    for (metric, minutes, until) in vigil_engine::baseline::watermarks(&sig, state).map_err(db)? {
+        println!("  baseline         {metric}: {minutes}-minute buckets folded until {}", exec::iso(until));
+    }
+    let reloads = store::reloads(state).map_err(db)?;
+    let failed: Vec<&store::Reload> = reloads.iter().filter(|r| !r.ok).collect();
+    println!("  reloads          {} ok, {} failed", reloads.len() - failed.len(), failed.len());
+    if let Some(last) = reloads.iter().rev().find(|r| r.ok) {
+        println!("    last ok        {} rule set {}", last.at, last.revision.as_deref().unwrap_or("?"));
+    }
+    for r in &failed {
+        println!("    failed at {}:", r.at);
+        for line in r.error.as_deref().unwrap_or("").lines() {
+            println!("      {line}");
+        }
+    }
+    Ok(())
 }
 
 fn lifecycle_step(state: &Path, id: i64, resolve: bool, by: &str, note: Option<&str>) -> CliResult {

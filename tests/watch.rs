@@ -157,6 +157,10 @@ fn an_edit_takes_effect_a_broken_file_keeps_the_old_rules_and_quick_writes_reloa
     let outcome: Vec<bool> = reloads.iter().map(|r| r.ok).collect();
     assert_eq!(outcome, vec![true, true, false, true, true], "{reloads:?}");
     assert!(reloads[2].error.as_deref().is_some_and(|e| e.contains("zz_broken.vigil")));
+    // Ops read them with `vigil status`.
+    let (code, out, err) = common::vigil(&["status", "--state", state.to_str().expect("path")], &dir);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("reloads          4 ok, 1 failed") && out.contains("rules/zz_broken.vigil"), "{out}");
 }
 
 /// Stored findings without wall-clock fields, as comparable lines.
