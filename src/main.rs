@@ -1126,13 +1126,18 @@ fn bench(args: &RuleArgs, signals: &Path, at: &str, runs: u32) -> CliResult {
         exec::evaluate_rule(&sig, &set, rule, now, &set.params_for(rule)).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
         per_rule.push((started.elapsed().as_secs_f64(), rule.id.clone()));
     }
+    for a in &set.anomalies {
+        let started = std::time::Instant::now();
+        exec::evaluate_anomaly(&sig, &set, a, now).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+        per_rule.push((started.elapsed().as_secs_f64(), a.id.clone()));
+    }
     per_rule.sort_by(|a, b| b.0.total_cmp(&a.0));
     for (i, (loaded, total)) in times.iter().enumerate() {
         println!("run {}: load {:.3} s, load + audit {:.3} s", i + 1, loaded.as_secs_f64(), total.as_secs_f64());
     }
     let mut totals: Vec<f64> = times.iter().map(|(_, t)| t.as_secs_f64()).collect();
     totals.sort_by(f64::total_cmp);
-    println!("rules: {}, findings: {findings}", set.rules.len());
+    println!("rules: {} (+ {} anomaly rules), findings: {findings}", set.rules.len(), set.anomalies.len());
     println!("load + audit: best {:.3} s, median {:.3} s", totals[0], totals[totals.len() / 2]);
     println!("peak memory (VmHWM): {:.1} MiB", peak as f64 / 1024.0);
     println!("slowest rules:");

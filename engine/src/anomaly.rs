@@ -581,6 +581,14 @@ pub fn offset_periods(tz: chrono_tz::Tz) -> Periods {
     out
 }
 
+/// [`offset_periods`], computed once per zone per process (they never change).
+fn cached_periods(tz: chrono_tz::Tz) -> Periods {
+    static CACHE: std::sync::OnceLock<std::sync::Mutex<HashMap<chrono_tz::Tz, Periods>>> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut map = cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    map.entry(tz).or_insert_with(|| offset_periods(tz)).clone()
+}
+
 /// The UTC offset of a zone at an instant, from its periods.
 pub fn offset_at(periods: &Periods, t: i64) -> i64 {
     periods.iter().find(|(from, until, _)| *from <= t && t < *until).map(|p| p.2).unwrap_or(0)
@@ -612,7 +620,7 @@ pub fn install_time_zones(conn: &duckdb::Connection) -> Result<(), duckdb::Error
     for zone in &zones {
         // Loading refused unknown zones; one that still does not parse reads as UTC.
         let tz: chrono_tz::Tz = zone.parse().unwrap_or(chrono_tz::UTC);
-        for (from, until, off) in offset_periods(tz) {
+        for (from, until, off) in cached_periods(tz) {
             values.push(format!("({}, {from}, {until}, {off})", string_literal(zone)));
         }
     }
@@ -628,6 +636,19 @@ pub fn install_time_zones(conn: &duckdb::Connection) -> Result<(), duckdb::Error
 /// an empty bucket counts as 0, not as missing. `after`: only buckets ending
 /// after it (incremental baseline updates).
 pub fn samples_sql(m: &Metric, now: i64, after: Option<i64>) -> String {
+    samples_sql_with(m, now, after, false)
+}
+
+/// Microseconds per week.
+const WEEK: i64 = 7 * DAY;
+/// The largest difference of UTC offsets across a DST change we allow for (2 hours).
+const DST_SLACK: i64 = 120 * MINUTE;
+
+/// [`samples_sql`]; with `week_slot_only`, rows are first narrowed to those that can
+/// fall in the hour-of-week slot of the bucket observed at `now` (same time of the
+/// week, give or take a DST shift): exact for that slot, and only that slot's
+/// samples may then be used.
+fn samples_sql_with(m: &Metric, now: i64, after: Option<i64>, week_slot_only: bool) -> String {
     let s = m.bucket;
     let t = now;
     let raw = |table: &str| format!("{}.{}", ident(RAW_SCHEMA), ident(table));
@@ -653,6 +674,12 @@ pub fn samples_sql(m: &Metric, now: i64, after: Option<i64>) -> String {
     }
     if let Some(f) = &m.filter {
         filter.push(format!("coalesce({}, false)", render_expression(&crate::plan::row_condition_sql(f, m.table, now))));
+    }
+    if week_slot_only {
+        // An event of the observed slot k weeks back lies (T - t) = kW + d before T with
+        // d in (-DST, 2S + DST): the observed bucket starts between T - 2S and T - S.
+        let d = format!("(({t} - epoch_us({})) % {WEEK})", c(m.time_column));
+        filter.push(format!("({d} < {} OR {d} > {})", 2 * s + DST_SLACK, WEEK - DST_SLACK));
     }
     let zone_of = |r: &str| format!("LEFT JOIN site_zone sz ON sz.tenant_id = {r}.\"tenant_id\" AND sz.site_id = {r}.\"site_id\"");
     let offset_at = |zone: &str, time: &str| {
@@ -743,7 +770,9 @@ fn statement(rule: &AnomalyRule, now: i64, explain: bool) -> String {
     let s = m.bucket;
     let k = rule.window;
     let mut out = String::from("WITH\n");
-    out.push_str(&samples_sql(m, now, None));
+    // With hour-of-week alone, only the observed slot's rows matter.
+    let week_slot_only = rule.levels.iter().all(|(l, _)| *l == Level::HourOfWeek);
+    out.push_str(&samples_sql_with(m, now, None, week_slot_only));
     // The last complete bucket before T: complete, and the next one is not.
     let _ = write!(out, ",\nobs AS (\n  SELECT * FROM sl WHERE b + 2 * {s} > {now}\n)");
     let key = "o.tenant_id = h.tenant_id AND o.site_id = h.site_id AND o.series = h.series";
