@@ -746,7 +746,10 @@ pub fn slot_sql(level: Level, rel: &str, bucket: i64) -> String {
     let per_day = DAY / bucket;
     let of_day = format!("((({rel}.lt % {DAY}) + {DAY}) % {DAY}) // {bucket}");
     match level {
-        Level::HourOfWeek => format!("((((({rel}.lt // {DAY}) + 3) % 7) + 7) % 7) * {per_day} + {of_day}"),
+        // Floor division by a day (`//` truncates towards zero before 1970).
+        Level::HourOfWeek => {
+            format!("((((({rel}.lt - ((({rel}.lt % {DAY}) + {DAY}) % {DAY})) // {DAY} + 3) % 7) + 7) % 7) * {per_day} + {of_day}")
+        }
         Level::HourOfDay => of_day,
         Level::AllHours => "0".to_string(),
     }
@@ -953,5 +956,47 @@ pub fn figure(f: f64) -> serde_json::Value {
         serde_json::Value::from(f as i64)
     } else {
         serde_json::Number::from_f64((f * 1e6).round() / 1e6).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> i64 {
+        crate::load::parse_timestamp(s).expect("timestamp")
+    }
+
+    #[test]
+    fn london_offsets_change_at_the_2025_transitions() {
+        let p = offset_periods(chrono_tz::Europe::London);
+        assert_eq!(offset_at(&p, t("2025-03-30T00:59:59Z")), 0);
+        assert_eq!(offset_at(&p, t("2025-03-30T01:00:00Z")), 3_600_000_000);
+        assert_eq!(offset_at(&p, t("2025-10-26T00:59:59Z")), 3_600_000_000);
+        assert_eq!(offset_at(&p, t("2025-10-26T01:00:00Z")), 0);
+        let kolkata = offset_periods(chrono_tz::Asia::Kolkata);
+        assert_eq!(offset_at(&kolkata, t("2025-06-01T00:00:00Z")), 330 * MINUTE);
+    }
+
+    #[test]
+    fn slot_sql_agrees_with_level_slot() {
+        // Monday 2025-09-01 09:00 local -> hour-of-week 9; Sunday 23:30 with 30m buckets -> 335;
+        // and instants before 1970, where SQL's % and // differ from Euclid's.
+        let conn = crate::load::open_database().expect("db");
+        for (local, bucket) in [
+            ("2025-09-01T09:00:00Z", 60 * MINUTE),
+            ("2025-09-07T23:30:00Z", 30 * MINUTE),
+            ("1969-12-29T05:00:00Z", 60 * MINUTE),
+            ("1965-03-14T17:30:00Z", 30 * MINUTE),
+        ] {
+            let lt = t(local);
+            for level in Level::ALL {
+                let sql = format!("SELECT {} FROM (SELECT CAST({lt} AS BIGINT) AS lt) AS x", slot_sql(level, "x", bucket));
+                let from_sql: i64 = conn.query_row(&sql, [], |r| r.get(0)).expect("slot");
+                assert_eq!(from_sql, level.slot(lt, bucket), "{local} {level:?}");
+            }
+        }
+        assert_eq!(Level::HourOfWeek.slot(t("2025-09-01T09:00:00Z"), 60 * MINUTE), 9);
+        assert_eq!(Level::HourOfWeek.slot(t("2025-09-07T23:30:00Z"), 30 * MINUTE), 335);
     }
 }
