@@ -266,6 +266,18 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         runs: u32,
     },
+    /// Benchmark baselines: a 30-minute `visitors` metric for N sites over D days (in memory),
+    /// folded as one backfill up to the last hour, then the last hour alone.
+    BenchBaselines {
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// Number of sites.
+        #[arg(long, default_value_t = 10_000)]
+        sites: u32,
+        /// Days of history.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
     /// Generate a small fleet in memory, audit it at the end of its span, and print the findings.
     Demo {
         #[command(flatten)]
@@ -544,6 +556,7 @@ fn run(cli: Cli) -> CliResult {
         }
         Command::Categorize { finding_type, context, rules } => categorize(&rules, &finding_type, &context),
         Command::Bench { rules, signals, at, runs } => bench(&rules, &signals, &at, runs),
+        Command::BenchBaselines { rules, sites, days } => bench_baselines(&rules, sites, days),
         Command::Demo { rules, sites, seed, incidents, output } => {
             let set = load_rules(&rules)?;
             let spec =
@@ -1182,6 +1195,51 @@ fn bench(args: &RuleArgs, signals: &Path, at: &str, runs: u32) -> CliResult {
 }
 
 /// Peak resident memory of this process, in KiB (Linux), or 0 when unknown.
+fn bench_baselines(args: &RuleArgs, sites: u32, days: u32) -> CliResult {
+    let set = load_rules(args)?;
+    let metrics: Vec<vigil_engine::anomaly::Metric> = set.metrics.iter().filter(|m| m.table.name == "metrics").cloned().collect();
+    if metrics.is_empty() || sites == 0 || days == 0 {
+        return Err(input_err("need --sites and --days above 0 and a metric over the `metrics` table in the rules"));
+    }
+    let dir = std::env::temp_dir().join(format!("vigil-bench-baselines-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(input_err)?;
+    let sig = load::load(&dir).map_err(input_err)?; // every contract table, empty
+    let start = parse_time("2025-09-01T00:00:00Z", "start")?;
+    let end = start + i64::from(days) * 86_400_000_000;
+    let started = std::time::Instant::now();
+    sig.conn
+        .execute_batch(&format!(
+            "CREATE OR REPLACE TABLE raw.sites AS
+               SELECT 'T' || lpad(CAST(i % 50 AS VARCHAR), 3, '0') AS tenant_id, 'S' || lpad(CAST(i AS VARCHAR), 5, '0') AS site_id,
+                      'Site ' || i AS name, ['Europe/London', 'America/New_York', 'Europe/Berlin', 'Asia/Singapore'][1 + i % 4] AS timezone,
+                      51.0 AS lat, 0.0 AS lon, 200.0 AS geofence_m, true AS active
+               FROM range({sites}) r(i);
+             CREATE OR REPLACE TABLE raw.metrics AS
+               SELECT 'T' || lpad(CAST(i % 50 AS VARCHAR), 3, '0') AS tenant_id, 'S' || lpad(CAST(i AS VARCHAR), 5, '0') AS site_id,
+                      'visitors' AS metric, make_timestamp({start} + h * 1800000000) AS ts, CAST(100 + (i * 7 + h * 13) % 50 AS DOUBLE) AS value
+               FROM range({sites}) r(i), range({halves}) q(h);",
+            halves = i64::from(days) * 48,
+        ))
+        .map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+    let rows: i64 =
+        sig.conn.query_row("SELECT count(*) FROM raw.metrics", [], |r| r.get(0)).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+    println!("generated {sites} sites x {days} days: {rows} metric rows in {:.1} s", started.elapsed().as_secs_f64());
+    let state = dir.join("state.duckdb");
+    let window = set.anomalies.iter().map(|a| a.window).max().unwrap_or(52);
+    let hour = 3_600_000_000;
+    for (label, until) in [(format!("backfill of {days} days minus the last hour"), end - hour), ("the last hour".to_string(), end)] {
+        let t = std::time::Instant::now();
+        let folded =
+            vigil_engine::baseline::update(&sig, &metrics, &state, until, window).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+        let buckets: i64 = folded.iter().map(|f| f.samples).sum();
+        println!("{label}: {buckets} buckets folded in {:.2} s", t.elapsed().as_secs_f64());
+    }
+    println!("peak memory (VmHWM): {:.1} MiB", peak_memory_kib() as f64 / 1024.0);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
 fn peak_memory_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()

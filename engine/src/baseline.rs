@@ -85,51 +85,65 @@ fn update_attached(signals: &Signals, metrics: &[Metric], until: i64, window: u3
             out.push(Folded { metric: m.name.clone(), from, until: from.unwrap_or(until), samples: 0 });
             continue;
         }
-        let name = string_literal(&m.name);
-        let mut sql = String::from("BEGIN TRANSACTION;\nCREATE OR REPLACE TEMP TABLE vigil_new AS\nWITH\n");
-        sql.push_str(&anomaly::samples_sql(m, until, from));
-        let levels: Vec<String> = Level::ALL
-            .iter()
-            .map(|l| {
-                format!(
-                    "SELECT tenant_id, site_id, series, {} AS level, {} AS slot, b, x FROM sl",
-                    string_literal(l.name()),
-                    anomaly::slot_sql(*l, "sl", m.bucket)
-                )
-            })
-            .collect();
-        let _ = write!(sql, "\n{};\n", levels.join("\nUNION ALL "));
-        // Chan et al.: merge (n_a, mean_a, M2_a) with the batch (n_b, mean_b, M2_b).
-        let _ = write!(
-            sql,
-            "INSERT OR REPLACE INTO {STATE}.baseline_stats
-             SELECT b.tenant_id, b.site_id, {name}, b.series, b.level, b.slot,
-                    coalesce(a.n, 0) + b.n,
-                    CASE WHEN a.n IS NULL THEN b.mean ELSE a.mean + (b.mean - a.mean) * b.n / (a.n + b.n) END,
-                    CASE WHEN a.n IS NULL THEN b.m2 ELSE a.m2 + b.m2 + (b.mean - a.mean) * (b.mean - a.mean) * a.n * b.n / (a.n + b.n) END
-             FROM (SELECT tenant_id, site_id, series, level, slot, count(*) AS n, avg(x) AS mean, coalesce(var_pop(x), 0) * count(*) AS m2
-                   FROM vigil_new GROUP BY ALL) b
-             LEFT JOIN {STATE}.baseline_stats a
-               ON a.tenant_id = b.tenant_id AND a.site_id = b.site_id AND a.metric = {name} AND a.series = b.series
-              AND a.level = b.level AND a.slot = b.slot;
-             INSERT INTO {STATE}.baseline_samples SELECT tenant_id, site_id, {name}, series, level, slot, b, x FROM vigil_new;
-             DELETE FROM {STATE}.baseline_samples WHERE rowid IN (
-                 SELECT rowid FROM (
-                     SELECT rowid, row_number() OVER (PARTITION BY tenant_id, site_id, series, level, slot ORDER BY bucket_start DESC) AS rn
-                     FROM {STATE}.baseline_samples WHERE metric = {name}) WHERE rn > {window});
-             INSERT OR REPLACE INTO {STATE}.baseline_watermark VALUES ({name}, {bucket}, {until});
-             COMMIT;",
-            bucket = m.bucket,
-        );
-        signals.conn.execute_batch(&sql)?;
-        let samples: i64 = signals.conn.query_row(
-            &format!("SELECT count(*) FROM vigil_new WHERE level = {}", string_literal(Level::AllHours.name())),
-            [],
-            |r| r.get(0),
-        )?;
+        let samples = fold(signals, m, from, until, window)?;
         out.push(Folded { metric: m.name.clone(), from, until, samples });
     }
     Ok(out)
+}
+
+/// Folds the buckets of `m` ending in (from, until] in one transaction; returns how many.
+fn fold(signals: &Signals, m: &Metric, from: Option<i64>, until: i64, window: u32) -> Result<i64, duckdb::Error> {
+    let name = string_literal(&m.name);
+    let mut sql = String::from("BEGIN TRANSACTION;\nCREATE OR REPLACE TEMP TABLE vigil_new AS\nWITH\n");
+    sql.push_str(&anomaly::samples_sql(m, until, from));
+    let levels: Vec<String> = Level::ALL
+        .iter()
+        .map(|l| {
+            format!(
+                "SELECT tenant_id, site_id, series, {} AS level, {} AS slot, b, x FROM sl",
+                string_literal(l.name()),
+                anomaly::slot_sql(*l, "sl", m.bucket)
+            )
+        })
+        .collect();
+    let _ = write!(sql, "\n{};\n", levels.join("\nUNION ALL "));
+    // Chan et al.: merge (n_a, mean_a, M2_a) with the batch (n_b, mean_b, M2_b).
+    let _ = write!(
+        sql,
+        "INSERT OR REPLACE INTO {STATE}.baseline_stats
+         SELECT b.tenant_id, b.site_id, {name}, b.series, b.level, b.slot,
+                coalesce(a.n, 0) + b.n,
+                CASE WHEN a.n IS NULL THEN b.mean ELSE a.mean + (b.mean - a.mean) * b.n / (a.n + b.n) END,
+                CASE WHEN a.n IS NULL THEN b.m2 ELSE a.m2 + b.m2 + (b.mean - a.mean) * (b.mean - a.mean) * a.n * b.n / (a.n + b.n) END
+         FROM (SELECT tenant_id, site_id, series, level, slot, count(*) AS n, avg(x) AS mean, coalesce(var_pop(x), 0) * count(*) AS m2
+               FROM vigil_new GROUP BY ALL) b
+         LEFT JOIN {STATE}.baseline_stats a
+           ON a.tenant_id = b.tenant_id AND a.site_id = b.site_id AND a.metric = {name} AND a.series = b.series
+          AND a.level = b.level AND a.slot = b.slot;
+         INSERT INTO {STATE}.baseline_samples SELECT tenant_id, site_id, {name}, series, level, slot, b, x FROM vigil_new;
+         DELETE FROM {STATE}.baseline_samples WHERE rowid IN (
+             SELECT rowid FROM (
+                 SELECT s.rowid, row_number() OVER (PARTITION BY s.tenant_id, s.site_id, s.series, s.level, s.slot ORDER BY s.bucket_start DESC) AS rn
+                 FROM {STATE}.baseline_samples s{touched}
+                 WHERE s.metric = {name}) WHERE rn > {window});
+         INSERT OR REPLACE INTO {STATE}.baseline_watermark VALUES ({name}, {bucket}, {until});
+         COMMIT;",
+        bucket = m.bucket,
+        // After the first fold only the slots this batch touched can hold too many samples.
+        touched = if from.is_some() {
+            "\n                 JOIN (SELECT DISTINCT tenant_id, site_id, series, level, slot FROM vigil_new) k
+                   ON k.tenant_id = s.tenant_id AND k.site_id = s.site_id AND k.series = s.series AND k.level = s.level AND k.slot = s.slot"
+        } else {
+            ""
+        },
+    );
+    signals.conn.execute_batch(&sql)?;
+    let samples: i64 = signals.conn.query_row(
+        &format!("SELECT count(*) FROM vigil_new WHERE level = {}", string_literal(Level::AllHours.name())),
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(samples)
 }
 
 /// One slot of a stored baseline.
