@@ -610,6 +610,11 @@ fn check(args: &RuleArgs, short: bool, strict_tests: Option<&[PathBuf]>, format:
                     .filter_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p.display().to_string(), t)))
                     .collect();
                 warnings.extend(ruleset::strict_checks(&set, &cases));
+                if format == CheckFormat::Text {
+                    for (finding_type, book, step) in ruleset::runbook_resolution(&set) {
+                        println!("runbook: {finding_type:<34} -> {book} (cascade step `{step}`)");
+                    }
+                }
             }
             let (r, a, b) = (set.rules.len(), set.anomalies.len(), set.runbooks.len());
             (set.sources, warnings, true, (r, a), b)

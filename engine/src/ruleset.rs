@@ -468,6 +468,26 @@ fn check_anomalies(
     (metrics, anomalies)
 }
 
+/// For every finding type the set raises: (type, runbook id, cascade step that matched),
+/// at the rule's base severity and for no particular tenant.
+pub fn runbook_resolution(set: &RuleSet) -> Vec<(String, String, String)> {
+    let types = set
+        .rules
+        .iter()
+        .map(|r| (&r.finding_type, &r.category, &r.base_severity))
+        .chain(set.anomalies.iter().map(|a| (&a.finding_type, &a.category, &a.base_severity)));
+    let mut out: Vec<(String, String, String)> = types
+        .map(|(t, c, sev)| {
+            let key = runbook::FindingKey { finding_type: t, category: c, severity: sev, tenant: "" };
+            let (book, step, _) = runbook::match_runbook(&set.runbooks, &set.cascade, &key);
+            (t.clone(), book.map(|b| b.id.clone()).unwrap_or_else(|| set.cascade.fallback.clone()), step.to_string())
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// W0106 when no case file's `rules` line names the rule.
 fn untested(id: &str, span: crate::syntax::ast::Span, cases: &[(String, String)]) -> Option<Diagnostic> {
     let tested = cases.iter().any(|(_, text)| {
