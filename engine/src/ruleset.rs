@@ -69,6 +69,12 @@ impl RuleSet {
     }
 }
 
+/// "`what` `name` is defined twice", pointing at both definitions.
+fn defined_twice(what: &str, name: &str, span: crate::syntax::ast::Span, first: crate::syntax::ast::Span) -> Diagnostic {
+    Diagnostic::error(codes::DUPLICATE_ID, format!("{what} `{name}` is defined twice"), span, "defined again here")
+        .with_context(first, "first defined here")
+}
+
 /// Checks the one block of a kind a rule set may have (`categories`, `cascade`);
 /// a second one is an error. `None` when there is none or it does not check.
 fn single_block<'a, B: 'a, T>(
@@ -229,15 +235,7 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
     let mut macros: Macros = HashMap::new();
     for m in files.iter().flat_map(|f| f.macros.iter()) {
         if let Some(first) = macros.get(&m.name.name) {
-            diagnostics.push(
-                Diagnostic::error(
-                    codes::DUPLICATE_ID,
-                    format!("macro `{}` is defined twice", m.name.name),
-                    m.name.span,
-                    "defined again here",
-                )
-                .with_context(first.name.span, "first defined here"),
-            );
+            diagnostics.push(defined_twice("macro", &m.name.name, m.name.span, first.name.span));
         } else {
             macros.insert(m.name.name.clone(), m.clone());
         }
@@ -247,15 +245,7 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
     let mut seen_rules: HashMap<String, crate::syntax::ast::Span> = HashMap::new();
     for def in files.iter().flat_map(|f| f.rules.iter()) {
         if let Some(first) = seen_rules.get(&def.id.name) {
-            diagnostics.push(
-                Diagnostic::error(
-                    codes::DUPLICATE_ID,
-                    format!("rule `{}` is defined twice", def.id.name),
-                    def.id.span,
-                    "defined again here",
-                )
-                .with_context(*first, "first defined here"),
-            );
+            diagnostics.push(defined_twice("rule", &def.id.name, def.id.span, *first));
             continue;
         }
         seen_rules.insert(def.id.name.clone(), def.id.span);
@@ -289,15 +279,7 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
             Ok(r) => {
                 let key = (r.id.clone(), r.tenant.clone());
                 if let Some(first) = seen_runbooks.get(&key) {
-                    diagnostics.push(
-                        Diagnostic::error(
-                            codes::DUPLICATE_ID,
-                            format!("runbook `{}` is defined twice", r.id),
-                            def.id.span,
-                            "defined again here",
-                        )
-                        .with_context(*first, "first defined here"),
-                    );
+                    diagnostics.push(defined_twice("runbook", &r.id, def.id.span, *first));
                 } else {
                     seen_runbooks.insert(key, def.id.span);
                     runbooks.push(r);
@@ -414,15 +396,7 @@ fn check_anomalies(
     let mut metric_spans: HashMap<String, crate::syntax::ast::Span> = HashMap::new();
     for def in files.iter().flat_map(|f| f.metrics.iter()) {
         if let Some(first) = metric_spans.get(&def.name.name) {
-            diagnostics.push(
-                Diagnostic::error(
-                    codes::DUPLICATE_ID,
-                    format!("metric `{}` is defined twice", def.name.name),
-                    def.name.span,
-                    "defined again here",
-                )
-                .with_context(*first, "first defined here"),
-            );
+            diagnostics.push(defined_twice("metric", &def.name.name, def.name.span, *first));
             continue;
         }
         metric_spans.insert(def.name.name.clone(), def.name.span);
@@ -438,15 +412,7 @@ fn check_anomalies(
     let mut seen: HashMap<String, crate::syntax::ast::Span> = HashMap::new();
     for def in files.iter().flat_map(|f| f.anomalies.iter()) {
         if let Some(first) = seen.get(&def.id.name).or_else(|| rule_ids.get(&def.id.name)) {
-            diagnostics.push(
-                Diagnostic::error(
-                    codes::DUPLICATE_ID,
-                    format!("rule `{}` is defined twice", def.id.name),
-                    def.id.span,
-                    "defined again here",
-                )
-                .with_context(*first, "first defined here"),
-            );
+            diagnostics.push(defined_twice("rule", &def.id.name, def.id.span, *first));
             continue;
         }
         seen.insert(def.id.name.clone(), def.id.span);
