@@ -312,6 +312,9 @@ enum BaselineCommand {
     },
     /// Print a site's stored baseline of one metric: every slot with n, mean, std, median, MAD.
     Show {
+        /// The tenant (default: every tenant with that site id, each shown apart).
+        #[arg(long)]
+        tenant: Option<String>,
         /// The site id.
         #[arg(long)]
         site: String,
@@ -485,14 +488,18 @@ fn run(cli: Cli) -> CliResult {
             print_findings(findings, &output);
             if let Some((st, written)) = written {
                 let w = written.map_err(|e| (EXIT_EVAL, format!("error: {}: {e}", st.display())))?;
-                eprintln!(
-                    "state {}: {} new, {} seen again, {} severity change(s), {} no longer holding",
-                    st.display(),
-                    w.new.len(),
-                    w.seen_again,
-                    w.severity_changes,
-                    w.cleared
-                );
+                if w.skipped {
+                    eprintln!("state {}: {} is not after the last time written; nothing recorded", st.display(), exec::iso(now));
+                } else {
+                    eprintln!(
+                        "state {}: {} new, {} seen again, {} severity change(s), {} no longer holding",
+                        st.display(),
+                        w.new.len(),
+                        w.seen_again,
+                        w.severity_changes,
+                        w.cleared
+                    );
+                }
             }
             report_failures(&failures)
         }
@@ -874,7 +881,7 @@ fn baseline_command(args: &RuleArgs, action: BaselineCommand) -> CliResult {
             }
             Ok(())
         }
-        BaselineCommand::Show { site, metric, level, state } => {
+        BaselineCommand::Show { tenant, site, metric, level, state } => {
             let Some(level) = Level::ALL.into_iter().find(|l| l.name() == level) else {
                 return Err(input_err(format!("unknown level `{level}` (hour_of_week, hour_of_day or all_hours)")));
             };
@@ -888,28 +895,30 @@ fn baseline_command(args: &RuleArgs, action: BaselineCommand) -> CliResult {
             let sig = load::Signals::from_connection(load::open_database().map_err(|e| (EXIT_EVAL, format!("error: {e}")))?);
             let marks = baseline::watermarks(&sig, &state).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
             let mark = marks.iter().find(|(name, _, _)| *name == metric).map(|(_, _, t)| exec::iso(*t)).unwrap_or_else(|| "never".into());
-            let rows = baseline::show(&sig, &state, &site, &metric, level).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+            let rows =
+                baseline::show(&sig, &state, tenant.as_deref(), &site, &metric, level).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
             println!("site {site}  metric {metric}  level {}  folded until {mark}  (site-local slots)", level.name());
-            println!(
-                "{:<10} {:<10} {:>6} {:>12} {:>12} {:>12} {:>12} {:>6}",
-                "series", "slot", "n", "mean", "std", "median", "mad", "kept"
-            );
             let per_level = match level {
                 Level::HourOfWeek => 7 * 86_400_000_000 / m.bucket,
                 Level::HourOfDay => 86_400_000_000 / m.bucket,
                 Level::AllHours => 1,
             };
-            let mut series: Vec<&str> = rows.iter().map(|(s, _)| s.as_str()).collect();
-            series.dedup();
-            if series.is_empty() {
-                series.push("");
+            let mut groups: Vec<(&str, &str)> = rows.iter().map(|(t, s, _)| (t.as_str(), s.as_str())).collect();
+            groups.dedup();
+            if groups.is_empty() {
+                println!("no stored baseline for this site and metric");
             }
             let f = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into());
-            for name in series {
+            for (tenant_id, name) in groups {
+                println!("# tenant {tenant_id}, series {}", if name.is_empty() { "-" } else { name });
+                println!(
+                    "{:<10} {:<10} {:>6} {:>12} {:>12} {:>12} {:>12} {:>6}",
+                    "series", "slot", "n", "mean", "std", "median", "mad", "kept"
+                );
                 for slot in 0..per_level {
                     let label = baseline::slot_label(level, slot, m.bucket);
-                    match rows.iter().find(|(s, r)| s == name && r.slot == slot) {
-                        Some((_, r)) => println!(
+                    match rows.iter().find(|(t, s, r)| t == tenant_id && s == name && r.slot == slot) {
+                        Some((_, _, r)) => println!(
                             "{:<10} {:<10} {:>6} {:>12} {:>12} {:>12} {:>12} {:>6}",
                             name,
                             label,

@@ -49,6 +49,9 @@ pub struct Options {
 
 /// Runs until SIGINT/SIGTERM, or past `until`. Errors are (exit code, message).
 pub fn run(opts: &Options) -> Result<(), (u8, String)> {
+    // Watch first, then load: an edit made while the first set loads still triggers a reload.
+    let (tx, rx) = mpsc::channel::<()>();
+    let mut watcher = watch_dirs(&[&opts.rules, &opts.runbooks], &tx)?;
     let initial = ruleset::load_dirs(&opts.rules, &opts.runbooks).map_err(|f| {
         (1, format!("{}error: the rule set does not check; watch needs a clean one to start", f.sources.render(&f.diagnostics, false)))
     })?;
@@ -63,10 +66,9 @@ pub fn run(opts: &Options) -> Result<(), (u8, String)> {
     {
         signal_hook::flag::register(signal, Arc::clone(flag)).map_err(|e| (3, format!("error: cannot handle signal {signal}: {e}")))?;
     }
-    let (tx, rx) = mpsc::channel::<()>();
-    let mut watcher = watch_dirs(&[&opts.rules, &opts.runbooks], &tx)?;
-
-    let resume = store::last_tick(&opts.state).ok().flatten().and_then(|t| load::parse_timestamp(&t).ok());
+    let resume = store::last_tick(&opts.state)
+        .map_err(|e| (3, format!("error: {}: {e}", opts.state.display())))?
+        .and_then(|t| load::parse_timestamp(&t).ok());
     let mut now = match (opts.start, resume) {
         (Some(start), Some(done)) if done >= start => done + opts.every,
         (Some(start), _) => start,
@@ -133,8 +135,15 @@ pub fn run(opts: &Options) -> Result<(), (u8, String)> {
             }
             // Editors replace files (and sometimes directories): watch afresh. The new
             // watches start before the old ones stop, so no write in between is missed.
-            let fresh = watch_dirs(&[&opts.rules, &opts.runbooks], &tx)?;
-            drop(std::mem::replace(&mut watcher, fresh));
+            match watch_dirs(&[&opts.rules, &opts.runbooks], &tx) {
+                Ok(fresh) => drop(std::mem::replace(&mut watcher, fresh)),
+                Err((_, e)) => {
+                    // A directory replaced just now may be back in a moment: keep the old
+                    // watches and try again shortly.
+                    eprintln!("watch: {e}; retrying");
+                    reload_due = Some(Instant::now() + Duration::from_secs(2));
+                }
+            }
         }
         // A finished tick reports; the next one starts when it is due.
         if tick.as_ref().is_some_and(|h| h.is_finished()) {
@@ -175,11 +184,16 @@ pub fn run(opts: &Options) -> Result<(), (u8, String)> {
 fn watch_dirs(dirs: &[&Path], tx: &mpsc::Sender<()>) -> Result<notify::RecommendedWatcher, (u8, String)> {
     let tx = tx.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(e) = event {
-            let relevant = e.paths.iter().any(|p| p.extension().is_some_and(|x| x == "vigil" || x == "rhai"));
-            if relevant && !e.kind.is_access() {
-                let _ = tx.send(());
+        // Errors and rescans (queue overflow) say something may have changed: reload.
+        let relevant = match &event {
+            Ok(e) => {
+                !e.kind.is_access()
+                    && (e.paths.is_empty() || e.paths.iter().any(|p| p.extension().is_some_and(|x| x == "vigil" || x == "rhai")))
             }
+            Err(_) => true,
+        };
+        if relevant {
+            let _ = tx.send(());
         }
     })
     .map_err(|e| (3, format!("error: cannot watch files: {e}")))?;
@@ -196,11 +210,16 @@ fn next_wall_tick(every: i64) -> i64 {
 }
 
 /// Is a rule due at `now`? Each runs at its cadence (heartbeat 5, comprehensive 15,
-/// deep 60 minutes) on the clock's multiples; with ticks longer than the cadence, every tick.
+/// deep 60 minutes): on the first tick at or after each multiple of it on the clock
+/// (every tick when ticks are longer than the cadence).
 fn due(cadence: &str, now: i64, every: i64) -> bool {
     let minutes = vigil_engine::schema::CADENCES.iter().find(|(n, _)| *n == cadence).map(|(_, m)| i64::from(*m)).unwrap_or(5);
-    let period = minutes * 60_000_000;
-    every >= period || now % period == 0
+    crossed(minutes * 60_000_000, now, every)
+}
+
+/// Did the tick that ended at `now` (after the previous one, `every` earlier) reach a multiple of `period`?
+fn crossed(period: i64, now: i64, every: i64) -> bool {
+    every >= period || now.div_euclid(period) != (now - every).div_euclid(period)
 }
 
 /// One tick: load the signals, run the rules due, record the findings, print the
@@ -242,7 +261,7 @@ fn evaluate_tick(set: &RuleSet, signals: &Path, state: &Path, now: i64, every: i
         written.cleared,
         store::revision(set)
     );
-    if now % HOUR == 0 && !set.anomalies.is_empty() {
+    if crossed(HOUR, now, every) && !set.anomalies.is_empty() {
         let mut metrics: Vec<vigil_engine::anomaly::Metric> = Vec::new();
         for a in &set.anomalies {
             if !metrics.iter().any(|m| m.name == a.metric.name) {
@@ -256,4 +275,26 @@ fn evaluate_tick(set: &RuleSet, signals: &Path, state: &Path, now: i64, every: i
         }
     }
     Ok(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000_000;
+
+    #[test]
+    fn rules_run_on_the_first_tick_at_or_after_each_multiple_of_their_cadence() {
+        // 5-minute ticks on the clock: deep (60) at :00 only, comprehensive at :00/:15/:30/:45.
+        assert!(due("deep", 600 * MIN, 5 * MIN) && !due("deep", 605 * MIN, 5 * MIN));
+        assert!(due("comprehensive", 615 * MIN, 5 * MIN) && !due("comprehensive", 620 * MIN, 5 * MIN));
+        // Ticks off the clock (started at :02): the first tick past each multiple runs the rule.
+        assert!(due("deep", 602 * MIN, 5 * MIN) && !due("deep", 607 * MIN, 5 * MIN));
+        assert!(due("comprehensive", 617 * MIN, 5 * MIN) && !due("comprehensive", 612 * MIN, 5 * MIN));
+        // Ticks longer than the cadence: every tick.
+        assert!(due("heartbeat", 601 * MIN, 7 * MIN));
+        // 7-minute ticks: deep runs once per hour, on the first tick past the hour.
+        let ran: Vec<i64> = (0..30).map(|i| 7 * i * MIN).filter(|t| *t > 0 && due("deep", *t, 7 * MIN)).collect();
+        assert_eq!(ran, vec![63 * MIN, 126 * MIN, 182 * MIN]);
+    }
 }

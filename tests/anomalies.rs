@@ -138,6 +138,21 @@ fn severity_rises_beyond_four_and_the_threshold_is_inclusive() {
 }
 
 #[test]
+fn rows_without_a_value_are_no_sample() {
+    // The observed hour's only row has no value: no sample, no finding; baselines still fold.
+    let rows = mondays("2025-09-01T09:00:00Z", &[10.0, 12.0, 14.0, 16.0]);
+    let mut csv = metrics(&rows);
+    csv.push_str("T1,S1,m,2025-09-29T09:10:00Z,\n");
+    let dir = common::write_dir("anomaly-null", &[("sites.csv", &site("UTC")), ("metrics.csv", &csv)]);
+    let rules = rules_with(TEST_RULE);
+    assert!(run(&dir, &rules, "LOW_STD", t("2025-09-29T10:00:00Z")).is_empty());
+    let signals = load::load(&dir).expect("load");
+    let state = common::temp_dir("anomaly-null-state").join("s.duckdb");
+    let folded = vigil_engine::baseline::update(&signals, &rules.metrics, &state, t("2025-09-29T10:00:00Z"), 52).expect("fold");
+    assert_eq!(folded.iter().find(|f| f.metric == "m_sum").map(|f| f.samples), Some(4));
+}
+
+#[test]
 fn not_stable_means_no_finding() {
     // Two samples only (stable_after 3): no finding however low.
     let rows = mondays("2025-09-01T09:00:00Z", &[10.0, 12.0, 0.0]);
@@ -253,6 +268,15 @@ fn shipped_phone_rule_needs_thirty_samples_and_counts_silent_hours_on_duty_as_ze
 
     // No guard on duty and no events: the hour is missing, not zero.
     let dir = phone_fleet(30, &[10, 11, 12], 0, false);
+    assert!(run(&dir, &rules, "ANOMALY_PHONE_EVENTS_BELOW", at).is_empty());
+
+    // A guard checked in but whose shift ended before the hour (never checked out) is
+    // not on duty in it: the silent hour is missing, not zero.
+    let dir = phone_fleet(30, &[10, 11, 12], 0, false);
+    let shifts = std::fs::read_to_string(dir.join("shifts.csv")).expect("shifts");
+    let hour = t("2025-01-06T09:00:00Z") + 30 * WEEK;
+    let (a, b) = (iso(hour - 2 * HOUR), iso(hour - HOUR));
+    std::fs::write(dir.join("shifts.csv"), format!("{shifts}T1,S1,SHX,G1,{a},{b},{a},\n")).expect("write");
     assert!(run(&dir, &rules, "ANOMALY_PHONE_EVENTS_BELOW", at).is_empty());
 
     // 29 earlier Mondays: not stable, no finding.
@@ -401,7 +425,7 @@ fn stored(dir: &Path, state: &Path, site: &str, metric: &str) -> Vec<Stat> {
     let signals = load::load(dir).expect("load");
     let mut out = Vec::new();
     for level in Level::ALL {
-        for (series, s) in vigil_engine::baseline::show(&signals, state, site, metric, level).expect("show") {
+        for (_, series, s) in vigil_engine::baseline::show(&signals, state, None, site, metric, level).expect("show") {
             out.push((series, level.name(), s.slot, s.n, s.mean, s.std));
         }
     }

@@ -632,8 +632,9 @@ pub fn install_time_zones(conn: &duckdb::Connection) -> Result<(), duckdb::Error
 /// series, b) for every complete bucket (b + bucket <= now) with `x` its value
 /// and `lt` its site-local start (microseconds, wall clock). Buckets are aligned
 /// to the site's clock. A bucket is a sample when rows fall in it, or (count
-/// metrics) when a guard of the site was checked in at some moment of it: then
-/// an empty bucket counts as 0, not as missing. `after`: only buckets ending
+/// metrics) when a guard of the site was on duty at some moment of it (within
+/// the shift's starts_at..ends_at, checked in and not yet checked out, as of T):
+/// then an empty bucket counts as 0, not as missing. `after`: only buckets ending
 /// after it (incremental baseline updates).
 pub fn samples_sql(m: &Metric, now: i64, after: Option<i64>) -> String {
     samples_sql_with(m, now, after, false)
@@ -663,6 +664,8 @@ fn samples_sql_with(m: &Metric, now: i64, after: Option<i64>, week_slot_only: bo
     };
     let mut filter = vec![
         format!("{} IS NOT NULL", c(m.time_column)),
+        // A row without a value adds nothing to a sum and makes no sample.
+        m.value_column.map(|v| format!("{} IS NOT NULL", c(v))).unwrap_or_else(|| "true".into()),
         format!("epoch_us({}) < {t}", c(m.time_column)),
         "r0.\"tenant_id\" IS NOT NULL AND r0.\"site_id\" IS NOT NULL".to_string(),
     ];
@@ -710,10 +713,12 @@ fn samples_sql_with(m: &Metric, now: i64, after: Option<i64>, week_slot_only: bo
             out,
             "duty AS (\n  SELECT DISTINCT h.tenant_id, h.site_id, '' AS series, h.zone, unnest(range({first}, h.o, {s})) AS b\n  \
              FROM (SELECT r0.\"tenant_id\" AS tenant_id, r0.\"site_id\" AS site_id, coalesce(sz.timezone, 'UTC') AS zone,\n          \
-             epoch_us(r0.\"checked_in_at\") AS i,\n          \
-             least(coalesce(epoch_us(CASE WHEN r0.\"checked_out_at\" <= {ts} THEN r0.\"checked_out_at\" END), {t}), {t}) AS o\n        \
+             epoch_us(greatest(r0.\"starts_at\", r0.\"checked_in_at\")) AS i,\n          \
+             least(coalesce(epoch_us(CASE WHEN r0.\"checked_out_at\" <= {ts} THEN r0.\"checked_out_at\" END), {t}), \
+             epoch_us(r0.\"ends_at\"), {t}) AS o\n        \
              FROM {shifts} AS r0 {zone}\n        \
-             WHERE r0.\"checked_in_at\" IS NOT NULL AND epoch_us(r0.\"checked_in_at\") <= {t}{duty_after}) h\n  {z}\n),\n\
+             WHERE r0.\"checked_in_at\" IS NOT NULL AND epoch_us(r0.\"checked_in_at\") <= {t}\n          \
+             AND r0.\"starts_at\" IS NOT NULL AND r0.\"ends_at\" IS NOT NULL{duty_after}) h\n  {z}\n),\n\
              keys AS (\n  SELECT tenant_id, site_id, series, zone, b FROM agg UNION SELECT tenant_id, site_id, series, zone, b FROM duty\n),\n\
              samples AS (\n  SELECT k.tenant_id, k.site_id, k.series, k.zone, k.b, coalesce(a.x, 0.0) AS x\n  \
              FROM keys k LEFT JOIN agg a ON a.tenant_id = k.tenant_id AND a.site_id = k.site_id AND a.series = k.series AND a.b = k.b\n  \
@@ -725,7 +730,7 @@ fn samples_sql_with(m: &Metric, now: i64, after: Option<i64>, week_slot_only: bo
             zone = zone_of("r0"),
             z = offset_at("h.zone", "h.i"),
             duty_after = after
-                .map(|w| format!(" AND coalesce(epoch_us(r0.\"checked_out_at\"), {t}) > {}", w - s))
+                .map(|w| format!(" AND least(coalesce(epoch_us(r0.\"checked_out_at\"), {t}), epoch_us(r0.\"ends_at\")) > {}", w - s))
                 .unwrap_or_default(),
         );
     } else {

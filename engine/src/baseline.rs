@@ -73,14 +73,23 @@ fn update_attached(signals: &Signals, metrics: &[Metric], until: i64, window: u3
     anomaly::install_time_zones(&signals.conn)?;
     let mut out = Vec::new();
     for m in metrics {
-        let from: Option<i64> = signals
-            .conn
-            .query_row(
-                &format!("SELECT folded_until FROM {STATE}.baseline_watermark WHERE metric = {}", string_literal(&m.name)),
-                [],
-                |r| r.get(0),
-            )
-            .ok();
+        let mark: Option<(i64, i64)> = {
+            let mut stmt = signals.conn.prepare(&format!(
+                "SELECT folded_until, bucket_us FROM {STATE}.baseline_watermark WHERE metric = {}",
+                string_literal(&m.name)
+            ))?;
+            let mut rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.next().transpose()?
+        };
+        if let Some((_, bucket)) = mark.filter(|(_, b)| *b != m.bucket) {
+            return Err(duckdb::Error::InvalidParameterName(format!(
+                "metric `{}` was folded with {}-minute buckets and is now declared with {}: start a new state database (or rename the metric)",
+                m.name,
+                bucket / 60_000_000,
+                m.bucket / 60_000_000
+            )));
+        }
+        let from = mark.map(|(w, _)| w);
         if from.is_some_and(|w| w >= until) {
             out.push(Folded { metric: m.name.clone(), from, until: from.unwrap_or(until), samples: 0 });
             continue;
@@ -165,41 +174,54 @@ pub struct SlotStats {
     pub kept: i64,
 }
 
-/// A metric's stored baseline for one site (all series, one level), by series then slot.
-pub fn show(signals: &Signals, state: &Path, site: &str, metric: &str, level: Level) -> Result<Vec<(String, SlotStats)>, duckdb::Error> {
+/// A metric's stored baseline for one site (of one tenant, or of each tenant that has
+/// that site id): (tenant, series, slot statistics), by tenant, series, slot.
+pub fn show(
+    signals: &Signals,
+    state: &Path,
+    tenant: Option<&str>,
+    site: &str,
+    metric: &str,
+    level: Level,
+) -> Result<Vec<(String, String, SlotStats)>, duckdb::Error> {
     let _guard = crate::store::state_lock();
     attach(signals, state)?;
     let result = (|| {
+        let mut cond = format!(
+            "site_id = {} AND metric = {} AND level = {}",
+            string_literal(site),
+            string_literal(metric),
+            string_literal(level.name())
+        );
+        if let Some(t) = tenant {
+            cond.push_str(&format!(" AND tenant_id = {}", string_literal(t)));
+        }
+        let key = "x.tenant_id = y.tenant_id AND x.series = y.series AND x.slot = y.slot";
         let sql = format!(
             "WITH k AS (
-                SELECT series, slot, median(x) AS med, count(*) AS kept FROM {STATE}.baseline_samples
-                WHERE site_id = {site} AND metric = {metric} AND level = {level} GROUP BY ALL),
+                SELECT tenant_id, series, slot, median(x) AS med, count(*) AS kept FROM {STATE}.baseline_samples WHERE {cond} GROUP BY ALL),
              d AS (
-                SELECT s.series, s.slot, median(abs(s.x - k.med)) AS mad FROM {STATE}.baseline_samples s
-                JOIN k ON k.series = s.series AND k.slot = s.slot
-                WHERE s.site_id = {site} AND s.metric = {metric} AND s.level = {level} GROUP BY ALL)
-             SELECT b.series, b.slot, b.n, b.mean, CASE WHEN b.n > 1 THEN sqrt(b.m2 / (b.n - 1)) END, k.med, d.mad, coalesce(k.kept, 0)
-             FROM {STATE}.baseline_stats b
-             LEFT JOIN k ON k.series = b.series AND k.slot = b.slot
-             LEFT JOIN d ON d.series = b.series AND d.slot = b.slot
-             WHERE b.site_id = {site} AND b.metric = {metric} AND b.level = {level}
-             ORDER BY b.series, b.slot",
-            site = string_literal(site),
-            metric = string_literal(metric),
-            level = string_literal(level.name()),
+                SELECT y.tenant_id, y.series, y.slot, median(abs(y.x - x.med)) AS mad
+                FROM (SELECT * FROM {STATE}.baseline_samples WHERE {cond}) y JOIN k x ON {key} GROUP BY ALL)
+             SELECT y.tenant_id, y.series, y.slot, y.n, y.mean, CASE WHEN y.n > 1 THEN sqrt(y.m2 / (y.n - 1)) END, x.med, d.mad, coalesce(x.kept, 0)
+             FROM (SELECT * FROM {STATE}.baseline_stats WHERE {cond}) y
+             LEFT JOIN k x ON {key}
+             LEFT JOIN d ON d.tenant_id = y.tenant_id AND d.series = y.series AND d.slot = y.slot
+             ORDER BY y.tenant_id, y.series, y.slot"
         );
         let mut stmt = signals.conn.prepare(&sql)?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
                 SlotStats {
-                    slot: r.get(1)?,
-                    n: r.get(2)?,
-                    mean: r.get(3)?,
-                    std: r.get(4)?,
-                    median: r.get(5)?,
-                    mad: r.get(6)?,
-                    kept: r.get(7)?,
+                    slot: r.get(2)?,
+                    n: r.get(3)?,
+                    mean: r.get(4)?,
+                    std: r.get(5)?,
+                    median: r.get(6)?,
+                    mad: r.get(7)?,
+                    kept: r.get(8)?,
                 },
             ))
         })?;

@@ -373,7 +373,9 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
 pub fn diff(old: &RuleSet, new: &RuleSet) -> (Vec<String>, Vec<String>, Vec<String>) {
     let texts = |set: &RuleSet| -> std::collections::BTreeMap<String, String> {
         let rules = set.rules.iter().map(|r| (r.id.clone(), set.sources.slice(r.span).to_string()));
-        let anomalies = set.anomalies.iter().map(|a| (a.id.clone(), set.sources.slice(a.span).to_string()));
+        // An anomaly rule's meaning includes its metric's definition.
+        let anomalies =
+            set.anomalies.iter().map(|a| (a.id.clone(), format!("{}\n{}", set.sources.slice(a.span), set.sources.slice(a.metric.span))));
         rules.chain(anomalies).collect()
     };
     let (a, b) = (texts(old), texts(new));

@@ -57,7 +57,8 @@ pub fn provenance(set: &RuleSet, rule_id: &str, now: i64) -> (String, String) {
         return (hash(set.sources.slice(r.span)), hash(&sql));
     }
     if let Some(a) = set.anomalies.iter().find(|a| a.id == rule_id) {
-        return (hash(set.sources.slice(a.span)), hash(&crate::anomaly::evaluation_sql(a, now)));
+        let text = format!("{}\n{}", set.sources.slice(a.span), set.sources.slice(a.metric.span));
+        return (hash(&text), hash(&crate::anomaly::evaluation_sql(a, now)));
     }
     (String::new(), String::new())
 }
@@ -100,7 +101,7 @@ fn attach(conn: &Connection, path: &Path) -> Result<(), duckdb::Error> {
              rule_hash VARCHAR NOT NULL, sql_hash VARCHAR NOT NULL, ruleset_revision VARCHAR NOT NULL);
          CREATE TABLE IF NOT EXISTS {DB}.finding_history (
              finding_id BIGINT NOT NULL, happened_at VARCHAR NOT NULL, event VARCHAR NOT NULL, detail VARCHAR, who VARCHAR);
-         CREATE TABLE IF NOT EXISTS {DB}.ticks (evaluated_at VARCHAR PRIMARY KEY, findings BIGINT NOT NULL, revision VARCHAR NOT NULL);
+         CREATE TABLE IF NOT EXISTS {DB}.ticks (evaluated_us BIGINT PRIMARY KEY, evaluated_at VARCHAR NOT NULL, findings BIGINT NOT NULL, revision VARCHAR NOT NULL);
          CREATE TABLE IF NOT EXISTS {DB}.reloads (
              attempted_at VARCHAR NOT NULL, ok BOOLEAN NOT NULL, revision VARCHAR, added VARCHAR, changed VARCHAR, removed VARCHAR, error VARCHAR);"
     ))
@@ -136,6 +137,8 @@ pub struct Written {
     pub severity_changes: usize,
     /// Open findings of the evaluated rules that no longer hold.
     pub cleared: usize,
+    /// The time was at or before the last one written: nothing was written.
+    pub skipped: bool,
 }
 
 type Key = (String, String, String, Option<String>, Option<String>);
@@ -149,15 +152,22 @@ pub fn record(path: &Path, set: &RuleSet, evaluated: &[String], now: i64, findin
     let mut hashes: HashMap<String, (String, String)> = HashMap::new();
     with_store(path, |conn| {
         conn.execute_batch("BEGIN TRANSACTION")?;
-        let mut open: HashMap<Key, (i64, String, String, String)> = HashMap::new();
+        // Times are written in order: a time at or before the last one written (a
+        // restart re-running a tick, an audit of the past) changes nothing.
+        let latest: Option<i64> = conn.query_row(&format!("SELECT max(evaluated_us) FROM {DB}.ticks"), [], |r| r.get(0))?;
+        if latest.is_some_and(|l| now <= l) {
+            conn.execute_batch("ROLLBACK")?;
+            return Ok(Written { skipped: true, ..Written::default() });
+        }
+        let mut open: HashMap<Key, (i64, String, String)> = HashMap::new();
         {
             let mut stmt = conn.prepare(&format!(
-                "SELECT id, finding_type, tenant_id, site_id, guard_id, entity_id, severity, last_seen, rule FROM {DB}.findings WHERE status <> 'RESOLVED'"
+                "SELECT id, finding_type, tenant_id, site_id, guard_id, entity_id, severity, rule FROM {DB}.findings WHERE status <> 'RESOLVED'"
             ))?;
             let rows = stmt.query_map([], |r| {
                 Ok((
                     (r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get(4)?, r.get(5)?),
-                    (r.get::<_, i64>(0)?, r.get::<_, String>(6)?, r.get::<_, String>(7)?, r.get::<_, String>(8)?),
+                    (r.get::<_, i64>(0)?, r.get::<_, String>(6)?, r.get::<_, String>(7)?),
                 ))
             })?;
             for row in rows {
@@ -171,18 +181,23 @@ pub fn record(path: &Path, set: &RuleSet, evaluated: &[String], now: i64, findin
             let key: Key = f.identity();
             let evidence = serde_json::Value::Object(f.evidence.clone()).to_string();
             match open.get(&key) {
-                Some((id, severity, last_seen, _)) => {
+                Some((id, severity, _)) => {
                     seen.insert(*id);
-                    if *last_seen >= at {
-                        continue; // this time (or a later one) was written before: a restart re-ran it
-                    }
                     out.seen_again += 1;
+                    let was_holding: bool =
+                        conn.query_row(&format!("SELECT holding FROM {DB}.findings WHERE id = ?"), params![id], |r| r.get(0))?;
+                    if !was_holding {
+                        conn.execute(
+                            &format!("INSERT INTO {DB}.finding_history VALUES (?, ?, 'holds again', NULL, NULL)"),
+                            params![id, at],
+                        )?;
+                    }
                     conn.execute(
                         &format!(
                             "UPDATE {DB}.findings SET last_seen = ?, occurrences = occurrences + 1, holding = true, severity = ?, evidence = ?,
-                             suppressed = ?, runbook = ? WHERE id = ?"
+                             suppressed = ?, runbook = ?, rule = ? WHERE id = ?"
                         ),
-                        params![at, f.severity, evidence, f.suppressed, f.runbook, id],
+                        params![at, f.severity, evidence, f.suppressed, f.runbook, f.rule, id],
                     )?;
                     if *severity != f.severity {
                         out.severity_changes += 1;
@@ -225,14 +240,14 @@ pub fn record(path: &Path, set: &RuleSet, evaluated: &[String], now: i64, findin
                         &format!("INSERT INTO {DB}.finding_history VALUES (?, ?, 'raised', ?, NULL)"),
                         params![id, at, f.severity],
                     )?;
-                    open.insert(key.clone(), (id, f.severity.clone(), at.clone(), f.rule.clone()));
+                    open.insert(key.clone(), (id, f.severity.clone(), f.rule.clone()));
                     seen.insert(id);
                     out.new.push(id);
                     out.new_identities.push(key);
                 }
             }
         }
-        for (id, _, _, rule) in open.values() {
+        for (id, _, rule) in open.values() {
             if !seen.contains(id) && evaluated.contains(rule) {
                 let changed = conn.execute(&format!("UPDATE {DB}.findings SET holding = false WHERE id = ? AND holding"), params![id])?;
                 if changed > 0 {
@@ -242,7 +257,7 @@ pub fn record(path: &Path, set: &RuleSet, evaluated: &[String], now: i64, findin
             }
         }
         out.new.sort_unstable();
-        conn.execute(&format!("INSERT OR REPLACE INTO {DB}.ticks VALUES (?, ?, ?)"), params![at, findings.len() as i64, revision])?;
+        conn.execute(&format!("INSERT INTO {DB}.ticks VALUES (?, ?, ?, ?)"), params![now, at, findings.len() as i64, revision])?;
         conn.execute_batch("COMMIT")?;
         Ok(out)
     })
@@ -250,7 +265,7 @@ pub fn record(path: &Path, set: &RuleSet, evaluated: &[String], now: i64, findin
 
 /// The latest evaluation time written (ISO-8601), if any: where `vigil watch` resumes.
 pub fn last_tick(path: &Path) -> Result<Option<String>, duckdb::Error> {
-    with_store(path, |conn| conn.query_row(&format!("SELECT max(evaluated_at) FROM {DB}.ticks"), [], |r| r.get(0)))
+    with_store(path, |conn| conn.query_row(&format!("SELECT arg_max(evaluated_at, evaluated_us) FROM {DB}.ticks"), [], |r| r.get(0)))
 }
 
 /// One stored finding.
