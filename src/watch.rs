@@ -105,6 +105,11 @@ pub fn run(opts: &Options) -> Result<(), (u8, String)> {
                     if let Err(e) = store::record_reload(&opts.state, &record) {
                         eprintln!("watch: cannot record the reload: {e}");
                     }
+                    if !removed.is_empty() {
+                        if let Err(e) = store::rules_removed(&opts.state, &removed, &record.at) {
+                            eprintln!("watch: cannot mark the findings of removed rules: {e}");
+                        }
+                    }
                     eprintln!(
                         "watch: reload ({why}) ok: rule set {new_revision}; added [{}] changed [{}] removed [{}]",
                         added.join(", "),

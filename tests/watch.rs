@@ -145,6 +145,11 @@ fn an_edit_takes_effect_a_broken_file_keeps_the_old_rules_and_quick_writes_reloa
         }
     }
 
+    // Removing a rule: its open findings no longer hold.
+    std::fs::remove_file(dir.join("rules/watch_b.vigil")).expect("rm");
+    let reload = w.wait_for("reload (files changed) ok");
+    assert!(reload.contains("removed [WATCH_B]"), "{reload}");
+
     // SIGHUP reloads too.
     let pid = w.child.id().to_string();
     let status = Command::new("kill").args(["-HUP", &pid]).status().expect("kill -HUP");
@@ -155,12 +160,15 @@ fn an_edit_takes_effect_a_broken_file_keeps_the_old_rules_and_quick_writes_reloa
     drop(w);
     let reloads = vigil_engine::store::reloads(&state).expect("reloads");
     let outcome: Vec<bool> = reloads.iter().map(|r| r.ok).collect();
-    assert_eq!(outcome, vec![true, true, false, true, true], "{reloads:?}");
+    assert_eq!(outcome, vec![true, true, false, true, true, true], "{reloads:?}");
+    let open = vigil_engine::store::list(&state, Some("open")).expect("list");
+    let b: Vec<_> = open.iter().filter(|f| f.rule == "WATCH_B").collect();
+    assert!(!b.is_empty() && b.iter().all(|f| !f.holding), "{b:?}");
     assert!(reloads[2].error.as_deref().is_some_and(|e| e.contains("zz_broken.vigil")));
     // Ops read them with `vigil status`.
     let (code, out, err) = common::vigil(&["status", "--state", state.to_str().expect("path")], &dir);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("reloads          4 ok, 1 failed") && out.contains("rules/zz_broken.vigil"), "{out}");
+    assert!(out.contains("reloads          5 ok, 1 failed") && out.contains("rules/zz_broken.vigil"), "{out}");
 }
 
 /// Stored findings without wall-clock fields, as comparable lines.

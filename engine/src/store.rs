@@ -268,6 +268,30 @@ pub fn last_tick(path: &Path) -> Result<Option<String>, duckdb::Error> {
     with_store(path, |conn| conn.query_row(&format!("SELECT arg_max(evaluated_at, evaluated_us) FROM {DB}.ticks"), [], |r| r.get(0)))
 }
 
+/// After a reload removed rules: their open findings no longer hold (history
+/// `rule removed`, at wall-clock `at`). Returns how many.
+pub fn rules_removed(path: &Path, rules: &[String], at: &str) -> Result<usize, duckdb::Error> {
+    with_store(path, |conn| {
+        conn.execute_batch("BEGIN TRANSACTION")?;
+        let mut n = 0;
+        for rule in rules {
+            let ids: Vec<i64> = {
+                let mut stmt =
+                    conn.prepare(&format!("SELECT id FROM {DB}.findings WHERE rule = ? AND status <> 'RESOLVED' AND holding"))?;
+                let rows = stmt.query_map(params![rule], |r| r.get(0))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            for id in ids {
+                conn.execute(&format!("UPDATE {DB}.findings SET holding = false WHERE id = ?"), params![id])?;
+                conn.execute(&format!("INSERT INTO {DB}.finding_history VALUES (?, ?, 'rule removed', ?, NULL)"), params![id, at, rule])?;
+                n += 1;
+            }
+        }
+        conn.execute_batch("COMMIT")?;
+        Ok(n)
+    })
+}
+
 /// One stored finding.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Stored {
