@@ -144,7 +144,7 @@ enum Command {
         #[arg(long)]
         prelude: bool,
     },
-    /// Run analysts' rule tests (`.case` files: signal rows, a time, expected findings).
+    /// Run analysts' rule tests (`.case` files: signal rows, times, expected findings or snapshots).
     Test {
         /// Case files or directories of them (default: tests/cases).
         paths: Vec<PathBuf>,
@@ -574,9 +574,10 @@ fn run(cli: Cli) -> CliResult {
             let (findings, failures) = exec::evaluate_all(&sig, &set, spec.end(), &filter_of(&output));
             if output.format == Format::Table {
                 println!(
-                    "Vigil demo: {} synthetic sites, 24 h of signals, {} rules, audited at {}\n",
+                    "Vigil demo: {} synthetic sites, 24 h of signals, {} rules and {} anomaly rules, audited at {}\n",
                     sites,
                     set.rules.len(),
+                    set.anomalies.len(),
                     exec::iso(spec.end())
                 );
             }
