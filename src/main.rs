@@ -484,7 +484,7 @@ fn run(cli: Cli) -> CliResult {
             let (findings, failures) = exec::evaluate_all(&sig, &set, now, &filter);
             let written = state
                 .as_ref()
-                .map(|st| (st, vigil_engine::store::record(st, &set, &evaluated_rules(&set, &filter, &failures), now, &findings)));
+                .map(|st| (st, vigil_engine::store::record(st, &set, &set.completed_rules(&filter, &failures), now, &findings)));
             print_findings(findings, &output);
             if let Some((st, written)) = written {
                 let w = written.map_err(|e| (EXIT_EVAL, format!("error: {}: {e}", st.display())))?;
@@ -866,14 +866,7 @@ fn baseline_command(args: &RuleArgs, action: BaselineCommand) -> CliResult {
         BaselineCommand::Update { signals, until, state } => {
             let until = parse_time(&until, "until")?;
             let sig = load_signals(&signals)?;
-            // Metrics the anomaly rules use, with the largest window any of them keeps.
-            let mut metrics: Vec<vigil_engine::anomaly::Metric> = Vec::new();
-            for a in &set.anomalies {
-                if !metrics.iter().any(|m| m.name == a.metric.name) {
-                    metrics.push(a.metric.clone());
-                }
-            }
-            let window = set.anomalies.iter().map(|a| a.window).max().unwrap_or(52);
+            let (metrics, window) = set.baseline_metrics();
             let folded = baseline::update(&sig, &metrics, &state, until, window)
                 .map_err(|e| (EXIT_EVAL, format!("error: {}: {e}", state.display())))?;
             for f in folded {
@@ -937,18 +930,6 @@ fn baseline_command(args: &RuleArgs, action: BaselineCommand) -> CliResult {
             Ok(())
         }
     }
-}
-
-/// The rules an evaluation ran to completion (their open findings that did not come back no longer hold).
-fn evaluated_rules(set: &RuleSet, filter: &exec::Filter, failures: &[exec::ExecError]) -> Vec<String> {
-    set.rules
-        .iter()
-        .map(|r| &r.id)
-        .chain(set.anomalies.iter().map(|a| &a.id))
-        .filter(|id| filter.rules.is_empty() || filter.rules.contains(*id))
-        .filter(|id| failures.iter().all(|f| f.rule != **id))
-        .cloned()
-        .collect()
 }
 
 fn findings_command(state: &Path, action: FindingsCommand) -> CliResult {
@@ -1241,7 +1222,7 @@ fn bench_baselines(args: &RuleArgs, sites: u32, days: u32) -> CliResult {
         sig.conn.query_row("SELECT count(*) FROM raw.metrics", [], |r| r.get(0)).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
     println!("generated {sites} sites x {days} days: {rows} metric rows in {:.1} s", started.elapsed().as_secs_f64());
     let state = dir.join("state.duckdb");
-    let window = set.anomalies.iter().map(|a| a.window).max().unwrap_or(52);
+    let (_, window) = set.baseline_metrics();
     let hour = 3_600_000_000;
     for (label, until) in [(format!("backfill of {days} days minus the last hour"), end - hour), ("the last hour".to_string(), end)] {
         let t = std::time::Instant::now();

@@ -246,7 +246,7 @@ fn evaluate_tick(set: &RuleSet, signals: &Path, state: &Path, now: i64, every: i
     for f in &failures {
         eprintln!("watch: {f}");
     }
-    let evaluated: Vec<String> = ids.into_iter().filter(|id| failures.iter().all(|f| f.rule != *id)).collect();
+    let evaluated = set.completed_rules(&filter, &failures);
     let written = store::record(state, set, &evaluated, now, &findings).map_err(|e| format!("{}: {e}", state.display()))?;
     let new: std::collections::HashSet<&exec::Identity> = written.new_identities.iter().collect();
     {
@@ -267,13 +267,7 @@ fn evaluate_tick(set: &RuleSet, signals: &Path, state: &Path, now: i64, every: i
         store::revision(set)
     );
     if crossed(HOUR, now, every) && !set.anomalies.is_empty() {
-        let mut metrics: Vec<vigil_engine::anomaly::Metric> = Vec::new();
-        for a in &set.anomalies {
-            if !metrics.iter().any(|m| m.name == a.metric.name) {
-                metrics.push(a.metric.clone());
-            }
-        }
-        let window = set.anomalies.iter().map(|a| a.window).max().unwrap_or(52);
+        let (metrics, window) = set.baseline_metrics();
         match baseline::update(&sig, &metrics, state, now, window) {
             Ok(folded) => line.push_str(&format!(", baselines: {} bucket(s) folded", folded.iter().map(|f| f.samples).sum::<i64>())),
             Err(e) => line.push_str(&format!(", baselines failed: {e}")),

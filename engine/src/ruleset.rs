@@ -61,6 +61,31 @@ impl RuleSet {
         self.rules.iter().find(|r| r.id == id)
     }
 
+    /// What `vigil baseline update` folds: each metric an anomaly rule uses (once), and
+    /// the largest median window any of them keeps.
+    pub fn baseline_metrics(&self) -> (Vec<crate::anomaly::Metric>, u32) {
+        let mut metrics: Vec<crate::anomaly::Metric> = Vec::new();
+        for a in &self.anomalies {
+            if !metrics.iter().any(|m| m.name == a.metric.name) {
+                metrics.push(a.metric.clone());
+            }
+        }
+        (metrics, self.anomalies.iter().map(|a| a.window).max().unwrap_or(52))
+    }
+
+    /// The ids of the rules and anomaly rules an evaluation with `filter` ran to
+    /// completion: their open findings that did not come back no longer hold.
+    pub fn completed_rules(&self, filter: &crate::exec::Filter, failures: &[crate::exec::ExecError]) -> Vec<String> {
+        self.rules
+            .iter()
+            .map(|r| &r.id)
+            .chain(self.anomalies.iter().map(|a| &a.id))
+            .filter(|id| filter.rules.is_empty() || filter.rules.contains(*id))
+            .filter(|id| failures.iter().all(|f| f.rule != **id))
+            .cloned()
+            .collect()
+    }
+
     /// The parameter values a rule runs with: its defaults and the overrides for it.
     pub fn params_for(&self, rule: &CheckedRule) -> ParamValues {
         let mut params = crate::plan::default_params(rule);
