@@ -599,7 +599,17 @@ pub const TZ_TABLE: &str = "vigil_tz";
 
 /// Writes `vigil_tz(timezone, from_us, until_us, offset_us)` for every time zone
 /// the `sites` table names, plus UTC (sites without one). Connection-local.
+/// The signals of a connection do not change once loaded, so the table is
+/// written once per connection: later calls find it and return.
 pub fn install_time_zones(conn: &duckdb::Connection) -> Result<(), duckdb::Error> {
+    let present: i64 = conn.query_row(
+        &format!("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = {}", string_literal(TZ_TABLE)),
+        [],
+        |r| r.get(0),
+    )?;
+    if present > 0 {
+        return Ok(());
+    }
     let mut zones: Vec<String> = {
         let mut stmt = conn.prepare(&format!(
             "SELECT DISTINCT timezone FROM {}.{} WHERE timezone IS NOT NULL ORDER BY 1",
