@@ -18,7 +18,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use vigil_engine::exec::{self, Filter};
-use vigil_engine::load::Signals;
 use vigil_engine::ruleset;
 
 const EVENTS: &[(&str, &str, &str, &str)] = &[
@@ -73,35 +72,18 @@ fn main() {
     let (first, last) = (ny("2014-07-01T01:00"), ny("2015-02-01T00:00"));
     let ticks: Vec<i64> = (0..).map(|i| first + i * HOUR).take_while(|t| *t <= last).collect();
     let started = std::time::Instant::now();
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4);
-    let _ = signals.conn.execute_batch("SET threads TO 1");
     let mut per_variant: Vec<Vec<Tick>> = vec![Vec::new(); variants.len()];
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|w| {
-                let conn = signals.conn.try_clone().expect("a second connection");
-                let (ticks, set) = (&ticks, &set);
-                scope.spawn(move || {
-                    let view = Signals::from_connection(conn);
-                    let mut out = Vec::new();
-                    for t in ticks.iter().skip(w).step_by(workers) {
-                        let filter = Filter { rules: (0..4).map(|i| format!("NYC_VARIANT_{i}")).collect(), ..Filter::default() };
-                        let found = exec::evaluate(&view, set, *t, &filter).unwrap_or_else(|e| panic!("{e}"));
-                        out.extend(found.into_iter().map(|f| (*t, f)));
-                    }
-                    out
-                })
-            })
-            .collect();
-        for h in handles {
-            for (t, f) in h.join().expect("worker") {
-                let i: usize = f.rule.trim_start_matches("NYC_VARIANT_").parse().expect("variant id");
-                let num = |k: &str| f.evidence.get(k).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
-                let level = f.evidence.get("level").and_then(|v| v.as_str()).unwrap_or("").to_string();
-                per_variant[i].push((t, num("z"), num("observed"), num("expected"), level));
-            }
-        }
-    });
+    // All ticks of a variant in one statement per chunk of ticks (engine v2).
+    let filter = Filter { rules: (0..4).map(|i| format!("NYC_VARIANT_{i}")).collect(), ..Filter::default() };
+    let (found, failures) = exec::evaluate_ticks(&signals, &set, &ticks, &filter);
+    assert!(failures.is_empty(), "{failures:?}");
+    for f in found {
+        let t = vigil_engine::load::parse_timestamp(&f.detected_at).expect("detected_at is a time");
+        let i: usize = f.rule.trim_start_matches("NYC_VARIANT_").parse().expect("variant id");
+        let num = |k: &str| f.evidence.get(k).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
+        let level = f.evidence.get("level").and_then(|v| v.as_str()).unwrap_or("").to_string();
+        per_variant[i].push((t, num("z"), num("observed"), num("expected"), level));
+    }
     let seconds = started.elapsed().as_secs_f64();
     for v in &mut per_variant {
         v.sort_by_key(|x| x.0);

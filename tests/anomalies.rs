@@ -505,3 +505,55 @@ fn incremental_baseline_updates_equal_one_batch_and_a_two_pass_reference() {
     assert_eq!(all.3, xs.len() as i64);
     assert!((all.4 - mean).abs() < 1e-9 * mean.max(1.0) && (all.5.expect("sd") - sd).abs() < 1e-9 * sd.max(1.0), "{all:?} vs {mean} {sd}");
 }
+
+/// Gauges (engine v2): an irregularly sampled value is averaged (or its last value
+/// taken) per bucket, so the baseline measures the value, not the sampling rate.
+/// Monday 09:00 UTC, rows per week: 10, 20 | 12 | 18, 18, 18 | observed 40, 44.
+/// avg: 15, 12, 18 -> mean 15, sd 3; observed 42 -> z = 9.
+/// last: 20, 12, 18 -> mean 16.6667, sd sqrt(34.6667 / 2) = 4.163332; observed 44 -> z = 6.565254.
+/// sum (what a gauge used to get): 30, 12, 54 -> mean 32, sd 21.071308; observed 84 -> z = 2.467811 (< 2.5).
+#[test]
+fn gauges_are_aggregated_per_bucket_by_avg_min_max_or_last() {
+    let rules = rules_with(
+        r#"
+metric g_avg { avg metrics.value where metric = "m" bucket 60m }
+metric g_last { last metrics.value where metric = "m" bucket 60m }
+metric g_min { min metrics.value where metric = "m" bucket 60m }
+metric g_sum { sum metrics.value where metric = "m" bucket 60m }
+anomaly G_AVG { title "t" metric g_avg direction above stable_after 3 threshold 2.5 }
+anomaly G_LAST { title "t" metric g_last direction above stable_after 3 threshold 2.5 }
+anomaly G_MIN { title "t" metric g_min direction above stable_after 3 threshold 2.5 }
+anomaly G_SUM { title "t" metric g_sum direction above stable_after 3 threshold 2.5 }
+"#,
+    );
+    let rows = [
+        ("2025-01-06T09:10:00Z", 10.0),
+        ("2025-01-06T09:40:00Z", 20.0),
+        ("2025-01-13T09:20:00Z", 12.0),
+        ("2025-01-20T09:05:00Z", 18.0),
+        ("2025-01-20T09:25:00Z", 18.0),
+        ("2025-01-20T09:45:00Z", 18.0),
+        ("2025-01-27T09:15:00Z", 40.0),
+        ("2025-01-27T09:50:00Z", 44.0),
+    ];
+    let rows: Vec<(i64, f64)> = rows.iter().map(|(at, v)| (t(at), *v)).collect();
+    let dir = common::write_dir("anomaly-gauge", &[("sites.csv", &site("UTC")), ("metrics.csv", &metrics(&rows))]);
+    let at = t("2025-01-27T10:00:00Z");
+    let avg = run(&dir, &rules, "G_AVG", at);
+    assert_eq!(avg.len(), 1, "{avg:?}");
+    assert!(
+        close(num(&avg[0], "observed"), 42.0) && close(num(&avg[0], "expected"), 15.0) && close(num(&avg[0], "z"), 9.0),
+        "{:?}",
+        avg[0].evidence
+    );
+    let last = run(&dir, &rules, "G_LAST", at);
+    assert_eq!(last.len(), 1);
+    assert!(close(num(&last[0], "observed"), 44.0) && close(num(&last[0], "z"), 6.565254), "{:?}", last[0].evidence);
+    // min: 10, 12, 18 -> mean 13.333333, sd 4.163332; observed 40 -> z = 6.405126.
+    let min = run(&dir, &rules, "G_MIN", at);
+    assert_eq!(min.len(), 1);
+    assert!(close(num(&min[0], "z"), 6.405126), "{:?}", min[0].evidence);
+    assert!(run(&dir, &rules, "G_SUM", at).is_empty(), "summed, the gauge's sampling rate hides the jump");
+    // An hour without rows is missing for a gauge (no zero): at 11:00 nothing is observed.
+    assert!(run(&dir, &rules, "G_AVG", t("2025-01-27T11:00:00Z")).is_empty());
+}

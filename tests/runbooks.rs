@@ -7,7 +7,7 @@ mod common;
 use vigil_engine::diag::Sources;
 use vigil_engine::ruleset::{self, RuleSet};
 use vigil_engine::runbook::{match_runbook, FindingKey};
-use vigil_engine::schema::{CATEGORIES, SEVERITIES};
+use vigil_engine::schema::{Category, Severity, Word};
 
 fn resolve(set: &RuleSet, finding_type: &str, category: &str, severity: &str, tenant: &str) -> (String, String) {
     let key = FindingKey { finding_type, category, severity, tenant };
@@ -22,12 +22,12 @@ fn every_type_category_and_severity_resolves_at_the_expected_step() {
     types.extend(["ANOMALY_PHONE_EVENTS_BELOW", "ANOMALY_METRIC_ABOVE", "SOMETHING_NEW"].map(String::from));
     let mut checked = 0;
     for t in &types {
-        for c in CATEGORIES {
-            for s in SEVERITIES {
+        for c in Category::ALL.iter().map(|c| c.name()) {
+            for s in Severity::ALL.iter().map(|s| s.name()) {
                 let (book, step) = resolve(&set, t, c, s, "T1");
                 let expected = if t != "SOMETHING_NEW" {
                     (t.clone(), "finding_type")
-                } else if *c == "SAFETY" && *s == "CRITICAL" {
+                } else if c == "SAFETY" && s == "CRITICAL" {
                     ("SAFETY_CRITICAL".to_string(), "category+severity")
                 } else {
                     (format!("CATEGORY_{c}"), "category")

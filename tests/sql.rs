@@ -10,7 +10,7 @@ fn sql_of_shipped_rules() {
     let rules = common::shipped_rules();
     let now = load::parse_timestamp("2025-10-04T12:00:00Z").expect("time");
     for rule in &rules.rules {
-        let planned = plan::plan(rule, now, &plan::default_params(rule));
-        insta::assert_snapshot!(rule.id.clone(), sql::render(&planned.query));
+        let planned = plan::plan(rule, &plan::default_params(rule));
+        insta::assert_snapshot!(rule.id.clone(), sql::render(&planned.query, &[now]));
     }
 }

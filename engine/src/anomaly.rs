@@ -28,7 +28,7 @@ use crate::check::{self, Macros, TExpr};
 use crate::diag::{codes, Diagnostic};
 use crate::schema::{self, Storage, Table};
 use crate::sql::{ident, render_expression, string_literal, RAW_SCHEMA};
-use crate::syntax::ast::{AnomalyDef, AnomalyItem, MetricDef, MetricSource, RuleItem, SettingValue, Span};
+use crate::syntax::ast::{AnomalyDef, AnomalyItem, MetricAgg, MetricDef, MetricSource, RuleItem, SettingValue, Span};
 
 /// Microseconds per minute.
 const MINUTE: i64 = 60_000_000;
@@ -49,8 +49,10 @@ pub struct Metric {
     pub table: &'static Table,
     /// The time column that places a row in a bucket.
     pub time_column: &'static str,
-    /// `sum` reads this column; `count` counts rows.
+    /// `sum`, `avg`, ... read this column; `count` counts rows.
     pub value_column: Option<&'static str>,
+    /// How a bucket's rows become its value (`count` is a sum of ones).
+    pub aggregate: MetricAgg,
     /// One series per value of this column (`per metric`).
     pub per: Option<&'static str>,
     /// Row filter.
@@ -150,7 +152,7 @@ pub struct AnomalyRule {
     /// Where a category is stated.
     pub category_stated: Option<Span>,
     /// heartbeat, comprehensive or deep.
-    pub cadence: &'static str,
+    pub cadence: schema::Cadence,
     /// Recommended actions.
     pub actions: Vec<String>,
     /// The metric compared.
@@ -245,6 +247,10 @@ pub fn check_metric(def: &MetricDef, macros: &Macros) -> Result<Metric, Vec<Diag
             }
         }
     };
+    let aggregate = match source {
+        MetricSource::Sum { aggregate, .. } => *aggregate,
+        MetricSource::Count { .. } => MetricAgg::Sum,
+    };
     let (time_column, value_column, per) = match source {
         MetricSource::Count { time, .. } => {
             let t = match time {
@@ -296,6 +302,7 @@ pub fn check_metric(def: &MetricDef, macros: &Macros) -> Result<Metric, Vec<Diag
             table,
             time_column,
             value_column,
+            aggregate,
             per,
             filter,
             bucket,
@@ -326,7 +333,7 @@ pub fn check_anomaly(def: &AnomalyDef, metrics: &HashMap<String, Metric>) -> Res
         doc: None,
         category: String::new(),
         category_stated: None,
-        cadence: "deep",
+        cadence: schema::Cadence::Deep,
         actions: Vec::new(),
         metric: Metric {
             name: String::new(),
@@ -334,6 +341,7 @@ pub fn check_anomaly(def: &AnomalyDef, metrics: &HashMap<String, Metric>) -> Res
             table: &schema::TABLES[0],
             time_column: "",
             value_column: None,
+            aggregate: MetricAgg::Sum,
             per: None,
             filter: None,
             bucket: 60 * MINUTE,
@@ -373,31 +381,22 @@ pub fn check_anomaly(def: &AnomalyDef, metrics: &HashMap<String, Metric>) -> Res
                 }
                 RuleItem::Doc(d) => out.doc = Some(d.value.clone()),
                 RuleItem::Category(c) => {
-                    if !schema::CATEGORIES.contains(&c.name.as_str()) {
-                        errors.push(
-                            Diagnostic::error(codes::UNKNOWN_VALUE, format!("unknown category `{}`", c.name), c.span, "not a category")
-                                .suggest(&c.name, schema::CATEGORIES.iter().copied()),
-                        );
+                    if let Err(d) = crate::diag::parse_word::<schema::Category>(c) {
+                        errors.push(d);
                     }
                     out.category = c.name.clone();
                     out.category_stated = Some(c.span);
                 }
-                RuleItem::Cadence(c) => match schema::CADENCES.iter().find(|(n, _)| *n == c.name) {
-                    Some((n, _)) => out.cadence = n,
-                    None => errors.push(
-                        Diagnostic::error(codes::UNKNOWN_VALUE, format!("unknown cadence `{}`", c.name), c.span, "not a cadence")
-                            .suggest(&c.name, schema::CADENCES.iter().map(|(n, _)| *n)),
-                    ),
+                RuleItem::Cadence(c) => match crate::diag::parse_word::<schema::Cadence>(c) {
+                    Ok(k) => out.cadence = k,
+                    Err(d) => errors.push(d),
                 },
                 RuleItem::Action(a) => out.actions.push(a.value.clone()),
                 _ => {}
             },
             AnomalyItem::Severity { level, beyond } => {
-                if !schema::SEVERITIES.contains(&level.name.as_str()) {
-                    errors.push(
-                        Diagnostic::error(codes::UNKNOWN_VALUE, format!("unknown severity `{}`", level.name), level.span, "not a severity")
-                            .suggest(&level.name, schema::SEVERITIES.iter().copied()),
-                    );
+                if let Err(d) = crate::diag::parse_word::<schema::Severity>(level) {
+                    errors.push(d);
                 }
                 match beyond {
                     None => {
@@ -647,7 +646,7 @@ pub fn install_time_zones(conn: &duckdb::Connection) -> Result<(), duckdb::Error
 /// then an empty bucket counts as 0, not as missing. `after`: only buckets ending
 /// after it (incremental baseline updates).
 pub fn samples_sql(m: &Metric, now: i64, after: Option<i64>) -> String {
-    samples_sql_with(m, now, after, false)
+    samples_sql_with(m, now, after, None)
 }
 
 /// Microseconds per week.
@@ -655,11 +654,11 @@ const WEEK: i64 = 7 * DAY;
 /// The largest difference of UTC offsets across a DST change we allow for (2 hours).
 const DST_SLACK: i64 = 120 * MINUTE;
 
-/// [`samples_sql`]; with `week_slot_only`, rows are first narrowed to those that can
-/// fall in the hour-of-week slot of the bucket observed at `now` (same time of the
-/// week, give or take a DST shift): exact for that slot, and only that slot's
-/// samples may then be used.
-fn samples_sql_with(m: &Metric, now: i64, after: Option<i64>, week_slot_only: bool) -> String {
+/// [`samples_sql`]; with `week_slot_only: Some(span)`, rows are first narrowed to
+/// those that can fall in the hour-of-week slot of a bucket observed at a tick in
+/// (now - span, now] (same time of the week, give or take a DST shift): exact for
+/// those slots, and only their samples may then be used.
+fn samples_sql_with(m: &Metric, now: i64, after: Option<i64>, week_slot_only: Option<i64>) -> String {
     let s = m.bucket;
     let t = now;
     let raw = |table: &str| format!("{}.{}", ident(RAW_SCHEMA), ident(table));
@@ -688,11 +687,12 @@ fn samples_sql_with(m: &Metric, now: i64, after: Option<i64>, week_slot_only: bo
     if let Some(f) = &m.filter {
         filter.push(format!("coalesce({}, false)", render_expression(&crate::plan::row_condition_sql(f, m.table, now))));
     }
-    if week_slot_only {
-        // An event of the observed slot k weeks back lies (T - t) = kW + d before T with
-        // d in (-DST, 2S + DST): the observed bucket starts between T - 2S and T - S.
+    if let Some(span) = week_slot_only {
+        // An event of the slot observed at tick T, k weeks back, lies (T - t) = kW + d
+        // before T with d in (-DST, 2S + DST): the observed bucket starts between T - 2S
+        // and T - S. For ticks up to `span` before the last one, d grows by up to span.
         let d = format!("(({t} - epoch_us({})) % {WEEK})", c(m.time_column));
-        filter.push(format!("({d} < {} OR {d} > {})", 2 * s + DST_SLACK, WEEK - DST_SLACK));
+        filter.push(format!("({d} < {} OR {d} > {})", 2 * s + DST_SLACK + span, WEEK - DST_SLACK));
     }
     let zone_of = |r: &str| format!("LEFT JOIN site_zone sz ON sz.tenant_id = {r}.\"tenant_id\" AND sz.site_id = {r}.\"site_id\"");
     let offset_at = |zone: &str, time: &str| {
@@ -713,7 +713,15 @@ fn samples_sql_with(m: &Metric, now: i64, after: Option<i64>, week_slot_only: bo
     );
     let _ = write!(
         out,
-        "agg AS (\n  SELECT e.tenant_id, e.site_id, e.series, e.zone, {b} AS b, sum(e.v) AS x\n  FROM ev e {z}\n  GROUP BY ALL\n),\n",
+        "agg AS (\n  SELECT e.tenant_id, e.site_id, e.series, e.zone, {b} AS b, {x} AS x\n  FROM ev e {z}\n  GROUP BY ALL\n),\n",
+        x = match m.aggregate {
+            MetricAgg::Sum => "sum(e.v)",
+            MetricAgg::Avg => "avg(e.v)",
+            MetricAgg::Min => "min(e.v)",
+            MetricAgg::Max => "max(e.v)",
+            // The latest row's value; equal times break by value, so the result is deterministic.
+            MetricAgg::Last => "last(e.v ORDER BY e.t, e.v)",
+        },
         b = align("e.t"),
         z = offset_at("e.zone", "e.t"),
     );
@@ -770,41 +778,50 @@ pub fn slot_sql(level: Level, rel: &str, bucket: i64) -> String {
     }
 }
 
-/// One statement that evaluates an anomaly rule at `now` for every site: one row
-/// per firing series with tenant_id, site_id, series, b (bucket start),
-/// observed, expected, z, n, level, spread, severity, suppressed.
-pub fn evaluation_sql(rule: &AnomalyRule, now: i64) -> String {
-    statement(rule, now, false)
+/// One statement that evaluates an anomaly rule at each of `ticks` (ascending)
+/// for every site: one row per firing series and tick with tenant_id, site_id,
+/// series, b (bucket start), observed, expected, z, n, level, spread, severity,
+/// suppressed, tick.
+pub fn evaluation_sql(rule: &AnomalyRule, ticks: &[i64]) -> String {
+    statement(rule, ticks, false)
 }
 
-/// The `explain` form of [`evaluation_sql`]: every observed series, stable or
-/// not, with the samples of each level and whether it fires.
+/// The `explain` form of [`evaluation_sql`] at one time: every observed series,
+/// stable or not, with the samples of each level and whether it fires.
 pub fn explain_sql(rule: &AnomalyRule, now: i64) -> String {
-    statement(rule, now, true)
+    statement(rule, &[now], true)
 }
 
-fn statement(rule: &AnomalyRule, now: i64, explain: bool) -> String {
+/// The statement for a set of ticks. Samples are read as of the last tick: a
+/// bucket that is complete at an earlier tick T holds only rows at or before T
+/// (its rows' times are before its end), so its value is the same as of T. Each
+/// sample's baseline is computed once, by window functions over the earlier
+/// samples of its slot; a tick then only picks the bucket it observes.
+fn statement(rule: &AnomalyRule, ticks: &[i64], explain: bool) -> String {
     let m = &rule.metric;
     let s = m.bucket;
     let k = rule.window;
-    let mut out = String::from("WITH\n");
-    // With hour-of-week alone, only the observed slot's rows matter.
-    let week_slot_only = rule.levels.iter().all(|(l, _)| *l == Level::HourOfWeek);
-    out.push_str(&samples_sql_with(m, now, None, week_slot_only));
-    // The last complete bucket before T: complete, and the next one is not.
-    let _ = write!(out, ",\nobs AS (\n  SELECT * FROM sl WHERE b + 2 * {s} > {now}\n)");
-    let key = "o.tenant_id = h.tenant_id AND o.site_id = h.site_id AND o.series = h.series";
+    let (first, last) = (ticks.first().copied().unwrap_or(0), ticks.last().copied().unwrap_or(0));
+    let tick_list: Vec<String> = ticks.iter().map(|t| crate::sql::timestamp_literal(*t)).collect();
+    let mut out = format!("WITH\nticks AS (\n  SELECT epoch_us(unnest([{}]::TIMESTAMP[])) AS tick\n),\n", tick_list.join(", "));
+    // With hour-of-week alone, only the observed slots' rows matter (while the ticks
+    // span less than a week).
+    let span = last - first;
+    let narrow = rule.levels.iter().all(|(l, _)| *l == Level::HourOfWeek) && span + 2 * s + 2 * DST_SLACK < WEEK;
+    out.push_str(&samples_sql_with(m, last, None, narrow.then_some(span)));
+    // At each tick, the last complete bucket: complete, and the next one is not.
+    let _ = write!(out, ",\nobs AS (\n  SELECT t.tick, sl.* FROM ticks t JOIN sl ON sl.b + {s} <= t.tick AND sl.b + 2 * {s} > t.tick\n)");
+    let robust = rule.statistic == Statistic::MedianMad;
     for (i, (level, _)) in rule.levels.iter().enumerate() {
+        let earlier = format!("PARTITION BY tenant_id, site_id, series, {} ORDER BY b", slot_sql(*level, "sl", s));
+        let recent =
+            if robust { ",\n         median(x) OVER recent AS med, mad(x) OVER recent AS mad, list(x) OVER recent AS xs" } else { "" };
         let _ = write!(
             out,
-            ",\nh{i} AS (\n  SELECT o.tenant_id, o.site_id, o.series, h.x,\n         row_number() OVER (PARTITION BY o.tenant_id, o.site_id, o.series ORDER BY h.b DESC) AS rn\n  \
-             FROM obs o JOIN sl h ON {key} AND h.b < o.b AND {so} = {sh}\n),\n\
-             st{i} AS (\n  SELECT tenant_id, site_id, series, count(*) AS n, avg(x) AS mean, stddev_samp(x) AS sd,\n         \
-             median(x) FILTER (WHERE rn <= {k}) AS med\n  FROM h{i} GROUP BY ALL\n),\n\
-             md{i} AS (\n  SELECT h.tenant_id, h.site_id, h.series, median(abs(h.x - t.med)) AS mad, avg(abs(h.x - t.med)) AS meanad\n  \
-             FROM h{i} h JOIN st{i} t ON t.tenant_id = h.tenant_id AND t.site_id = h.site_id AND t.series = h.series\n  WHERE h.rn <= {k} GROUP BY ALL\n)",
-            so = slot_sql(*level, "o", s),
-            sh = slot_sql(*level, "h", s),
+            ",\nst{i} AS (\n  SELECT tenant_id, site_id, series, b, count(*) OVER earlier AS n, avg(x) OVER earlier AS mean,\n         \
+             stddev_samp(x) OVER earlier AS sd{recent}\n  FROM sl\n  \
+             WINDOW earlier AS ({earlier} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),\n         \
+             recent AS ({earlier} ROWS BETWEEN {k} PRECEDING AND 1 PRECEDING)\n)",
         );
     }
     let min_spread = crate::sql::render_expression(&crate::sql::SqlExpr::Num(rule.min_spread));
@@ -817,7 +834,9 @@ fn statement(rule: &AnomalyRule, now: i64, explain: bool) -> String {
             Box::new(|i| format!("st{i}.med")),
             Box::new(move |i| {
                 format!(
-                    "CASE WHEN md{i}.mad > 0 THEN 1.4826 * md{i}.mad WHEN md{i}.meanad > 0 THEN 1.2533 * md{i}.meanad ELSE {min_spread} END"
+                    "CASE WHEN st{i}.mad > 0 THEN 1.4826 * st{i}.mad \
+                     WHEN list_avg(list_transform(st{i}.xs, lambda v: abs(v - st{i}.med))) > 0 \
+                     THEN 1.2533 * list_avg(list_transform(st{i}.xs, lambda v: abs(v - st{i}.med))) ELSE {min_spread} END"
                 )
             }),
         ),
@@ -832,21 +851,18 @@ fn statement(rule: &AnomalyRule, now: i64, explain: bool) -> String {
     };
     let level_name = |i: usize| string_literal(rule.levels[i].0.name());
     let joins: String = (0..rule.levels.len())
-        .map(|i| {
-            format!(
-                "\n  LEFT JOIN st{i} ON st{i}.tenant_id = o.tenant_id AND st{i}.site_id = o.site_id AND st{i}.series = o.series\
-                 \n  LEFT JOIN md{i} ON md{i}.tenant_id = o.tenant_id AND md{i}.site_id = o.site_id AND md{i}.series = o.series"
-            )
-        })
+        .map(|i| format!("\n  LEFT JOIN st{i} ON st{i}.tenant_id = o.tenant_id AND st{i}.site_id = o.site_id AND st{i}.series = o.series AND st{i}.b = o.b"))
         .collect();
+    let counts: Vec<String> = (0..rule.levels.len()).map(|i| format!("coalesce(st{i}.n, 0) AS n{i}")).collect();
     let _ = write!(
         out,
-        ",\ncand AS (\n  SELECT o.tenant_id, o.site_id, o.series, o.b, o.x AS observed,\n         {level} AS level, {n} AS n, {center} AS expected, {spread} AS spread\n  FROM obs o{joins}\n),\n\
+        ",\ncand AS (\n  SELECT o.tick, o.tenant_id, o.site_id, o.series, o.b, o.x AS observed,\n         {level} AS level, {n} AS n, {center} AS expected, {spread} AS spread,\n         {counts}\n  FROM obs o{joins}\n),\n\
          scored AS (\n  SELECT *, (observed - expected) / spread AS z FROM cand\n)\n",
         level = pick(&level_name),
         n = pick(&|i| format!("st{i}.n")),
         center = pick(&*center),
         spread = pick(&*spread),
+        counts = counts.join(", "),
     );
     let thr = rule.threshold;
     let fires = match rule.direction {
@@ -862,11 +878,10 @@ fn statement(rule: &AnomalyRule, now: i64, explain: bool) -> String {
     if rule.escalations.is_empty() {
         severity = string_literal(&rule.base_severity);
     }
-    let suppressed = render_expression(&crate::plan::suppressed_sql(&rule.finding_type, now, "r0"));
+    let tick = crate::sql::SqlExpr::Func("make_timestamp", vec![crate::sql::SqlExpr::col("r0", "tick")]);
+    let suppressed = render_expression(&crate::plan::suppressed_sql(&rule.finding_type, tick, "r0"));
     if explain {
-        let counts: Vec<String> = (0..rule.levels.len())
-            .map(|i| format!("CAST(coalesce((SELECT st{i}.n FROM st{i} WHERE st{i}.tenant_id = r0.tenant_id AND st{i}.site_id = r0.site_id AND st{i}.series = r0.series), 0) AS VARCHAR)"))
-            .collect();
+        let counts: Vec<String> = (0..rule.levels.len()).map(|i| format!("CAST(r0.n{i} AS VARCHAR)")).collect();
         let _ = write!(
             out,
             "SELECT r0.tenant_id, r0.site_id, r0.series, strftime(make_timestamp(r0.b), '%Y-%m-%dT%H:%M:%SZ') AS bucket_start,\n       \
@@ -880,8 +895,8 @@ fn statement(rule: &AnomalyRule, now: i64, explain: bool) -> String {
     let _ = write!(
         out,
         "SELECT r0.tenant_id, r0.site_id, r0.series, r0.b, r0.observed, r0.expected, r0.z, r0.n, r0.level, r0.spread,\n       \
-         {severity} AS severity, {suppressed} AS suppressed\nFROM scored AS r0\nWHERE r0.level IS NOT NULL AND {fires}\n\
-         ORDER BY r0.tenant_id, r0.site_id, abs(r0.z) DESC, r0.series"
+         {severity} AS severity, {suppressed} AS suppressed, r0.tick\nFROM scored AS r0\nWHERE r0.level IS NOT NULL AND {fires}\n\
+         ORDER BY r0.tick, r0.tenant_id, r0.site_id, abs(r0.z) DESC, r0.series"
     );
     out
 }
@@ -939,30 +954,59 @@ pub struct AnomalyRow {
     pub severity: String,
     /// covered by a maintenance window
     pub suppressed: bool,
+    /// the evaluation time, microseconds UTC
+    pub tick: i64,
 }
 
-/// Runs an anomaly rule at `now`. The time zone table is installed first.
-pub fn run(conn: &duckdb::Connection, rule: &AnomalyRule, now: i64) -> Result<Vec<AnomalyRow>, duckdb::Error> {
-    install_time_zones(conn)?;
-    let text = evaluation_sql(rule, now);
-    let mut stmt = conn.prepare(&text)?;
-    let rows = stmt.query_map([], |r| {
-        Ok(AnomalyRow {
-            tenant_id: r.get(0)?,
-            site_id: r.get(1)?,
-            series: r.get(2)?,
-            bucket_start: r.get(3)?,
-            observed: r.get(4)?,
-            expected: r.get(5)?,
-            z: r.get(6)?,
-            samples: r.get(7)?,
-            level: r.get(8)?,
-            spread: r.get(9)?,
-            severity: r.get(10)?,
-            suppressed: r.get(11)?,
-        })
-    })?;
-    rows.collect()
+/// Runs an anomaly rule at each of `ticks` (ascending), in one statement per
+/// chunk of [`crate::exec::TICKS_PER_STATEMENT`] ticks. The time zone table is
+/// installed first.
+pub fn run_ticks(signals: &crate::load::Signals, rule: &AnomalyRule, ticks: &[i64]) -> Result<Vec<AnomalyRow>, duckdb::Error> {
+    install_time_zones(&signals.conn)?;
+    let Some(last) = ticks.last() else { return Ok(Vec::new()) };
+    // Samples are shared by the ticks of a statement because a complete bucket's rows
+    // are visible at every tick that uses it. That holds unless a row's event time is
+    // after its bucket time (`count tasks at due_at` with a task created after it was
+    // due, or a completion before creation): then each tick gets its own statement.
+    let chunk = if rows_arrive_late(&signals.conn, &rule.metric, *last)? { 1 } else { crate::exec::TICKS_PER_STATEMENT };
+    let mut out = Vec::new();
+    for chunk in ticks.chunks(chunk) {
+        let mut stmt = signals.conn.prepare(&evaluation_sql(rule, chunk))?;
+        let rows = stmt.query_map([], |r| {
+            Ok(AnomalyRow {
+                tenant_id: r.get(0)?,
+                site_id: r.get(1)?,
+                series: r.get(2)?,
+                bucket_start: r.get(3)?,
+                observed: r.get(4)?,
+                expected: r.get(5)?,
+                z: r.get(6)?,
+                samples: r.get(7)?,
+                level: r.get(8)?,
+                spread: r.get(9)?,
+                severity: r.get(10)?,
+                suppressed: r.get(11)?,
+                tick: r.get(12)?,
+            })
+        })?;
+        for row in rows {
+            out.push(row?);
+        }
+    }
+    Ok(out)
+}
+
+/// Does a row of the metric have an event time after its bucket time (up to `now`)?
+fn rows_arrive_late(conn: &duckdb::Connection, m: &Metric, now: i64) -> Result<bool, duckdb::Error> {
+    let Some(event) = m.table.event_time.filter(|e| *e != m.time_column) else { return Ok(false) };
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM {}.{} AS r WHERE r.{ev} > r.{time} AND epoch_us(r.{time}) < {now})",
+        ident(RAW_SCHEMA),
+        ident(m.table.name),
+        ev = ident(event),
+        time = ident(m.time_column),
+    );
+    conn.query_row(&sql, [], |r| r.get(0))
 }
 
 /// Rounds a figure for evidence (6 decimals; whole numbers stay whole).

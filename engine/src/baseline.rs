@@ -19,6 +19,7 @@ use std::path::Path;
 
 use crate::anomaly::{self, Level, Metric};
 use crate::load::Signals;
+use crate::migrations::StateError;
 use crate::sql::string_literal;
 
 /// The schema name the state database is attached as.
@@ -37,19 +38,13 @@ pub struct Folded {
     pub samples: i64,
 }
 
-fn attach(signals: &Signals, state: &Path) -> Result<(), duckdb::Error> {
+fn attach(signals: &Signals, state: &Path) -> Result<(), StateError> {
     crate::store::attach_file(&signals.conn, state, STATE)?;
-    signals.conn.execute_batch(&format!(
-        "CREATE TABLE IF NOT EXISTS {STATE}.baseline_watermark (
-             metric VARCHAR PRIMARY KEY, bucket_us BIGINT NOT NULL, folded_until BIGINT NOT NULL);
-         CREATE TABLE IF NOT EXISTS {STATE}.baseline_stats (
-             tenant_id VARCHAR NOT NULL, site_id VARCHAR NOT NULL, metric VARCHAR NOT NULL, series VARCHAR NOT NULL,
-             level VARCHAR NOT NULL, slot BIGINT NOT NULL, n BIGINT NOT NULL, mean DOUBLE NOT NULL, m2 DOUBLE NOT NULL,
-             PRIMARY KEY (tenant_id, site_id, metric, series, level, slot));
-         CREATE TABLE IF NOT EXISTS {STATE}.baseline_samples (
-             tenant_id VARCHAR NOT NULL, site_id VARCHAR NOT NULL, metric VARCHAR NOT NULL, series VARCHAR NOT NULL,
-             level VARCHAR NOT NULL, slot BIGINT NOT NULL, bucket_start BIGINT NOT NULL, x DOUBLE NOT NULL);"
-    ))
+    if let Err(e) = crate::migrations::upgrade(&signals.conn, STATE) {
+        detach(signals);
+        return Err(e);
+    }
+    Ok(())
 }
 
 fn detach(signals: &Signals) {
@@ -58,10 +53,10 @@ fn detach(signals: &Signals) {
 
 /// Folds every complete bucket ending after each metric's watermark and at or
 /// before `until` into the state at `state`. `window`: samples kept per slot.
-pub fn update(signals: &Signals, metrics: &[Metric], state: &Path, until: i64, window: u32) -> Result<Vec<Folded>, duckdb::Error> {
+pub fn update(signals: &Signals, metrics: &[Metric], state: &Path, until: i64, window: u32) -> Result<Vec<Folded>, StateError> {
     let _guard = crate::store::state_lock();
     attach(signals, state)?;
-    let result = update_attached(signals, metrics, until, window);
+    let result = update_attached(signals, metrics, until, window).map_err(StateError::Db);
     if result.is_err() {
         let _ = signals.conn.execute_batch("ROLLBACK");
     }
@@ -183,7 +178,7 @@ pub fn show(
     site: &str,
     metric: &str,
     level: Level,
-) -> Result<Vec<(String, String, SlotStats)>, duckdb::Error> {
+) -> Result<Vec<(String, String, SlotStats)>, StateError> {
     let _guard = crate::store::state_lock();
     attach(signals, state)?;
     let result = (|| {
@@ -228,11 +223,11 @@ pub fn show(
         rows.collect::<Result<Vec<_>, _>>()
     })();
     detach(signals);
-    result
+    result.map_err(StateError::Db)
 }
 
 /// The watermark of each metric in the state: (metric, bucket minutes, folded until).
-pub fn watermarks(signals: &Signals, state: &Path) -> Result<Vec<(String, i64, i64)>, duckdb::Error> {
+pub fn watermarks(signals: &Signals, state: &Path) -> Result<Vec<(String, i64, i64)>, StateError> {
     let _guard = crate::store::state_lock();
     attach(signals, state)?;
     let result = (|| {
@@ -243,7 +238,7 @@ pub fn watermarks(signals: &Signals, state: &Path) -> Result<Vec<(String, i64, i
         rows.collect::<Result<Vec<_>, _>>()
     })();
     detach(signals);
-    result
+    result.map_err(StateError::Db)
 }
 
 /// The label of a slot: `Mon 09:00` (hour-of-week), `09:00` (hour-of-day), `all`.

@@ -315,3 +315,96 @@ pub fn compare_snapshot(stored: Option<&BTreeMap<String, Vec<String>>>, at: i64,
     }
     problems
 }
+
+/// What running one case file gave.
+#[derive(Debug)]
+pub struct CaseOutcome {
+    /// The case's name (its `name` line, else the file stem).
+    pub name: String,
+    /// The case file.
+    pub file: std::path::PathBuf,
+    /// What did not match; empty when the case passed.
+    pub problems: Vec<String>,
+    /// The snapshot file `accept` wrote (new or changed).
+    pub accepted: Option<std::path::PathBuf>,
+    /// The findings at each `at` time, in order (for test harnesses that keep them).
+    pub findings: Vec<(i64, Vec<Finding>)>,
+}
+
+/// Runs one case file against a rule set: loads its rows, evaluates every `at`
+/// time in one pass over all ticks, and compares expectations and snapshots.
+/// With `accept`, snapshot sections are written instead of compared.
+pub fn run(set: &crate::RuleSet, file: &Path, accept: bool) -> CaseOutcome {
+    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("case").to_string();
+    let mut outcome =
+        CaseOutcome { name: stem.clone(), file: file.to_path_buf(), problems: Vec::new(), accepted: None, findings: Vec::new() };
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            outcome.problems.push(format!("cannot read: {e}"));
+            return outcome;
+        }
+    };
+    let parsed = match parse_case(&text) {
+        Ok(c) => c,
+        Err(e) => {
+            outcome.problems.push(format!("{}:{e}", file.display()));
+            return outcome;
+        }
+    };
+    if !parsed.name.is_empty() {
+        outcome.name = parsed.name.clone();
+    }
+    let dir = std::env::temp_dir().join(format!("vigil-case-{}-{stem}-{}", std::process::id(), unique()));
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = write_tables(&parsed, &dir) {
+        outcome.problems.push(format!("cannot write the case's tables: {e}"));
+        return outcome;
+    }
+    let loaded = crate::load::load(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    let signals = match loaded {
+        Ok(s) => s,
+        Err(e) => {
+            outcome.problems.push(format!("{}: table {e}", file.display()));
+            return outcome;
+        }
+    };
+    let filter = crate::exec::Filter { rules: parsed.rules.iter().cloned().collect(), ..Default::default() };
+    let ticks: Vec<i64> = parsed.checks.iter().map(|c| c.at).collect();
+    let (findings, failures) = crate::exec::evaluate_ticks(&signals, set, &ticks, &filter);
+    outcome.problems.extend(failures.iter().map(|f| f.to_string()));
+    let snap_file = snapshot_path(file);
+    let stored = std::fs::read_to_string(&snap_file).ok().map(|t| parse_snapshot(&t));
+    let mut sections = Vec::new();
+    for check in &parsed.checks {
+        let at = crate::exec::iso(check.at);
+        let at_tick: Vec<Finding> = findings.iter().filter(|f| f.detected_at == at).cloned().collect();
+        outcome.problems.extend(compare(&parsed, check, &at_tick).into_iter().map(|p| format!("at {at}: {p}")));
+        if check.snapshot {
+            let lines = snapshot_lines(&at_tick);
+            if !accept {
+                outcome.problems.extend(compare_snapshot(stored.as_ref(), check.at, &lines).into_iter().map(|p| format!("at {at}: {p}")));
+            }
+            sections.push((check.at, lines));
+        }
+        outcome.findings.push((check.at, at_tick));
+    }
+    if accept && !sections.is_empty() {
+        let text = render_snapshot(file, &sections);
+        let before = std::fs::read_to_string(&snap_file).ok();
+        if before.as_deref() != Some(text.as_str()) {
+            match std::fs::write(&snap_file, text) {
+                Ok(()) => outcome.accepted = Some(snap_file.clone()),
+                Err(e) => outcome.problems.push(format!("cannot write {}: {e}", snap_file.display())),
+            }
+        }
+    }
+    outcome
+}
+
+/// A number unique within this process, for temporary directories of cases run in parallel.
+fn unique() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}

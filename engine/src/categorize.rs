@@ -2,7 +2,7 @@
 //!
 //! Invariant: a [`Categories`] names only the five contract categories.
 
-use crate::diag::{codes, Diagnostic};
+use crate::diag::Diagnostic;
 use crate::schema;
 use crate::syntax::ast::{CategoriesDef, Span};
 
@@ -52,12 +52,8 @@ impl Categories {
 pub fn check_categories(def: &CategoriesDef) -> Result<Categories, Vec<Diagnostic>> {
     let mut errors = Vec::new();
     let mut valid = |id: &crate::syntax::ast::Ident| {
-        if !schema::CATEGORIES.contains(&id.name.as_str()) {
-            errors.push(
-                Diagnostic::error(codes::UNKNOWN_VALUE, format!("unknown category `{}`", id.name), id.span, "not a category")
-                    .suggest(&id.name, schema::CATEGORIES.iter().copied())
-                    .hint(format!("categories are {}", schema::CATEGORIES.join(", "))),
-            );
+        if let Err(d) = crate::diag::parse_word::<schema::Category>(id) {
+            errors.push(d);
         }
     };
     for (c, _) in &def.rules {
@@ -74,6 +70,73 @@ pub fn check_categories(def: &CategoriesDef) -> Result<Categories, Vec<Diagnosti
         fallback: def.fallback.as_ref().map(|f| f.name.clone()).unwrap_or_else(|| "OPERATIONAL".to_string()),
         span: Some(def.span),
     })
+}
+
+/// Parses a `--context` value: a number, a duration (`90m`), true/false, null, or text.
+pub fn parse_context_value(text: &str) -> crate::check::Value {
+    use crate::check::Value;
+    if let Ok(n) = text.parse::<f64>() {
+        return Value::Number(n);
+    }
+    if let Some(d) = crate::syntax::duration_micros(text) {
+        return Value::Duration(d);
+    }
+    match text {
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        "null" => Value::Null,
+        _ => Value::String(text.to_string()),
+    }
+}
+
+/// The outcome of [`severity_for`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeverityOutcome {
+    /// The severity.
+    pub severity: String,
+    /// The 1-based step that matched (`None`: the base severity).
+    pub step: Option<usize>,
+    /// Names the steps read that the context did not give (or gave with another type).
+    pub missing: std::collections::BTreeSet<String>,
+}
+
+/// The severity of a finding of `rule` whose figures are `given` (name -> value),
+/// as the origin system's `categorize_finding(type, context)` gave it. The steps go
+/// through the planner and DuckDB like the rule itself ([`crate::plan::plan_context_severity`]),
+/// so there is one evaluator of the language. A `given` parameter replaces its default.
+pub fn severity_for(
+    rule: &crate::check::CheckedRule,
+    given: &std::collections::HashMap<String, crate::check::Value>,
+) -> Result<SeverityOutcome, duckdb::Error> {
+    use crate::check::TKind;
+    let mut params = crate::plan::default_params(rule);
+    for p in &rule.params {
+        if let Some(v) = given.get(&p.name).filter(|v| v.ty() == p.default.ty()) {
+            params.values.insert(p.name.clone(), v.clone());
+        }
+    }
+    let mut missing = std::collections::BTreeSet::new();
+    for (_, cond) in &rule.severity_steps {
+        cond.walk(&mut |e| {
+            let (name, ty) = match &e.kind {
+                TKind::Let(name) => (name.as_str(), e.ty),
+                TKind::Column { scope: 0, column } => (*column, e.ty),
+                _ => return,
+            };
+            if given.get(name).is_none_or(|v| v.ty() != ty) {
+                missing.insert(name.to_string());
+            }
+        });
+    }
+    let query = crate::plan::plan_context_severity(rule, &params, given);
+    let conn = crate::load::open_database()?;
+    let step: i64 = conn.query_row(&crate::sql::render(&query, &[]), [], |r| r.get(0))?;
+    let step = usize::try_from(step).ok().filter(|s| *s > 0);
+    let severity = match step.and_then(|s| rule.severity_steps.get(s - 1)) {
+        Some((level, _)) => level.clone(),
+        None => rule.base_severity.clone(),
+    };
+    Ok(SeverityOutcome { severity, step, missing })
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! tenant_id, site_id, finding_type, guard_id, entity_id), NULLs first, so two
 //! runs over the same input print identical bytes.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use duckdb::types::Value as DbValue;
 use serde::Serialize;
@@ -127,25 +127,53 @@ pub fn evaluate(signals: &Signals, rules: &RuleSet, now: i64, filter: &Filter) -
 /// blows a limit, say) is reported and skipped; the others still produce their
 /// findings.
 pub fn evaluate_all(signals: &Signals, rules: &RuleSet, now: i64, filter: &Filter) -> (Vec<Finding>, Vec<ExecError>) {
+    evaluate_ticks(signals, rules, &[now], filter)
+}
+
+/// At most this many ticks go into one statement, so memory stays bounded on long
+/// replays (a day of 5-minute ticks).
+pub const TICKS_PER_STATEMENT: usize = 288;
+
+/// Evaluates every rule of the set at each of `ticks`, one statement per rule
+/// over all ticks (in chunks of [`TICKS_PER_STATEMENT`]): the findings of every
+/// tick, sorted in the contract's order, and the rules that failed (each once).
+pub fn evaluate_ticks(signals: &Signals, rules: &RuleSet, ticks: &[i64], filter: &Filter) -> (Vec<Finding>, Vec<ExecError>) {
+    let mut ticks = ticks.to_vec();
+    ticks.sort_unstable();
+    ticks.dedup();
     let mut out = Vec::new();
     let mut failures = Vec::new();
-    for rule in &rules.rules {
-        if !filter.rules.is_empty() && !filter.rules.contains(&rule.id) {
-            continue;
-        }
+    let wanted = |id: &str| filter.rules.is_empty() || filter.rules.contains(id);
+    for (rule, planned) in rules.planned().filter(|(r, _)| wanted(&r.id)) {
         let params = rules.params_for(rule);
-        match evaluate_rule(signals, rules, rule, now, &params) {
-            Ok(found) => out.extend(found),
-            Err(e) => failures.push(e),
+        let mut failed: Option<ExecError> = None;
+        for chunk in ticks.chunks(TICKS_PER_STATEMENT) {
+            match evaluate_planned(signals, rules, rule, planned, chunk, &params) {
+                Ok(found) => out.extend(found),
+                // A failure (a script blowing a limit on one row) fails the rule at the
+                // ticks where it happens, not at every tick of the chunk.
+                Err(e) if chunk.len() > 1 => {
+                    for tick in chunk {
+                        match evaluate_planned(signals, rules, rule, planned, std::slice::from_ref(tick), &params) {
+                            Ok(found) => out.extend(found),
+                            Err(e) => {
+                                failed.get_or_insert(e);
+                            }
+                        }
+                    }
+                    failed.get_or_insert(e);
+                }
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
         }
+        failures.extend(failed);
     }
-    for a in &rules.anomalies {
-        if !filter.rules.is_empty() && !filter.rules.contains(&a.id) {
-            continue;
-        }
-        match evaluate_anomaly(signals, rules, a, now) {
-            Ok(found) => out.extend(found),
-            Err(e) => failures.push(e),
+    for a in rules.anomalies.iter().filter(|a| wanted(&a.id)) {
+        match crate::anomaly::run_ticks(signals, a, &ticks) {
+            Ok(rows) => out.extend(rows.into_iter().map(|row| anomaly_finding(rules, a, row))),
+            Err(e) => failures.push(ExecError { rule: a.id.clone(), message: e.to_string() }),
         }
     }
     out.retain(|f| filter.tenant.as_ref().is_none_or(|t| *t == f.tenant_id) && filter.site.as_ref().is_none_or(|s| *s == f.site_id));
@@ -155,7 +183,8 @@ pub fn evaluate_all(signals: &Signals, rules: &RuleSet, now: i64, filter: &Filte
     (out, failures)
 }
 
-/// Evaluates one rule with the given parameter values.
+/// Evaluates one rule at `now` with the given parameter values (planned anew:
+/// for `bench` and one-off evaluations with other parameters).
 pub fn evaluate_rule(
     signals: &Signals,
     rules: &RuleSet,
@@ -163,11 +192,25 @@ pub fn evaluate_rule(
     now: i64,
     params: &ParamValues,
 ) -> Result<Vec<Finding>, ExecError> {
-    let planned = plan::plan(rule, now, params);
-    let rows = run(signals, &planned).map_err(|e| ExecError { rule: rule.id.clone(), message: e.to_string() })?;
-    let detected_at = iso(now);
+    evaluate_planned(signals, rules, rule, &plan::plan(rule, params), &[now], params)
+}
+
+/// Runs a rule's plan at `ticks` (ascending) and builds its findings.
+pub fn evaluate_planned(
+    signals: &Signals,
+    rules: &RuleSet,
+    rule: &CheckedRule,
+    planned: &SqlPlan,
+    ticks: &[i64],
+    params: &ParamValues,
+) -> Result<Vec<Finding>, ExecError> {
+    let rows = run(signals, planned, ticks).map_err(|e| ExecError { rule: rule.id.clone(), message: e.to_string() })?;
     let mut findings = Vec::with_capacity(rows.len());
     for row in rows {
+        let detected_at = match row.get(6) {
+            Some(DbValue::BigInt(t)) => iso(*t),
+            other => return Err(ExecError { rule: rule.id.clone(), message: format!("the statement returned no tick ({other:?})") }),
+        };
         let text = |i: usize| match row.get(i) {
             Some(DbValue::Text(s)) => Some(s.clone()),
             _ => None,
@@ -224,7 +267,7 @@ pub fn evaluate_rule(
             entity_id: text(3),
             category: rule.category.clone(),
             severity,
-            detected_at: detected_at.clone(),
+            detected_at,
             title: rule.title.clone(),
             evidence,
             runbook: book.map(|b| b.id.clone()).unwrap_or_else(|| rules.cascade.fallback.clone()),
@@ -239,11 +282,14 @@ pub fn evaluate_rule(
 /// Evaluates one anomaly rule: the last complete bucket before `now` of every
 /// series against its baseline.
 pub fn evaluate_anomaly(signals: &Signals, rules: &RuleSet, a: &crate::anomaly::AnomalyRule, now: i64) -> Result<Vec<Finding>, ExecError> {
+    let rows = crate::anomaly::run_ticks(signals, a, &[now]).map_err(|e| ExecError { rule: a.id.clone(), message: e.to_string() })?;
+    Ok(rows.into_iter().map(|row| anomaly_finding(rules, a, row)).collect())
+}
+
+/// The finding of one firing anomaly series.
+fn anomaly_finding(rules: &RuleSet, a: &crate::anomaly::AnomalyRule, row: crate::anomaly::AnomalyRow) -> Finding {
     use crate::anomaly::figure;
-    let rows = crate::anomaly::run(&signals.conn, a, now).map_err(|e| ExecError { rule: a.id.clone(), message: e.to_string() })?;
-    let detected_at = iso(now);
-    let mut findings = Vec::with_capacity(rows.len());
-    for row in rows {
+    {
         let mut evidence = serde_json::Map::new();
         evidence.insert("metric".into(), a.metric.name.clone().into());
         if a.metric.per.is_some() {
@@ -262,7 +308,7 @@ pub fn evaluate_anomaly(signals: &Signals, rules: &RuleSet, a: &crate::anomaly::
         let key =
             runbook::FindingKey { finding_type: &a.finding_type, category: &a.category, severity: &row.severity, tenant: &row.tenant_id };
         let (book, step, _) = runbook::match_runbook(&rules.runbooks, &rules.cascade, &key);
-        findings.push(Finding {
+        Finding {
             finding_type: a.finding_type.clone(),
             rule: a.id.clone(),
             tenant_id: row.tenant_id,
@@ -271,16 +317,15 @@ pub fn evaluate_anomaly(signals: &Signals, rules: &RuleSet, a: &crate::anomaly::
             entity_id: None,
             category: a.category.clone(),
             severity: row.severity,
-            detected_at: detected_at.clone(),
+            detected_at: iso(row.tick),
             title: a.title.clone(),
             evidence,
             runbook: book.map(|b| b.id.clone()).unwrap_or_else(|| rules.cascade.fallback.clone()),
             runbook_match: step,
             suppressed: row.suppressed,
             recommended_actions: a.actions.clone(),
-        });
+        }
     }
-    Ok(findings)
 }
 
 fn param_json(v: &crate::check::Value) -> serde_json::Value {
@@ -338,8 +383,8 @@ fn apply_scripts(
     Ok(true)
 }
 
-fn run(signals: &Signals, planned: &SqlPlan) -> Result<Vec<Vec<DbValue>>, duckdb::Error> {
-    let text = sql::render(&planned.query);
+fn run(signals: &Signals, planned: &SqlPlan, ticks: &[i64]) -> Result<Vec<Vec<DbValue>>, duckdb::Error> {
+    let text = sql::render(&planned.query, ticks);
     let mut stmt = signals.conn.prepare(&text)?;
     let width = plan::FIXED_COLUMNS.len() + planned.evidence.len() + planned.script_inputs.len();
     let rows = stmt.query_map([], |r| (0..width).map(|i| r.get::<_, DbValue>(i)).collect::<Result<Vec<_>, _>>())?;
@@ -390,73 +435,61 @@ pub fn format_duration(micros: i64) -> String {
 /// first tick where it holds; one that clears and holds again is new. Rule
 /// failures are reported once per rule and do not stop the replay.
 ///
-/// Ticks are independent evaluations, so they run on one connection per core;
-/// the first-tick bookkeeping then walks them in order.
+/// Each rule runs as one statement per chunk of ticks ([`evaluate_ticks`]); the
+/// first-tick bookkeeping then walks the ticks in order.
 pub fn replay(signals: &Signals, rules: &RuleSet, from: i64, to: i64, every: i64, filter: &Filter) -> (Vec<Finding>, Vec<ExecError>) {
-    let ticks: Vec<i64> = std::iter::successors(Some(from), |t| t.checked_add(every)).take_while(|t| *t <= to).collect();
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4).min(ticks.len().max(1));
-    let mut per_tick: Vec<Option<(Vec<Finding>, Vec<ExecError>)>> = (0..ticks.len()).map(|_| None).collect();
+    let ticks = tick_series(from, to, every);
     let mut failures: Vec<ExecError> = Vec::new();
-    // Parallel ticks, not parallel operators: DuckDB's own threads would only
-    // contend with the workers on queries this small.
-    let threads: Option<i64> = signals.conn.query_row("SELECT current_setting('threads')", [], |r| r.get(0)).ok();
-    if workers > 1 {
-        let _ = signals.conn.execute_batch("SET threads TO 1");
-    }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|w| {
-                let conn = signals.conn.try_clone();
-                let ticks = &ticks;
-                scope.spawn(move || {
-                    let conn = conn.map_err(|e| ExecError { rule: "*".into(), message: format!("cannot open a connection: {e}") })?;
-                    let view = Signals::from_connection(conn);
-                    Ok::<_, ExecError>(
-                        ticks
-                            .iter()
-                            .enumerate()
-                            .skip(w)
-                            .step_by(workers)
-                            .map(|(i, t)| (i, evaluate_all(&view, rules, *t, filter)))
-                            .collect::<Vec<_>>(),
-                    )
-                })
-            })
-            .collect();
-        for h in handles {
-            match h.join() {
-                Ok(Ok(results)) => {
-                    for (i, r) in results {
-                        per_tick[i] = Some(r);
-                    }
-                }
-                Ok(Err(e)) => failures.push(e),
-                Err(_) => failures.push(ExecError { rule: "*".into(), message: "a replay worker panicked".into() }),
-            }
-        }
-    });
-    if let (true, Some(n)) = (workers > 1, threads) {
-        let _ = signals.conn.execute_batch(&format!("SET threads TO {n}"));
-    }
-    let mut open: HashSet<Identity> = HashSet::new();
+    let mut first = FirstSeen::default();
     let mut out = Vec::new();
-    for (findings, failed) in per_tick.into_iter().flatten() {
+    for chunk in ticks.chunks(TICKS_PER_STATEMENT) {
+        let (findings, failed) = evaluate_ticks(signals, rules, chunk, filter);
         for f in failed {
             if failures.iter().all(|known| known.rule != f.rule) {
                 failures.push(f);
             }
         }
-        let mut current: HashSet<Identity> = HashSet::new();
-        for f in findings {
-            let id = f.identity();
-            if !open.contains(&id) {
-                out.push(f);
-            }
-            current.insert(id);
-        }
-        open = current;
+        out.extend(first.fold(chunk, findings));
     }
     (out, failures)
+}
+
+/// The ticks from, from + every, ... <= to.
+pub fn tick_series(from: i64, to: i64, every: i64) -> Vec<i64> {
+    if to < from {
+        return Vec::new();
+    }
+    if every <= 0 {
+        return vec![from];
+    }
+    std::iter::successors(Some(from), |t| t.checked_add(every)).take_while(|t| *t <= to).collect()
+}
+
+/// Which findings hold at the previous tick: folds per-tick findings into the
+/// ones that are new (CONTRACT.md: a finding is printed at the first tick where
+/// it holds; one that clears and holds again is new).
+#[derive(Debug, Default)]
+pub struct FirstSeen {
+    open: HashSet<Identity>,
+}
+
+impl FirstSeen {
+    /// Takes the findings of `ticks` (ascending, following the ticks folded
+    /// before) and returns those that are new at their tick.
+    pub fn fold(&mut self, ticks: &[i64], findings: Vec<Finding>) -> Vec<Finding> {
+        let mut by_tick: HashMap<String, Vec<Finding>> = HashMap::new();
+        for f in findings {
+            by_tick.entry(f.detected_at.clone()).or_default().push(f);
+        }
+        let mut out = Vec::new();
+        for t in ticks {
+            let at_tick = by_tick.remove(&iso(*t)).unwrap_or_default();
+            let current: HashSet<Identity> = at_tick.iter().map(Finding::identity).collect();
+            out.extend(at_tick.into_iter().filter(|f| !self.open.contains(&f.identity())));
+            self.open = current;
+        }
+        out
+    }
 }
 
 /// Counts findings per type, for summaries.
@@ -476,9 +509,9 @@ pub fn explain_candidates(
     now: i64,
     params: &ParamValues,
 ) -> Result<(Vec<String>, Vec<Vec<String>>), ExecError> {
-    let planned = plan::plan_explain(rule, now, params);
+    let planned = plan::plan_explain(rule, params);
     let fail = |e: duckdb::Error| ExecError { rule: rule.id.clone(), message: e.to_string() };
-    let text = sql::render(&planned.query);
+    let text = sql::render(&planned.query, &[now]);
     let mut stmt = signals.conn.prepare(&text).map_err(fail)?;
     let width = planned.columns.len();
     let rows = stmt

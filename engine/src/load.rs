@@ -200,6 +200,9 @@ fn attach_view(conn: &Connection, table: &Table, file: &Path, from: &str) -> Res
         if text_time {
             check_text_timestamps(conn, file, from, c.name)?;
         }
+        if c.name == "timezone" {
+            check_time_zones(conn, file, from, c.name)?;
+        }
         let ok = match c.storage {
             Storage::Text => true,
             Storage::Time => ty.starts_with("TIMESTAMP") || text_time,
@@ -251,6 +254,29 @@ fn check_text_timestamps(conn: &Connection, file: &Path, from: &str, column: &st
             )
         }),
     }
+}
+
+/// Refuses a time zone that is not an IANA name chrono-tz knows, naming the row
+/// (the same rule as for CSV files: a site's local time must never silently be UTC).
+fn check_time_zones(conn: &Connection, file: &Path, from: &str, column: &str) -> Result<(), LoadError> {
+    let fail = |e: duckdb::Error| file_error(file, e.to_string());
+    let sql = format!("SELECT DISTINCT CAST({col} AS VARCHAR) FROM {from} WHERE {col} IS NOT NULL", col = ident(column));
+    let mut stmt = conn.prepare(&sql).map_err(fail)?;
+    let zones = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(fail)?.collect::<Result<Vec<String>, _>>().map_err(fail)?;
+    let Some(bad) = zones.into_iter().find(|z| z.trim().parse::<chrono_tz::Tz>().is_err()) else {
+        return Ok(());
+    };
+    let sql = format!(
+        "SELECT rn FROM (SELECT row_number() OVER () AS rn, CAST({col} AS VARCHAR) AS v FROM {from}) WHERE v = {value} LIMIT 1",
+        col = ident(column),
+        value = string_literal(&bad),
+    );
+    let row: Option<i64> = conn.query_row(&sql, [], |r| r.get(0)).ok();
+    Err(LoadError {
+        row: row.map(|r| r as u64),
+        column: Some(column.to_string()),
+        ..file_error(file, format!("`{bad}` is not an IANA time zone such as Europe/London"))
+    })
 }
 
 fn is_numeric(ty: &str) -> bool {

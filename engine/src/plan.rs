@@ -1,15 +1,20 @@
-//! Stage 3, plan: [`CheckedRule`] at time T to a set-based SQL [`Query`].
+//! Stage 3, plan: [`CheckedRule`] to a set-based SQL [`Query`] over a relation of
+//! evaluation times (ticks).
 //!
-//! Invariant: the query reads signal tables only through *as-of views* that
-//! hide rows whose event time is after T and read closing columns after T as
-//! NULL, so no rule can look ahead. One statement evaluates the rule for every
-//! tenant, site and guard at once; its output order is fixed by ORDER BY.
+//! Invariant: the query reads signal tables only through *as-of views* that pair
+//! each row with every tick T that may see it: rows whose event time is after T
+//! are not paired with T, and closing columns after T read as NULL, so no rule can
+//! look ahead. One statement evaluates the rule for every tenant, site, guard and
+//! tick at once; its output order is fixed by ORDER BY (tick first). A rule is
+//! planned once per load; evaluating at some ticks only renders the ticks into it
+//! ([`crate::sql::render`]).
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::check::{Builtin, CheckedRule, TExpr, TKind, TSource, Value};
 use crate::schema::{self, Table, Ty};
-use crate::sql::{Cte, From, Query, Select, SqlExpr};
+use crate::sql::{Cte, From, Query, Select, SqlExpr, TICK};
 use crate::syntax::ast::{AggFn, BinOp};
 
 /// The planned statement and the shape of its output.
@@ -61,19 +66,20 @@ impl ParamValues {
     }
 }
 
-/// Output columns every plan produces, before the evidence columns.
-pub const FIXED_COLUMNS: &[&str] = &["tenant_id", "site_id", "guard_id", "entity_id", "severity", "suppressed"];
+/// Output columns every plan produces, before the evidence columns; `tick` is the
+/// evaluation time in microseconds since the epoch.
+pub const FIXED_COLUMNS: &[&str] = &["tenant_id", "site_id", "guard_id", "entity_id", "severity", "suppressed", "tick"];
 
-/// Plans a rule at `now` (microseconds since the epoch, UTC).
-pub fn plan(rule: &CheckedRule, now: i64, params: &ParamValues) -> SqlPlan {
-    plan_with(rule, now, params, true)
+/// Plans a rule for evaluation at any set of ticks.
+pub fn plan(rule: &CheckedRule, params: &ParamValues) -> SqlPlan {
+    plan_with(rule, params, true)
 }
 
 /// Plans a rule; `push_down` moves the parts of the condition that read only the
 /// entity row into the entity's own filter, so figures are computed only for rows
 /// that can still fire (off for `explain`, which shows every candidate).
-fn plan_with(rule: &CheckedRule, now: i64, params: &ParamValues, push_down: bool) -> SqlPlan {
-    let mut p = Planner { rule, now, params, bounds: BTreeMap::new(), push_down };
+fn plan_with(rule: &CheckedRule, params: &ParamValues, push_down: bool) -> SqlPlan {
+    let mut p = Planner::new(rule, params, Now::Ticks, push_down);
     p.collect_bounds();
     let body_and_layers = p.body();
     let mut ctes = p.as_of_views();
@@ -96,9 +102,9 @@ pub struct ExplainPlan {
     pub columns: Vec<String>,
 }
 
-/// Plans the "why did it (not) fire" query of a rule at `now`.
-pub fn plan_explain(rule: &CheckedRule, now: i64, params: &ParamValues) -> ExplainPlan {
-    let mut planned = plan_with(rule, now, params, false);
+/// Plans the "why did it (not) fire" query of a rule (render it for one tick).
+pub fn plan_explain(rule: &CheckedRule, params: &ParamValues) -> ExplainPlan {
+    let mut planned = plan_with(rule, params, false);
     let r0 = rel(0);
     let condition = planned.query.body.filter.take().unwrap_or(SqlExpr::Bool(true));
     let mut items: Vec<(SqlExpr, Option<String>)> = planned.query.body.items.drain(..4).collect();
@@ -113,20 +119,20 @@ pub fn plan_explain(rule: &CheckedRule, now: i64, params: &ParamValues) -> Expla
     ExplainPlan { query: planned.query, columns }
 }
 
-/// For each table a rule reads: the earliest event time it needs at `now`
-/// (`None`: the whole table, for plans and tables read without a window).
-pub fn read_ranges(rule: &CheckedRule, now: i64, params: &ParamValues) -> BTreeMap<&'static str, Option<i64>> {
-    let mut p = Planner { rule, now, params, bounds: BTreeMap::new(), push_down: true };
+/// For each table a rule reads: how far before a tick T its event times reach
+/// (rows with event time in (T - lookback, T]; `None`: all rows up to T, for plans
+/// and tables read without a window).
+pub fn read_ranges(rule: &CheckedRule, params: &ParamValues) -> BTreeMap<&'static str, Option<i64>> {
+    let mut p = Planner::new(rule, params, Now::Ticks, true);
     p.collect_bounds();
-    p.bounds
+    p.lookbacks
 }
 
 /// Is a finding of `finding_type` on row `row` (its tenant_id and site_id) covered by a
 /// maintenance window at `now`? (CONTRACT.md: tenant matches, site matches or is NULL,
 /// starts_at <= T < ends_at, finding_types NULL or listing the type.)
-pub fn suppressed_sql(finding_type: &str, now: i64, row: &str) -> SqlExpr {
+pub fn suppressed_sql(finding_type: &str, now: SqlExpr, row: &str) -> SqlExpr {
     let m = "mw";
-    let now = SqlExpr::Timestamp(now);
     let r0 = row;
     let listed = SqlExpr::bin(
         ">",
@@ -185,7 +191,7 @@ pub fn row_condition_sql(e: &TExpr, table: &'static Table, now: i64) -> SqlExpr 
         category_stated: None,
         base_severity: String::new(),
         severity_steps: Vec::new(),
-        cadence: "heartbeat",
+        cadence: schema::Cadence::Heartbeat,
         entity: crate::check::EntityScope { entity: &schema::ENTITIES[0], table, filter: None },
         params: Vec::new(),
         lets: Vec::new(),
@@ -196,7 +202,7 @@ pub fn row_condition_sql(e: &TExpr, table: &'static Table, now: i64) -> SqlExpr 
         span,
     };
     let params = ParamValues::default();
-    let p = Planner { rule: &rule, now, params: &params, bounds: BTreeMap::new(), push_down: false };
+    let p = Planner::new(&rule, &params, Now::At(now), false);
     p.expr(e)
 }
 
@@ -205,14 +211,66 @@ pub fn default_params(rule: &CheckedRule) -> ParamValues {
     ParamValues { values: rule.params.iter().map(|p| (p.name.clone(), p.default.clone())).collect(), scoped: Vec::new() }
 }
 
+/// What `now` is in the SQL.
+#[derive(Debug, Clone, Copy)]
+enum Now {
+    /// The tick of the row being evaluated (rules).
+    Ticks,
+    /// A fixed time (a metric's row condition, evaluated by anomaly statements).
+    At(i64),
+    /// No time and no signals: figures given by hand (`vigil categorize`), where
+    /// `now`, aggregates and site columns are unknown (NULL).
+    Unknown,
+}
+
+/// The severity steps of a rule over figures given by hand, lowered like the
+/// rule's own statement: one SELECT over a one-row relation `r0` holding the
+/// given lets and entity columns (NULL where not given), returning the 1-based
+/// step that holds first, or 0 for the base severity. `now`, aggregates and site
+/// columns read as NULL, so a step that needs them does not hold.
+pub fn plan_context_severity(rule: &CheckedRule, params: &ParamValues, given: &HashMap<String, Value>) -> Query {
+    let p = Planner::new(rule, params, Now::Unknown, false);
+    let r0 = rel(0);
+    let typed = |name: &str, ty: Ty| -> SqlExpr {
+        let sql_type = match ty {
+            Ty::Number => "DOUBLE",
+            Ty::Duration => "BIGINT",
+            Ty::Bool => "BOOLEAN",
+            Ty::Time => "TIMESTAMP",
+            Ty::String | Ty::Null => "VARCHAR",
+        };
+        let value = given.get(name).filter(|v| v.ty() == ty).map(|v| p.value(v)).unwrap_or(SqlExpr::Null);
+        SqlExpr::Cast(Box::new(value), sql_type)
+    };
+    let mut items: Vec<(SqlExpr, Option<String>)> =
+        rule.lets.iter().map(|l| (typed(&l.name, l.value.ty), Some(let_column(&l.name)))).collect();
+    items.extend(rule.entity.table.columns.iter().map(|c| (typed(c.name, c.storage.ty()), Some(c.name.to_string()))));
+    let row = Select { distinct: false, items, from: From::Nothing, filter: None, order_by: vec![] };
+    let steps = rule.severity_steps.iter().enumerate().map(|(i, (_, cond))| (p.expr(cond), SqlExpr::Int(i as i64 + 1))).collect::<Vec<_>>();
+    let step = if steps.is_empty() { SqlExpr::Int(0) } else { SqlExpr::Case(steps, Box::new(SqlExpr::Int(0))) };
+    Query {
+        ctes: vec![Cte { name: "given".into(), parts: vec![row] }],
+        body: Select::from_table("given", &r0, vec![(step, Some("step".into()))]),
+    }
+}
+
 struct Planner<'a> {
     rule: &'a CheckedRule,
-    now: i64,
     params: &'a ParamValues,
-    /// Per table read: the earliest event time any use needs (None: all history).
-    bounds: BTreeMap<&'static str, Option<i64>>,
+    now: Now,
+    /// Per table read: how far before the tick any use reads (None: all history).
+    lookbacks: BTreeMap<&'static str, Option<i64>>,
     /// Move entity-only conditions into the entity filter.
     push_down: bool,
+    /// The innermost row variable that carries a tick: `now` is its tick.
+    tick_scope: Cell<usize>,
+}
+
+/// Does the as-of view of this table pair rows with ticks? Tables with no event
+/// time and no closing column (sites, maintenance windows) look the same at every
+/// tick and are read once.
+fn per_tick(table: &Table) -> bool {
+    table.derived || table.event_time.is_some() || !table.closing.is_empty()
 }
 
 /// The `and`-ed parts of a condition.
@@ -248,7 +306,31 @@ fn let_column(name: &str) -> String {
 
 const MICROS_PER_MINUTE: f64 = 60_000_000.0;
 
-impl Planner<'_> {
+impl<'a> Planner<'a> {
+    fn new(rule: &'a CheckedRule, params: &'a ParamValues, now: Now, push_down: bool) -> Planner<'a> {
+        Planner { rule, params, now, lookbacks: BTreeMap::new(), push_down, tick_scope: Cell::new(0) }
+    }
+
+    /// The evaluation time T where an expression is rendered.
+    fn now_sql(&self) -> SqlExpr {
+        match self.now {
+            Now::Ticks => SqlExpr::col(&rel(self.tick_scope.get()), TICK),
+            Now::At(t) => SqlExpr::Timestamp(t),
+            Now::Unknown => SqlExpr::Cast(Box::new(SqlExpr::Null), "TIMESTAMP"),
+        }
+    }
+
+    /// `now + offset` (offset in microseconds).
+    fn now_plus(&self, offset: i64) -> SqlExpr {
+        match (self.now, offset) {
+            (Now::At(t), _) => SqlExpr::Timestamp(t + offset),
+            (Now::Unknown, _) => self.now_sql(),
+            (Now::Ticks, 0) => self.now_sql(),
+            (Now::Ticks, o) if o < 0 => SqlExpr::bin("-", self.now_sql(), micros_interval(SqlExpr::Int(-o))),
+            (Now::Ticks, o) => SqlExpr::bin("+", self.now_sql(), micros_interval(SqlExpr::Int(o))),
+        }
+    }
+
     fn value(&self, v: &Value) -> SqlExpr {
         match v {
             Value::Number(n) => SqlExpr::Num(*n),
@@ -335,10 +417,11 @@ impl Planner<'_> {
         }
     }
 
-    /// A time known before the query runs (`now`, `now - 15m`, ...).
+    /// A time known relative to the tick (`now`, `now - 15m`, ...): its offset
+    /// from the tick in microseconds.
     fn const_time(&self, e: &TExpr) -> Option<i64> {
         match &e.kind {
-            TKind::Now => Some(self.now),
+            TKind::Now => Some(0),
             TKind::Binary { op: BinOp::Add, lhs, rhs } if e.ty == Ty::Time => {
                 if lhs.ty == Ty::Time {
                     Some(self.const_time(lhs)? + self.const_duration(rhs)?)
@@ -382,16 +465,16 @@ impl Planner<'_> {
         }
     }
 
-    fn note_bound(&mut self, table: &'static str, bound: Option<i64>) {
-        let slot = self.bounds.entry(table).or_insert(bound);
-        *slot = match (*slot, bound) {
-            (Some(a), Some(b)) => Some(a.min(b)),
+    fn note_bound(&mut self, table: &'static str, lookback: Option<i64>) {
+        let slot = self.lookbacks.entry(table).or_insert(lookback);
+        *slot = match (*slot, lookback) {
+            (Some(a), Some(b)) => Some(a.max(b)),
             _ => None,
         };
     }
 
-    /// The earliest event time a filter can accept, when its top-level `and`
-    /// parts include `event_time in last W` or `event_time >(=) CONSTANT`.
+    /// How far before the tick a filter's event times can reach, when its
+    /// top-level `and` parts include `event_time in last W` or `event_time >(=) now - D`.
     fn bound_of(&self, table: &Table, scope: usize, filter: Option<&TExpr>) -> Option<i64> {
         let event = table.event_time?;
         let parts = conjuncts(filter?);
@@ -399,79 +482,70 @@ impl Planner<'_> {
         parts
             .iter()
             .filter_map(|p| match &p.kind {
-                TKind::InLast { expr, window } if is_event(expr) => self.widest_duration(window).map(|w| self.now - w),
-                TKind::Binary { op: BinOp::Gt, lhs, rhs } if is_event(lhs) => self.const_time(rhs),
+                TKind::InLast { expr, window } if is_event(expr) => self.widest_duration(window),
+                TKind::Binary { op: BinOp::Gt, lhs, rhs } if is_event(lhs) => self.const_time(rhs).map(|o| -o),
                 // The as-of view keeps rows strictly after the bound: step back 1µs for `>=`.
-                TKind::Binary { op: BinOp::Ge, lhs, rhs } if is_event(lhs) => self.const_time(rhs).map(|t| t - 1),
+                TKind::Binary { op: BinOp::Ge, lhs, rhs } if is_event(lhs) => self.const_time(rhs).map(|o| 1 - o),
                 _ => None,
             })
-            .max()
+            .min()
     }
 
     /// The as-of views of every table the rule reads.
     fn as_of_views(&self) -> Vec<Cte> {
         let mut out = Vec::new();
-        let mut tables: Vec<(&'static str, Option<i64>)> = self.bounds.iter().map(|(t, b)| (*t, *b)).collect();
+        let mut tables: Vec<(&'static str, Option<i64>)> = self.lookbacks.iter().map(|(t, b)| (*t, *b)).collect();
         tables.sort_by_key(|(t, _)| *t);
-        for (name, bound) in tables {
+        for (name, lookback) in tables {
             let Some(table) = schema::table(name) else { continue };
-            let parts = if table.derived { self.activity_parts(bound) } else { vec![self.as_of_select(table, bound)] };
+            let parts = if table.derived { self.activity_parts(lookback) } else { vec![self.as_of_select(table, lookback)] };
             out.push(Cte { name: name.to_string(), parts });
         }
         out
     }
 
-    fn as_of_select(&self, table: &Table, bound: Option<i64>) -> Select {
-        let r = "r";
-        let now = SqlExpr::Timestamp(self.now);
-        let items = table
-            .columns
-            .iter()
-            .map(|c| {
-                let col = SqlExpr::col(r, c.name);
-                let e = if table.closing.contains(&c.name) {
-                    SqlExpr::Case(vec![(SqlExpr::bin("<=", col, now.clone()), SqlExpr::col(r, c.name))], Box::new(SqlExpr::Null))
-                } else {
-                    col
-                };
-                (e, Some(c.name.to_string()))
-            })
-            .collect();
-        let mut filter = Vec::new();
-        if let Some(ev) = table.event_time {
-            filter.push(SqlExpr::bin("<=", SqlExpr::col(r, ev), now));
-            if let Some(b) = bound {
-                filter.push(SqlExpr::bin(">", SqlExpr::col(r, ev), SqlExpr::Timestamp(b)));
-            }
+    /// One table as seen at each tick: `(tick, row)` for every row the tick may
+    /// see, closing columns after the tick read as NULL. The constant bounds from
+    /// the first and last tick let scans skip row groups no tick needs.
+    fn as_of_select(&self, table: &Table, lookback: Option<i64>) -> Select {
+        let (r, k) = ("r", "k");
+        let raw = From::Raw { name: table.name.to_string(), alias: r.to_string() };
+        let columns = table.columns.iter().map(|c| (SqlExpr::col(r, c.name), Some(c.name.to_string())));
+        if !per_tick(table) {
+            return Select { distinct: false, items: columns.collect(), from: raw, filter: None, order_by: vec![] };
         }
-        Select {
-            distinct: false,
-            items,
-            from: From::Raw { name: table.name.to_string(), alias: r.to_string() },
-            filter: SqlExpr::and_all(filter),
-            order_by: vec![],
-        }
+        let now = SqlExpr::col(k, TICK);
+        let mut items = vec![(now.clone(), Some(TICK.to_string()))];
+        items.extend(columns.map(|(col, name)| {
+            let closing = name.as_deref().is_some_and(|n| table.closing.contains(&n));
+            let e = if closing {
+                SqlExpr::Case(vec![(SqlExpr::bin("<=", col.clone(), now.clone()), col)], Box::new(SqlExpr::Null))
+            } else {
+                col
+            };
+            (e, name)
+        }));
+        let filter = table.event_time.and_then(|ev| SqlExpr::and_all(visible_at_tick(r, ev, k, lookback)));
+        Select { distinct: false, items, from: From::PerTick { rows: Box::new(raw), ticks: k.to_string() }, filter, order_by: vec![] }
     }
 
-    /// `activity`: every sign of life of a guard, with its time.
-    fn activity_parts(&self, bound: Option<i64>) -> Vec<Select> {
-        let now = SqlExpr::Timestamp(self.now);
+    /// `activity`: every sign of life of a guard, with its time, at each tick.
+    fn activity_parts(&self, lookback: Option<i64>) -> Vec<Select> {
+        let (r, k) = ("r", "k");
         let part = |table: &str, guard: &str, time: &str, source: &str, extra: Option<SqlExpr>| {
-            let mut filter = vec![SqlExpr::bin("<=", SqlExpr::col("r", time), now.clone())];
-            if let Some(b) = bound {
-                filter.push(SqlExpr::bin(">", SqlExpr::col("r", time), SqlExpr::Timestamp(b)));
-            }
+            let mut filter = visible_at_tick(r, time, k, lookback);
             filter.extend(extra);
             Select {
                 distinct: false,
                 items: vec![
-                    (SqlExpr::col("r", "tenant_id"), Some("tenant_id".into())),
-                    (SqlExpr::col("r", "site_id"), Some("site_id".into())),
-                    (SqlExpr::col("r", guard), Some("guard_id".into())),
-                    (SqlExpr::col("r", time), Some("ts".into())),
+                    (SqlExpr::col(k, TICK), Some(TICK.into())),
+                    (SqlExpr::col(r, "tenant_id"), Some("tenant_id".into())),
+                    (SqlExpr::col(r, "site_id"), Some("site_id".into())),
+                    (SqlExpr::col(r, guard), Some("guard_id".into())),
+                    (SqlExpr::col(r, time), Some("ts".into())),
                     (SqlExpr::Str(source.into()), Some("source".into())),
                 ],
-                from: From::Raw { name: table.into(), alias: "r".into() },
+                from: From::PerTick { rows: Box::new(From::Raw { name: table.into(), alias: r.into() }), ticks: k.into() },
                 filter: SqlExpr::and_all(filter),
                 order_by: vec![],
             }
@@ -485,7 +559,7 @@ impl Planner<'_> {
                 "assignee_id",
                 "completed_at",
                 "task_completed",
-                Some(SqlExpr::bin("<=", SqlExpr::col("r", "created_at"), now.clone())),
+                Some(SqlExpr::bin("<=", SqlExpr::col(r, "created_at"), SqlExpr::col(k, TICK))),
             ),
             part("shifts", "guard_id", "checked_in_at", "shift_checkin", None),
         ]
@@ -498,6 +572,20 @@ impl Planner<'_> {
         let entity = &rule.entity;
         let r0 = rel(0);
         let mut ctes = Vec::new();
+        // Every entity row is evaluated once per tick: a table that looks the same
+        // at every tick (sites) is paired with the ticks here.
+        let rows = if per_tick(entity.table) {
+            entity.table.name
+        } else {
+            let items = vec![(SqlExpr::Star("r".into()), None), (SqlExpr::col("k", TICK), Some(TICK.to_string()))];
+            let rows =
+                From::PerTick { rows: Box::new(From::Table { name: entity.table.name.into(), alias: "r".into() }), ticks: "k".into() };
+            ctes.push(Cte {
+                name: "entity_rows".into(),
+                parts: vec![Select { distinct: false, items, from: rows, filter: None, order_by: vec![] }],
+            });
+            "entity_rows"
+        };
         let mut entity_select = if entity.entity.name == "guard" {
             // The guard column is `assignee_id` in tasks: read it through the table's guard key.
             let guard_column = entity.table.key("guard").map(|k| k.column).unwrap_or("guard_id");
@@ -505,15 +593,16 @@ impl Planner<'_> {
                 (SqlExpr::col(&r0, "tenant_id"), Some("tenant_id".to_string())),
                 (SqlExpr::col(&r0, "site_id"), Some("site_id".to_string())),
                 (SqlExpr::col(&r0, guard_column), Some("guard_id".to_string())),
+                (SqlExpr::col(&r0, TICK), Some(TICK.to_string())),
             ];
-            let mut s = Select::from_table(entity.table.name, &r0, items);
+            let mut s = Select::from_table(rows, &r0, items);
             s.distinct = true;
             let mut filter = vec![SqlExpr::IsNull(Box::new(SqlExpr::col(&r0, guard_column)), true)];
             filter.extend(entity.filter.as_ref().map(|f| self.expr(f)));
             s.filter = SqlExpr::and_all(filter);
             s
         } else {
-            let mut s = Select::from_table(entity.table.name, &r0, vec![(SqlExpr::Star(r0.clone()), None)]);
+            let mut s = Select::from_table(rows, &r0, vec![(SqlExpr::Star(r0.clone()), None)]);
             let mut filter: Vec<SqlExpr> = entity.filter.iter().map(|f| self.expr(f)).collect();
             if self.push_down {
                 filter.extend(conjuncts(&rule.condition).into_iter().filter(|c| reads_only_entity_row(c)).map(|c| self.expr(c)));
@@ -569,6 +658,7 @@ impl Planner<'_> {
             (col_or_null(entity.entity.id_column), Some("entity_id".to_string())),
             (severity, Some("severity".to_string())),
             (self.suppressed(), Some("suppressed".to_string())),
+            (SqlExpr::Func("epoch_us", vec![SqlExpr::col(&r0, TICK)]), Some("tick".to_string())),
         ];
         for ev in &rule.evidence {
             items.push((self.evidence_expr(&ev.value), Some(format!("ev_{}", ev.name))));
@@ -581,7 +671,7 @@ impl Planner<'_> {
         }
         let mut body = Select::from_table(&previous, &r0, items);
         body.filter = Some(self.expr(&rule.condition));
-        body.order_by = ["tenant_id", "site_id", "guard_id", "entity_id"].iter().map(|c| SqlExpr::col(&r0, c)).collect();
+        body.order_by = [TICK, "tenant_id", "site_id", "guard_id", "entity_id"].iter().map(|c| SqlExpr::col(&r0, c)).collect();
         if entity.entity.guard_column.is_none() {
             body.order_by.retain(|e| e != &SqlExpr::col(&r0, "guard_id"));
         }
@@ -607,7 +697,7 @@ impl Planner<'_> {
 
     /// Maintenance windows covering this finding at T (CONTRACT.md).
     fn suppressed(&self) -> SqlExpr {
-        suppressed_sql(&self.rule.finding_type, self.now, &rel(0))
+        suppressed_sql(&self.rule.finding_type, self.now_sql(), &rel(0))
     }
 
     fn evidence_expr(&self, e: &TExpr) -> SqlExpr {
@@ -624,10 +714,11 @@ impl Planner<'_> {
     fn expr(&self, e: &TExpr) -> SqlExpr {
         match &e.kind {
             TKind::Lit(v) => self.value(v),
-            TKind::Now => SqlExpr::Timestamp(self.now),
+            TKind::Now => self.now_sql(),
             TKind::Param(name) => self.param_sql(name),
             TKind::Let(name) => SqlExpr::col(&rel(0), &let_column(name)),
             TKind::Column { scope, column } => SqlExpr::col(&rel(*scope), column),
+            TKind::SiteColumn { .. } | TKind::Agg { .. } if matches!(self.now, Now::Unknown) => SqlExpr::Null,
             TKind::SiteColumn { scope, column } => {
                 let s = format!("site{scope}");
                 let r = rel(*scope);
@@ -647,10 +738,10 @@ impl Planner<'_> {
             TKind::InLast { expr, window } => {
                 let t = self.expr(expr);
                 let lower = match self.const_duration(window) {
-                    Some(w) => SqlExpr::Timestamp(self.now - w),
-                    None => SqlExpr::bin("-", SqlExpr::Timestamp(self.now), SqlExpr::Func("to_microseconds", vec![self.expr(window)])),
+                    Some(w) => self.now_plus(-w),
+                    None => SqlExpr::bin("-", self.now_sql(), micros_interval(self.expr(window))),
                 };
-                SqlExpr::bin("AND", SqlExpr::bin(">", t.clone(), lower), SqlExpr::bin("<=", t, SqlExpr::Timestamp(self.now)))
+                SqlExpr::bin("AND", SqlExpr::bin(">", t.clone(), lower), SqlExpr::bin("<=", t, self.now_sql()))
             }
             TKind::InList { expr, list } => SqlExpr::InList(Box::new(self.expr(expr)), list.iter().map(|i| self.expr(i)).collect()),
         }
@@ -663,11 +754,11 @@ impl Planner<'_> {
                 ty,
                 span: lhs.span,
             }) {
-                return SqlExpr::Timestamp(t);
+                return self.now_plus(t);
             }
         }
         let (l, r) = (self.expr(lhs), self.expr(rhs));
-        let interval = |d: SqlExpr| SqlExpr::Func("to_microseconds", vec![d]);
+        let interval = micros_interval;
         match (op, lhs.ty, rhs.ty) {
             (BinOp::Add, Ty::Time, Ty::Duration) => SqlExpr::bin("+", l, interval(r)),
             (BinOp::Add, Ty::Duration, Ty::Time) => SqlExpr::bin("+", r, interval(l)),
@@ -714,26 +805,43 @@ impl Planner<'_> {
         }
     }
 
+    /// An aggregate over related rows at the same tick. Inside the source, `now`
+    /// is the source row's own tick (equal to the enclosing one), which keeps the
+    /// correlation to plain equalities.
     fn aggregate(&self, func: AggFn, source: &TSource, arg: Option<&TExpr>) -> SqlExpr {
+        let enclosing = self.tick_scope.get();
+        let ticked = per_tick(source.table);
+        if ticked {
+            self.tick_scope.set(source.scope);
+        }
+        let sql = self.aggregate_at_tick(func, source, arg, ticked.then_some(enclosing));
+        self.tick_scope.set(enclosing);
+        sql
+    }
+
+    fn aggregate_at_tick(&self, func: AggFn, source: &TSource, arg: Option<&TExpr>, tick_of: Option<usize>) -> SqlExpr {
         let r = rel(source.scope);
         let mut filter: Vec<SqlExpr> = source
             .join
             .iter()
             .map(|(here, outer, there)| SqlExpr::bin("=", SqlExpr::col(&r, here), SqlExpr::col(&rel(*outer), there)))
             .collect();
+        filter.extend(tick_of.map(|outer| SqlExpr::bin("=", SqlExpr::col(&r, TICK), SqlExpr::col(&rel(outer), TICK))));
         filter.extend(source.filter.as_ref().map(|f| self.expr(f)));
         if func == AggFn::CountDistinct && !source.join.is_empty() && source.join.iter().all(|(_, outer, _)| *outer == 0) {
             // DuckDB unnests a correlated count(DISTINCT) by aggregating the whole
             // source first; restricting the source to keys of candidate entities
             // (a semi-join) lets it aggregate only those rows (4x faster at 10k sites).
             let mut semi = Select::from_table("entity", "candidate", vec![(SqlExpr::Int(1), None)]);
-            semi.filter = SqlExpr::and_all(
-                source
-                    .join
-                    .iter()
-                    .map(|(here, _, there)| SqlExpr::bin("=", SqlExpr::col("candidate", there), SqlExpr::col(&r, here)))
-                    .collect(),
-            );
+            let mut keys: Vec<SqlExpr> = source
+                .join
+                .iter()
+                .map(|(here, _, there)| SqlExpr::bin("=", SqlExpr::col("candidate", there), SqlExpr::col(&r, here)))
+                .collect();
+            if tick_of.is_some() {
+                keys.push(SqlExpr::bin("=", SqlExpr::col("candidate", TICK), SqlExpr::col(&r, TICK)));
+            }
+            semi.filter = SqlExpr::and_all(keys);
             filter.push(SqlExpr::Exists(Box::new(semi)));
         }
         let arg_sql = arg.map(|a| self.expr(a));
@@ -771,6 +879,25 @@ impl Planner<'_> {
             }
         }
     }
+}
+
+/// A duration (BIGINT microseconds) as an INTERVAL.
+fn micros_interval(d: SqlExpr) -> SqlExpr {
+    SqlExpr::Func("to_microseconds", vec![d])
+}
+
+/// The rows of a table whose event time `column` a tick sees: `(T - lookback, T]`,
+/// plus the same bounds as constants from the first and last tick.
+fn visible_at_tick(r: &str, column: &str, ticks: &str, lookback: Option<i64>) -> Vec<SqlExpr> {
+    let at = SqlExpr::col(r, column);
+    let tick = SqlExpr::col(ticks, TICK);
+    let mut out =
+        vec![SqlExpr::bin("<=", at.clone(), tick.clone()), SqlExpr::bin("<=", at.clone(), SqlExpr::TickBound { latest: true, offset: 0 })];
+    if let Some(l) = lookback {
+        out.push(SqlExpr::bin(">", at.clone(), SqlExpr::bin("-", tick, micros_interval(SqlExpr::Int(l)))));
+        out.push(SqlExpr::bin(">", at, SqlExpr::TickBound { latest: false, offset: -l }));
+    }
+    out
 }
 
 /// Great-circle distance in metres (Earth radius 6,371 km), all in SQL.

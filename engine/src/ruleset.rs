@@ -39,6 +39,8 @@ pub struct RuleSet {
     pub sources: Sources,
     /// Warnings found while checking.
     pub warnings: Vec<Diagnostic>,
+    /// The plan of each rule, in the order of `rules`, made once when the set loads.
+    pub plans: Vec<crate::plan::SqlPlan>,
 }
 
 /// Diagnostics of a rule set that did not load, with the files they point into.
@@ -56,6 +58,11 @@ impl std::fmt::Debug for LoadFailure {
 }
 
 impl RuleSet {
+    /// Each rule with its plan.
+    pub fn planned(&self) -> impl Iterator<Item = (&CheckedRule, &crate::plan::SqlPlan)> {
+        self.rules.iter().zip(&self.plans)
+    }
+
     /// A rule by id.
     pub fn rule(&self, id: &str) -> Option<&CheckedRule> {
         self.rules.iter().find(|r| r.id == id)
@@ -257,12 +264,29 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
         }
     }
 
-    let mut macros: Macros = HashMap::new();
+    let mut macros = Macros::default();
     for m in files.iter().flat_map(|f| f.macros.iter()) {
         if let Some(first) = macros.get(&m.name.name) {
             diagnostics.push(defined_twice("macro", &m.name.name, m.name.span, first.name.span));
         } else {
-            macros.insert(m.name.name.clone(), m.clone());
+            macros.macros.insert(m.name.name.clone(), m.clone());
+        }
+    }
+    for s in files.iter().flat_map(|f| f.sources.iter()) {
+        if let Some(first) = macros.sources.get(&s.name.name) {
+            diagnostics.push(defined_twice("source", &s.name.name, s.name.span, first.name.span));
+        } else if let Some(table) = crate::schema::table(&s.name.name) {
+            diagnostics.push(
+                Diagnostic::error(
+                    codes::DUPLICATE_ID,
+                    format!("source `{}` has the name of a table", s.name.name),
+                    s.name.span,
+                    "a table's name",
+                )
+                .hint(format!("name it after what it selects, e.g. `open_{}`", table.name)),
+            );
+        } else {
+            macros.sources.insert(s.name.name.clone(), s.clone());
         }
     }
 
@@ -390,7 +414,10 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
     if diagnostics.iter().any(Diagnostic::is_error) {
         return Err(LoadFailure { sources, diagnostics });
     }
-    Ok(RuleSet { rules, metrics, anomalies, runbooks, categories, cascade, overrides, sources, warnings: diagnostics })
+    let mut set =
+        RuleSet { rules, metrics, anomalies, runbooks, categories, cascade, overrides, sources, warnings: diagnostics, plans: Vec::new() };
+    set.plans = set.rules.iter().map(|r| crate::plan::plan(r, &set.params_for(r))).collect();
+    Ok(set)
 }
 
 /// What changed between two rule sets: rule ids (rules and anomaly rules)

@@ -57,28 +57,28 @@ pub fn check_runbook(def: &RunbookDef) -> Result<Runbook, Vec<Diagnostic>> {
             RunbookItem::Tenant(t) => tenant = Some(t.value.clone()),
             RunbookItem::MatchesFinding(f) => matches = Some(Matches::Finding(f.name.clone())),
             RunbookItem::MatchesClass { category, severity } => {
-                if !schema::CATEGORIES.contains(&category.name.as_str()) {
-                    errors.push(
-                        Diagnostic::error(
-                            codes::UNKNOWN_VALUE,
-                            format!("unknown category `{}`", category.name),
-                            category.span,
-                            "not a category",
-                        )
-                        .suggest(&category.name, schema::CATEGORIES.iter().copied()),
-                    );
+                if let Err(d) = crate::diag::parse_word::<schema::Category>(category) {
+                    errors.push(d);
                 }
-                if let Some(s) = severity {
-                    if !schema::SEVERITIES.contains(&s.name.as_str()) {
-                        errors.push(
-                            Diagnostic::error(codes::UNKNOWN_VALUE, format!("unknown severity `{}`", s.name), s.span, "not a severity")
-                                .suggest(&s.name, schema::SEVERITIES.iter().copied()),
-                        );
-                    }
+                if let Some(Err(d)) = severity.as_ref().map(crate::diag::parse_word::<schema::Severity>) {
+                    errors.push(d);
                 }
                 matches = Some(Matches::Class { category: category.name.clone(), severity: severity.as_ref().map(|s| s.name.clone()) });
             }
-            RunbookItem::EscalateAfter(Literal::Duration { micros, .. }) => sla = Some(micros / 60_000_000),
+            RunbookItem::EscalateAfter(Literal::Duration { micros, span }) => {
+                if *micros <= 0 || micros % 60_000_000 != 0 {
+                    errors.push(
+                        Diagnostic::error(
+                            codes::TYPE_MISMATCH,
+                            "escalate_after must be a whole number of minutes, at least 1m",
+                            *span,
+                            "not whole minutes",
+                        )
+                        .hint("escalation SLAs are kept in minutes: write e.g. `escalate_after 1m` or `escalate_after 15m`"),
+                    );
+                }
+                sla = Some(micros / 60_000_000);
+            }
             RunbookItem::EscalateAfter(other) => errors.push(Diagnostic::error(
                 codes::TYPE_MISMATCH,
                 "escalate_after takes a duration such as 15m",

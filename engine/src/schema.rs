@@ -396,9 +396,124 @@ pub fn entity(name: &str) -> Option<&'static Entity> {
     ENTITIES.iter().find(|e| e.name == name)
 }
 
-/// Finding categories.
-pub const CATEGORIES: &[&str] = &["SAFETY", "SECURITY", "OPERATIONAL", "DEVICE_HEALTH", "COMPLIANCE"];
-/// Severities, lowest first.
-pub const SEVERITIES: &[&str] = &["LOW", "MEDIUM", "HIGH", "CRITICAL"];
-/// Cadences with their periods in minutes.
-pub const CADENCES: &[(&str, u32)] = &[("heartbeat", 5), ("comprehensive", 15), ("deep", 60)];
+/// A closed vocabulary of the language (severities, categories, cadences): parsed
+/// once, where it is written, with one diagnostic for an unknown word
+/// ([`crate::diag::unknown_word`]).
+pub trait Word: Copy + Sized + 'static {
+    /// What a word of this kind is called in diagnostics ("severity").
+    const WHAT: &'static str;
+    /// Every word, in order.
+    const ALL: &'static [Self];
+
+    /// Its spelling in rule files and in findings.
+    fn name(self) -> &'static str;
+
+    /// The word spelled `text`, if there is one.
+    fn parse(text: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|w| w.name() == text)
+    }
+}
+
+/// A finding's severity; ordered, lowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// LOW
+    Low,
+    /// MEDIUM
+    Medium,
+    /// HIGH
+    High,
+    /// CRITICAL
+    Critical,
+}
+
+impl Word for Severity {
+    const WHAT: &'static str = "severity";
+    const ALL: &'static [Severity] = &[Severity::Low, Severity::Medium, Severity::High, Severity::Critical];
+
+    fn name(self) -> &'static str {
+        match self {
+            Severity::Low => "LOW",
+            Severity::Medium => "MEDIUM",
+            Severity::High => "HIGH",
+            Severity::Critical => "CRITICAL",
+        }
+    }
+}
+
+/// A finding's category (CONTRACT.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Category {
+    /// SAFETY
+    Safety,
+    /// SECURITY
+    Security,
+    /// OPERATIONAL
+    Operational,
+    /// DEVICE_HEALTH
+    DeviceHealth,
+    /// COMPLIANCE
+    Compliance,
+}
+
+impl Word for Category {
+    const WHAT: &'static str = "category";
+    const ALL: &'static [Category] =
+        &[Category::Safety, Category::Security, Category::Operational, Category::DeviceHealth, Category::Compliance];
+
+    fn name(self) -> &'static str {
+        match self {
+            Category::Safety => "SAFETY",
+            Category::Security => "SECURITY",
+            Category::Operational => "OPERATIONAL",
+            Category::DeviceHealth => "DEVICE_HEALTH",
+            Category::Compliance => "COMPLIANCE",
+        }
+    }
+}
+
+impl Word for Cadence {
+    const WHAT: &'static str = "cadence";
+    const ALL: &'static [Cadence] = &[Cadence::Heartbeat, Cadence::Comprehensive, Cadence::Deep];
+
+    fn name(self) -> &'static str {
+        Cadence::name(self)
+    }
+}
+/// How often `vigil watch` runs a rule: parsed once by the checker, so an unknown
+/// cadence is a diagnostic, never a silent default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cadence {
+    /// every 5 minutes
+    Heartbeat,
+    /// every 15 minutes
+    Comprehensive,
+    /// every hour
+    Deep,
+}
+
+impl Cadence {
+    /// Its name in rule files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cadence::Heartbeat => "heartbeat",
+            Cadence::Comprehensive => "comprehensive",
+            Cadence::Deep => "deep",
+        }
+    }
+
+    /// Its period in minutes.
+    pub fn minutes(self) -> i64 {
+        match self {
+            Cadence::Heartbeat => 5,
+            Cadence::Comprehensive => 15,
+            Cadence::Deep => 60,
+        }
+    }
+}
+
+impl std::fmt::Display for Cadence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}

@@ -49,6 +49,15 @@ pub enum SqlExpr {
     InList(Box<SqlExpr>, Vec<SqlExpr>),
     /// `CAST(e AS type)`; the type is a name from this crate.
     Cast(Box<SqlExpr>, &'static str),
+    /// The first (`latest: false`) or last tick of the evaluation, plus `offset`
+    /// microseconds, as a constant: filled in when a plan is rendered for a set of
+    /// ticks, so scans can skip rows no tick can see.
+    TickBound {
+        /// The last tick rather than the first.
+        latest: bool,
+        /// Added to it (negative: earlier).
+        offset: i64,
+    },
 }
 
 impl SqlExpr {
@@ -77,6 +86,13 @@ pub enum From {
     Raw { name: String, alias: String },
     /// nothing (SELECT of constants)
     Nothing,
+    /// every row of a relation once per tick: `rel, "__ticks" AS alias`
+    PerTick {
+        /// The relation.
+        rows: Box<From>,
+        /// The alias of the ticks relation (its one column is [`TICK`]).
+        ticks: String,
+    },
 }
 
 /// A SELECT statement.
@@ -116,7 +132,9 @@ pub struct Cte {
     pub parts: Vec<Select>,
 }
 
-/// A whole statement: WITH ctes SELECT body.
+/// A whole statement: WITH ctes SELECT body. Every query may read the
+/// [`TICKS`] relation (one row per evaluation time, column [`TICK`]), which the
+/// renderer defines from the ticks it is given.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Query {
     /// Common table expressions, in dependency order.
@@ -127,6 +145,12 @@ pub struct Query {
 
 /// The schema that holds the loaded signal tables; rules read as-of views of them.
 pub const RAW_SCHEMA: &str = "raw";
+
+/// The relation of evaluation times a query is rendered for.
+pub const TICKS: &str = "__ticks";
+
+/// Its column: one evaluation time T (TIMESTAMP, UTC).
+pub const TICK: &str = "__tick";
 
 /// Quotes an identifier. Identifiers come from the schema or the grammar, but
 /// doubling quotes keeps even a surprising name harmless.
@@ -139,112 +163,135 @@ pub fn string_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
-/// Renders a UTC instant as a DuckDB TIMESTAMP literal.
+/// Renders a UTC instant as a DuckDB TIMESTAMP literal. Times outside what
+/// DuckDB's TIMESTAMP holds are refused where they are read (signals, flags), so
+/// the fallback here only keeps the text well-formed: `NULL`, never a wrong time.
 pub fn timestamp_literal(micros: i64) -> String {
-    let text = chrono::DateTime::from_timestamp_micros(micros)
-        .map(|t| t.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f").to_string())
-        .unwrap_or_else(|| "1970-01-01 00:00:00".to_string());
-    format!("TIMESTAMP '{text}'")
+    match chrono::DateTime::from_timestamp_micros(micros) {
+        Some(t) => format!("TIMESTAMP '{}'", t.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f")),
+        None => "CAST(NULL AS TIMESTAMP)".to_string(),
+    }
 }
 
-/// Renders a query with line breaks between clauses, for `explain` and execution.
-pub fn render(q: &Query) -> String {
-    let mut out = String::new();
-    if !q.ctes.is_empty() {
-        out.push_str("WITH\n");
-        for (i, cte) in q.ctes.iter().enumerate() {
-            let _ = write!(out, "{} AS (\n  ", ident(&cte.name));
-            let parts: Vec<String> = cte.parts.iter().map(|s| render_select(s, 1)).collect();
-            out.push_str(&parts.join("\n  UNION ALL\n  "));
-            out.push_str(if i + 1 == q.ctes.len() { "\n)\n" } else { "\n),\n" });
-        }
+/// Renders a query for a set of evaluation times (ascending), with line breaks
+/// between clauses, for `explain` and execution.
+pub fn render(q: &Query, ticks: &[i64]) -> String {
+    let r = Renderer { ticks };
+    let mut out = String::from("WITH\n");
+    let tick_list: Vec<String> = ticks.iter().map(|t| timestamp_literal(*t)).collect();
+    let _ = write!(out, "{} AS (\n  SELECT unnest([{}]::TIMESTAMP[]) AS {}\n)", ident(TICKS), tick_list.join(", "), ident(TICK));
+    for cte in &q.ctes {
+        let _ = write!(out, ",\n{} AS (\n  ", ident(&cte.name));
+        let parts: Vec<String> = cte.parts.iter().map(|s| r.select(s, 1)).collect();
+        out.push_str(&parts.join("\n  UNION ALL\n  "));
+        out.push_str("\n)");
     }
-    out.push_str(&render_select(&q.body, 0));
+    out.push('\n');
+    out.push_str(&r.select(&q.body, 0));
     out
 }
 
-fn render_select(s: &Select, depth: usize) -> String {
-    let pad = "  ".repeat(depth);
-    let mut out = String::from("SELECT ");
-    if s.distinct {
-        out.push_str("DISTINCT ");
-    }
-    let items: Vec<String> = s
-        .items
-        .iter()
-        .map(|(e, alias)| match alias {
-            Some(a) => format!("{} AS {}", render_expr(e, depth), ident(a)),
-            None => render_expr(e, depth),
-        })
-        .collect();
-    out.push_str(&items.join(&format!(",\n{pad}       ")));
-    match &s.from {
-        From::Table { name, alias } => {
-            let _ = write!(out, "\n{pad}FROM {} AS {}", ident(name), ident(alias));
-        }
-        From::Raw { name, alias } => {
-            let _ = write!(out, "\n{pad}FROM {}.{} AS {}", ident(RAW_SCHEMA), ident(name), ident(alias));
-        }
-        From::Nothing => {}
-    }
-    if let Some(f) = &s.filter {
-        let _ = write!(out, "\n{pad}WHERE {}", render_expr(f, depth));
-    }
-    if !s.order_by.is_empty() {
-        let keys: Vec<String> = s.order_by.iter().map(|e| format!("{} NULLS FIRST", render_expr(e, depth))).collect();
-        let _ = write!(out, "\n{pad}ORDER BY {}", keys.join(", "));
-    }
-    out
-}
-
-/// Renders one expression, for statements assembled around it (anomaly rules).
+/// Renders one expression, for statements assembled around it (anomaly rules);
+/// it must not read the ticks.
 pub fn render_expression(e: &SqlExpr) -> String {
-    render_expr(e, 0)
+    Renderer { ticks: &[] }.expr(e, 0)
 }
 
-fn render_expr(e: &SqlExpr, depth: usize) -> String {
-    match e {
-        SqlExpr::Col(rel, col) => format!("{}.{}", ident(rel), ident(col)),
-        SqlExpr::Star(rel) => format!("{}.*", ident(rel)),
-        SqlExpr::Str(s) => string_literal(s),
-        SqlExpr::Num(n) => {
-            if !n.is_finite() {
-                "NULL".to_string()
-            } else if n.fract() == 0.0 && n.abs() < 1e15 {
-                format!("{}", *n as i64)
-            } else {
-                format!("CAST({n:?} AS DOUBLE)")
+struct Renderer<'a> {
+    ticks: &'a [i64],
+}
+
+impl Renderer<'_> {
+    fn from(&self, from: &From) -> String {
+        match from {
+            From::Table { name, alias } => format!("{} AS {}", ident(name), ident(alias)),
+            From::Raw { name, alias } => format!("{}.{} AS {}", ident(RAW_SCHEMA), ident(name), ident(alias)),
+            From::Nothing => String::new(),
+            From::PerTick { rows, ticks } => format!("{}, {} AS {}", self.from(rows), ident(TICKS), ident(ticks)),
+        }
+    }
+
+    fn select(&self, s: &Select, depth: usize) -> String {
+        let pad = "  ".repeat(depth);
+        let mut out = String::from("SELECT ");
+        if s.distinct {
+            out.push_str("DISTINCT ");
+        }
+        let items: Vec<String> = s
+            .items
+            .iter()
+            .map(|(e, alias)| match alias {
+                Some(a) => format!("{} AS {}", self.expr(e, depth), ident(a)),
+                None => self.expr(e, depth),
+            })
+            .collect();
+        out.push_str(&items.join(&format!(",\n{pad}       ")));
+        if s.from != From::Nothing {
+            let _ = write!(out, "\n{pad}FROM {}", self.from(&s.from));
+        }
+        if let Some(f) = &s.filter {
+            let _ = write!(out, "\n{pad}WHERE {}", self.expr(f, depth));
+        }
+        if !s.order_by.is_empty() {
+            let keys: Vec<String> = s.order_by.iter().map(|e| format!("{} NULLS FIRST", self.expr(e, depth))).collect();
+            let _ = write!(out, "\n{pad}ORDER BY {}", keys.join(", "));
+        }
+        out
+    }
+
+    fn expr(&self, e: &SqlExpr, depth: usize) -> String {
+        match e {
+            SqlExpr::Col(rel, col) => format!("{}.{}", ident(rel), ident(col)),
+            SqlExpr::Star(rel) => format!("{}.*", ident(rel)),
+            SqlExpr::Str(s) => string_literal(s),
+            SqlExpr::Num(n) => {
+                if !n.is_finite() {
+                    "NULL".to_string()
+                } else if n.fract() == 0.0 && n.abs() < 1e15 {
+                    format!("{}", *n as i64)
+                } else {
+                    format!("CAST({n:?} AS DOUBLE)")
+                }
+            }
+            SqlExpr::Int(i) => i.to_string(),
+            SqlExpr::Bool(b) => b.to_string(),
+            SqlExpr::Null => "NULL".to_string(),
+            SqlExpr::Timestamp(t) => timestamp_literal(*t),
+            SqlExpr::Bin(op, a, b) => format!("({} {op} {})", self.expr(a, depth), self.expr(b, depth)),
+            SqlExpr::Not(a) => format!("(NOT {})", self.expr(a, depth)),
+            SqlExpr::Neg(a) => format!("(- {})", self.expr(a, depth)),
+            SqlExpr::IsNull(a, negated) => format!("({} IS {}NULL)", self.expr(a, depth), if *negated { "NOT " } else { "" }),
+            SqlExpr::Func(f, args) => {
+                let args: Vec<String> = args.iter().map(|a| self.expr(a, depth)).collect();
+                format!("{f}({})", args.join(", "))
+            }
+            SqlExpr::CountDistinct(a) => format!("count(DISTINCT {})", self.expr(a, depth)),
+            SqlExpr::CountStar => "count(*)".to_string(),
+            SqlExpr::Case(whens, otherwise) => {
+                let mut out = String::from("CASE");
+                for (c, v) in whens {
+                    let _ = write!(out, " WHEN {} THEN {}", self.expr(c, depth), self.expr(v, depth));
+                }
+                let _ = write!(out, " ELSE {} END", self.expr(otherwise, depth));
+                out
+            }
+            SqlExpr::Subquery(s) => format!("(\n{}  {}\n{})", "  ".repeat(depth + 1), self.select(s, depth + 2), "  ".repeat(depth + 1)),
+            SqlExpr::Exists(s) => {
+                format!("EXISTS (\n{}  {}\n{})", "  ".repeat(depth + 1), self.select(s, depth + 2), "  ".repeat(depth + 1))
+            }
+            SqlExpr::InList(a, list) => {
+                let items: Vec<String> = list.iter().map(|i| self.expr(i, depth)).collect();
+                format!("({} IN ({}))", self.expr(a, depth), items.join(", "))
+            }
+            SqlExpr::Cast(a, ty) => format!("CAST({} AS {ty})", self.expr(a, depth)),
+            SqlExpr::TickBound { latest, offset } => {
+                let tick = if *latest { self.ticks.last() } else { self.ticks.first() };
+                match tick.and_then(|t| t.checked_add(*offset)) {
+                    Some(t) => timestamp_literal(t),
+                    None => "CAST(NULL AS TIMESTAMP)".to_string(),
+                }
             }
         }
-        SqlExpr::Int(i) => i.to_string(),
-        SqlExpr::Bool(b) => b.to_string(),
-        SqlExpr::Null => "NULL".to_string(),
-        SqlExpr::Timestamp(t) => timestamp_literal(*t),
-        SqlExpr::Bin(op, a, b) => format!("({} {op} {})", render_expr(a, depth), render_expr(b, depth)),
-        SqlExpr::Not(a) => format!("(NOT {})", render_expr(a, depth)),
-        SqlExpr::Neg(a) => format!("(- {})", render_expr(a, depth)),
-        SqlExpr::IsNull(a, negated) => format!("({} IS {}NULL)", render_expr(a, depth), if *negated { "NOT " } else { "" }),
-        SqlExpr::Func(f, args) => {
-            let args: Vec<String> = args.iter().map(|a| render_expr(a, depth)).collect();
-            format!("{f}({})", args.join(", "))
-        }
-        SqlExpr::CountDistinct(a) => format!("count(DISTINCT {})", render_expr(a, depth)),
-        SqlExpr::CountStar => "count(*)".to_string(),
-        SqlExpr::Case(whens, otherwise) => {
-            let mut out = String::from("CASE");
-            for (c, v) in whens {
-                let _ = write!(out, " WHEN {} THEN {}", render_expr(c, depth), render_expr(v, depth));
-            }
-            let _ = write!(out, " ELSE {} END", render_expr(otherwise, depth));
-            out
-        }
-        SqlExpr::Subquery(s) => format!("(\n{}  {}\n{})", "  ".repeat(depth + 1), render_select(s, depth + 2), "  ".repeat(depth + 1)),
-        SqlExpr::Exists(s) => format!("EXISTS (\n{}  {}\n{})", "  ".repeat(depth + 1), render_select(s, depth + 2), "  ".repeat(depth + 1)),
-        SqlExpr::InList(a, list) => {
-            let items: Vec<String> = list.iter().map(|i| render_expr(i, depth)).collect();
-            format!("({} IN ({}))", render_expr(a, depth), items.join(", "))
-        }
-        SqlExpr::Cast(a, ty) => format!("CAST({} AS {ty})", render_expr(a, depth)),
     }
 }
 

@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
+pub use crate::migrations::StateError;
 use duckdb::{params, Connection};
 
 use crate::exec::{self, Finding};
@@ -53,12 +54,14 @@ pub fn revision(set: &RuleSet) -> String {
 /// (rule text hash, SQL hash) of a rule or anomaly rule at `now`.
 pub fn provenance(set: &RuleSet, rule_id: &str, now: i64) -> (String, String) {
     if let Some(r) = set.rule(rule_id) {
-        let sql = crate::sql::render(&crate::plan::plan(r, now, &set.params_for(r)).query);
+        let planned =
+            set.planned().find(|(p, _)| p.id == r.id).map(|(_, p)| p.clone()).unwrap_or_else(|| crate::plan::plan(r, &set.params_for(r)));
+        let sql = crate::sql::render(&planned.query, &[now]);
         return (hash(set.sources.slice(r.span)), hash(&sql));
     }
     if let Some(a) = set.anomalies.iter().find(|a| a.id == rule_id) {
         let text = format!("{}\n{}", set.sources.slice(a.span), set.sources.slice(a.metric.span));
-        return (hash(&text), hash(&crate::anomaly::evaluation_sql(a, now)));
+        return (hash(&text), hash(&crate::anomaly::evaluation_sql(a, &[now])));
     }
     (String::new(), String::new())
 }
@@ -88,23 +91,10 @@ pub fn attach_file(conn: &Connection, path: &Path, alias: &str) -> Result<(), du
     }
 }
 
-fn attach(conn: &Connection, path: &Path) -> Result<(), duckdb::Error> {
+fn attach(conn: &Connection, path: &Path) -> Result<(), StateError> {
     attach_file(conn, path, DB)?;
-    conn.execute_batch(&format!(
-        "CREATE SEQUENCE IF NOT EXISTS {DB}.finding_ids;
-         CREATE TABLE IF NOT EXISTS {DB}.findings (
-             id BIGINT PRIMARY KEY, finding_type VARCHAR NOT NULL, tenant_id VARCHAR NOT NULL, site_id VARCHAR NOT NULL,
-             guard_id VARCHAR, entity_id VARCHAR, rule VARCHAR NOT NULL, category VARCHAR NOT NULL, severity VARCHAR NOT NULL,
-             title VARCHAR NOT NULL, evidence VARCHAR NOT NULL, runbook VARCHAR NOT NULL, suppressed BOOLEAN NOT NULL,
-             status VARCHAR NOT NULL, first_seen VARCHAR NOT NULL, last_seen VARCHAR NOT NULL, occurrences BIGINT NOT NULL,
-             holding BOOLEAN NOT NULL, acknowledged_by VARCHAR, acknowledged_at VARCHAR, resolved_by VARCHAR, resolved_at VARCHAR,
-             rule_hash VARCHAR NOT NULL, sql_hash VARCHAR NOT NULL, ruleset_revision VARCHAR NOT NULL);
-         CREATE TABLE IF NOT EXISTS {DB}.finding_history (
-             finding_id BIGINT NOT NULL, happened_at VARCHAR NOT NULL, event VARCHAR NOT NULL, detail VARCHAR, who VARCHAR);
-         CREATE TABLE IF NOT EXISTS {DB}.ticks (evaluated_us BIGINT PRIMARY KEY, evaluated_at VARCHAR NOT NULL, findings BIGINT NOT NULL, revision VARCHAR NOT NULL);
-         CREATE TABLE IF NOT EXISTS {DB}.reloads (
-             attempted_at VARCHAR NOT NULL, ok BOOLEAN NOT NULL, revision VARCHAR, added VARCHAR, changed VARCHAR, removed VARCHAR, error VARCHAR);"
-    ))
+    crate::migrations::upgrade(conn, DB)?;
+    Ok(())
 }
 
 fn detach(conn: &Connection) {
@@ -112,11 +102,14 @@ fn detach(conn: &Connection) {
 }
 
 /// Runs `f` with the store attached to a private in-memory connection.
-fn with_store<T>(path: &Path, f: impl FnOnce(&Connection) -> Result<T, duckdb::Error>) -> Result<T, duckdb::Error> {
+fn with_store<T>(path: &Path, f: impl FnOnce(&Connection) -> Result<T, duckdb::Error>) -> Result<T, StateError> {
     let _guard = state_lock();
     let conn = crate::load::open_database()?;
-    attach(&conn, path)?;
-    let out = f(&conn);
+    if let Err(e) = attach(&conn, path) {
+        detach(&conn);
+        return Err(e);
+    }
+    let out = f(&conn).map_err(StateError::Db);
     if out.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }
@@ -146,7 +139,7 @@ type Key = (String, String, String, Option<String>, Option<String>);
 /// Records the findings of one evaluation at `now` of the rules in `evaluated`
 /// (rule ids): upsert by identity while open, history for severity changes, and
 /// `holding = false` for open findings of those rules that did not come back.
-pub fn record(path: &Path, set: &RuleSet, evaluated: &[String], now: i64, findings: &[Finding]) -> Result<Written, duckdb::Error> {
+pub fn record(path: &Path, set: &RuleSet, evaluated: &[String], now: i64, findings: &[Finding]) -> Result<Written, StateError> {
     let at = exec::iso(now);
     let revision = revision(set);
     let mut hashes: HashMap<String, (String, String)> = HashMap::new();
@@ -264,13 +257,13 @@ pub fn record(path: &Path, set: &RuleSet, evaluated: &[String], now: i64, findin
 }
 
 /// The latest evaluation time written (ISO-8601), if any: where `vigil watch` resumes.
-pub fn last_tick(path: &Path) -> Result<Option<String>, duckdb::Error> {
+pub fn last_tick(path: &Path) -> Result<Option<String>, StateError> {
     with_store(path, |conn| conn.query_row(&format!("SELECT arg_max(evaluated_at, evaluated_us) FROM {DB}.ticks"), [], |r| r.get(0)))
 }
 
 /// After a reload removed rules: their open findings no longer hold (history
 /// `rule removed`, at wall-clock `at`). Returns how many.
-pub fn rules_removed(path: &Path, rules: &[String], at: &str) -> Result<usize, duckdb::Error> {
+pub fn rules_removed(path: &Path, rules: &[String], at: &str) -> Result<usize, StateError> {
     with_store(path, |conn| {
         conn.execute_batch("BEGIN TRANSACTION")?;
         let mut n = 0;
@@ -348,7 +341,7 @@ pub struct Stored {
 }
 
 /// Stored findings, optionally of one status (`open` = NEW or ACKNOWLEDGED), by id.
-pub fn list(path: &Path, status: Option<&str>) -> Result<Vec<Stored>, duckdb::Error> {
+pub fn list(path: &Path, status: Option<&str>) -> Result<Vec<Stored>, StateError> {
     let filter = match status {
         None | Some("all") => String::new(),
         Some("open") => " WHERE status <> 'RESOLVED'".into(),
@@ -398,7 +391,7 @@ pub fn list(path: &Path, status: Option<&str>) -> Result<Vec<Stored>, duckdb::Er
 pub type HistoryEntry = (String, String, Option<String>, Option<String>);
 
 /// The history of one finding, oldest first.
-pub fn history(path: &Path, id: i64) -> Result<Vec<HistoryEntry>, duckdb::Error> {
+pub fn history(path: &Path, id: i64) -> Result<Vec<HistoryEntry>, StateError> {
     with_store(path, |conn| {
         let mut stmt =
             conn.prepare(&format!("SELECT happened_at, event, detail, who FROM {DB}.finding_history WHERE finding_id = ? ORDER BY rowid"))?;
@@ -481,7 +474,7 @@ pub struct Reload {
 }
 
 /// Records a reload attempt.
-pub fn record_reload(path: &Path, r: &Reload) -> Result<(), duckdb::Error> {
+pub fn record_reload(path: &Path, r: &Reload) -> Result<(), StateError> {
     with_store(path, |conn| {
         conn.execute(
             &format!("INSERT INTO {DB}.reloads VALUES (?, ?, ?, ?, ?, ?, ?)"),
@@ -492,7 +485,7 @@ pub fn record_reload(path: &Path, r: &Reload) -> Result<(), duckdb::Error> {
 }
 
 /// Every recorded reload, oldest first.
-pub fn reloads(path: &Path) -> Result<Vec<Reload>, duckdb::Error> {
+pub fn reloads(path: &Path) -> Result<Vec<Reload>, StateError> {
     with_store(path, |conn| {
         let mut stmt =
             conn.prepare(&format!("SELECT attempted_at, ok, revision, added, changed, removed, error FROM {DB}.reloads ORDER BY rowid"))?;

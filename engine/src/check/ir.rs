@@ -29,7 +29,7 @@ pub struct CheckedRule {
     /// `severity LEVEL when CONDITION` lines, first true wins.
     pub severity_steps: Vec<(String, TExpr)>,
     /// heartbeat, comprehensive or deep.
-    pub cadence: &'static str,
+    pub cadence: crate::schema::Cadence,
     /// What each finding is about.
     pub entity: EntityScope,
     /// Parameters with their defaults.

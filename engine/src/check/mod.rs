@@ -13,7 +13,26 @@ use crate::syntax::ast::*;
 pub use ir::*;
 
 /// Macros visible to every rule of a rule set, by name.
-pub type Macros = HashMap<String, MacroDef>;
+/// What rules share by name: macros and named sources.
+#[derive(Debug, Clone, Default)]
+pub struct Macros {
+    /// `macro` definitions.
+    pub macros: HashMap<String, MacroDef>,
+    /// `source` definitions.
+    pub sources: HashMap<String, crate::syntax::ast::SourceDef>,
+}
+
+impl Macros {
+    /// A macro by name.
+    pub fn get(&self, name: &str) -> Option<&MacroDef> {
+        self.macros.get(name)
+    }
+
+    /// Every macro's name.
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.macros.keys()
+    }
+}
 
 const BUILTINS: &[(&str, Builtin)] = &[
     ("minutes", Builtin::Minutes),
@@ -176,12 +195,8 @@ impl<'m> Checker<'m> {
                 RuleItem::Title(s) => self.once(&mut title, s.clone(), s.span, "title"),
                 RuleItem::Doc(s) => self.once(&mut doc, s.value.clone(), s.span, "doc"),
                 RuleItem::Category(c) => {
-                    if !schema::CATEGORIES.contains(&c.name.as_str()) {
-                        self.err(
-                            Diagnostic::error(codes::UNKNOWN_VALUE, format!("unknown category `{}`", c.name), c.span, "not a category")
-                                .suggest(&c.name, schema::CATEGORIES.iter().copied())
-                                .hint(format!("categories are {}", schema::CATEGORIES.join(", "))),
-                        );
+                    if let Err(d) = crate::diag::parse_word::<schema::Category>(c) {
+                        self.err(d);
                     }
                     self.once(&mut category, (c.name.clone(), c.span), c.span, "category");
                 }
@@ -192,13 +207,9 @@ impl<'m> Checker<'m> {
                         Some(cond) => steps_src.push((level.name.clone(), cond)),
                     }
                 }
-                RuleItem::Cadence(c) => match schema::CADENCES.iter().find(|(n, _)| *n == c.name) {
-                    Some((n, _)) => self.once(&mut cadence, *n, c.span, "cadence"),
-                    None => self.err(
-                        Diagnostic::error(codes::UNKNOWN_VALUE, format!("unknown cadence `{}`", c.name), c.span, "not a cadence")
-                            .suggest(&c.name, schema::CADENCES.iter().map(|(n, _)| *n))
-                            .hint("cadences are heartbeat (5m), comprehensive (15m) and deep (1h)"),
-                    ),
+                RuleItem::Cadence(c) => match crate::diag::parse_word::<schema::Cadence>(c) {
+                    Ok(k) => self.once(&mut cadence, k, c.span, "cadence"),
+                    Err(d) => self.err(d),
                 },
                 RuleItem::For { span, .. } => self.once(&mut for_item, item, *span, "for"),
                 RuleItem::Param { name, value, span } => self.param(name, value, *span),
@@ -365,7 +376,7 @@ impl<'m> Checker<'m> {
             doc,
             base_severity: base_severity.map(|(s, _)| s).unwrap_or_default(),
             severity_steps,
-            cadence: cadence.unwrap_or("comprehensive"),
+            cadence: cadence.unwrap_or(schema::Cadence::Comprehensive),
             entity,
             params: std::mem::take(&mut self.params),
             lets,
@@ -423,12 +434,8 @@ impl<'m> Checker<'m> {
     }
 
     fn severity_word(&mut self, level: &Ident) {
-        if !schema::SEVERITIES.contains(&level.name.as_str()) {
-            self.err(
-                Diagnostic::error(codes::UNKNOWN_VALUE, format!("unknown severity `{}`", level.name), level.span, "not a severity")
-                    .suggest(&level.name, schema::SEVERITIES.iter().copied())
-                    .hint("severities are LOW, MEDIUM, HIGH, CRITICAL"),
-            );
+        if let Err(d) = crate::diag::parse_word::<schema::Severity>(level) {
+            self.err(d);
         }
     }
 
@@ -981,23 +988,36 @@ impl<'m> Checker<'m> {
     }
 
     fn aggregate(&mut self, func: AggFn, func_span: Span, src: &Source, arg: Option<&Expr>, span: Span) -> Option<TExpr> {
-        let table = self.table(&src.table)?;
+        // A named source reads its table with its own condition and-ed to the use's.
+        let named = self.macros.sources.get(&src.table.name);
+        let table = match named {
+            Some(def) => self.table(&def.table)?,
+            None => self.table(&src.table)?,
+        };
         let outer = self.scopes.last().cloned()?;
         let join = self.join_keys(&outer, table, src)?;
         let scope_id = self.next_scope;
         self.next_scope += 1;
         let mut names = vec![table.name.to_string()];
+        if let Some(def) = named {
+            names.insert(0, def.name.name.clone());
+        }
         if let Some(a) = &src.alias {
             names.insert(0, a.name.clone());
         }
         self.scopes.push(RowScope { id: scope_id, names, table, only_columns: None });
+        let own = named.and_then(|def| def.filter.as_ref()).map(|f| self.condition(f));
         let filter = src.filter.as_ref().map(|f| self.condition(f));
         let arg_checked = arg.map(|a| self.expr(a));
         self.scopes.pop();
-        let filter = match filter {
-            Some(Some(f)) => Some(f),
-            Some(None) => return None,
-            None => None,
+        let filter = match (own, filter) {
+            (Some(None), _) | (_, Some(None)) => return None,
+            (Some(Some(a)), Some(Some(b))) => {
+                let span = b.span;
+                Some(TExpr { kind: TKind::Binary { op: BinOp::And, lhs: Box::new(a), rhs: Box::new(b) }, ty: Ty::Bool, span })
+            }
+            (Some(Some(f)), None) | (None, Some(Some(f))) => Some(f),
+            (None, None) => None,
         };
         let arg_checked = match arg_checked {
             Some(Some(a)) => Some(a),

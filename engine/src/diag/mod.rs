@@ -51,6 +51,17 @@ pub struct Diagnostic {
     pub notes: Vec<Note>,
 }
 
+/// Reads a word of a closed vocabulary (severity, category, cadence) where it is
+/// written; an unknown one is E-UNKNOWN_VALUE with "did you mean" and every word.
+pub fn parse_word<T: crate::schema::Word>(word: &crate::syntax::ast::Ident) -> Result<T, Diagnostic> {
+    T::parse(&word.name).ok_or_else(|| {
+        let all: Vec<&str> = T::ALL.iter().map(|w| w.name()).collect();
+        Diagnostic::error(codes::UNKNOWN_VALUE, format!("unknown {} `{}`", T::WHAT, word.name), word.span, format!("not a {}", T::WHAT))
+            .suggest(&word.name, all.iter().copied())
+            .hint(format!("a {} is one of {}", T::WHAT, all.join(", ")))
+    })
+}
+
 impl Diagnostic {
     /// A new error.
     pub fn error(code: Code, message: impl Into<String>, span: Span, label: impl Into<String>) -> Self {

@@ -46,6 +46,8 @@ impl fmt::Display for Ident {
 pub struct RuleFile {
     /// `macro name(params) = expr` definitions.
     pub macros: Vec<MacroDef>,
+    /// `source name = table where ...` definitions.
+    pub sources: Vec<SourceDef>,
     /// `rule ID { ... }` definitions.
     pub rules: Vec<RuleDef>,
     /// `runbook ID { ... }` definitions.
@@ -62,6 +64,20 @@ pub struct RuleFile {
     pub metrics: Vec<MetricDef>,
     /// `anomaly ID { ... }` rules.
     pub anomalies: Vec<AnomalyDef>,
+}
+
+/// `source NAME = TABLE [where CONDITION]`: a filtered table named once and
+/// aggregated like a table (`count(NAME where ...)`).
+#[derive(Debug, Clone)]
+pub struct SourceDef {
+    /// Its name.
+    pub name: Ident,
+    /// The table it reads.
+    pub table: Ident,
+    /// Its rows' condition, over the table's columns.
+    pub filter: Option<Expr>,
+    /// The whole definition.
+    pub span: Span,
 }
 
 /// `metric NAME { count TABLE ... | sum TABLE.COLUMN ...; bucket 60m }`
@@ -93,11 +109,13 @@ pub enum MetricSource {
         /// The line.
         span: Span,
     },
-    /// `sum TABLE.COLUMN [per COLUMN] [where COND]`
+    /// `sum|avg|min|max|last TABLE.COLUMN [per COLUMN] [where COND]`
     Sum {
+        /// How a bucket's rows become its value.
+        aggregate: MetricAgg,
         /// The table.
         table: Ident,
-        /// The summed column.
+        /// The aggregated column.
         column: Ident,
         /// One series per value of this column.
         per: Option<Ident>,
@@ -106,6 +124,34 @@ pub enum MetricSource {
         /// The line.
         span: Span,
     },
+}
+
+/// How the rows of one bucket become the bucket's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricAgg {
+    /// the total (counters; `count` sums ones)
+    Sum,
+    /// the mean (gauges)
+    Avg,
+    /// the smallest value (gauges)
+    Min,
+    /// the largest value (gauges)
+    Max,
+    /// the value of the latest row (gauges)
+    Last,
+}
+
+impl MetricAgg {
+    /// Its word in rule files.
+    pub fn name(self) -> &'static str {
+        match self {
+            MetricAgg::Sum => "sum",
+            MetricAgg::Avg => "avg",
+            MetricAgg::Min => "min",
+            MetricAgg::Max => "max",
+            MetricAgg::Last => "last",
+        }
+    }
 }
 
 /// `anomaly ID { ... }`
@@ -333,17 +379,6 @@ pub enum BinOp {
 }
 
 impl BinOp {
-    /// Binding power: higher binds tighter.
-    pub fn precedence(self) -> u8 {
-        match self {
-            BinOp::Or => 1,
-            BinOp::And => 2,
-            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => 3,
-            BinOp::Add | BinOp::Sub => 4,
-            BinOp::Mul | BinOp::Div => 5,
-        }
-    }
-
     /// The operator as written in the language.
     pub fn symbol(self) -> &'static str {
         match self {

@@ -25,6 +25,7 @@ pub fn parse(text: &str, file: FileId) -> Result<RuleFile, Diagnostic> {
     for item in top.into_inner() {
         match item.as_rule() {
             Rule::macro_def => out.macros.push(b.macro_def(item)?),
+            Rule::source_def => out.sources.push(b.source_def(item)?),
             Rule::rule_def => out.rules.push(b.rule_def(item)?),
             Rule::runbook_def => out.runbooks.push(b.runbook_def(item)?),
             Rule::categories_def => out.categories.push(b.categories_def(item)?),
@@ -45,11 +46,14 @@ fn rule_phrase(rule: &Rule) -> &'static str {
     match rule {
         Rule::EOI => "end of file",
         Rule::file | Rule::macro_def | Rule::rule_def | Rule::runbook_def | Rule::categories_def | Rule::kw_categories => {
-            "`rule`, `macro`, `runbook`, `metric`, `anomaly` or `categories`"
+            "`rule`, `macro`, `source`, `runbook`, `metric`, `anomaly` or `categories`"
         }
+        Rule::source_def | Rule::kw_source => "`source NAME = TABLE where CONDITION`",
         Rule::metric_def | Rule::kw_metric => "`metric NAME { count TABLE | sum TABLE.COLUMN; bucket 60m }`",
         Rule::metric_count | Rule::kw_count => "`count TABLE [at COLUMN] [where CONDITION]`",
-        Rule::metric_sum | Rule::kw_sum => "`sum TABLE.COLUMN [per COLUMN] [where CONDITION]`",
+        Rule::metric_sum | Rule::metric_agg | Rule::kw_sum | Rule::kw_avg | Rule::kw_min | Rule::kw_max => {
+            "`sum|avg|min|max|last TABLE.COLUMN [per COLUMN] [where CONDITION]`"
+        }
         Rule::bucket_item | Rule::kw_bucket => "`bucket 60m`",
         Rule::kw_at => "`at COLUMN`",
         Rule::kw_per => "`per COLUMN`",
@@ -120,7 +124,7 @@ fn rule_phrase(rule: &Rule) -> &'static str {
         Rule::now | Rule::kw_now => "`now`",
         Rule::aggregate | Rule::agg_name => "an aggregate such as count(phone_events where ts in last 60m)",
         Rule::source => "a table such as phone_events, optionally `as NAME`, `match KEYS`, `where CONDITION`",
-        Rule::key_list => "keys such as `tenant, guard`",
+        Rule::key_list | Rule::key_name => "keys such as `tenant, guard`",
         Rule::call => "a function call such as minutes(now - due_at)",
         Rule::path => "a name such as due_at or site.lat",
         Rule::literal => "a value such as 15m, 5, 'text' or true",
@@ -231,6 +235,25 @@ impl Builder {
         match (name, body) {
             (Some(name), Some(body)) => Ok(MacroDef { name, params, body, span }),
             _ => Err(self.incomplete(span, "macro")),
+        }
+    }
+
+    fn source_def(&self, p: Node) -> Result<SourceDef, Diagnostic> {
+        let span = self.span(&p);
+        let mut names = Vec::new();
+        let mut filter = None;
+        for c in p.into_inner() {
+            match c.as_rule() {
+                Rule::kw_source | Rule::kw_where => {}
+                Rule::ident => names.push(self.ident(c)),
+                Rule::expr => filter = Some(self.expr(c)?),
+                other => return Err(self.unexpected(&c, other)),
+            }
+        }
+        let mut names = names.into_iter();
+        match (names.next(), names.next()) {
+            (Some(name), Some(table)) => Ok(SourceDef { name, table, filter, span }),
+            _ => Err(self.incomplete(span, "source")),
         }
     }
 
@@ -384,21 +407,19 @@ impl Builder {
         super::duration_micros(p.as_str()).ok_or_else(|| Diagnostic::error(codes::BAD_LITERAL, "this duration is out of range", span, ""))
     }
 
-    /// `expr = unary (infix unary)*`, folded by precedence climbing.
+    /// `expr = unary (infix unary)*`, with SQL-like precedence (Pratt parsing over
+    /// the pieces pest yields in order): `not a == b` is `not (a == b)`, and
+    /// `due_at + grace in last 1h` is `(due_at + grace) in last 1h`.
     fn expr(&self, p: Node) -> Result<Expr, Diagnostic> {
-        let mut operands: Vec<Expr> = Vec::new();
-        let mut ops: Vec<BinOp> = Vec::new();
-        let mut prefixes: Vec<(bool, Span)> = Vec::new();
-        let mut current: Option<Expr> = None;
+        let span = self.span(&p);
+        let mut pieces = Vec::new();
         for k in p.into_inner() {
-            let span = self.span(&k);
-            match k.as_rule() {
-                Rule::op_not => prefixes.push((true, span)),
-                Rule::op_neg => prefixes.push((false, span)),
-                Rule::is_null | Rule::is_not_null | Rule::in_last | Rule::in_list => {
-                    let base = current.take().ok_or_else(|| self.incomplete(span, "postfix"))?;
-                    current = Some(self.postfix(base, k)?);
-                }
+            let at = self.span(&k);
+            pieces.push(match k.as_rule() {
+                Rule::op_not => Piece::Not(at),
+                Rule::op_neg => Piece::Neg(at),
+                Rule::is_null | Rule::is_not_null => Piece::Postfix(k, IS_BP),
+                Rule::in_last | Rule::in_list => Piece::Postfix(k, IN_BP),
                 Rule::op_or
                 | Rule::op_and
                 | Rule::op_eq
@@ -410,19 +431,57 @@ impl Builder {
                 | Rule::op_add
                 | Rule::op_sub
                 | Rule::op_mul
-                | Rule::op_div => {
-                    let operand = current.take().ok_or_else(|| self.incomplete(span, "operand"))?;
-                    operands.push(apply_prefixes(operand, &mut prefixes));
-                    ops.push(binop(k.as_rule()));
+                | Rule::op_div => Piece::Infix(binop(k.as_rule())),
+                _ => Piece::Operand(self.primary(k)?),
+            });
+        }
+        let mut pieces = pieces.into_iter().peekable();
+        let e = self.climb(&mut pieces, 0, span)?;
+        match pieces.next() {
+            None => Ok(e),
+            Some(_) => Err(self.incomplete(span, "expression")),
+        }
+    }
+
+    /// Parses pieces while the next operator binds at least `min_bp`.
+    fn climb<'i>(
+        &self,
+        pieces: &mut std::iter::Peekable<std::vec::IntoIter<Piece<'i>>>,
+        min_bp: u8,
+        whole: Span,
+    ) -> Result<Expr, Diagnostic> {
+        let mut lhs = match pieces.next() {
+            Some(Piece::Not(span)) => {
+                let e = self.climb(pieces, NOT_BP, whole)?;
+                Expr { span: span.to(e.span), kind: ExprKind::Not(Box::new(e)) }
+            }
+            Some(Piece::Neg(span)) => {
+                let e = self.climb(pieces, NEG_BP, whole)?;
+                Expr { span: span.to(e.span), kind: ExprKind::Neg(Box::new(e)) }
+            }
+            Some(Piece::Operand(e)) => e,
+            _ => return Err(self.incomplete(whole, "operand")),
+        };
+        loop {
+            let bp = match pieces.peek() {
+                Some(Piece::Postfix(_, bp)) => *bp,
+                Some(Piece::Infix(op)) => infix_bp(*op).0,
+                _ => break,
+            };
+            if bp < min_bp {
+                break;
+            }
+            match pieces.next() {
+                Some(Piece::Postfix(node, _)) => lhs = self.postfix(lhs, node)?,
+                Some(Piece::Infix(op)) => {
+                    let rhs = self.climb(pieces, infix_bp(op).1, whole)?;
+                    let span = lhs.span.to(rhs.span);
+                    lhs = Expr { kind: ExprKind::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) }, span };
                 }
-                _ => current = Some(self.primary(k)?),
+                _ => break,
             }
         }
-        let last = current.ok_or_else(|| {
-            Diagnostic::error(codes::INTERNAL, "internal parser error: empty expression", Span { file: self.file, start: 0, end: 0 }, "")
-        })?;
-        operands.push(apply_prefixes(last, &mut prefixes));
-        Ok(fold(operands, ops))
+        Ok(lhs)
     }
 
     fn postfix(&self, base: Expr, p: Node) -> Result<Expr, Diagnostic> {
@@ -506,7 +565,7 @@ impl Builder {
                 Rule::kw_as | Rule::kw_match | Rule::kw_where => {}
                 Rule::ident if table.is_none() => table = Some(self.ident(k)),
                 Rule::ident => alias = Some(self.ident(k)),
-                Rule::key_list => keys = Some(self.idents(k)),
+                Rule::key_list => keys = Some(k.into_inner().map(|c| self.ident(c)).collect()),
                 Rule::expr => filter = Some(Box::new(self.expr(k)?)),
                 other => return Err(self.unexpected(&k, other)),
             }
@@ -582,9 +641,19 @@ impl Builder {
         let mut after: Option<Rule> = None;
         let mut time = None;
         let mut per = None;
+        let mut aggregate = MetricAgg::Sum;
         for k in p.into_inner() {
             match k.as_rule() {
-                Rule::kw_count | Rule::kw_sum | Rule::kw_where => {}
+                Rule::metric_agg => {
+                    aggregate = match k.into_inner().next().map(|w| w.as_rule()) {
+                        Some(Rule::kw_avg) => MetricAgg::Avg,
+                        Some(Rule::kw_min) => MetricAgg::Min,
+                        Some(Rule::kw_max) => MetricAgg::Max,
+                        Some(Rule::kw_last) => MetricAgg::Last,
+                        _ => MetricAgg::Sum,
+                    }
+                }
+                Rule::kw_count | Rule::kw_where => {}
                 Rule::kw_at | Rule::kw_per => after = Some(k.as_rule()),
                 Rule::ident => match after {
                     Some(Rule::kw_at) => time = Some(self.ident(k)),
@@ -601,7 +670,7 @@ impl Builder {
             Ok(MetricSource::Count { table, time, filter, span })
         } else {
             let column = names.next().ok_or_else(|| self.incomplete(span, "metric source"))?;
-            Ok(MetricSource::Sum { table, column, per, filter, span })
+            Ok(MetricSource::Sum { aggregate, table, column, per, filter, span })
         }
     }
 
@@ -821,12 +890,37 @@ impl Builder {
     }
 }
 
-fn apply_prefixes(mut e: Expr, prefixes: &mut Vec<(bool, Span)>) -> Expr {
-    while let Some((is_not, span)) = prefixes.pop() {
-        let whole = span.to(e.span);
-        e = Expr { kind: if is_not { ExprKind::Not(Box::new(e)) } else { ExprKind::Neg(Box::new(e)) }, span: whole };
-    }
-    e
+/// One piece of an `expr` node, in source order.
+enum Piece<'i> {
+    /// `not`
+    Not(Span),
+    /// unary `-`
+    Neg(Span),
+    /// a primary expression
+    Operand(Expr),
+    /// `is [not] null`, `in last D`, `in (...)`, with its binding power
+    Postfix(Node<'i>, u8),
+    /// a binary operator
+    Infix(BinOp),
+}
+
+/// Binding powers, loosest first, as in SQL: `or`, `and`, `not`, `is [not] null`,
+/// comparisons, `in last` / `in (...)`, `+ -`, `* /`, unary minus.
+const NOT_BP: u8 = 30;
+const IS_BP: u8 = 40;
+const IN_BP: u8 = 60;
+const NEG_BP: u8 = 90;
+
+/// (left, right) binding power of a binary operator; left-associative.
+fn infix_bp(op: BinOp) -> (u8, u8) {
+    let left = match op {
+        BinOp::Or => 10,
+        BinOp::And => 20,
+        BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => 50,
+        BinOp::Add | BinOp::Sub => 70,
+        BinOp::Mul | BinOp::Div => 80,
+    };
+    (left, left + 1)
 }
 
 fn binop(rule: Rule) -> BinOp {
@@ -861,37 +955,67 @@ fn agg_fn(name: &str) -> AggFn {
     }
 }
 
-/// Folds `a op b op c ...` into a tree, left-associative, by precedence.
-fn fold(operands: Vec<Expr>, ops: Vec<BinOp>) -> Expr {
-    let mut out: Vec<Expr> = Vec::new();
-    let mut stack: Vec<BinOp> = Vec::new();
-    let reduce = |out: &mut Vec<Expr>, op: BinOp| {
-        if let (Some(rhs), Some(lhs)) = (out.pop(), out.pop()) {
-            let span = lhs.span.to(rhs.span);
-            out.push(Expr { kind: ExprKind::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) }, span });
-        }
-    };
-    let mut operands = operands.into_iter();
-    if let Some(first) = operands.next() {
-        out.push(first);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tree of `macro m = TEXT`, fully parenthesized.
+    fn tree(text: &str) -> String {
+        let file = parse(&format!("macro m = {text}"), 0).unwrap_or_else(|d| panic!("{text}: {}", d.message));
+        let e = &file.macros[0].body;
+        shape(e)
     }
-    for (op, operand) in ops.into_iter().zip(operands) {
-        while let Some(&top) = stack.last() {
-            if top.precedence() >= op.precedence() {
-                stack.pop();
-                reduce(&mut out, top);
-            } else {
-                break;
+
+    fn shape(e: &Expr) -> String {
+        match &e.kind {
+            ExprKind::Lit(Literal::Duration { micros, .. }) => format!("{}m", micros / 60_000_000),
+            ExprKind::Lit(Literal::Number { value, .. }) => format!("{value}"),
+            ExprKind::Lit(_) => "lit".into(),
+            ExprKind::Now => "now".into(),
+            ExprKind::Path { name, .. } => name.name.clone(),
+            ExprKind::Call { name, args } => format!("{}({})", name.name, args.iter().map(shape).collect::<Vec<_>>().join(", ")),
+            ExprKind::Agg { source, arg, .. } => {
+                let keys = source.keys.as_ref().map(|k| k.iter().map(|i| i.name.clone()).collect::<Vec<_>>().join(" ")).unwrap_or_default();
+                format!("agg({} [{keys}]{})", source.table.name, arg.as_ref().map(|a| format!(", {}", shape(a))).unwrap_or_default())
+            }
+            ExprKind::Binary { op, lhs, rhs } => format!("({} {} {})", shape(lhs), op.symbol(), shape(rhs)),
+            ExprKind::Not(a) => format!("(not {})", shape(a)),
+            ExprKind::Neg(a) => format!("(- {})", shape(a)),
+            ExprKind::IsNull { expr, negated } => format!("({} is {}null)", shape(expr), if *negated { "not " } else { "" }),
+            ExprKind::InLast { expr, window } => format!("({} in last {})", shape(expr), shape(window)),
+            ExprKind::InList { expr, list } => format!("({} in [{}])", shape(expr), list.iter().map(shape).collect::<Vec<_>>().join(", ")),
+        }
+    }
+
+    #[test]
+    fn precedence_is_sql_like() {
+        assert_eq!(tree("not a == b"), "(not (a == b))");
+        assert_eq!(tree("not a and b"), "((not a) and b)");
+        assert_eq!(tree("not x is null"), "(not (x is null))");
+        assert_eq!(tree("due_at + grace in last 60m"), "((due_at + grace) in last 60m)");
+        assert_eq!(tree("a + b * c - d"), "((a + (b * c)) - d)");
+        assert_eq!(tree("a or b and c"), "(a or (b and c))");
+        assert_eq!(tree("-a * b"), "((- a) * b)");
+        assert_eq!(tree("a == b is null"), "((a == b) is null)");
+        assert_eq!(tree("kind in ('a', 'b') and x > 1"), "((kind in [lit, lit]) and (x > 1))");
+        assert_eq!(tree("a - b - c"), "((a - b) - c)");
+        assert_eq!(tree("not not a"), "(not (not a))");
+        assert_eq!(tree("ts in last 15m or ts is null"), "((ts in last 15m) or (ts is null))");
+    }
+
+    #[test]
+    fn a_key_list_does_not_swallow_the_argument() {
+        assert_eq!(tree("count_distinct(shifts match tenant, site, guard_id)"), "agg(shifts [tenant site], guard_id)");
+        assert_eq!(tree("count(panic_events match tenant, guard where ts in last 30m)"), "agg(panic_events [tenant guard])");
+        assert_eq!(tree("max(shifts match tenant, guard_id)"), "agg(shifts [tenant], guard_id)");
+    }
+
+    #[test]
+    fn the_grammar_knows_every_key_of_the_schema() {
+        for table in crate::schema::TABLES {
+            for key in table.keys {
+                assert_eq!(tree(&format!("count(x match {})", key.name)), format!("agg(x [{}])", key.name), "key `{}`", key.name);
             }
         }
-        stack.push(op);
-        out.push(operand);
     }
-    while let Some(op) = stack.pop() {
-        reduce(&mut out, op);
-    }
-    out.pop().unwrap_or(Expr {
-        kind: ExprKind::Lit(Literal::Null { span: Span { file: 0, start: 0, end: 0 } }),
-        span: Span { file: 0, start: 0, end: 0 },
-    })
 }

@@ -217,9 +217,8 @@ fn next_wall_tick(every: i64) -> i64 {
 /// Is a rule due at `now`? Each runs at its cadence (heartbeat 5, comprehensive 15,
 /// deep 60 minutes): on the first tick at or after each multiple of it on the clock
 /// (every tick when ticks are longer than the cadence).
-fn due(cadence: &str, now: i64, every: i64) -> bool {
-    let minutes = vigil_engine::schema::CADENCES.iter().find(|(n, _)| *n == cadence).map(|(_, m)| i64::from(*m)).unwrap_or(5);
-    crossed(minutes * 60_000_000, now, every)
+fn due(cadence: vigil_engine::schema::Cadence, now: i64, every: i64) -> bool {
+    crossed(cadence.minutes() * 60_000_000, now, every)
 }
 
 /// Did the tick that ended at `now` (after the previous one, `every` earlier) reach a multiple of `period`?
@@ -279,21 +278,22 @@ fn evaluate_tick(set: &RuleSet, signals: &Path, state: &Path, now: i64, every: i
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vigil_engine::schema::Cadence;
 
     const MIN: i64 = 60_000_000;
 
     #[test]
     fn rules_run_on_the_first_tick_at_or_after_each_multiple_of_their_cadence() {
         // 5-minute ticks on the clock: deep (60) at :00 only, comprehensive at :00/:15/:30/:45.
-        assert!(due("deep", 600 * MIN, 5 * MIN) && !due("deep", 605 * MIN, 5 * MIN));
-        assert!(due("comprehensive", 615 * MIN, 5 * MIN) && !due("comprehensive", 620 * MIN, 5 * MIN));
+        assert!(due(Cadence::Deep, 600 * MIN, 5 * MIN) && !due(Cadence::Deep, 605 * MIN, 5 * MIN));
+        assert!(due(Cadence::Comprehensive, 615 * MIN, 5 * MIN) && !due(Cadence::Comprehensive, 620 * MIN, 5 * MIN));
         // Ticks off the clock (started at :02): the first tick past each multiple runs the rule.
-        assert!(due("deep", 602 * MIN, 5 * MIN) && !due("deep", 607 * MIN, 5 * MIN));
-        assert!(due("comprehensive", 617 * MIN, 5 * MIN) && !due("comprehensive", 612 * MIN, 5 * MIN));
+        assert!(due(Cadence::Deep, 602 * MIN, 5 * MIN) && !due(Cadence::Deep, 607 * MIN, 5 * MIN));
+        assert!(due(Cadence::Comprehensive, 617 * MIN, 5 * MIN) && !due(Cadence::Comprehensive, 612 * MIN, 5 * MIN));
         // Ticks longer than the cadence: every tick.
-        assert!(due("heartbeat", 601 * MIN, 7 * MIN));
+        assert!(due(Cadence::Heartbeat, 601 * MIN, 7 * MIN));
         // 7-minute ticks: deep runs once per hour, on the first tick past the hour.
-        let ran: Vec<i64> = (0..30).map(|i| 7 * i * MIN).filter(|t| *t > 0 && due("deep", *t, 7 * MIN)).collect();
+        let ran: Vec<i64> = (0..30).map(|i| 7 * i * MIN).filter(|t| *t > 0 && due(Cadence::Deep, *t, 7 * MIN)).collect();
         assert_eq!(ran, vec![63 * MIN, 126 * MIN, 182 * MIN]);
     }
 }

@@ -1,0 +1,183 @@
+//! `vigil bench` (audit or replay) and `vigil bench-baselines`: timings and peak memory.
+
+use super::*;
+
+/// `vigil bench --from`: load + replay of every rule over the ticks, several times,
+/// then the time of each rule over all ticks.
+pub(super) fn bench_replay(args: &RuleArgs, signals: &Path, ticks: &[i64], runs: u32) -> CliResult {
+    let set = load_rules(args)?;
+    let (Some(first), Some(last)) = (ticks.first(), ticks.last()) else {
+        return Err(input_err("--at is before --from: no ticks"));
+    };
+    let mut totals = Vec::new();
+    let mut findings = 0;
+    for run in 0..runs.max(1) {
+        let started = std::time::Instant::now();
+        let sig = load::load(signals).map_err(input_err)?;
+        let loaded = started.elapsed().as_secs_f64();
+        let (found, failures) = exec::replay(&sig, &set, *first, *last, ticks.get(1).map(|t| t - first).unwrap_or(0), &Filter::default());
+        report_failures(&failures)?;
+        let total = started.elapsed().as_secs_f64();
+        findings = found.len();
+        outln!("run {}: load {loaded:.3} s, load + replay {total:.3} s", run + 1);
+        totals.push(total);
+    }
+    totals.sort_by(f64::total_cmp);
+    outln!(
+        "replay {} .. {}: {} ticks x {} rules (+ {} anomaly rules), {findings} findings",
+        exec::iso(*first),
+        exec::iso(*last),
+        ticks.len(),
+        set.rules.len(),
+        set.anomalies.len()
+    );
+    outln!("load + replay: best {:.3} s, median {:.3} s", totals[0], totals[totals.len() / 2]);
+    outln!("peak memory (VmHWM): {:.1} MiB", peak_memory_kib() as f64 / 1024.0);
+    let sig = load::load(signals).map_err(input_err)?;
+    let mut per_rule = Vec::new();
+    for id in set.rules.iter().map(|r| &r.id).chain(set.anomalies.iter().map(|a| &a.id)) {
+        let started = std::time::Instant::now();
+        let filter = Filter { rules: [id.clone()].into_iter().collect(), ..Filter::default() };
+        let (_, failures) = exec::evaluate_ticks(&sig, &set, ticks, &filter);
+        report_failures(&failures)?;
+        per_rule.push((started.elapsed().as_secs_f64(), id.clone()));
+    }
+    per_rule.sort_by(|a, b| b.0.total_cmp(&a.0));
+    outln!("slowest rules over all ticks:");
+    for (secs, id) in per_rule.iter().take(8) {
+        outln!("  {secs:>7.3} s  {id}");
+    }
+    Ok(())
+}
+
+pub(super) fn bench(args: &RuleArgs, signals: &Path, at: &str, runs: u32) -> CliResult {
+    let set = load_rules(args)?;
+    let now = parse_time(at, "--at")?;
+    let mut times = Vec::new();
+    let mut findings = 0;
+    for _ in 0..runs.max(1) {
+        let started = std::time::Instant::now();
+        let sig = load::load(signals).map_err(input_err)?;
+        let loaded = started.elapsed();
+        let found = exec::evaluate(&sig, &set, now, &Filter::default()).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+        let total = started.elapsed();
+        findings = found.len();
+        times.push((loaded, total));
+    }
+    let peak = peak_memory_kib();
+    // Time per rule (on one loaded copy), slowest first.
+    let sig = load::load(signals).map_err(input_err)?;
+    let mut per_rule = Vec::new();
+    for rule in &set.rules {
+        let started = std::time::Instant::now();
+        exec::evaluate_rule(&sig, &set, rule, now, &set.params_for(rule)).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+        per_rule.push((started.elapsed().as_secs_f64(), rule.id.clone()));
+    }
+    for a in &set.anomalies {
+        let started = std::time::Instant::now();
+        exec::evaluate_anomaly(&sig, &set, a, now).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+        per_rule.push((started.elapsed().as_secs_f64(), a.id.clone()));
+    }
+    per_rule.sort_by(|a, b| b.0.total_cmp(&a.0));
+    for (i, (loaded, total)) in times.iter().enumerate() {
+        outln!("run {}: load {:.3} s, load + audit {:.3} s", i + 1, loaded.as_secs_f64(), total.as_secs_f64());
+    }
+    let mut totals: Vec<f64> = times.iter().map(|(_, t)| t.as_secs_f64()).collect();
+    totals.sort_by(f64::total_cmp);
+    outln!("rules: {} (+ {} anomaly rules), findings: {findings}", set.rules.len(), set.anomalies.len());
+    outln!("load + audit: best {:.3} s, median {:.3} s", totals[0], totals[totals.len() / 2]);
+    outln!("peak memory (VmHWM): {:.1} MiB", peak as f64 / 1024.0);
+    outln!("slowest rules:");
+    for (secs, id) in per_rule.iter().take(8) {
+        outln!("  {secs:>7.3} s  {id}");
+    }
+    // Rows per table, and rows inside the widest time range any rule reads.
+    let mut widest: std::collections::BTreeMap<&str, Option<i64>> = std::collections::BTreeMap::new();
+    for rule in &set.rules {
+        for (table, lookback) in plan::read_ranges(rule, &set.params_for(rule)) {
+            let bound = lookback.map(|l| now - l);
+            let slot = widest.entry(table).or_insert(bound);
+            *slot = match (*slot, bound) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                _ => None,
+            };
+        }
+    }
+    let (mut all_rows, mut read_rows) = (0i64, 0i64);
+    for table in vigil_engine::schema::contract_tables() {
+        let count = |filter: String| -> i64 {
+            let q = format!("SELECT count(*) FROM {}.{}{filter}", sql::ident(sql::RAW_SCHEMA), sql::ident(table.name));
+            sig.conn.query_row(&q, [], |r| r.get::<_, i64>(0)).unwrap_or(0)
+        };
+        let total = count(String::new());
+        let read = match (widest.get(table.name), table.event_time) {
+            (None, _) => 0,
+            (Some(Some(bound)), Some(ev)) => count(format!(
+                " WHERE {} > {} AND {} <= {}",
+                sql::ident(ev),
+                sql::timestamp_literal(*bound),
+                sql::ident(ev),
+                sql::timestamp_literal(now)
+            )),
+            (Some(_), _) => total,
+        };
+        all_rows += total;
+        read_rows += read;
+        outln!("  {:<20} {:>12} rows, {:>12} inside the time ranges the rules read", table.name, total, read);
+    }
+    outln!("rows: {all_rows} in all, {read_rows} inside the time ranges the rules read");
+    Ok(())
+}
+
+/// Peak resident memory of this process, in KiB (Linux), or 0 when unknown.
+pub(super) fn bench_baselines(args: &RuleArgs, sites: u32, days: u32) -> CliResult {
+    let set = load_rules(args)?;
+    let metrics: Vec<vigil_engine::anomaly::Metric> = set.metrics.iter().filter(|m| m.table.name == "metrics").cloned().collect();
+    if metrics.is_empty() || sites == 0 || days == 0 {
+        return Err(input_err("need --sites and --days above 0 and a metric over the `metrics` table in the rules"));
+    }
+    let dir = std::env::temp_dir().join(format!("vigil-bench-baselines-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(input_err)?;
+    let sig = load::load(&dir).map_err(input_err)?; // every contract table, empty
+    let start = parse_time("2025-09-01T00:00:00Z", "start")?;
+    let end = start + i64::from(days) * 86_400_000_000;
+    let started = std::time::Instant::now();
+    sig.conn
+        .execute_batch(&format!(
+            "CREATE OR REPLACE TABLE raw.sites AS
+               SELECT 'T' || lpad(CAST(i % 50 AS VARCHAR), 3, '0') AS tenant_id, 'S' || lpad(CAST(i AS VARCHAR), 5, '0') AS site_id,
+                      'Site ' || i AS name, ['Europe/London', 'America/New_York', 'Europe/Berlin', 'Asia/Singapore'][1 + i % 4] AS timezone,
+                      51.0 AS lat, 0.0 AS lon, 200.0 AS geofence_m, true AS active
+               FROM range({sites}) r(i);
+             CREATE OR REPLACE TABLE raw.metrics AS
+               SELECT 'T' || lpad(CAST(i % 50 AS VARCHAR), 3, '0') AS tenant_id, 'S' || lpad(CAST(i AS VARCHAR), 5, '0') AS site_id,
+                      'visitors' AS metric, make_timestamp({start} + h * 1800000000) AS ts, CAST(100 + (i * 7 + h * 13) % 50 AS DOUBLE) AS value
+               FROM range({sites}) r(i), range({halves}) q(h);",
+            halves = i64::from(days) * 48,
+        ))
+        .map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+    let rows: i64 =
+        sig.conn.query_row("SELECT count(*) FROM raw.metrics", [], |r| r.get(0)).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+    outln!("generated {sites} sites x {days} days: {rows} metric rows in {:.1} s", started.elapsed().as_secs_f64());
+    let state = dir.join("state.duckdb");
+    let (_, window) = set.baseline_metrics();
+    let hour = 3_600_000_000;
+    for (label, until) in [(format!("backfill of {days} days minus the last hour"), end - hour), ("the last hour".to_string(), end)] {
+        let t = std::time::Instant::now();
+        let folded =
+            vigil_engine::baseline::update(&sig, &metrics, &state, until, window).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+        let buckets: i64 = folded.iter().map(|f| f.samples).sum();
+        outln!("{label}: {buckets} buckets folded in {:.2} s", t.elapsed().as_secs_f64());
+    }
+    outln!("peak memory (VmHWM): {:.1} MiB", peak_memory_kib() as f64 / 1024.0);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+pub(super) fn peak_memory_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}

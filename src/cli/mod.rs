@@ -1,0 +1,704 @@
+//! The commands of `vigil`: argument definitions, dispatch and the helpers every
+//! command shares (loading rules and signals, times, exit codes). One module per
+//! command or family of commands.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod backtest;
+mod baseline;
+mod bench;
+mod check;
+mod explain;
+mod findings;
+mod fmt;
+mod output;
+mod rulebook;
+mod test;
+mod watch;
+
+use self::baseline::baseline_command;
+use self::bench::{bench, bench_baselines, bench_replay};
+use self::check::check;
+use self::explain::explain;
+use self::findings::{findings_command, status};
+use self::fmt::fmt_command;
+use self::output::print_findings;
+use self::rulebook::{categorize, runbook_command};
+use self::test::{case_files, run_tests};
+
+use vigil_engine::exec::{self, Filter, Finding};
+use vigil_engine::generate::{self, FileFormat, FleetSpec};
+use vigil_engine::load::{self, parse_timestamp};
+use vigil_engine::ruleset::{self, RuleSet};
+use vigil_engine::{plan, sql};
+
+/// Exit code: rules have errors.
+const EXIT_RULES: u8 = 1;
+/// Exit code: bad input (signals, times, paths).
+pub const EXIT_INPUT: u8 = 2;
+/// Exit code: evaluation failed.
+const EXIT_EVAL: u8 = 3;
+
+#[derive(Parser)]
+#[command(
+    name = "vigil",
+    version,
+    about = "Vigil: a declarative rules engine for security-guard operations centres.",
+    long_about = "Vigil audits operational signals (shifts, phones, GPS, tours, tasks, alerts, tickets, panic \
+buttons, reports) against rules written in the Vigil language, and prints findings with evidence, \
+category, severity and runbook.\n\nStart with `vigil demo`. Rules live in ./rules, runbooks in ./runbooks.",
+    after_help = "Examples:\n  vigil demo\n  vigil check --rules rules\n  vigil audit --signals fixtures/demo --at 2025-10-04T12:00:00Z --format jsonl\n  vigil replay --signals fixtures/demo --from 2025-10-04T10:00:00Z --to 2025-10-04T12:00:00Z --every 5m\n  vigil explain CORRELATION_SILENT_SITE"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct RuleArgs {
+    /// Directory of rule files (*.vigil).
+    #[arg(long, default_value = "rules")]
+    rules: PathBuf,
+    /// Directory of runbook files (*.vigil); default: `runbooks` beside the rules directory.
+    #[arg(long)]
+    runbooks: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Clone)]
+struct OutputArgs {
+    /// Output format: a table for people, JSON or JSON lines for tools.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Only findings of this tenant.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Only findings of this site.
+    #[arg(long)]
+    site: Option<String>,
+    /// Only these rules (by id; repeat the flag for several).
+    #[arg(long = "rule")]
+    only_rules: Vec<String>,
+    /// Leave out findings covered by a maintenance window (they are still computed).
+    #[arg(long)]
+    hide_suppressed: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum BacktestFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Table,
+    Json,
+    Jsonl,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse and check every rule and runbook; print all diagnostics (exit 1 on errors).
+    Check {
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// One line per diagnostic (file:line:col) instead of the full rendering.
+        #[arg(long)]
+        short: bool,
+        /// Also: runbook step per type, rules sharing a type, shared keywords, untested rules.
+        #[arg(long)]
+        strict: bool,
+        /// Case files or directories whose `rules` lines count as tests (with --strict).
+        #[arg(long, default_value = "tests/cases")]
+        tests: Vec<PathBuf>,
+        /// Output: rendered diagnostics, or one JSON object per diagnostic (editors, CI annotations).
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+    },
+    /// Evaluate every rule once, as of --at, and print the findings.
+    Audit {
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// A DuckDB file, or a directory of <table>.csv|.parquet|.jsonl files.
+        #[arg(long)]
+        signals: PathBuf,
+        /// Evaluation time T, ISO-8601 UTC (2025-10-04T12:00:00Z).
+        #[arg(long)]
+        at: String,
+        /// Also record the findings in this state database (upsert by identity, history, provenance).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Evaluate at every tick from --from to --to and print each finding once, at its first tick.
+    Replay {
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// A DuckDB file, or a directory of <table>.csv|.parquet|.jsonl files.
+        #[arg(long)]
+        signals: PathBuf,
+        /// First tick, ISO-8601 UTC.
+        #[arg(long)]
+        from: String,
+        /// Last tick (inclusive when on the grid), ISO-8601 UTC.
+        #[arg(long)]
+        to: String,
+        /// Tick length, e.g. 5m, 15m, 1h.
+        #[arg(long, default_value = "5m")]
+        every: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Compare the current rules with a baseline over history: per rule, the findings a change adds,
+    /// removes or changes in severity, with examples and the first tick where they differ.
+    #[command(
+        after_help = "Examples:\n  vigil backtest --signals fleet --from 2025-10-04T00:00:00Z --to 2025-10-05T00:00:00Z --baseline-rev HEAD\n  vigil backtest --signals fleet --from 2025-10-04T00:00:00Z --to 2025-10-05T00:00:00Z --baseline-rules ../main/rules --format json --fail-on-change"
+    )]
+    Backtest {
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// A DuckDB file, or a directory of <table>.csv|.parquet|.jsonl files.
+        #[arg(long)]
+        signals: PathBuf,
+        /// First tick, ISO-8601 UTC.
+        #[arg(long)]
+        from: String,
+        /// Last tick (inclusive when on the grid), ISO-8601 UTC.
+        #[arg(long)]
+        to: String,
+        /// Tick length, e.g. 5m, 15m, 1h.
+        #[arg(long, default_value = "5m")]
+        every: String,
+        /// The baseline: a rules directory (its runbooks beside it unless --baseline-runbooks).
+        #[arg(long, conflicts_with = "baseline_rev", required_unless_present = "baseline_rev")]
+        baseline_rules: Option<PathBuf>,
+        /// The baseline's runbooks directory (with --baseline-rules).
+        #[arg(long, requires = "baseline_rules")]
+        baseline_runbooks: Option<PathBuf>,
+        /// The baseline: the rules and runbooks at this git revision (HEAD, main, a commit).
+        #[arg(long)]
+        baseline_rev: Option<String>,
+        /// Output: a report for people, or JSON for CI.
+        #[arg(long, value_enum, default_value_t = BacktestFormat::Text)]
+        format: BacktestFormat,
+        /// Exit 1 when any finding differs.
+        #[arg(long)]
+        fail_on_change: bool,
+        /// Examples kept per rule and kind of difference.
+        #[arg(long, default_value_t = 3)]
+        examples: usize,
+    },
+    /// Show a rule: its source, what it checks, and the SQL it runs; with --signals, why it fired or not.
+    Explain {
+        /// The rule id, e.g. CORRELATION_SILENT_SITE.
+        rule: String,
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// Evaluation time for the SQL (default 2025-01-01T00:00:00Z).
+        #[arg(long)]
+        at: Option<String>,
+        /// With signals: print every candidate row with its figures and whether it fires.
+        #[arg(long)]
+        signals: Option<PathBuf>,
+        /// Only candidates of this site (with --signals).
+        #[arg(long)]
+        site: Option<String>,
+        /// Print the built-in macros (on_duty, overdue, ...) instead.
+        #[arg(long)]
+        prelude: bool,
+    },
+    /// Run analysts' rule tests (`.case` files: signal rows, times, expected findings or snapshots).
+    Test {
+        /// Case files or directories of them (default: tests/cases).
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// Output: a line per failing case and a summary, or JUnit XML for CI systems.
+        #[arg(long, value_enum, default_value_t = TestFormat::Text)]
+        format: TestFormat,
+        /// Write or refresh the snapshot files (NAME.case.snap) of cases with `snapshot` lines.
+        #[arg(long)]
+        accept: bool,
+    },
+    /// Category and severity of a finding type from outside, e.g.
+    /// `vigil categorize TOUR_OVERDUE --context overdue_minutes=120` (SECURITY, CRITICAL).
+    Categorize {
+        /// The finding type.
+        finding_type: String,
+        /// Figures the severity steps read, as name=value (repeatable).
+        #[arg(long = "context", value_name = "NAME=VALUE")]
+        context: Vec<String>,
+        #[command(flatten)]
+        rules: RuleArgs,
+    },
+    /// Baselines in the state database: fold in complete buckets, or show a site's.
+    Baseline {
+        #[command(subcommand)]
+        action: BaselineCommand,
+        #[command(flatten)]
+        rules: RuleArgs,
+    },
+    /// Run the rules at their cadences, record findings, update baselines hourly, and
+    /// reload the rules when their files change (or on SIGHUP) if the new set checks clean.
+    Watch {
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// A DuckDB file, or a directory of <table>.csv|.parquet|.jsonl files (read again at every tick).
+        #[arg(long)]
+        signals: PathBuf,
+        /// Tick length; each rule runs on the ticks that are multiples of its cadence.
+        #[arg(long, default_value = "5m")]
+        every: String,
+        /// The state database (findings, baselines, reloads).
+        #[arg(long, default_value = "vigil-state.duckdb")]
+        state: PathBuf,
+        /// Virtual clock for demos and tests: the first evaluation time (default: the wall clock).
+        #[arg(long)]
+        start: Option<String>,
+        /// With --start: real time between ticks.
+        #[arg(long, default_value = "1s")]
+        tick_interval: String,
+        /// Stop after the tick at this time (default: run until SIGINT/SIGTERM).
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// What the state database says: last tick, open findings, baselines, reloads (failed ones with their errors).
+    Status {
+        /// The state database.
+        #[arg(long, default_value = "vigil-state.duckdb")]
+        state: PathBuf,
+    },
+    /// The findings store: list, show, acknowledge and resolve findings.
+    Findings {
+        #[command(subcommand)]
+        action: FindingsCommand,
+        /// The state database.
+        #[arg(long, global = true, default_value = "vigil-state.duckdb")]
+        state: PathBuf,
+    },
+    /// Lay out rule, runbook and case files canonically (comments kept); --check only reports.
+    Fmt {
+        /// Files or directories (default: rules, runbooks, tests/cases).
+        paths: Vec<PathBuf>,
+        /// Change nothing; exit 1 and list the files that are not formatted.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Runbooks: which one a finding gets and why, or one runbook for an operator.
+    Runbook {
+        #[command(subcommand)]
+        action: RunbookCommand,
+        #[command(flatten)]
+        rules: RuleArgs,
+    },
+    /// Write a synthetic fleet in the CONTRACT format, with injected incidents.
+    Generate {
+        /// Number of sites.
+        #[arg(long, default_value_t = 100)]
+        sites: u32,
+        /// Hours of history.
+        #[arg(long, default_value_t = 24)]
+        hours: u32,
+        /// Random seed: the same seed gives the same fleet.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Start of the span, ISO-8601 UTC.
+        #[arg(long, default_value = "2025-10-03T12:00:00Z")]
+        start: String,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// File format.
+        #[arg(long, value_enum, default_value_t = GenFormat::Parquet)]
+        format: GenFormat,
+        /// Percentage of sites that carry an injected incident.
+        #[arg(long, default_value_t = 10)]
+        incidents: u32,
+    },
+    /// Benchmark: load signals and audit every rule, several times; print times, peak memory and rows.
+    Bench {
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// Signals to audit (e.g. the output of `vigil generate --sites 10000 --hours 24`).
+        #[arg(long)]
+        signals: PathBuf,
+        /// Evaluation time T, ISO-8601 UTC (with --from: the last tick of a replay).
+        #[arg(long)]
+        at: String,
+        /// Replay mode: the first tick; ticks run from --from to --at every --every.
+        #[arg(long)]
+        from: Option<String>,
+        /// Replay mode: the tick length.
+        #[arg(long, default_value = "5m")]
+        every: String,
+        /// How many load + audit (or load + replay) runs.
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+    },
+    /// Benchmark baselines: a 30-minute `visitors` metric for N sites over D days (in memory),
+    /// folded as one backfill up to the last hour, then the last hour alone.
+    BenchBaselines {
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// Number of sites.
+        #[arg(long, default_value_t = 10_000)]
+        sites: u32,
+        /// Days of history.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+    /// Generate a small fleet in memory, audit it at the end of its span, and print the findings.
+    Demo {
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// Number of sites.
+        #[arg(long, default_value_t = 60)]
+        sites: u32,
+        /// Random seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Percentage of sites that carry an injected incident.
+        #[arg(long, default_value_t = 40)]
+        incidents: u32,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum BaselineCommand {
+    /// Fold every complete bucket up to --until not yet folded in (exactly once).
+    Update {
+        /// A DuckDB file, or a directory of <table>.csv|.parquet|.jsonl files.
+        #[arg(long)]
+        signals: PathBuf,
+        /// Fold buckets ending at or before this time, ISO-8601 UTC.
+        #[arg(long)]
+        until: String,
+        /// The state database.
+        #[arg(long, default_value = "vigil-state.duckdb")]
+        state: PathBuf,
+    },
+    /// Print a site's stored baseline of one metric: every slot with n, mean, std, median, MAD.
+    Show {
+        /// The tenant (default: every tenant with that site id, each shown apart).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The site id.
+        #[arg(long)]
+        site: String,
+        /// The metric name (a `metric` of the rules).
+        #[arg(long)]
+        metric: String,
+        /// hour_of_week (168 rows for 60m buckets), hour_of_day or all_hours.
+        #[arg(long, default_value = "hour_of_week")]
+        level: String,
+        /// The state database.
+        #[arg(long, default_value = "vigil-state.duckdb")]
+        state: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum FindingsCommand {
+    /// Stored findings (default: open ones), oldest first.
+    List {
+        /// open (NEW or ACKNOWLEDGED), new, acknowledged, resolved or all.
+        #[arg(long, default_value = "open")]
+        status: String,
+        /// table for people, jsonl for tools.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// One finding with its provenance and history.
+    Show {
+        /// The finding's id (from `list`).
+        id: i64,
+    },
+    /// NEW -> ACKNOWLEDGED.
+    Ack {
+        /// The finding's id.
+        id: i64,
+        /// Who acknowledges it.
+        #[arg(long)]
+        by: String,
+        /// A note for the history.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// NEW or ACKNOWLEDGED -> RESOLVED.
+    Resolve {
+        /// The finding's id.
+        id: i64,
+        /// Who resolves it.
+        #[arg(long)]
+        by: String,
+        /// A note for the history.
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RunbookCommand {
+    /// Walk the matching cascade for a finding and show each step's outcome.
+    Match {
+        /// The finding type.
+        #[arg(long = "type")]
+        finding_type: String,
+        /// Its category (default: from the rule, else the keyword categories).
+        #[arg(long)]
+        category: Option<String>,
+        /// Its severity (default: the base severity of the rule raising it).
+        #[arg(long)]
+        severity: Option<String>,
+        /// The finding's tenant (tenant runbooks are tried first at each step).
+        #[arg(long, default_value = "")]
+        tenant: String,
+    },
+    /// Print a runbook for an operator.
+    Show {
+        /// The runbook id.
+        id: String,
+        /// The tenant whose own runbook of that id to prefer.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum CheckFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum TestFormat {
+    Text,
+    Junit,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GenFormat {
+    Parquet,
+    Csv,
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, message)) => {
+            if !message.is_empty() {
+                eprintln!("{message}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+type CliResult = Result<(), (u8, String)>;
+
+fn input_err(e: impl std::fmt::Display) -> (u8, String) {
+    (EXIT_INPUT, format!("error: {e}"))
+}
+
+fn load_rules(args: &RuleArgs) -> Result<RuleSet, (u8, String)> {
+    let runbooks = args.runbooks.clone().unwrap_or_else(|| sibling(&args.rules, "runbooks"));
+    if !args.rules.is_dir() {
+        return Err(input_err(format!("rules directory `{}` does not exist (use --rules DIR)", args.rules.display())));
+    }
+    match ruleset::load_dirs(&args.rules, &runbooks) {
+        Ok(set) => Ok(set),
+        Err(failure) => {
+            let errors = failure.diagnostics.iter().filter(|d| d.is_error()).count();
+            Err((
+                EXIT_RULES,
+                format!(
+                    "{}error: the rule set has {errors} error(s); nothing was evaluated",
+                    failure.sources.render(&failure.diagnostics, false)
+                ),
+            ))
+        }
+    }
+}
+
+fn sibling(dir: &Path, name: &str) -> PathBuf {
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    parent.join(name)
+}
+
+fn parse_time(text: &str, flag: &str) -> Result<i64, (u8, String)> {
+    parse_timestamp(text).map_err(|e| input_err(format!("{flag}: {e}")))
+}
+
+fn parse_duration(text: &str) -> Result<i64, (u8, String)> {
+    vigil_engine::syntax::duration_micros(text)
+        .filter(|d| *d > 0)
+        .ok_or_else(|| input_err(format!("--every: `{text}` is not a duration such as 5m, 15m or 1h")))
+}
+
+fn filter_of(output: &OutputArgs) -> Filter {
+    Filter { tenant: output.tenant.clone(), site: output.site.clone(), rules: output.only_rules.iter().cloned().collect() }
+}
+
+fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Check { rules, short, strict, tests, format } => check(&rules, short, strict.then_some(tests.as_slice()), format),
+        Command::Audit { rules, signals, at, state, output } => {
+            let set = load_rules(&rules)?;
+            let now = parse_time(&at, "--at")?;
+            let sig = load_signals(&signals)?;
+            let filter = filter_of(&output);
+            let (findings, failures) = exec::evaluate_all(&sig, &set, now, &filter);
+            let written = state
+                .as_ref()
+                .map(|st| (st, vigil_engine::store::record(st, &set, &set.completed_rules(&filter, &failures), now, &findings)));
+            print_findings(findings, &output);
+            if let Some((st, written)) = written {
+                let w = written.map_err(|e| (EXIT_EVAL, format!("error: {}: {e}", st.display())))?;
+                if w.skipped {
+                    eprintln!("state {}: {} is not after the last time written; nothing recorded", st.display(), exec::iso(now));
+                } else {
+                    eprintln!(
+                        "state {}: {} new, {} seen again, {} severity change(s), {} no longer holding",
+                        st.display(),
+                        w.new.len(),
+                        w.seen_again,
+                        w.severity_changes,
+                        w.cleared
+                    );
+                }
+            }
+            report_failures(&failures)
+        }
+        Command::Replay { rules, signals, from, to, every, output } => {
+            let set = load_rules(&rules)?;
+            let (from, to, every) = (parse_time(&from, "--from")?, parse_time(&to, "--to")?, parse_duration(&every)?);
+            if to < from {
+                return Err(input_err("--to is before --from"));
+            }
+            let sig = load_signals(&signals)?;
+            let (findings, failures) = exec::replay(&sig, &set, from, to, every, &filter_of(&output));
+            print_findings(findings, &output);
+            report_failures(&failures)
+        }
+        Command::Backtest {
+            rules,
+            signals,
+            from,
+            to,
+            every,
+            baseline_rules,
+            baseline_runbooks,
+            baseline_rev,
+            format,
+            fail_on_change,
+            examples,
+        } => {
+            let baseline = match (baseline_rules, baseline_rev) {
+                (Some(dir), _) => backtest::Baseline::Dirs(dir, baseline_runbooks),
+                (None, Some(rev)) => backtest::Baseline::Revision(rev),
+                (None, None) => return Err(input_err("give --baseline-rules DIR or --baseline-rev REV")),
+            };
+            let json = format == BacktestFormat::Json;
+            backtest::run(backtest::Args { rules, signals, from, to, every, baseline, json, fail_on_change, examples })
+        }
+        Command::Explain { rule, rules, at, signals, site, prelude } => {
+            if prelude {
+                out!("{}", ruleset::PRELUDE);
+                return Ok(());
+            }
+            let set = load_rules(&rules)?;
+            let now = match at {
+                Some(t) => parse_time(&t, "--at")?,
+                None => parse_time("2025-01-01T00:00:00Z", "--at")?,
+            };
+            explain(&set, &rule, now, signals.as_deref(), site.as_deref())
+        }
+        Command::Generate { sites, hours, seed, start, out, format, incidents } => {
+            let spec = FleetSpec { sites, hours, seed, start: parse_time(&start, "--start")?, incident_percent: incidents };
+            let fmt = match format {
+                GenFormat::Parquet => FileFormat::Parquet,
+                GenFormat::Csv => FileFormat::Csv,
+            };
+            generate::write_fleet(&spec, &out, fmt).map_err(input_err)?;
+            outln!("wrote {} sites x {} h to {}; audit it at {}", sites, hours, out.display(), exec::iso(spec.end()));
+            Ok(())
+        }
+        Command::Test { paths, rules, format, accept } => run_tests(&rules, &paths, format, accept),
+        Command::Runbook { action, rules } => runbook_command(&rules, action),
+        Command::Baseline { action, rules } => baseline_command(&rules, action),
+        Command::Fmt { paths, check } => fmt_command(&paths, check),
+        Command::Findings { action, state } => findings_command(&state, action),
+        Command::Status { state } => status(&state),
+        Command::Watch { rules, signals, every, state, start, tick_interval, until } => {
+            if !rules.rules.is_dir() {
+                return Err(input_err(format!("rules directory `{}` does not exist (use --rules DIR)", rules.rules.display())));
+            }
+            let interval = vigil_engine::syntax::duration_micros(&tick_interval)
+                .filter(|d| *d >= 0)
+                .ok_or_else(|| input_err(format!("--tick-interval: `{tick_interval}` is not a duration such as 200ms or 1s")))?;
+            let opts = watch::Options {
+                runbooks: rules.runbooks.clone().unwrap_or_else(|| sibling(&rules.rules, "runbooks")),
+                rules: rules.rules.clone(),
+                signals,
+                every: parse_duration(&every)?,
+                state,
+                start: start.as_deref().map(|s| parse_time(s, "--start")).transpose()?,
+                tick_interval: std::time::Duration::from_micros(interval.unsigned_abs()),
+                until: until.as_deref().map(|s| parse_time(s, "--until")).transpose()?,
+            };
+            watch::run(&opts)
+        }
+        Command::Categorize { finding_type, context, rules } => categorize(&rules, &finding_type, &context),
+        Command::Bench { rules, signals, at, from: Some(from), every, runs } => {
+            let ticks = exec::tick_series(parse_time(&from, "--from")?, parse_time(&at, "--at")?, parse_duration(&every)?);
+            bench_replay(&rules, &signals, &ticks, runs)
+        }
+        Command::Bench { rules, signals, at, from: None, runs, .. } => bench(&rules, &signals, &at, runs),
+        Command::BenchBaselines { rules, sites, days } => bench_baselines(&rules, sites, days),
+        Command::Demo { rules, sites, seed, incidents, output } => {
+            let set = load_rules(&rules)?;
+            let spec =
+                FleetSpec { sites, hours: 24, seed, start: parse_time("2025-10-03T12:00:00Z", "start")?, incident_percent: incidents };
+            let conn = load::open_database().map_err(input_err)?;
+            generate::fill(&conn, &spec).map_err(input_err)?;
+            let sig = load::Signals::from_connection(conn);
+            let (findings, failures) = exec::evaluate_all(&sig, &set, spec.end(), &filter_of(&output));
+            if output.format == Format::Table {
+                outln!(
+                    "Vigil demo: {} synthetic sites, 24 h of signals, {} rules and {} anomaly rules, audited at {}\n",
+                    sites,
+                    set.rules.len(),
+                    set.anomalies.len(),
+                    exec::iso(spec.end())
+                );
+            }
+            print_findings(findings, &output);
+            report_failures(&failures)
+        }
+    }
+}
+
+/// Rules that failed are reported after the findings of the others (exit 3).
+fn report_failures(failures: &[exec::ExecError]) -> CliResult {
+    if failures.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = failures.iter().map(|f| format!("error: {f}")).collect();
+    Err((EXIT_EVAL, format!("{}\n{} rule(s) failed; the findings of the other rules were printed", lines.join("\n"), failures.len())))
+}
+
+fn load_signals(path: &Path) -> Result<load::Signals, (u8, String)> {
+    let sig = load::load(path).map_err(input_err)?;
+    for w in &sig.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(sig)
+}
