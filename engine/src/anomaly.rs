@@ -737,11 +737,20 @@ fn samples_sql_with(m: &Metric, now: i64, after: Option<i64>, week_slot_only: Op
              FROM {shifts} AS r0 {zone}\n        \
              WHERE r0.\"checked_in_at\" IS NOT NULL AND epoch_us(r0.\"checked_in_at\") <= {t}\n          \
              AND r0.\"starts_at\" IS NOT NULL AND r0.\"ends_at\" IS NOT NULL{duty_after}) h\n  {z}\n),\n\
-             keys AS (\n  SELECT tenant_id, site_id, series, zone, b FROM agg UNION SELECT tenant_id, site_id, series, zone, b FROM duty\n),\n\
+             keys AS (\n  SELECT tenant_id, site_id, series, zone, b FROM agg UNION SELECT tenant_id, site_id, series, zone, b FROM duty WHERE {duty_slot}\n),\n\
              samples AS (\n  SELECT k.tenant_id, k.site_id, k.series, k.zone, k.b, coalesce(a.x, 0.0) AS x\n  \
              FROM keys k LEFT JOIN agg a ON a.tenant_id = k.tenant_id AND a.site_id = k.site_id AND a.series = k.series AND a.b = k.b\n  \
              WHERE k.b + {s} <= {t}{after_k}\n),\n",
             first = align("h.i"),
+            // Narrowed like the rows: a bucket starts up to one bucket before its rows.
+            duty_slot = match week_slot_only {
+                Some(span) => format!(
+                    "(({t} - b) % {WEEK} < {} OR ({t} - b) % {WEEK} > {})",
+                    3 * s + DST_SLACK + span,
+                    WEEK - DST_SLACK
+                ),
+                None => "true".to_string(),
+            },
             after_k = after_b("k."),
             ts = crate::sql::timestamp_literal(t),
             shifts = raw("shifts"),
@@ -816,10 +825,17 @@ fn statement(rule: &AnomalyRule, ticks: &[i64], explain: bool) -> String {
         let earlier = format!("PARTITION BY tenant_id, site_id, series, {} ORDER BY b", slot_sql(*level, "sl", s));
         let recent =
             if robust { ",\n         median(x) OVER recent AS med, mad(x) OVER recent AS mad, list(x) OVER recent AS xs" } else { "" };
+        // Only the slots some tick observes need their baselines (whole partitions,
+        // so the windows stay exact).
+        let observed = format!(
+            "EXISTS (SELECT 1 FROM obs o WHERE o.tenant_id = sl.tenant_id AND o.site_id = sl.site_id AND o.series = sl.series AND {} = {})",
+            slot_sql(*level, "o", s),
+            slot_sql(*level, "sl", s)
+        );
         let _ = write!(
             out,
             ",\nst{i} AS (\n  SELECT tenant_id, site_id, series, b, count(*) OVER earlier AS n, avg(x) OVER earlier AS mean,\n         \
-             stddev_samp(x) OVER earlier AS sd{recent}\n  FROM sl\n  \
+             stddev_samp(x) OVER earlier AS sd{recent}\n  FROM sl\n  WHERE {observed}\n  \
              WINDOW earlier AS ({earlier} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),\n         \
              recent AS ({earlier} ROWS BETWEEN {k} PRECEDING AND 1 PRECEDING)\n)",
         );

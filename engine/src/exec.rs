@@ -132,7 +132,7 @@ pub fn evaluate_all(signals: &Signals, rules: &RuleSet, now: i64, filter: &Filte
 
 /// At most this many ticks go into one statement, so memory stays bounded on long
 /// replays (a day of 5-minute ticks).
-pub const TICKS_PER_STATEMENT: usize = 288;
+pub const TICKS_PER_STATEMENT: usize = 1024;
 
 /// Evaluates every rule of the set at each of `ticks`, one statement per rule
 /// over all ticks (in chunks of [`TICKS_PER_STATEMENT`]): the findings of every
@@ -141,46 +141,107 @@ pub fn evaluate_ticks(signals: &Signals, rules: &RuleSet, ticks: &[i64], filter:
     let mut ticks = ticks.to_vec();
     ticks.sort_unstable();
     ticks.dedup();
-    let mut out = Vec::new();
-    let mut failures = Vec::new();
     let wanted = |id: &str| filter.rules.is_empty() || filter.rules.contains(id);
-    for (rule, planned) in rules.planned().filter(|(r, _)| wanted(&r.id)) {
-        let params = rules.params_for(rule);
-        let mut failed: Option<ExecError> = None;
-        for chunk in ticks.chunks(TICKS_PER_STATEMENT) {
-            match evaluate_planned(signals, rules, rule, planned, chunk, &params) {
-                Ok(found) => out.extend(found),
-                // A failure (a script blowing a limit on one row) fails the rule at the
-                // ticks where it happens, not at every tick of the chunk.
-                Err(e) if chunk.len() > 1 => {
-                    for tick in chunk {
-                        match evaluate_planned(signals, rules, rule, planned, std::slice::from_ref(tick), &params) {
-                            Ok(found) => out.extend(found),
-                            Err(e) => {
-                                failed.get_or_insert(e);
-                            }
-                        }
-                    }
-                    failed.get_or_insert(e);
-                }
-                Err(e) => {
-                    failed.get_or_insert(e);
+    let jobs: Vec<Job> = rules
+        .planned()
+        .filter(|(r, _)| wanted(&r.id))
+        .map(|(r, p)| Job::Rule(r, p))
+        .chain(rules.anomalies.iter().filter(|a| wanted(&a.id)).map(Job::Anomaly))
+        .collect();
+    // Rules are independent statements: on a small machine two run side by side on
+    // two connections to the same database, each using DuckDB's threads when it can.
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4).min(jobs.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, Vec<Finding>, Option<ExecError>)> = Vec::new();
+    let run_jobs = |view: &Signals| {
+        let mut mine = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(job) = jobs.get(i) else { break };
+            let (found, failed) = run_job(view, rules, job, &ticks);
+            mine.push((i, found, failed));
+        }
+        mine
+    };
+    if workers <= 1 {
+        done = run_jobs(signals);
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (1..workers)
+                .map(|_| {
+                    let conn = signals.conn.try_clone();
+                    let run_jobs = &run_jobs;
+                    scope.spawn(move || match conn {
+                        Ok(conn) => run_jobs(&Signals::from_connection(conn)),
+                        // Without a second connection this worker takes no job; the others do them all.
+                        Err(_) => Vec::new(),
+                    })
+                })
+                .collect();
+            done = run_jobs(signals);
+            for h in handles {
+                match h.join() {
+                    Ok(results) => done.extend(results),
+                    Err(_) => done.push((usize::MAX, Vec::new(), Some(ExecError { rule: "*".into(), message: "a worker panicked".into() }))),
                 }
             }
-        }
-        failures.extend(failed);
+        });
     }
-    for a in rules.anomalies.iter().filter(|a| wanted(&a.id)) {
-        match crate::anomaly::run_ticks(signals, a, &ticks) {
-            Ok(rows) => out.extend(rows.into_iter().map(|row| anomaly_finding(rules, a, row))),
-            Err(e) => failures.push(ExecError { rule: a.id.clone(), message: e.to_string() }),
-        }
+    done.sort_by_key(|(i, _, _)| *i);
+    let mut out = Vec::new();
+    let mut failures = Vec::new();
+    for (_, found, failed) in done {
+        out.extend(found);
+        failures.extend(failed);
     }
     out.retain(|f| filter.tenant.as_ref().is_none_or(|t| *t == f.tenant_id) && filter.site.as_ref().is_none_or(|s| *s == f.site_id));
     sort_findings(&mut out);
     // A finding is its identity: duplicated input rows (a site listed twice) give one finding.
     out.dedup_by(|a, b| a.detected_at == b.detected_at && a.identity() == b.identity());
     (out, failures)
+}
+
+/// One rule to evaluate at a set of ticks.
+enum Job<'a> {
+    Rule(&'a CheckedRule, &'a SqlPlan),
+    Anomaly(&'a crate::anomaly::AnomalyRule),
+}
+
+/// Evaluates one rule at every tick: its findings, and its first failure.
+fn run_job(signals: &Signals, rules: &RuleSet, job: &Job, ticks: &[i64]) -> (Vec<Finding>, Option<ExecError>) {
+    let mut out = Vec::new();
+    let mut failed: Option<ExecError> = None;
+    match job {
+        Job::Rule(rule, planned) => {
+            let params = rules.params_for(rule);
+            for chunk in ticks.chunks(TICKS_PER_STATEMENT) {
+                match evaluate_planned(signals, rules, rule, planned, chunk, &params) {
+                    Ok(found) => out.extend(found),
+                    // A failure (a script blowing a limit on one row) fails the rule at the
+                    // ticks where it happens, not at every tick of the chunk.
+                    Err(e) if chunk.len() > 1 => {
+                        for tick in chunk {
+                            match evaluate_planned(signals, rules, rule, planned, std::slice::from_ref(tick), &params) {
+                                Ok(found) => out.extend(found),
+                                Err(e) => {
+                                    failed.get_or_insert(e);
+                                }
+                            }
+                        }
+                        failed.get_or_insert(e);
+                    }
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        Job::Anomaly(a) => match crate::anomaly::run_ticks(signals, a, ticks) {
+            Ok(rows) => out.extend(rows.into_iter().map(|row| anomaly_finding(rules, a, row))),
+            Err(e) => failed = Some(ExecError { rule: a.id.clone(), message: e.to_string() }),
+        },
+    }
+    (out, failed)
 }
 
 /// Evaluates one rule at `now` with the given parameter values (planned anew:

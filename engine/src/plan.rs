@@ -12,7 +12,7 @@
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 
-use crate::check::{Builtin, CheckedRule, TExpr, TKind, TSource, Value};
+use crate::check::{Builtin, CheckedRule, Let, TExpr, TKind, TSource, Value};
 use crate::schema::{self, Table, Ty};
 use crate::sql::{Cte, From, Query, Select, SqlExpr, TICK};
 use crate::syntax::ast::{AggFn, BinOp};
@@ -283,6 +283,29 @@ fn conjuncts(e: &TExpr) -> Vec<&TExpr> {
         }
         _ => vec![e],
     }
+}
+
+/// The lets an expression reads, directly or through other lets.
+fn lets_needed_by<'r>(rule: &'r CheckedRule, e: &TExpr) -> std::collections::HashSet<&'r str> {
+    let mut needed = std::collections::HashSet::new();
+    let mut todo: Vec<String> = Vec::new();
+    let mut note = |x: &TExpr| {
+        if let TKind::Let(name) = &x.kind {
+            todo.push(name.clone());
+        }
+    };
+    e.walk(&mut note);
+    while let Some(name) = todo.pop() {
+        let Some(l) = rule.lets.iter().find(|l| l.name == name) else { continue };
+        if needed.insert(l.name.as_str()) {
+            l.value.walk(&mut |x| {
+                if let TKind::Let(inner) = &x.kind {
+                    todo.push(inner.clone());
+                }
+            });
+        }
+    }
+    needed
 }
 
 /// Does the expression read only the entity row (no lets, no aggregates)?
@@ -613,29 +636,21 @@ impl<'a> Planner<'a> {
         entity_select.order_by = vec![];
         ctes.push(Cte { name: "entity".into(), parts: vec![entity_select] });
 
-        // Lets in layers: a let that reads another let is computed one layer later.
-        let mut layer_of: HashMap<&str, usize> = HashMap::new();
-        let mut layers: Vec<Vec<(SqlExpr, Option<String>)>> = Vec::new();
-        for l in &rule.lets {
-            let mut depth = 0;
-            l.value.walk(&mut |e| {
-                if let TKind::Let(name) = &e.kind {
-                    depth = depth.max(layer_of.get(name.as_str()).map(|d| d + 1).unwrap_or(0));
-                }
-            });
-            layer_of.insert(&l.name, depth);
-            if layers.len() <= depth {
-                layers.resize(depth + 1, Vec::new());
-            }
-            layers[depth].push((self.expr(&l.value), Some(let_column(&l.name))));
-        }
+        // The lets the condition needs come first; the rows that fire are kept; the
+        // lets only evidence, severities or scripts read are then computed for those
+        // rows alone (most entity rows never fire). `explain` computes every let for
+        // every candidate.
+        let needed = lets_needed_by(rule, &rule.condition);
+        let (first, rest): (Vec<&Let>, Vec<&Let>) = rule.lets.iter().partition(|l| !self.push_down || needed.contains(l.name.as_str()));
         let mut previous = "entity".to_string();
-        for (i, lets) in layers.into_iter().enumerate() {
-            let name = format!("lets_{i}");
-            let mut items = vec![(SqlExpr::Star(r0.clone()), None)];
-            items.extend(lets);
-            ctes.push(Cte { name: name.clone(), parts: vec![Select::from_table(&previous, &r0, items)] });
-            previous = name;
+        self.let_layers(&first, "lets", &mut previous, &mut ctes);
+        let prefiltered = !rest.is_empty();
+        if prefiltered {
+            let mut fires = Select::from_table(&previous, &r0, vec![(SqlExpr::Star(r0.clone()), None)]);
+            fires.filter = Some(self.expr(&rule.condition));
+            ctes.push(Cte { name: "fires".into(), parts: vec![fires] });
+            previous = "fires".into();
+            self.let_layers(&rest, "more_lets", &mut previous, &mut ctes);
         }
 
         let col_or_null = |c: Option<&str>| match c {
@@ -670,7 +685,7 @@ impl<'a> Planner<'a> {
             }
         }
         let mut body = Select::from_table(&previous, &r0, items);
-        body.filter = Some(self.expr(&rule.condition));
+        body.filter = if prefiltered { None } else { Some(self.expr(&rule.condition)) };
         body.order_by = [TICK, "tenant_id", "site_id", "guard_id", "entity_id"].iter().map(|c| SqlExpr::col(&r0, c)).collect();
         if entity.entity.guard_column.is_none() {
             body.order_by.retain(|e| e != &SqlExpr::col(&r0, "guard_id"));
@@ -693,6 +708,34 @@ impl<'a> Planner<'a> {
             }
         }
         (ctes, body)
+    }
+
+    /// CTEs `{prefix}_0`, `{prefix}_1`, ... computing `lets` over `previous`: a let
+    /// that reads another let of the group is computed one layer later.
+    fn let_layers(&self, lets: &[&Let], prefix: &str, previous: &mut String, ctes: &mut Vec<Cte>) {
+        let r0 = rel(0);
+        let mut layer_of: HashMap<&str, usize> = HashMap::new();
+        let mut layers: Vec<Vec<(SqlExpr, Option<String>)>> = Vec::new();
+        for l in lets {
+            let mut depth = 0;
+            l.value.walk(&mut |e| {
+                if let TKind::Let(name) = &e.kind {
+                    depth = depth.max(layer_of.get(name.as_str()).map(|d| d + 1).unwrap_or(0));
+                }
+            });
+            layer_of.insert(&l.name, depth);
+            if layers.len() <= depth {
+                layers.resize(depth + 1, Vec::new());
+            }
+            layers[depth].push((self.expr(&l.value), Some(let_column(&l.name))));
+        }
+        for (i, lets) in layers.into_iter().enumerate() {
+            let name = format!("{prefix}_{i}");
+            let mut items = vec![(SqlExpr::Star(r0.clone()), None)];
+            items.extend(lets);
+            ctes.push(Cte { name: name.clone(), parts: vec![Select::from_table(previous, &r0, items)] });
+            *previous = name;
+        }
     }
 
     /// Maintenance windows covering this finding at T (CONTRACT.md).
