@@ -130,9 +130,13 @@ pub fn evaluate_all(signals: &Signals, rules: &RuleSet, now: i64, filter: &Filte
     evaluate_ticks(signals, rules, &[now], filter)
 }
 
-/// At most this many ticks go into one statement, so memory stays bounded on long
-/// replays (a day of 5-minute ticks).
+/// At most this many ticks go into one statement.
 pub const TICKS_PER_STATEMENT: usize = 1024;
+
+/// Rows x ticks one statement may pair for the tables a rule reads whole (plans such as
+/// tasks and tours, which every tick sees): fewer ticks per statement for big fleets, so
+/// a week of 5-minute ticks stays within a few GiB.
+const ROW_TICKS_PER_STATEMENT: u64 = 8_000_000;
 
 /// Evaluates every rule of the set at each of `ticks`, one statement per rule
 /// over all ticks (in chunks of [`TICKS_PER_STATEMENT`]): the findings of every
@@ -151,6 +155,7 @@ pub fn evaluate_ticks(signals: &Signals, rules: &RuleSet, ticks: &[i64], filter:
     // Rules are independent statements: on a small machine two run side by side on
     // two connections to the same database, each using DuckDB's threads when it can.
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4).min(jobs.len().max(1));
+    let rows = table_rows(signals);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let mut done: Vec<(usize, Vec<Finding>, Option<ExecError>)> = Vec::new();
     let run_jobs = |view: &Signals| {
@@ -158,7 +163,7 @@ pub fn evaluate_ticks(signals: &Signals, rules: &RuleSet, ticks: &[i64], filter:
         loop {
             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let Some(job) = jobs.get(i) else { break };
-            let (found, failed) = run_job(view, rules, job, &ticks);
+            let (found, failed) = run_job(view, rules, job, &ticks, &rows);
             mine.push((i, found, failed));
         }
         mine
@@ -182,7 +187,9 @@ pub fn evaluate_ticks(signals: &Signals, rules: &RuleSet, ticks: &[i64], filter:
             for h in handles {
                 match h.join() {
                     Ok(results) => done.extend(results),
-                    Err(_) => done.push((usize::MAX, Vec::new(), Some(ExecError { rule: "*".into(), message: "a worker panicked".into() }))),
+                    Err(_) => {
+                        done.push((usize::MAX, Vec::new(), Some(ExecError { rule: "*".into(), message: "a worker panicked".into() })))
+                    }
                 }
             }
         });
@@ -207,14 +214,42 @@ enum Job<'a> {
     Anomaly(&'a crate::anomaly::AnomalyRule),
 }
 
+/// Rows per loaded table (0 when it cannot be counted).
+fn table_rows(signals: &Signals) -> HashMap<&'static str, u64> {
+    crate::schema::contract_tables()
+        .map(|t| {
+            let sql = format!("SELECT count(*) FROM {}.{}", sql::ident(sql::RAW_SCHEMA), sql::ident(t.name));
+            let n: i64 = signals.conn.query_row(&sql, [], |r| r.get(0)).unwrap_or(0);
+            (t.name, u64::try_from(n).unwrap_or(0))
+        })
+        .collect()
+}
+
+/// How many ticks one statement of `rule` takes: [`TICKS_PER_STATEMENT`], fewer when
+/// the tables it reads whole are big ([`ROW_TICKS_PER_STATEMENT`]).
+fn ticks_per_statement(rule: &CheckedRule, params: &ParamValues, rows: &HashMap<&'static str, u64>) -> usize {
+    let whole: u64 = plan::read_ranges(rule, params)
+        .into_iter()
+        .filter(|(_, lookback)| lookback.is_none())
+        .map(|(table, _)| rows.get(table).copied().unwrap_or(0))
+        .sum();
+    usize::try_from(ROW_TICKS_PER_STATEMENT / whole.max(1)).unwrap_or(TICKS_PER_STATEMENT).clamp(16, TICKS_PER_STATEMENT)
+}
+
 /// Evaluates one rule at every tick: its findings, and its first failure.
-fn run_job(signals: &Signals, rules: &RuleSet, job: &Job, ticks: &[i64]) -> (Vec<Finding>, Option<ExecError>) {
+fn run_job(
+    signals: &Signals,
+    rules: &RuleSet,
+    job: &Job,
+    ticks: &[i64],
+    rows: &HashMap<&'static str, u64>,
+) -> (Vec<Finding>, Option<ExecError>) {
     let mut out = Vec::new();
     let mut failed: Option<ExecError> = None;
     match job {
         Job::Rule(rule, planned) => {
             let params = rules.params_for(rule);
-            for chunk in ticks.chunks(TICKS_PER_STATEMENT) {
+            for chunk in ticks.chunks(ticks_per_statement(rule, &params, rows)) {
                 match evaluate_planned(signals, rules, rule, planned, chunk, &params) {
                     Ok(found) => out.extend(found),
                     // A failure (a script blowing a limit on one row) fails the rule at the
