@@ -215,7 +215,9 @@ fn suppressed_findings_are_output_and_hidden_only_on_request() {
 fn vigil_test_reports_failing_cases_with_a_diff_and_exits_1() {
     let good = std::fs::read_to_string(root().join("tests/cases/silent_site_fires.case")).expect("case");
     let wrong = good.replace("severity=CRITICAL", "severity=HIGH");
-    let dir = write_dir("vigil-test", &[("good.case", &good), ("wrong.case", &wrong)]);
+    let snap = std::fs::read_to_string(root().join("tests/cases/silent_site_fires.case.snap")).expect("snapshot");
+    let files = [("good.case", &good), ("wrong.case", &wrong), ("good.case.snap", &snap), ("wrong.case.snap", &snap)];
+    let dir = write_dir("vigil-test", &files.map(|(n, t)| (n, t.as_str())));
     let (code, out, _) = vigil(&["test", dir.to_str().unwrap()], &root());
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("FAIL"), "{out}");

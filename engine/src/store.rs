@@ -285,13 +285,64 @@ pub fn rules_removed(path: &Path, rules: &[String], at: &str) -> Result<usize, S
     })
 }
 
+/// Where a stored finding is in its lifecycle (CATALOG.md: NEW -> ACKNOWLEDGED -> RESOLVED).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    /// raised, nobody has looked at it yet
+    New,
+    /// an operator has taken it
+    Acknowledged,
+    /// closed; the same condition holding again is a new finding
+    Resolved,
+}
+
+impl Status {
+    /// Its spelling in the store and on screen.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::New => "NEW",
+            Status::Acknowledged => "ACKNOWLEDGED",
+            Status::Resolved => "RESOLVED",
+        }
+    }
+
+    /// The status a stored text names.
+    pub fn parse(text: &str) -> Option<Status> {
+        [Status::New, Status::Acknowledged, Status::Resolved].into_iter().find(|s| s.name() == text)
+    }
+
+    /// Where `ack` (or `resolve`) leads from here, if the lifecycle allows it.
+    pub fn step(self, resolve: bool) -> Option<Status> {
+        match (self, resolve) {
+            (Status::New, false) => Some(Status::Acknowledged),
+            (Status::New | Status::Acknowledged, true) => Some(Status::Resolved),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A status column read from the store.
+fn status_at(r: &duckdb::Row, i: usize) -> Result<Status, duckdb::Error> {
+    let text: String = r.get(i)?;
+    Status::parse(&text).ok_or_else(|| {
+        duckdb::Error::FromSqlConversionFailure(i, duckdb::types::Type::Text, format!("`{text}` is not a finding status").into())
+    })
+}
+
 /// One stored finding.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Stored {
     /// Store id.
     pub id: i64,
-    /// NEW, ACKNOWLEDGED or RESOLVED.
-    pub status: String,
+    /// Where it is in its lifecycle.
+    pub status: Status,
     /// Type.
     pub finding_type: String,
     /// Rule id.
@@ -357,7 +408,7 @@ pub fn list(path: &Path, status: Option<&str>) -> Result<Vec<Stored>, StateError
         let rows = stmt.query_map([], |r| {
             Ok(Stored {
                 id: r.get(0)?,
-                status: r.get(1)?,
+                status: status_at(r, 1)?,
                 finding_type: r.get(2)?,
                 rule: r.get(3)?,
                 tenant_id: r.get(4)?,
@@ -406,7 +457,7 @@ pub enum StepError {
     /// No such finding.
     NotFound(i64),
     /// The step does not follow from the finding's status.
-    Refused { id: i64, status: String, step: &'static str },
+    Refused { id: i64, status: Status, step: &'static str },
     /// The database failed.
     Db(String),
 }
@@ -425,17 +476,16 @@ impl std::fmt::Display for StepError {
 pub fn step(path: &Path, id: i64, resolve: bool, who: &str, at: &str, note: Option<&str>) -> Result<(), StepError> {
     let result = with_store(path, |conn| {
         conn.execute_batch("BEGIN TRANSACTION")?;
-        let status: Option<String> =
-            conn.query_row(&format!("SELECT status FROM {DB}.findings WHERE id = ?"), params![id], |r| r.get(0)).ok();
-        let outcome = match (status.as_deref(), resolve) {
-            (None, _) => Err(StepError::NotFound(id)),
-            (Some("NEW"), false) => Ok(("ACKNOWLEDGED", "acknowledged")),
-            (Some("NEW") | Some("ACKNOWLEDGED"), true) => Ok(("RESOLVED", "resolved")),
-            (Some(s), false) => Err(StepError::Refused { id, status: s.to_string(), step: "acknowledged" }),
-            (Some(s), true) => Err(StepError::Refused { id, status: s.to_string(), step: "resolved" }),
+        let status: Option<Status> =
+            conn.query_row(&format!("SELECT status FROM {DB}.findings WHERE id = ?"), params![id], |r| status_at(r, 0)).ok();
+        let event = if resolve { "resolved" } else { "acknowledged" };
+        let outcome = match status {
+            None => Err(StepError::NotFound(id)),
+            Some(s) => s.step(resolve).ok_or(StepError::Refused { id, status: s, step: event }),
         };
         match outcome {
-            Ok((to, event)) => {
+            Ok(to) => {
+                let to = to.name();
                 let (by, when) = if resolve { ("resolved_by", "resolved_at") } else { ("acknowledged_by", "acknowledged_at") };
                 conn.execute(&format!("UPDATE {DB}.findings SET status = ?, {by} = ?, {when} = ? WHERE id = ?"), params![to, who, at, id])?;
                 conn.execute(&format!("INSERT INTO {DB}.finding_history VALUES (?, ?, ?, ?, ?)"), params![id, at, event, note, who])?;

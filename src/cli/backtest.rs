@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use vigil_engine::backtest::{self, Impact};
 
-use super::{input_err, load_rules, load_signals, parse_duration, parse_time, report_failures, sibling, CliResult, RuleArgs, EXIT_EVAL};
+use super::{input_err, load_rules, load_signals, parse_duration, parse_time, report_failures, sibling, CliError, CliResult, RuleArgs};
 
 /// Where the baseline rules come from.
 pub enum Baseline {
@@ -29,9 +29,6 @@ pub struct Args {
     pub examples: usize,
 }
 
-/// Exit code of `--fail-on-change` when the findings differ.
-const EXIT_CHANGED: u8 = 1;
-
 pub fn run(args: Args) -> CliResult {
     let current = load_rules(&args.rules)?;
     let (from, to, every) = (parse_time(&args.from, "--from")?, parse_time(&args.to, "--to")?, parse_duration(&args.every)?);
@@ -49,20 +46,20 @@ pub fn run(args: Args) -> CliResult {
             RuleArgs { rules, runbooks: Some(runbooks) }
         }
     };
-    let baseline = load_rules(&baseline_args).map_err(|(code, message)| (code, format!("{message}\n(in the baseline rules)")))?;
+    let baseline = load_rules(&baseline_args).map_err(|e| e.context("(in the baseline rules)"))?;
     drop(checkout);
     let signals = load_signals(&args.signals)?;
     let ticks = vigil_engine::exec::tick_series(from, to, every);
     let (impact, failures) = backtest::backtest(&signals, &current, &baseline, &ticks, args.examples);
     if args.json {
-        let text = serde_json::to_string_pretty(&impact).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+        let text = serde_json::to_string_pretty(&impact).map_err(|e| CliError::Eval(format!("error: {e}")))?;
         outln!("{text}");
     } else {
         out!("{}", text_report(&impact));
     }
     report_failures(&failures)?;
     if args.fail_on_change && impact.differs() {
-        return Err((EXIT_CHANGED, "the rule change changes findings (--fail-on-change)".into()));
+        return Err(CliError::Changed("the rule change changes findings (--fail-on-change)".into()));
     }
     Ok(())
 }
@@ -135,8 +132,8 @@ impl Drop for TempDir {
 
 /// Extracts the rules and runbooks directories as they were at `rev` in the git
 /// repository that holds them; returns the checkout and the two directories in it.
-fn files_at_revision(rules: &Path, runbooks: &Path, rev: &str) -> Result<(TempDir, PathBuf, PathBuf), (u8, String)> {
-    let git = |dir: &Path, args: &[&str]| -> Result<Vec<u8>, (u8, String)> {
+fn files_at_revision(rules: &Path, runbooks: &Path, rev: &str) -> Result<(TempDir, PathBuf, PathBuf), CliError> {
+    let git = |dir: &Path, args: &[&str]| -> Result<Vec<u8>, CliError> {
         let out = std::process::Command::new("git")
             .arg("-C")
             .arg(dir)
@@ -154,7 +151,7 @@ fn files_at_revision(rules: &Path, runbooks: &Path, rev: &str) -> Result<(TempDi
     };
     let top = String::from_utf8_lossy(&git(rules, &["rev-parse", "--show-toplevel"])?).trim().to_string();
     let top = PathBuf::from(top).canonicalize().map_err(|e| input_err(format!("--baseline-rev: {e}")))?;
-    let relative = |dir: &Path| -> Result<String, (u8, String)> {
+    let relative = |dir: &Path| -> Result<String, CliError> {
         let full = dir.canonicalize().map_err(|e| input_err(format!("`{}`: {e}", dir.display())))?;
         let rel = full
             .strip_prefix(&top)

@@ -12,7 +12,7 @@ pub(super) fn baseline_command(args: &RuleArgs, action: BaselineCommand) -> CliR
             let sig = load_signals(&signals)?;
             let (metrics, window) = set.baseline_metrics();
             let folded = baseline::update(&sig, &metrics, &state, until, window)
-                .map_err(|e| (EXIT_EVAL, format!("error: {}: {e}", state.display())))?;
+                .map_err(|e| CliError::Eval(format!("error: {}: {e}", state.display())))?;
             for f in folded {
                 let from = f.from.map(exec::iso).unwrap_or_else(|| "the beginning".into());
                 outln!("{}: folded {} bucket(s) after {from} up to {}", f.metric, f.samples, exec::iso(f.until));
@@ -30,11 +30,11 @@ pub(super) fn baseline_command(args: &RuleArgs, action: BaselineCommand) -> CliR
             if !state.exists() {
                 return Err(input_err(format!("no state database `{}` (run `vigil baseline update` first)", state.display())));
             }
-            let sig = load::Signals::from_connection(load::open_database().map_err(|e| (EXIT_EVAL, format!("error: {e}")))?);
-            let marks = baseline::watermarks(&sig, &state).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+            let sig = load::Signals::from_connection(load::open_database().map_err(|e| CliError::Eval(format!("error: {e}")))?);
+            let marks = baseline::watermarks(&sig, &state).map_err(|e| CliError::Eval(format!("error: {e}")))?;
             let mark = marks.iter().find(|(name, _, _)| *name == metric).map(|(_, _, t)| exec::iso(*t)).unwrap_or_else(|| "never".into());
-            let rows =
-                baseline::show(&sig, &state, tenant.as_deref(), &site, &metric, level).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+            let rows = baseline::show(&sig, &state, tenant.as_deref(), &site, &metric, level)
+                .map_err(|e| CliError::Eval(format!("error: {e}")))?;
             outln!("site {site}  metric {metric}  level {}  folded until {mark}  (site-local slots)", level.name());
             let per_level = match level {
                 Level::HourOfWeek => 7 * 86_400_000_000 / m.bucket,

@@ -59,7 +59,7 @@ pub(super) fn bench(args: &RuleArgs, signals: &Path, at: &str, runs: u32) -> Cli
         let started = std::time::Instant::now();
         let sig = load::load(signals).map_err(input_err)?;
         let loaded = started.elapsed();
-        let found = exec::evaluate(&sig, &set, now, &Filter::default()).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+        let found = exec::evaluate(&sig, &set, now, &Filter::default()).map_err(|e| CliError::Eval(format!("error: {e}")))?;
         let total = started.elapsed();
         findings = found.len();
         times.push((loaded, total));
@@ -70,12 +70,12 @@ pub(super) fn bench(args: &RuleArgs, signals: &Path, at: &str, runs: u32) -> Cli
     let mut per_rule = Vec::new();
     for rule in &set.rules {
         let started = std::time::Instant::now();
-        exec::evaluate_rule(&sig, &set, rule, now, &set.params_for(rule)).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+        exec::evaluate_rule(&sig, &set, rule, now, &set.params_for(rule)).map_err(|e| CliError::Eval(format!("error: {e}")))?;
         per_rule.push((started.elapsed().as_secs_f64(), rule.id.clone()));
     }
     for a in &set.anomalies {
         let started = std::time::Instant::now();
-        exec::evaluate_anomaly(&sig, &set, a, now).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+        exec::evaluate_anomaly(&sig, &set, a, now).map_err(|e| CliError::Eval(format!("error: {e}")))?;
         per_rule.push((started.elapsed().as_secs_f64(), a.id.clone()));
     }
     per_rule.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -156,9 +156,9 @@ pub(super) fn bench_baselines(args: &RuleArgs, sites: u32, days: u32) -> CliResu
                FROM range({sites}) r(i), range({halves}) q(h);",
             halves = i64::from(days) * 48,
         ))
-        .map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+        .map_err(|e| CliError::Eval(format!("error: {e}")))?;
     let rows: i64 =
-        sig.conn.query_row("SELECT count(*) FROM raw.metrics", [], |r| r.get(0)).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+        sig.conn.query_row("SELECT count(*) FROM raw.metrics", [], |r| r.get(0)).map_err(|e| CliError::Eval(format!("error: {e}")))?;
     outln!("generated {sites} sites x {days} days: {rows} metric rows in {:.1} s", started.elapsed().as_secs_f64());
     let state = dir.join("state.duckdb");
     let (_, window) = set.baseline_metrics();
@@ -166,7 +166,7 @@ pub(super) fn bench_baselines(args: &RuleArgs, sites: u32, days: u32) -> CliResu
     for (label, until) in [(format!("backfill of {days} days minus the last hour"), end - hour), ("the last hour".to_string(), end)] {
         let t = std::time::Instant::now();
         let folded =
-            vigil_engine::baseline::update(&sig, &metrics, &state, until, window).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+            vigil_engine::baseline::update(&sig, &metrics, &state, until, window).map_err(|e| CliError::Eval(format!("error: {e}")))?;
         let buckets: i64 = folded.iter().map(|f| f.samples).sum();
         outln!("{label}: {buckets} buckets folded in {:.2} s", t.elapsed().as_secs_f64());
     }

@@ -60,8 +60,8 @@ pub(super) fn check(args: &RuleArgs, short: bool, strict_tests: Option<&[PathBuf
         }
         Ok(())
     } else if ok {
-        Err((EXIT_RULES, format!("error: --strict: {warnings} warning(s)")))
+        Err(CliError::Rules(format!("error: --strict: {warnings} warning(s)")))
     } else {
-        Err((EXIT_RULES, format!("error: {errors} error(s), {warnings} warning(s)")))
+        Err(CliError::Rules(format!("error: {errors} error(s), {warnings} warning(s)")))
     }
 }

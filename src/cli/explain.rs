@@ -38,7 +38,7 @@ pub(super) fn explain(set: &RuleSet, id: &str, now: i64, signals: Option<&Path>,
     if let Some(path) = signals {
         let sig = load_signals(path)?;
         outln!("\n-- candidates as of {} (one row per {}) --", exec::iso(now), rule.entity.entity.name);
-        let (columns, rows) = exec::explain_candidates(&sig, rule, now, &params).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+        let (columns, rows) = exec::explain_candidates(&sig, rule, now, &params).map_err(|e| CliError::Eval(format!("error: {e}")))?;
         let mut shown = 0;
         for row in rows {
             if site.is_some_and(|s| row.get(1).map(String::as_str) != Some(s)) {
@@ -103,7 +103,7 @@ pub(super) fn explain_anomaly(
     if let Some(path) = signals {
         let sig = load_signals(path)?;
         outln!("\n-- last complete bucket of every series as of {} --", exec::iso(now));
-        let (columns, rows) = vigil_engine::anomaly::explain(&sig.conn, a, now).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+        let (columns, rows) = vigil_engine::anomaly::explain(&sig.conn, a, now).map_err(|e| CliError::Eval(format!("error: {e}")))?;
         let mut shown = 0;
         for row in rows.iter().filter(|r| site.is_none_or(|s| r.get(1).map(String::as_str) == Some(s))) {
             shown += 1;

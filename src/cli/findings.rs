@@ -8,7 +8,7 @@ pub(super) fn findings_command(state: &Path, action: FindingsCommand) -> CliResu
     if !state.exists() {
         return Err(input_err(format!("no state database `{}` (audit --state or watch writes it)", state.display())));
     }
-    let db = |e: vigil_engine::store::StateError| (EXIT_EVAL, format!("error: {}: {e}", state.display()));
+    let db = |e: vigil_engine::store::StateError| CliError::Eval(format!("error: {}: {e}", state.display()));
     match action {
         FindingsCommand::List { status, format } => {
             let known = ["open", "new", "acknowledged", "resolved", "all"];
@@ -104,13 +104,18 @@ pub(super) fn status(state: &Path) -> CliResult {
     if !state.exists() {
         return Err(input_err(format!("no state database `{}` (audit --state or watch writes it)", state.display())));
     }
-    let db = |e: vigil_engine::store::StateError| (EXIT_EVAL, format!("error: {}: {e}", state.display()));
+    let db = |e: vigil_engine::store::StateError| CliError::Eval(format!("error: {}: {e}", state.display()));
     outln!("state {}", state.display());
     outln!("  last tick        {}", store::last_tick(state).map_err(db)?.unwrap_or_else(|| "none".into()));
     let all = store::list(state, Some("all")).map_err(db)?;
-    let count = |status: &str| all.iter().filter(|f| f.status == status).count();
-    outln!("  findings         {} new, {} acknowledged, {} resolved", count("NEW"), count("ACKNOWLEDGED"), count("RESOLVED"));
-    let open: Vec<&store::Stored> = all.iter().filter(|f| f.status != "RESOLVED").collect();
+    let count = |status: store::Status| all.iter().filter(|f| f.status == status).count();
+    outln!(
+        "  findings         {} new, {} acknowledged, {} resolved",
+        count(store::Status::New),
+        count(store::Status::Acknowledged),
+        count(store::Status::Resolved)
+    );
+    let open: Vec<&store::Stored> = all.iter().filter(|f| f.status != store::Status::Resolved).collect();
     for level in ["CRITICAL", "HIGH", "MEDIUM", "LOW"] {
         let n = open.iter().filter(|f| f.severity == level).count();
         if n > 0 {
@@ -143,7 +148,7 @@ pub(super) fn lifecycle_step(state: &Path, id: i64, resolve: bool, by: &str, not
             outln!("finding {id} {} by {by} at {at}", if resolve { "resolved" } else { "acknowledged" });
             Ok(())
         }
-        Err(vigil_engine::store::StepError::Db(e)) => Err((EXIT_EVAL, format!("error: {}: {e}", state.display()))),
+        Err(vigil_engine::store::StepError::Db(e)) => Err(CliError::Eval(format!("error: {}: {e}", state.display()))),
         Err(e) => Err(input_err(e.to_string())),
     }
 }

@@ -38,7 +38,7 @@ pub(super) fn fmt_command(paths: &[PathBuf], check: bool) -> CliResult {
         outln!("{}{}", if check { "not formatted: " } else { "formatted: " }, f.display());
     }
     if check && !changed.is_empty() {
-        return Err((EXIT_RULES, format!("error: {} of {} file(s) not formatted (run `vigil fmt`)", changed.len(), files.len())));
+        return Err(CliError::Rules(format!("error: {} of {} file(s) not formatted (run `vigil fmt`)", changed.len(), files.len())));
     }
     if changed.is_empty() {
         outln!("{} file(s) already formatted", files.len());

@@ -493,22 +493,64 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err((code, message)) => {
-            if !message.is_empty() {
-                eprintln!("{message}");
+        Err(e) => {
+            if !e.message().is_empty() {
+                eprintln!("{}", e.message());
             }
-            ExitCode::from(code)
+            ExitCode::from(e.code())
         }
     }
 }
 
-type CliResult = Result<(), (u8, String)>;
+type CliResult = Result<(), CliError>;
 
-fn input_err(e: impl std::fmt::Display) -> (u8, String) {
-    (EXIT_INPUT, format!("error: {e}"))
+/// Why a command failed: the message for stderr, and the exit code it means.
+#[derive(Debug)]
+enum CliError {
+    /// The rule set has errors, tests failed, files are not formatted (exit 1).
+    Rules(String),
+    /// Bad input: signals, times, paths, flags (exit 2).
+    Input(String),
+    /// Evaluation or the state database failed (exit 3).
+    Eval(String),
+    /// `backtest --fail-on-change` found changes (exit 1).
+    Changed(String),
 }
 
-fn load_rules(args: &RuleArgs) -> Result<RuleSet, (u8, String)> {
+impl CliError {
+    /// The process exit code.
+    fn code(&self) -> u8 {
+        match self {
+            CliError::Rules(_) | CliError::Changed(_) => EXIT_RULES,
+            CliError::Input(_) => EXIT_INPUT,
+            CliError::Eval(_) => EXIT_EVAL,
+        }
+    }
+
+    /// What to print on stderr (may be empty when the output already said it).
+    fn message(&self) -> &str {
+        match self {
+            CliError::Rules(m) | CliError::Input(m) | CliError::Eval(m) | CliError::Changed(m) => m,
+        }
+    }
+
+    /// The same failure with a line of context after the message.
+    fn context(self, line: &str) -> CliError {
+        let add = |m: String| format!("{m}\n{line}");
+        match self {
+            CliError::Rules(m) => CliError::Rules(add(m)),
+            CliError::Input(m) => CliError::Input(add(m)),
+            CliError::Eval(m) => CliError::Eval(add(m)),
+            CliError::Changed(m) => CliError::Changed(add(m)),
+        }
+    }
+}
+
+fn input_err(e: impl std::fmt::Display) -> CliError {
+    CliError::Input(format!("error: {e}"))
+}
+
+fn load_rules(args: &RuleArgs) -> Result<RuleSet, CliError> {
     let runbooks = args.runbooks.clone().unwrap_or_else(|| sibling(&args.rules, "runbooks"));
     if !args.rules.is_dir() {
         return Err(input_err(format!("rules directory `{}` does not exist (use --rules DIR)", args.rules.display())));
@@ -517,13 +559,10 @@ fn load_rules(args: &RuleArgs) -> Result<RuleSet, (u8, String)> {
         Ok(set) => Ok(set),
         Err(failure) => {
             let errors = failure.diagnostics.iter().filter(|d| d.is_error()).count();
-            Err((
-                EXIT_RULES,
-                format!(
-                    "{}error: the rule set has {errors} error(s); nothing was evaluated",
-                    failure.sources.render(&failure.diagnostics, false)
-                ),
-            ))
+            Err(CliError::Rules(format!(
+                "{}error: the rule set has {errors} error(s); nothing was evaluated",
+                failure.sources.render(&failure.diagnostics, false)
+            )))
         }
     }
 }
@@ -533,11 +572,11 @@ fn sibling(dir: &Path, name: &str) -> PathBuf {
     parent.join(name)
 }
 
-fn parse_time(text: &str, flag: &str) -> Result<i64, (u8, String)> {
+fn parse_time(text: &str, flag: &str) -> Result<i64, CliError> {
     parse_timestamp(text).map_err(|e| input_err(format!("{flag}: {e}")))
 }
 
-fn parse_duration(text: &str) -> Result<i64, (u8, String)> {
+fn parse_duration(text: &str) -> Result<i64, CliError> {
     vigil_engine::syntax::duration_micros(text)
         .filter(|d| *d > 0)
         .ok_or_else(|| input_err(format!("--every: `{text}` is not a duration such as 5m, 15m or 1h")))
@@ -561,7 +600,7 @@ fn run(cli: Cli) -> CliResult {
                 .map(|st| (st, vigil_engine::store::record(st, &set, &set.completed_rules(&filter, &failures), now, &findings)));
             print_findings(findings, &output);
             if let Some((st, written)) = written {
-                let w = written.map_err(|e| (EXIT_EVAL, format!("error: {}: {e}", st.display())))?;
+                let w = written.map_err(|e| CliError::Eval(format!("error: {}: {e}", st.display())))?;
                 if w.skipped {
                     eprintln!("state {}: {} is not after the last time written; nothing recorded", st.display(), exec::iso(now));
                 } else {
@@ -692,10 +731,10 @@ fn report_failures(failures: &[exec::ExecError]) -> CliResult {
         return Ok(());
     }
     let lines: Vec<String> = failures.iter().map(|f| format!("error: {f}")).collect();
-    Err((EXIT_EVAL, format!("{}\n{} rule(s) failed; the findings of the other rules were printed", lines.join("\n"), failures.len())))
+    Err(CliError::Eval(format!("{}\n{} rule(s) failed; the findings of the other rules were printed", lines.join("\n"), failures.len())))
 }
 
-fn load_signals(path: &Path) -> Result<load::Signals, (u8, String)> {
+fn load_signals(path: &Path) -> Result<load::Signals, CliError> {
     let sig = load::load(path).map_err(input_err)?;
     for w in &sig.warnings {
         eprintln!("warning: {w}");

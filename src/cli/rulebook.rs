@@ -24,7 +24,7 @@ pub(super) fn categorize(args: &RuleArgs, finding_type: &str, context: &[String]
         outln!("severity      unknown: no rule raises {finding_type}");
         return Ok(());
     };
-    let outcome = severity_for(rule, &values).map_err(|e| (EXIT_EVAL, format!("error: {e}")))?;
+    let outcome = severity_for(rule, &values).map_err(|e| CliError::Eval(format!("error: {e}")))?;
     let why = match outcome.step {
         Some(i) => format!("severity step {i}: the first whose condition holds"),
         None => format!("the base severity of rule {}", rule.id),

@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub(super) fn case_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, (u8, String)> {
+pub(super) fn case_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
     let roots = if paths.is_empty() { vec![PathBuf::from("tests/cases")] } else { paths.to_vec() };
     let mut out = Vec::new();
     for root in roots {
@@ -62,7 +62,7 @@ pub(super) fn run_tests(args: &RuleArgs, paths: &[PathBuf], format: TestFormat, 
         }
     }
     if failed > 0 {
-        Err((EXIT_RULES, String::new()))
+        Err(CliError::Rules(String::new()))
     } else {
         Ok(())
     }

@@ -18,6 +18,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::CliError;
 use notify::Watcher as _;
 use vigil_engine::exec::{self, Filter};
 use vigil_engine::ruleset::{self, RuleSet};
@@ -48,12 +49,15 @@ pub struct Options {
 }
 
 /// Runs until SIGINT/SIGTERM, or past `until`. Errors are (exit code, message).
-pub fn run(opts: &Options) -> Result<(), (u8, String)> {
+pub fn run(opts: &Options) -> Result<(), CliError> {
     // Watch first, then load: an edit made while the first set loads still triggers a reload.
     let (tx, rx) = mpsc::channel::<()>();
     let mut watcher = watch_dirs(&[&opts.rules, &opts.runbooks], &tx)?;
     let initial = ruleset::load_dirs(&opts.rules, &opts.runbooks).map_err(|f| {
-        (1, format!("{}error: the rule set does not check; watch needs a clean one to start", f.sources.render(&f.diagnostics, false)))
+        CliError::Rules(format!(
+            "{}error: the rule set does not check; watch needs a clean one to start",
+            f.sources.render(&f.diagnostics, false)
+        ))
     })?;
     let mut current = Arc::new(initial);
     let mut revision = store::revision(&current);
@@ -64,10 +68,11 @@ pub fn run(opts: &Options) -> Result<(), (u8, String)> {
     let hup = Arc::new(AtomicBool::new(false));
     for (signal, flag) in [(signal_hook::consts::SIGINT, &stop), (signal_hook::consts::SIGTERM, &stop), (signal_hook::consts::SIGHUP, &hup)]
     {
-        signal_hook::flag::register(signal, Arc::clone(flag)).map_err(|e| (3, format!("error: cannot handle signal {signal}: {e}")))?;
+        signal_hook::flag::register(signal, Arc::clone(flag))
+            .map_err(|e| CliError::Eval(format!("error: cannot handle signal {signal}: {e}")))?;
     }
     let resume = store::last_tick(&opts.state)
-        .map_err(|e| (3, format!("error: {}: {e}", opts.state.display())))?
+        .map_err(|e| CliError::Eval(format!("error: {}: {e}", opts.state.display())))?
         .and_then(|t| load::parse_timestamp(&t).ok());
     let mut now = match (opts.start, resume) {
         (Some(start), Some(done)) if done >= start => done + opts.every,
@@ -142,10 +147,10 @@ pub fn run(opts: &Options) -> Result<(), (u8, String)> {
             // watches start before the old ones stop, so no write in between is missed.
             match watch_dirs(&[&opts.rules, &opts.runbooks], &tx) {
                 Ok(fresh) => drop(std::mem::replace(&mut watcher, fresh)),
-                Err((_, e)) => {
+                Err(e) => {
                     // A directory replaced just now may be back in a moment: keep the old
                     // watches and try again shortly.
-                    eprintln!("watch: {e}; retrying");
+                    eprintln!("watch: {}; retrying", e.message());
                     reload_due = Some(Instant::now() + Duration::from_secs(2));
                 }
             }
@@ -186,7 +191,7 @@ pub fn run(opts: &Options) -> Result<(), (u8, String)> {
     }
 }
 
-fn watch_dirs(dirs: &[&Path], tx: &mpsc::Sender<()>) -> Result<notify::RecommendedWatcher, (u8, String)> {
+fn watch_dirs(dirs: &[&Path], tx: &mpsc::Sender<()>) -> Result<notify::RecommendedWatcher, CliError> {
     let tx = tx.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         // Errors and rescans (queue overflow) say something may have changed: reload.
@@ -201,9 +206,11 @@ fn watch_dirs(dirs: &[&Path], tx: &mpsc::Sender<()>) -> Result<notify::Recommend
             let _ = tx.send(());
         }
     })
-    .map_err(|e| (3, format!("error: cannot watch files: {e}")))?;
+    .map_err(|e| CliError::Eval(format!("error: cannot watch files: {e}")))?;
     for dir in dirs {
-        watcher.watch(dir, notify::RecursiveMode::NonRecursive).map_err(|e| (2, format!("error: cannot watch {}: {e}", dir.display())))?;
+        watcher
+            .watch(dir, notify::RecursiveMode::NonRecursive)
+            .map_err(|e| CliError::Input(format!("error: cannot watch {}: {e}", dir.display())))?;
     }
     Ok(watcher)
 }
