@@ -28,6 +28,7 @@
 //! - [`fmt`]: `vigil fmt`, the canonical layout of rule, runbook and case files.
 //! - [`case`]: case files (rows, a time, expected findings) for `vigil test`.
 //! - [`generate`]: synthetic fleets for demos and benchmarks.
+//! - [`time`]: every timestamp and duration helper (parse, format, durations).
 #![deny(clippy::unwrap_used)]
 // Diagnostics are the error type of the parse and check stages; they are built once per
 // error, so their size on the error path does not matter.
@@ -36,8 +37,6 @@
 pub use duckdb;
 
 pub mod anomaly;
-pub mod backtest;
-pub mod baseline;
 pub mod case;
 pub mod categorize;
 pub mod check;
@@ -45,16 +44,18 @@ pub mod diag;
 pub mod exec;
 pub mod fmt;
 pub mod generate;
-pub mod load;
-pub mod migrations;
 pub mod plan;
 pub mod ruleset;
 pub mod runbook;
 pub mod schema;
 pub mod script;
-pub mod sql;
-pub mod store;
+pub mod state;
 pub mod syntax;
+pub mod time;
+
+pub use exec::{backtest, load};
+pub use plan::sql;
+pub use state::{baseline, migrations, store};
 
 pub use exec::{evaluate, replay, Finding};
 pub use load::load;

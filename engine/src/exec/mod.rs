@@ -4,6 +4,11 @@
 //! tenant_id, site_id, finding_type, guard_id, entity_id), NULLs first, so two
 //! runs over the same input print identical bytes.
 
+pub mod backtest;
+pub mod load;
+
+pub use crate::time::{format_duration, iso};
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use duckdb::types::Value as DbValue;
@@ -98,19 +103,6 @@ pub struct Filter {
     pub site: Option<String>,
     /// Only these rules (by id); empty means all.
     pub rules: HashSet<String>,
-}
-
-/// Formats microseconds since the epoch as ISO-8601 UTC with `Z`.
-pub fn iso(micros: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(micros)
-        .map(|t| {
-            if micros % 1_000_000 == 0 {
-                t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-            } else {
-                t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-            }
-        })
-        .unwrap_or_default()
 }
 
 /// Evaluates every rule of the set at `now` and returns sorted findings, or the
@@ -505,26 +497,6 @@ fn json_value(v: Option<&DbValue>, ty: Ty) -> serde_json::Value {
         (Some(DbValue::Text(s)), _) => J::String(s.clone()),
         (Some(other), _) => J::String(format!("{other:?}")),
     }
-}
-
-/// `1h15m`, `45s`, `2d3h`: a duration as an operator reads it.
-pub fn format_duration(micros: i64) -> String {
-    let negative = micros < 0;
-    let mut secs = micros.unsigned_abs() / 1_000_000;
-    let mut out = String::new();
-    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
-        if secs >= size {
-            out.push_str(&format!("{}{unit}", secs / size));
-            secs %= size;
-        }
-    }
-    if out.is_empty() {
-        out.push_str("0s");
-    }
-    if negative {
-        out.insert(0, '-');
-    }
-    out
 }
 
 /// Replays history: evaluates at every tick and reports each finding once, at the

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use crate::time::parse_timestamp;
+
 use duckdb::types::{TimeUnit, Value as DbValue};
 use duckdb::{Config, Connection};
 
@@ -426,19 +428,6 @@ fn parse_value(storage: Storage, column: &str, text: &str) -> Result<DbValue, St
             _ => Err(format!("`{text}` is not a boolean (true or false)")),
         },
     }
-}
-
-/// Parses an ISO-8601 timestamp with a zone (`Z` or `+01:00`) to UTC microseconds.
-pub fn parse_timestamp(text: &str) -> Result<i64, String> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(t.timestamp_micros());
-    }
-    if chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f").is_ok()
-        || chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").is_ok()
-    {
-        return Err(format!("timestamp `{text}` has no zone: write it in UTC with Z, e.g. 2025-10-04T12:00:00Z"));
-    }
-    Err(format!("`{text}` is not an ISO-8601 timestamp such as 2025-10-04T12:00:00Z"))
 }
 
 #[cfg(test)]

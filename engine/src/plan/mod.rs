@@ -9,6 +9,8 @@
 //! planned once per load; evaluating at some ticks only renders the ticks into it
 //! ([`crate::sql::render`]).
 
+pub mod sql;
+
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 
