@@ -10,6 +10,8 @@ use vigil_engine::runbook::{match_runbook, FindingKey};
 use vigil_engine::schema::{Category, Severity, Word};
 
 fn resolve(set: &RuleSet, finding_type: &str, category: &str, severity: &str, tenant: &str) -> (String, String) {
+    let category = Category::parse(category).expect("a category");
+    let severity = Severity::parse(severity).expect("a severity");
     let key = FindingKey { finding_type, category, severity, tenant };
     let (book, step, _) = match_runbook(&set.runbooks, &set.cascade, &key);
     (book.map(|b| b.id.clone()).unwrap_or_else(|| "<none>".into()), step)

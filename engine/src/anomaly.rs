@@ -26,7 +26,7 @@ use chrono::{Offset, TimeZone};
 
 use crate::check::{self, Macros, TExpr};
 use crate::diag::{codes, Diagnostic};
-use crate::schema::{self, Storage, Table};
+use crate::schema::{self, Storage, Table, Word};
 use crate::sql::{ident, render_expression, string_literal, RAW_SCHEMA};
 use crate::syntax::ast::{AnomalyDef, AnomalyItem, MetricAgg, MetricDef, MetricSource, RuleItem, SettingValue, Span};
 
@@ -148,7 +148,7 @@ pub struct AnomalyRule {
     /// Longer description.
     pub doc: Option<String>,
     /// Category (stated, else from the keyword categories).
-    pub category: String,
+    pub category: schema::Category,
     /// Where a category is stated.
     pub category_stated: Option<Span>,
     /// heartbeat, comprehensive or deep.
@@ -170,9 +170,9 @@ pub struct AnomalyRule {
     /// Spread used when the statistic's own spread is 0.
     pub min_spread: f64,
     /// Severity when no `beyond` step applies.
-    pub base_severity: String,
+    pub base_severity: schema::Severity,
     /// (level, |z| from which it applies), largest first.
-    pub escalations: Vec<(String, f64)>,
+    pub escalations: Vec<(schema::Severity, f64)>,
     /// The block.
     pub span: Span,
 }
@@ -331,7 +331,7 @@ pub fn check_anomaly(def: &AnomalyDef, metrics: &HashMap<String, Metric>) -> Res
         finding_type: def.id.name.clone(),
         title: String::new(),
         doc: None,
-        category: String::new(),
+        category: schema::Category::Operational,
         category_stated: None,
         cadence: schema::Cadence::Deep,
         actions: Vec::new(),
@@ -354,7 +354,7 @@ pub fn check_anomaly(def: &AnomalyDef, metrics: &HashMap<String, Metric>) -> Res
         levels: Vec::new(),
         window: 52,
         min_spread: 1.0,
-        base_severity: "MEDIUM".into(),
+        base_severity: schema::Severity::Medium,
         escalations: Vec::new(),
         span: def.span,
     };
@@ -381,10 +381,10 @@ pub fn check_anomaly(def: &AnomalyDef, metrics: &HashMap<String, Metric>) -> Res
                 }
                 RuleItem::Doc(d) => out.doc = Some(d.value.clone()),
                 RuleItem::Category(c) => {
-                    if let Err(d) = crate::diag::parse_word::<schema::Category>(c) {
-                        errors.push(d);
+                    match crate::diag::parse_word::<schema::Category>(c) {
+                        Ok(category) => out.category = category,
+                        Err(d) => errors.push(d),
                     }
-                    out.category = c.name.clone();
                     out.category_stated = Some(c.span);
                 }
                 RuleItem::Cadence(c) => match crate::diag::parse_word::<schema::Cadence>(c) {
@@ -395,15 +395,19 @@ pub fn check_anomaly(def: &AnomalyDef, metrics: &HashMap<String, Metric>) -> Res
                 _ => {}
             },
             AnomalyItem::Severity { level, beyond } => {
-                if let Err(d) = crate::diag::parse_word::<schema::Severity>(level) {
-                    errors.push(d);
-                }
+                let severity = match crate::diag::parse_word::<schema::Severity>(level) {
+                    Ok(s) => s,
+                    Err(d) => {
+                        errors.push(d);
+                        continue;
+                    }
+                };
                 match beyond {
                     None => {
                         once("severity", level.span, &mut errors);
-                        out.base_severity = level.name.clone();
+                        out.base_severity = severity;
                     }
-                    Some((z, _)) => out.escalations.push((level.name.clone(), *z)),
+                    Some((z, _)) => out.escalations.push((severity, *z)),
                 }
             }
             AnomalyItem::Setting { name, values, span } => {
@@ -888,11 +892,11 @@ fn statement(rule: &AnomalyRule, ticks: &[i64], explain: bool) -> String {
     };
     let mut severity = String::from("CASE");
     for (level, beyond) in &rule.escalations {
-        let _ = write!(severity, " WHEN abs(z) >= {beyond:?} THEN {}", string_literal(level));
+        let _ = write!(severity, " WHEN abs(z) >= {beyond:?} THEN {}", string_literal(level.name()));
     }
-    let _ = write!(severity, " ELSE {} END", string_literal(&rule.base_severity));
+    let _ = write!(severity, " ELSE {} END", string_literal(rule.base_severity.name()));
     if rule.escalations.is_empty() {
-        severity = string_literal(&rule.base_severity);
+        severity = string_literal(rule.base_severity.name());
     }
     let tick = crate::sql::SqlExpr::Func("make_timestamp", vec![crate::sql::SqlExpr::col("r0", "tick")]);
     let suppressed = render_expression(&crate::plan::suppressed_sql(&rule.finding_type, tick, "r0"));
@@ -967,7 +971,7 @@ pub struct AnomalyRow {
     /// the spread used
     pub spread: f64,
     /// severity from |z|
-    pub severity: String,
+    pub severity: schema::Severity,
     /// covered by a maintenance window
     pub suppressed: bool,
     /// the evaluation time, microseconds UTC
@@ -1000,7 +1004,12 @@ pub fn run_ticks(signals: &crate::load::Signals, rule: &AnomalyRule, ticks: &[i6
                 samples: r.get(7)?,
                 level: r.get(8)?,
                 spread: r.get(9)?,
-                severity: r.get(10)?,
+                severity: {
+                    let text: String = r.get(10)?;
+                    schema::Severity::parse(&text).ok_or_else(|| {
+                        duckdb::Error::FromSqlConversionFailure(10, duckdb::types::Type::Text, format!("`{text}` is not a severity").into())
+                    })?
+                },
                 suppressed: r.get(11)?,
                 tick: r.get(12)?,
             })

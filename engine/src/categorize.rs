@@ -3,16 +3,16 @@
 //! Invariant: a [`Categories`] names only the five contract categories.
 
 use crate::diag::Diagnostic;
-use crate::schema;
+use crate::schema::Category;
 use crate::syntax::ast::{CategoriesDef, Span};
 
 /// Ordered keyword lists with a fallback.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Categories {
     /// (category, keywords), tried in order.
-    pub rules: Vec<(String, Vec<String>)>,
+    pub rules: Vec<(Category, Vec<String>)>,
     /// The category when no keyword matches.
-    pub fallback: String,
+    pub fallback: Category,
     /// The `categories` block, when the rule set has one.
     pub span: Option<Span>,
 }
@@ -20,28 +20,28 @@ pub struct Categories {
 impl Default for Categories {
     /// Without a `categories` block everything is OPERATIONAL.
     fn default() -> Self {
-        Categories { rules: Vec::new(), fallback: "OPERATIONAL".to_string(), span: None }
+        Categories { rules: Vec::new(), fallback: Category::Operational, span: None }
     }
 }
 
 impl Categories {
     /// The category of a finding type and the keyword that chose it (`None`: the fallback).
-    pub fn categorize(&self, finding_type: &str) -> (&str, Option<&str>) {
+    pub fn categorize(&self, finding_type: &str) -> (Category, Option<&str>) {
         let upper = finding_type.to_ascii_uppercase();
         for (category, keywords) in &self.rules {
             if let Some(k) = keywords.iter().find(|k| upper.contains(k.as_str())) {
-                return (category, Some(k));
+                return (*category, Some(k));
             }
         }
-        (&self.fallback, None)
+        (self.fallback, None)
     }
 
     /// Keywords listed under more than one category: (keyword, first, later).
-    pub fn shared_keywords(&self) -> Vec<(String, String, String)> {
+    pub fn shared_keywords(&self) -> Vec<(String, Category, Category)> {
         let mut out = Vec::new();
         for (i, (first, keywords)) in self.rules.iter().enumerate() {
             for (later, others) in &self.rules[i + 1..] {
-                out.extend(keywords.iter().filter(|k| others.contains(k)).map(|k| (k.clone(), first.clone(), later.clone())));
+                out.extend(keywords.iter().filter(|k| others.contains(k)).map(|k| (k.clone(), *first, *later)));
             }
         }
         out
@@ -51,25 +51,20 @@ impl Categories {
 /// Checks a `categories` block.
 pub fn check_categories(def: &CategoriesDef) -> Result<Categories, Vec<Diagnostic>> {
     let mut errors = Vec::new();
-    let mut valid = |id: &crate::syntax::ast::Ident| {
-        if let Err(d) = crate::diag::parse_word::<schema::Category>(id) {
+    let mut valid = |id: &crate::syntax::ast::Ident| match crate::diag::parse_word::<Category>(id) {
+        Ok(c) => Some(c),
+        Err(d) => {
             errors.push(d);
+            None
         }
     };
-    for (c, _) in &def.rules {
-        valid(c);
-    }
-    if let Some(f) = &def.fallback {
-        valid(f);
-    }
+    let rules: Vec<(Category, Vec<String>)> =
+        def.rules.iter().filter_map(|(c, ks)| valid(c).map(|c| (c, ks.iter().map(|k| k.name.to_ascii_uppercase()).collect()))).collect();
+    let fallback = def.fallback.as_ref().map(&mut valid);
     if !errors.is_empty() {
         return Err(errors);
     }
-    Ok(Categories {
-        rules: def.rules.iter().map(|(c, ks)| (c.name.clone(), ks.iter().map(|k| k.name.to_ascii_uppercase()).collect())).collect(),
-        fallback: def.fallback.as_ref().map(|f| f.name.clone()).unwrap_or_else(|| "OPERATIONAL".to_string()),
-        span: Some(def.span),
-    })
+    Ok(Categories { rules, fallback: fallback.flatten().unwrap_or(Category::Operational), span: Some(def.span) })
 }
 
 /// Parses a `--context` value: a number, a duration (`90m`), true/false, null, or text.
@@ -93,7 +88,7 @@ pub fn parse_context_value(text: &str) -> crate::check::Value {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeverityOutcome {
     /// The severity.
-    pub severity: String,
+    pub severity: crate::schema::Severity,
     /// The 1-based step that matched (`None`: the base severity).
     pub step: Option<usize>,
     /// Names the steps read that the context did not give (or gave with another type).
@@ -133,8 +128,8 @@ pub fn severity_for(
     let step: i64 = conn.query_row(&crate::sql::render(&query, &[]), [], |r| r.get(0))?;
     let step = usize::try_from(step).ok().filter(|s| *s > 0);
     let severity = match step.and_then(|s| rule.severity_steps.get(s - 1)) {
-        Some((level, _)) => level.clone(),
-        None => rule.base_severity.clone(),
+        Some((level, _)) => *level,
+        None => rule.base_severity,
     };
     Ok(SeverityOutcome { severity, step, missing })
 }
@@ -144,16 +139,16 @@ mod tests {
     use super::*;
 
     fn catalog() -> Categories {
-        let kw = |c: &str, ks: &[&str]| (c.to_string(), ks.iter().map(|k| k.to_string()).collect());
+        let kw = |c: Category, ks: &[&str]| (c, ks.iter().map(|k| k.to_string()).collect());
         Categories {
             rules: vec![
-                kw("SAFETY", &["LONE_WORKER", "PANIC", "EMERGENCY", "DISTRESS"]),
-                kw("SECURITY", &["TOUR", "CHECKPOINT", "GEOFENCE", "ACCESS", "PHANTOM"]),
-                kw("DEVICE_HEALTH", &["DEVICE", "OFFLINE", "GPS", "BATTERY", "CONNECTIVITY", "SIGNAL"]),
-                kw("COMPLIANCE", &["REPORT", "ATTENDANCE", "LEGAL"]),
-                kw("OPERATIONAL", &["SLA", "TASK", "SCHEDULE", "SILENT", "COVERAGE", "ESCALATION", "RESOURCE"]),
+                kw(Category::Safety, &["LONE_WORKER", "PANIC", "EMERGENCY", "DISTRESS"]),
+                kw(Category::Security, &["TOUR", "CHECKPOINT", "GEOFENCE", "ACCESS", "PHANTOM"]),
+                kw(Category::DeviceHealth, &["DEVICE", "OFFLINE", "GPS", "BATTERY", "CONNECTIVITY", "SIGNAL"]),
+                kw(Category::Compliance, &["REPORT", "ATTENDANCE", "LEGAL"]),
+                kw(Category::Operational, &["SLA", "TASK", "SCHEDULE", "SILENT", "COVERAGE", "ESCALATION", "RESOURCE"]),
             ],
-            fallback: "OPERATIONAL".into(),
+            fallback: Category::Operational,
             span: None,
         }
     }
@@ -161,9 +156,9 @@ mod tests {
     #[test]
     fn first_match_wins() {
         let c = catalog();
-        assert_eq!(c.categorize("EMERGENCY_ESCALATION_DELAYED"), ("SAFETY", Some("EMERGENCY")));
-        assert_eq!(c.categorize("CORRELATION_ESCALATION_CHAIN_BREAK"), ("OPERATIONAL", Some("ESCALATION")));
-        assert_eq!(c.categorize("CRITICAL_SIGNAL_PHONE_EVENTS_LOW"), ("DEVICE_HEALTH", Some("SIGNAL")));
-        assert_eq!(c.categorize("FIELD_SUPPORT_DELAYED"), ("OPERATIONAL", None));
+        assert_eq!(c.categorize("EMERGENCY_ESCALATION_DELAYED"), (Category::Safety, Some("EMERGENCY")));
+        assert_eq!(c.categorize("CORRELATION_ESCALATION_CHAIN_BREAK"), (Category::Operational, Some("ESCALATION")));
+        assert_eq!(c.categorize("CRITICAL_SIGNAL_PHONE_EVENTS_LOW"), (Category::DeviceHealth, Some("SIGNAL")));
+        assert_eq!(c.categorize("FIELD_SUPPORT_DELAYED"), (Category::Operational, None));
     }
 }

@@ -357,7 +357,7 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
     for r in &mut rules {
         let (by_keyword, keyword) = categories.categorize(&r.finding_type);
         match r.category_stated {
-            None => r.category = by_keyword.to_string(),
+            None => r.category = by_keyword,
             Some(span) if r.category != by_keyword => {
                 let why = keyword
                     .map(|k| format!("keyword `{k}` gives {by_keyword}"))
@@ -379,7 +379,7 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
     for a in &mut anomalies {
         let (by_keyword, _) = categories.categorize(&a.finding_type);
         if a.category_stated.is_none() {
-            a.category = by_keyword.to_string();
+            a.category = by_keyword;
         } else if let Some(span) = a.category_stated.filter(|_| a.category != by_keyword) {
             diagnostics.push(Diagnostic::warning(
                 codes::CATEGORY_DISAGREES,
@@ -498,7 +498,7 @@ pub fn runbook_resolution(set: &RuleSet) -> Vec<(String, String, String)> {
         .chain(set.anomalies.iter().map(|a| (&a.finding_type, &a.category, &a.base_severity)));
     let mut out: Vec<(String, String, String)> = types
         .map(|(t, c, sev)| {
-            let key = runbook::FindingKey { finding_type: t, category: c, severity: sev, tenant: "" };
+            let key = runbook::FindingKey { finding_type: t, category: *c, severity: *sev, tenant: "" };
             let (book, step, _) = runbook::match_runbook(&set.runbooks, &set.cascade, &key);
             (t.clone(), book.map(|b| b.id.clone()).unwrap_or_else(|| set.cascade.fallback.clone()), step.to_string())
         })
@@ -523,8 +523,8 @@ fn untested(id: &str, span: crate::syntax::ast::Span, cases: &[(String, String)]
 fn runbook_below_exact(
     set: &RuleSet,
     finding_type: &str,
-    category: &str,
-    severity: &str,
+    category: crate::schema::Category,
+    severity: crate::schema::Severity,
     span: crate::syntax::ast::Span,
 ) -> Option<Diagnostic> {
     let key = runbook::FindingKey { finding_type, category, severity, tenant: "" };
@@ -566,7 +566,7 @@ pub fn strict_checks(set: &RuleSet, cases: &[(String, String)]) -> Vec<Diagnosti
             ));
         }
         out.extend(untested(&r.id, r.id_span, cases));
-        out.extend(runbook_below_exact(set, &r.finding_type, &r.category, &r.base_severity, r.id_span));
+        out.extend(runbook_below_exact(set, &r.finding_type, r.category, r.base_severity, r.id_span));
     }
     for (i, a) in set.anomalies.iter().enumerate() {
         let earlier =
@@ -583,7 +583,7 @@ pub fn strict_checks(set: &RuleSet, cases: &[(String, String)]) -> Vec<Diagnosti
             );
         }
         out.extend(untested(&a.id, a.id_span, cases));
-        out.extend(runbook_below_exact(set, &a.finding_type, &a.category, &a.base_severity, a.id_span));
+        out.extend(runbook_below_exact(set, &a.finding_type, a.category, a.base_severity, a.id_span));
     }
     if let Some(span) = set.categories.span {
         for (keyword, first, later) in set.categories.shared_keywords() {

@@ -4,7 +4,7 @@
 //! SLA; every runbook but `GENERIC` says what it matches.
 
 use crate::diag::{codes, Diagnostic};
-use crate::schema;
+use crate::schema::{Category, Severity};
 use crate::syntax::ast::{CascadeDef, Literal, MatchField, RunbookDef, RunbookItem, Span};
 
 /// The runbook every finding falls back to.
@@ -16,7 +16,7 @@ pub enum Matches {
     /// One finding type.
     Finding(String),
     /// A category, optionally only at one severity.
-    Class { category: String, severity: Option<String> },
+    Class { category: Category, severity: Option<Severity> },
     /// Anything (only `GENERIC`).
     Anything,
 }
@@ -57,13 +57,12 @@ pub fn check_runbook(def: &RunbookDef) -> Result<Runbook, Vec<Diagnostic>> {
             RunbookItem::Tenant(t) => tenant = Some(t.value.clone()),
             RunbookItem::MatchesFinding(f) => matches = Some(Matches::Finding(f.name.clone())),
             RunbookItem::MatchesClass { category, severity } => {
-                if let Err(d) = crate::diag::parse_word::<schema::Category>(category) {
-                    errors.push(d);
+                let category = crate::diag::parse_word::<Category>(category);
+                let severity = severity.as_ref().map(crate::diag::parse_word::<Severity>).transpose();
+                match (category, severity) {
+                    (Ok(category), Ok(severity)) => matches = Some(Matches::Class { category, severity }),
+                    (category, severity) => errors.extend(category.err().into_iter().chain(severity.err())),
                 }
-                if let Some(Err(d)) = severity.as_ref().map(crate::diag::parse_word::<schema::Severity>) {
-                    errors.push(d);
-                }
-                matches = Some(Matches::Class { category: category.name.clone(), severity: severity.as_ref().map(|s| s.name.clone()) });
             }
             RunbookItem::EscalateAfter(Literal::Duration { micros, span }) => {
                 if *micros <= 0 || micros % 60_000_000 != 0 {
@@ -174,9 +173,9 @@ pub struct FindingKey<'a> {
     /// Its type.
     pub finding_type: &'a str,
     /// Its category.
-    pub category: &'a str,
+    pub category: Category,
     /// Its severity.
-    pub severity: &'a str,
+    pub severity: Severity,
     /// Its tenant.
     pub tenant: &'a str,
 }
@@ -189,7 +188,7 @@ fn runbook_matches(r: &Runbook, fields: &[MatchField], key: &FindingKey) -> bool
     }
     match &r.matches {
         Matches::Finding(f) => f == key.finding_type,
-        Matches::Class { category, severity } => category == key.category && severity.as_deref().is_none_or(|s| s == key.severity),
+        Matches::Class { category, severity } => *category == key.category && severity.is_none_or(|s| s == key.severity),
         Matches::Anything => false,
     }
 }

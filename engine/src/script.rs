@@ -47,7 +47,7 @@ pub enum ScriptRole {
     /// A `when` line: the row is a finding only if it returns true.
     Condition,
     /// `severity LEVEL when script(...)`: tried before the SQL severity steps.
-    Severity(String),
+    Severity(crate::schema::Severity),
     /// `evidence NAME = script(...)`.
     Evidence(String),
 }

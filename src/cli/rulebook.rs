@@ -2,6 +2,7 @@
 //! from outside.
 
 use super::*;
+use vigil_engine::schema::{Category, Severity, Word};
 
 pub(super) fn categorize(args: &RuleArgs, finding_type: &str, context: &[String]) -> CliResult {
     use vigil_engine::categorize::{parse_context_value, severity_for};
@@ -15,8 +16,8 @@ pub(super) fn categorize(args: &RuleArgs, finding_type: &str, context: &[String]
     let (by_keyword, keyword) = set.categories.categorize(finding_type);
     let rule = set.rules.iter().find(|r| r.finding_type == finding_type);
     let (category, why_category) = match rule {
-        Some(r) if r.category_stated.is_some() => (r.category.clone(), format!("stated by rule {}", r.id)),
-        _ => (by_keyword.to_string(), keyword.map(|k| format!("keyword {k}")).unwrap_or_else(|| "fallback".to_string())),
+        Some(r) if r.category_stated.is_some() => (r.category, format!("stated by rule {}", r.id)),
+        _ => (by_keyword, keyword.map(|k| format!("keyword {k}")).unwrap_or_else(|| "fallback".to_string())),
     };
     outln!("finding_type  {finding_type}");
     outln!("category      {category}  ({why_category})");
@@ -36,18 +37,29 @@ pub(super) fn categorize(args: &RuleArgs, finding_type: &str, context: &[String]
     Ok(())
 }
 
+/// A word of a closed vocabulary given on the command line.
+fn word<T: Word>(text: &str, flag: &str) -> Result<T, CliError> {
+    T::parse(text).ok_or_else(|| {
+        let all: Vec<&str> = T::ALL.iter().map(|w| w.name()).collect();
+        input_err(format!("{flag}: unknown {} `{text}` (one of {})", T::WHAT, all.join(", ")))
+    })
+}
+
 pub(super) fn runbook_command(args: &RuleArgs, action: RunbookCommand) -> CliResult {
     use vigil_engine::runbook::{self, FindingKey};
     let set = load_rules(args)?;
     match action {
         RunbookCommand::Match { finding_type, category, severity, tenant } => {
             let rule = set.rules.iter().find(|r| r.finding_type == finding_type);
-            let category = category.unwrap_or_else(|| match rule {
-                Some(r) => r.category.clone(),
-                None => set.categories.categorize(&finding_type).0.to_string(),
-            });
-            let severity = severity.or_else(|| rule.map(|r| r.base_severity.clone())).unwrap_or_else(|| "MEDIUM".to_string());
-            let key = FindingKey { finding_type: &finding_type, category: &category, severity: &severity, tenant: &tenant };
+            let category = match category {
+                Some(c) => word::<Category>(&c, "--category")?,
+                None => rule.map(|r| r.category).unwrap_or_else(|| set.categories.categorize(&finding_type).0),
+            };
+            let severity = match severity {
+                Some(s) => word::<Severity>(&s, "--severity")?,
+                None => rule.map(|r| r.base_severity).unwrap_or(Severity::Medium),
+            };
+            let key = FindingKey { finding_type: &finding_type, category, severity, tenant: &tenant };
             let (found, step, attempts) = runbook::match_runbook(&set.runbooks, &set.cascade, &key);
             outln!(
                 "finding {finding_type} (category {category}, severity {severity}{})",

@@ -21,13 +21,13 @@ pub struct CheckedRule {
     /// Longer description for `vigil explain`.
     pub doc: Option<String>,
     /// Category: as stated in the rule, else from the rule set's keyword categories.
-    pub category: String,
+    pub category: crate::schema::Category,
     /// Where the rule states its category, if it does.
     pub category_stated: Option<Span>,
     /// The severity when no `severity ... when` line matches.
-    pub base_severity: String,
+    pub base_severity: crate::schema::Severity,
     /// `severity LEVEL when CONDITION` lines, first true wins.
-    pub severity_steps: Vec<(String, TExpr)>,
+    pub severity_steps: Vec<(crate::schema::Severity, TExpr)>,
     /// heartbeat, comprehensive or deep.
     pub cadence: crate::schema::Cadence,
     /// What each finding is about.

@@ -182,7 +182,7 @@ impl<'m> Checker<'m> {
         let mut title = None;
         let mut doc = None;
         let mut category = None;
-        let mut base_severity: Option<(String, Span)> = None;
+        let mut base_severity: Option<schema::Severity> = None;
         let mut steps_src = Vec::new();
         let mut cadence = None;
         let mut for_item = None;
@@ -194,17 +194,19 @@ impl<'m> Checker<'m> {
                 RuleItem::Finding(id) => self.once(&mut finding, id.clone(), id.span, "finding"),
                 RuleItem::Title(s) => self.once(&mut title, s.clone(), s.span, "title"),
                 RuleItem::Doc(s) => self.once(&mut doc, s.value.clone(), s.span, "doc"),
-                RuleItem::Category(c) => {
-                    if let Err(d) = crate::diag::parse_word::<schema::Category>(c) {
-                        self.err(d);
-                    }
-                    self.once(&mut category, (c.name.clone(), c.span), c.span, "category");
-                }
+                RuleItem::Category(c) => match crate::diag::parse_word::<schema::Category>(c) {
+                    Ok(k) => self.once(&mut category, (k, c.span), c.span, "category"),
+                    Err(d) => self.err(d),
+                },
                 RuleItem::Severity { level, when, span } => {
-                    self.severity_word(level);
+                    // An unknown word is reported once; MEDIUM stands in so that no
+                    // second error says the rule has no severity.
+                    let severity = self.severity_word(level);
                     match when {
-                        None => self.once(&mut base_severity, (level.name.clone(), level.span), *span, "severity without `when`"),
-                        Some(cond) => steps_src.push((level.name.clone(), cond)),
+                        None => {
+                            self.once(&mut base_severity, severity.unwrap_or(schema::Severity::Medium), *span, "severity without `when`")
+                        }
+                        Some(cond) => steps_src.extend(severity.map(|s| (s, cond))),
                     }
                 }
                 RuleItem::Cadence(c) => match crate::diag::parse_word::<schema::Cadence>(c) {
@@ -307,11 +309,9 @@ impl<'m> Checker<'m> {
             }
         }
         let mut severity_steps = Vec::new();
-        for (level, _) in adjustments {
-            self.severity_word(level);
-        }
-        let adjusted = adjustments.iter().map(|(l, c)| (l.name.clone(), c));
-        for (level, cond) in adjusted.chain(steps_src) {
+        let adjusted: Vec<(schema::Severity, &Expr)> =
+            adjustments.iter().filter_map(|(level, cond)| self.severity_word(level).map(|s| (s, cond))).collect();
+        for (level, cond) in adjusted.into_iter().chain(steps_src) {
             if let Some(code) = script_call(cond) {
                 self.pending_scripts.push((code, crate::script::ScriptRole::Severity(level)));
             } else if let Some(c) = self.condition(cond) {
@@ -370,11 +370,11 @@ impl<'m> Checker<'m> {
             id: rule.id.name.clone(),
             id_span: rule_head,
             category_stated: category.as_ref().map(|(_, span)| *span),
-            category: category.map(|(c, _)| c).unwrap_or_default(),
+            category: category.map(|(c, _)| c).unwrap_or(schema::Category::Operational),
             finding_type,
             title: title.map(|t| t.value).unwrap_or_default(),
             doc,
-            base_severity: base_severity.map(|(s, _)| s).unwrap_or_default(),
+            base_severity: base_severity.unwrap_or(schema::Severity::Medium),
             severity_steps,
             cadence: cadence.unwrap_or(schema::Cadence::Comprehensive),
             entity,
@@ -433,9 +433,13 @@ impl<'m> Checker<'m> {
         }
     }
 
-    fn severity_word(&mut self, level: &Ident) {
-        if let Err(d) = crate::diag::parse_word::<schema::Severity>(level) {
-            self.err(d);
+    fn severity_word(&mut self, level: &Ident) -> Option<schema::Severity> {
+        match crate::diag::parse_word::<schema::Severity>(level) {
+            Ok(s) => Some(s),
+            Err(d) => {
+                self.err(d);
+                None
+            }
         }
     }
 

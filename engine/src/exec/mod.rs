@@ -19,7 +19,7 @@ use crate::load::Signals;
 use crate::plan::{self, ParamValues, SqlPlan};
 use crate::ruleset::RuleSet;
 use crate::runbook;
-use crate::schema::Ty;
+use crate::schema::{Severity, Ty, Word};
 use crate::script::ScriptRole;
 use crate::sql;
 
@@ -305,7 +305,8 @@ pub fn evaluate_planned(
         };
         let tenant_id = text(0).unwrap_or_default();
         let site_id = text(1).unwrap_or_default();
-        let severity = text(4).unwrap_or_else(|| rule.base_severity.clone());
+        // The statement's severity is one of the rule's own words.
+        let severity = text(4).and_then(|t| Severity::parse(&t)).unwrap_or(rule.base_severity);
         let suppressed = matches!(row.get(5), Some(DbValue::Boolean(true)));
         let mut evidence = serde_json::Map::new();
         for (i, (name, ty)) in planned.evidence.iter().enumerate() {
@@ -319,7 +320,7 @@ pub fn evaluate_planned(
                 ("site_id".into(), serde_json::Value::String(site_id.clone())),
                 ("guard_id".into(), text(2).map(serde_json::Value::String).unwrap_or(serde_json::Value::Null)),
                 ("entity_id".into(), text(3).map(serde_json::Value::String).unwrap_or(serde_json::Value::Null)),
-                ("severity".into(), serde_json::Value::String(severity.clone())),
+                ("severity".into(), serde_json::Value::String(severity.name().to_string())),
             ];
             for name in params.values.keys() {
                 if let Some(value) = params.effective(name, &tenant_id, &site_id) {
@@ -343,8 +344,7 @@ pub fn evaluate_planned(
                 Err(message) => return Err(ExecError { rule: rule.id.clone(), message }),
             }
         }
-        let key =
-            runbook::FindingKey { finding_type: &rule.finding_type, category: &rule.category, severity: &severity, tenant: &tenant_id };
+        let key = runbook::FindingKey { finding_type: &rule.finding_type, category: rule.category, severity, tenant: &tenant_id };
         let (book, step, _) = runbook::match_runbook(&rules.runbooks, &rules.cascade, &key);
         findings.push(Finding {
             finding_type: rule.finding_type.clone(),
@@ -353,8 +353,8 @@ pub fn evaluate_planned(
             site_id,
             guard_id: text(2),
             entity_id: text(3),
-            category: rule.category.clone(),
-            severity,
+            category: rule.category.name().to_string(),
+            severity: severity.name().to_string(),
             detected_at,
             title: rule.title.clone(),
             evidence,
@@ -394,7 +394,7 @@ fn anomaly_finding(rules: &RuleSet, a: &crate::anomaly::AnomalyRule, row: crate:
         evidence.insert("spread".into(), figure(row.spread));
         evidence.insert("threshold".into(), figure(a.threshold));
         let key =
-            runbook::FindingKey { finding_type: &a.finding_type, category: &a.category, severity: &row.severity, tenant: &row.tenant_id };
+            runbook::FindingKey { finding_type: &a.finding_type, category: a.category, severity: row.severity, tenant: &row.tenant_id };
         let (book, step, _) = runbook::match_runbook(&rules.runbooks, &rules.cascade, &key);
         Finding {
             finding_type: a.finding_type.clone(),
@@ -403,8 +403,8 @@ fn anomaly_finding(rules: &RuleSet, a: &crate::anomaly::AnomalyRule, row: crate:
             site_id: row.site_id,
             guard_id: None,
             entity_id: None,
-            category: a.category.clone(),
-            severity: row.severity,
+            category: a.category.name().to_string(),
+            severity: row.severity.name().to_string(),
             detected_at: iso(row.tick),
             title: a.title.clone(),
             evidence,
@@ -434,7 +434,7 @@ fn apply_scripts(
     rules: &RuleSet,
     rule: &CheckedRule,
     vars: &mut Vec<(String, serde_json::Value)>,
-    severity: &mut String,
+    severity: &mut Severity,
     evidence: &mut serde_json::Map<String, serde_json::Value>,
 ) -> Result<bool, String> {
     let at = |s: &crate::script::RuleScript| {
@@ -453,7 +453,7 @@ fn apply_scripts(
             ScriptRole::Severity(level) => match out.as_bool() {
                 Ok(hit) => {
                     if hit && !severity_set {
-                        *severity = level.clone();
+                        *severity = *level;
                         severity_set = true;
                     }
                 }

@@ -15,7 +15,7 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::check::{Builtin, CheckedRule, Let, TExpr, TKind, TSource, Value};
-use crate::schema::{self, Table, Ty};
+use crate::schema::{self, Table, Ty, Word};
 use crate::sql::{Cte, From, Query, Select, SqlExpr, TICK};
 use crate::syntax::ast::{AggFn, BinOp};
 
@@ -189,9 +189,9 @@ pub fn row_condition_sql(e: &TExpr, table: &'static Table, now: i64) -> SqlExpr 
         finding_type: String::new(),
         title: String::new(),
         doc: None,
-        category: String::new(),
+        category: schema::Category::Operational,
         category_stated: None,
-        base_severity: String::new(),
+        base_severity: schema::Severity::Medium,
         severity_steps: Vec::new(),
         cadence: schema::Cadence::Heartbeat,
         entity: crate::check::EntityScope { entity: &schema::ENTITIES[0], table, filter: None },
@@ -659,12 +659,12 @@ impl<'a> Planner<'a> {
             Some(c) => SqlExpr::Cast(Box::new(SqlExpr::col(&r0, c)), "VARCHAR"),
             None => SqlExpr::Cast(Box::new(SqlExpr::Null), "VARCHAR"),
         };
-        let base = SqlExpr::Str(rule.base_severity.clone());
+        let base = SqlExpr::Str(rule.base_severity.name().into());
         let severity = if rule.severity_steps.is_empty() {
             base
         } else {
             SqlExpr::Case(
-                rule.severity_steps.iter().map(|(level, cond)| (self.expr(cond), SqlExpr::Str(level.clone()))).collect(),
+                rule.severity_steps.iter().map(|(level, cond)| (self.expr(cond), SqlExpr::Str(level.name().into()))).collect(),
                 Box::new(base),
             )
         };
