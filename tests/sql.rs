@@ -14,3 +14,14 @@ fn sql_of_shipped_rules() {
         insta::assert_snapshot!(rule.id.clone(), sql::render(&planned.query, &[now]));
     }
 }
+
+/// The statement of every shipped anomaly rule at a fixed time, likewise.
+#[test]
+fn sql_of_shipped_anomaly_rules() {
+    let rules = common::shipped_rules();
+    let now = load::parse_timestamp("2025-10-04T12:00:00Z").expect("time");
+    assert_eq!(rules.anomalies.len(), 5);
+    for a in &rules.anomalies {
+        insta::assert_snapshot!(a.id.clone(), vigil_engine::anomaly::evaluation_sql(a, &[now]));
+    }
+}
