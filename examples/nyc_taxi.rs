@@ -4,10 +4,10 @@
 //!
 //! Loads the NAB taxi series (fixtures/nyc_taxi: one site in America/New_York,
 //! metric `passengers` every 30 minutes, converted to UTC) and evaluates, at
-//! every hour of the seven months, four variants of the shipped
-//! ANOMALY_METRIC_* rules through the engine: hour-of-week only (as shipped) or
-//! with the hour-of-day and all-hours fallbacks, each with mean/std and with
-//! median/MAD. The rules run with `direction both` and a near-zero threshold so
+//! every hour of the seven months, four variants of the ANOMALY_METRIC_* rules
+//! through the engine: hour-of-week only (the signal-count types' setting) or with
+//! the hour-of-day and all-hours fallbacks (shipped for ANOMALY_METRIC_*), each with
+//! mean/std and with median/MAD. The rules run with `direction both` and a near-zero threshold so
 //! that one pass yields z for every stable hour; the thresholds of LOW, MEDIUM
 //! and HIGH and the replay rule (a finding is reported at the first tick where
 //! it holds; one that clears and holds again is new) are then applied here.
@@ -55,10 +55,10 @@ fn main() {
         }
     }
     let variants = [
-        ("A", "hour_of_week only (shipped)", "mean_std", ""),
-        ("A", "hour_of_week only (shipped)", "median_mad", ""),
-        ("B", "fallback hour_of_day, all_hours", "mean_std", "fallback hour_of_day, all_hours"),
-        ("B", "fallback hour_of_day, all_hours", "median_mad", "fallback hour_of_day, all_hours"),
+        ("A", "hour_of_week only", "mean_std", ""),
+        ("A", "hour_of_week only", "median_mad", ""),
+        ("B", "fallback hour_of_day, all_hours (shipped)", "mean_std", "fallback hour_of_day, all_hours"),
+        ("B", "fallback hour_of_day, all_hours (shipped)", "median_mad", "fallback hour_of_day, all_hours"),
     ];
     let mut extra = String::new();
     for (i, (_, _, stat, fallback)) in variants.iter().enumerate() {

@@ -823,23 +823,24 @@ fn statement(rule: &AnomalyRule, ticks: &[i64], explain: bool) -> String {
     let narrow = rule.levels.iter().all(|(l, _)| *l == Level::HourOfWeek) && span + 2 * s + 2 * DST_SLACK < WEEK;
     out.push_str(&samples_sql_with(m, last, None, narrow.then_some(span)));
     // At each tick, the last complete bucket: complete, and the next one is not.
-    let _ = write!(out, ",\nobs AS (\n  SELECT t.tick, sl.* FROM ticks t JOIN sl ON sl.b + {s} <= t.tick AND sl.b + 2 * {s} > t.tick\n)");
+    // Each sample's slot at every level, computed once.
+    let slots: Vec<String> = rule.levels.iter().enumerate().map(|(i, (level, _))| format!("{} AS slot{i}", slot_sql(*level, "sl", s))).collect();
+    let _ = write!(out, ",\nslotted AS (\n  SELECT sl.*, {} FROM sl\n)", slots.join(", "));
+    let _ = write!(out, ",\nobs AS (\n  SELECT t.tick, sl.* FROM ticks t JOIN slotted sl ON sl.b + {s} <= t.tick AND sl.b + 2 * {s} > t.tick\n)");
     let robust = rule.statistic == Statistic::MedianMad;
-    for (i, (level, _)) in rule.levels.iter().enumerate() {
-        let earlier = format!("PARTITION BY tenant_id, site_id, series, {} ORDER BY b", slot_sql(*level, "sl", s));
+    for i in 0..rule.levels.len() {
+        let earlier = format!("PARTITION BY tenant_id, site_id, series, slot{i} ORDER BY b");
         let recent =
             if robust { ",\n         median(x) OVER recent AS med, mad(x) OVER recent AS mad, list(x) OVER recent AS xs" } else { "" };
         // Only the slots some tick observes need their baselines (whole partitions,
         // so the windows stay exact).
         let observed = format!(
-            "EXISTS (SELECT 1 FROM obs o WHERE o.tenant_id = sl.tenant_id AND o.site_id = sl.site_id AND o.series = sl.series AND {} = {})",
-            slot_sql(*level, "o", s),
-            slot_sql(*level, "sl", s)
+            "EXISTS (SELECT 1 FROM obs o WHERE o.tenant_id = sl.tenant_id AND o.site_id = sl.site_id AND o.series = sl.series AND o.slot{i} = sl.slot{i})"
         );
         let _ = write!(
             out,
             ",\nst{i} AS (\n  SELECT tenant_id, site_id, series, b, count(*) OVER earlier AS n, avg(x) OVER earlier AS mean,\n         \
-             stddev_samp(x) OVER earlier AS sd{recent}\n  FROM sl\n  WHERE {observed}\n  \
+             stddev_samp(x) OVER earlier AS sd{recent}\n  FROM slotted sl\n  WHERE {observed}\n  \
              WINDOW earlier AS ({earlier} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),\n         \
              recent AS ({earlier} ROWS BETWEEN {k} PRECEDING AND 1 PRECEDING)\n)",
         );
