@@ -822,11 +822,15 @@ fn statement(rule: &AnomalyRule, ticks: &[i64], explain: bool) -> String {
     let span = last - first;
     let narrow = rule.levels.iter().all(|(l, _)| *l == Level::HourOfWeek) && span + 2 * s + 2 * DST_SLACK < WEEK;
     out.push_str(&samples_sql_with(m, last, None, narrow.then_some(span)));
-    // At each tick, the last complete bucket: complete, and the next one is not.
     // Each sample's slot at every level, computed once.
-    let slots: Vec<String> = rule.levels.iter().enumerate().map(|(i, (level, _))| format!("{} AS slot{i}", slot_sql(*level, "sl", s))).collect();
+    let slots: Vec<String> =
+        rule.levels.iter().enumerate().map(|(i, (level, _))| format!("{} AS slot{i}", slot_sql(*level, "sl", s))).collect();
     let _ = write!(out, ",\nslotted AS (\n  SELECT sl.*, {} FROM sl\n)", slots.join(", "));
-    let _ = write!(out, ",\nobs AS (\n  SELECT t.tick, sl.* FROM ticks t JOIN slotted sl ON sl.b + {s} <= t.tick AND sl.b + 2 * {s} > t.tick\n)");
+    // At each tick, the last complete bucket: complete, and the next one is not.
+    let _ = write!(
+        out,
+        ",\nobs AS (\n  SELECT t.tick, sl.* FROM ticks t JOIN slotted sl ON sl.b + {s} <= t.tick AND sl.b + 2 * {s} > t.tick\n)"
+    );
     let robust = rule.statistic == Statistic::MedianMad;
     for i in 0..rule.levels.len() {
         let earlier = format!("PARTITION BY tenant_id, site_id, series, slot{i} ORDER BY b");

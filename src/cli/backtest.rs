@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use vigil_engine::backtest::{self, Impact};
 
-use super::{input_err, load_rules, load_signals, parse_duration, parse_time, report_failures, sibling, CliError, CliResult, RuleArgs};
+use super::{input_err, load_rules, load_signals, report_failures, sibling, CliError, CliResult, RuleArgs, SpanArgs};
 
 /// Where the baseline rules come from.
 pub enum Baseline {
@@ -19,10 +19,7 @@ pub enum Baseline {
 /// The arguments of `vigil backtest`.
 pub struct Args {
     pub rules: RuleArgs,
-    pub signals: PathBuf,
-    pub from: String,
-    pub to: String,
-    pub every: String,
+    pub span: SpanArgs,
     pub baseline: Baseline,
     pub json: bool,
     pub fail_on_change: bool,
@@ -31,10 +28,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> CliResult {
     let current = load_rules(&args.rules)?;
-    let (from, to, every) = (parse_time(&args.from, "--from")?, parse_time(&args.to, "--to")?, parse_duration(&args.every)?);
-    if to < from {
-        return Err(input_err("--to is before --from"));
-    }
+    let ticks = args.span.ticks()?;
     // Keeps the checked-out revision until the baseline is loaded.
     let mut checkout: Option<TempDir> = None;
     let baseline_args = match &args.baseline {
@@ -48,8 +42,7 @@ pub fn run(args: Args) -> CliResult {
     };
     let baseline = load_rules(&baseline_args).map_err(|e| e.context("(in the baseline rules)"))?;
     drop(checkout);
-    let signals = load_signals(&args.signals)?;
-    let ticks = vigil_engine::exec::tick_series(from, to, every);
+    let signals = load_signals(&args.span.signals)?;
     let (impact, failures) = backtest::backtest(&signals, &current, &baseline, &ticks, args.examples);
     if args.json {
         let text = serde_json::to_string_pretty(&impact).map_err(|e| CliError::Eval(format!("error: {e}")))?;

@@ -15,7 +15,7 @@ pub(super) fn bench_replay(args: &RuleArgs, signals: &Path, ticks: &[i64], runs:
         let started = std::time::Instant::now();
         let sig = load::load(signals).map_err(input_err)?;
         let loaded = started.elapsed().as_secs_f64();
-        let (found, failures) = exec::replay(&sig, &set, *first, *last, ticks.get(1).map(|t| t - first).unwrap_or(0), &Filter::default());
+        let (found, failures) = exec::replay_ticks(&sig, &set, ticks, &Filter::default());
         report_failures(&failures)?;
         let total = started.elapsed().as_secs_f64();
         findings = found.len();

@@ -67,6 +67,34 @@ struct RuleArgs {
     runbooks: Option<PathBuf>,
 }
 
+/// Signals and the ticks to evaluate them at (replay, backtest).
+#[derive(clap::Args, Clone)]
+struct SpanArgs {
+    /// A DuckDB file, or a directory of <table>.csv|.parquet|.jsonl files.
+    #[arg(long)]
+    signals: PathBuf,
+    /// First tick, ISO-8601 UTC.
+    #[arg(long)]
+    from: String,
+    /// Last tick (inclusive when on the grid), ISO-8601 UTC.
+    #[arg(long)]
+    to: String,
+    /// Tick length, e.g. 5m, 15m, 1h.
+    #[arg(long, default_value = "5m")]
+    every: String,
+}
+
+impl SpanArgs {
+    /// The ticks from --from to --to every --every.
+    fn ticks(&self) -> Result<Vec<i64>, CliError> {
+        let (from, to, every) = (parse_time(&self.from, "--from")?, parse_time(&self.to, "--to")?, parse_duration(&self.every)?);
+        if to < from {
+            return Err(input_err("--to is before --from"));
+        }
+        Ok(exec::tick_series(from, to, every))
+    }
+}
+
 #[derive(clap::Args, Clone)]
 struct OutputArgs {
     /// Output format: a table for people, JSON or JSON lines for tools.
@@ -138,18 +166,8 @@ enum Command {
     Replay {
         #[command(flatten)]
         rules: RuleArgs,
-        /// A DuckDB file, or a directory of <table>.csv|.parquet|.jsonl files.
-        #[arg(long)]
-        signals: PathBuf,
-        /// First tick, ISO-8601 UTC.
-        #[arg(long)]
-        from: String,
-        /// Last tick (inclusive when on the grid), ISO-8601 UTC.
-        #[arg(long)]
-        to: String,
-        /// Tick length, e.g. 5m, 15m, 1h.
-        #[arg(long, default_value = "5m")]
-        every: String,
+        #[command(flatten)]
+        span: SpanArgs,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -161,18 +179,8 @@ enum Command {
     Backtest {
         #[command(flatten)]
         rules: RuleArgs,
-        /// A DuckDB file, or a directory of <table>.csv|.parquet|.jsonl files.
-        #[arg(long)]
-        signals: PathBuf,
-        /// First tick, ISO-8601 UTC.
-        #[arg(long)]
-        from: String,
-        /// Last tick (inclusive when on the grid), ISO-8601 UTC.
-        #[arg(long)]
-        to: String,
-        /// Tick length, e.g. 5m, 15m, 1h.
-        #[arg(long, default_value = "5m")]
-        every: String,
+        #[command(flatten)]
+        span: SpanArgs,
         /// The baseline: a rules directory (its runbooks beside it unless --baseline-runbooks).
         #[arg(long, conflicts_with = "baseline_rev", required_unless_present = "baseline_rev")]
         baseline_rules: Option<PathBuf>,
@@ -616,37 +624,22 @@ fn run(cli: Cli) -> CliResult {
             }
             report_failures(&failures)
         }
-        Command::Replay { rules, signals, from, to, every, output } => {
+        Command::Replay { rules, span, output } => {
             let set = load_rules(&rules)?;
-            let (from, to, every) = (parse_time(&from, "--from")?, parse_time(&to, "--to")?, parse_duration(&every)?);
-            if to < from {
-                return Err(input_err("--to is before --from"));
-            }
-            let sig = load_signals(&signals)?;
-            let (findings, failures) = exec::replay(&sig, &set, from, to, every, &filter_of(&output));
+            let ticks = span.ticks()?;
+            let sig = load_signals(&span.signals)?;
+            let (findings, failures) = exec::replay_ticks(&sig, &set, &ticks, &filter_of(&output));
             print_findings(findings, &output);
             report_failures(&failures)
         }
-        Command::Backtest {
-            rules,
-            signals,
-            from,
-            to,
-            every,
-            baseline_rules,
-            baseline_runbooks,
-            baseline_rev,
-            format,
-            fail_on_change,
-            examples,
-        } => {
+        Command::Backtest { rules, span, baseline_rules, baseline_runbooks, baseline_rev, format, fail_on_change, examples } => {
             let baseline = match (baseline_rules, baseline_rev) {
                 (Some(dir), _) => backtest::Baseline::Dirs(dir, baseline_runbooks),
                 (None, Some(rev)) => backtest::Baseline::Revision(rev),
                 (None, None) => return Err(input_err("give --baseline-rules DIR or --baseline-rev REV")),
             };
             let json = format == BacktestFormat::Json;
-            backtest::run(backtest::Args { rules, signals, from, to, every, baseline, json, fail_on_change, examples })
+            backtest::run(backtest::Args { rules, span, baseline, json, fail_on_change, examples })
         }
         Command::Explain { rule, rules, at, signals, site, prelude } => {
             if prelude {

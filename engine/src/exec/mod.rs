@@ -506,7 +506,11 @@ fn json_value(v: Option<&DbValue>, ty: Ty) -> serde_json::Value {
 /// Each rule runs as one statement per chunk of ticks ([`evaluate_ticks`]); the
 /// first-tick bookkeeping then walks the ticks in order.
 pub fn replay(signals: &Signals, rules: &RuleSet, from: i64, to: i64, every: i64, filter: &Filter) -> (Vec<Finding>, Vec<ExecError>) {
-    let ticks = tick_series(from, to, every);
+    replay_ticks(signals, rules, &tick_series(from, to, every), filter)
+}
+
+/// [`replay`] at the given ticks (ascending).
+pub fn replay_ticks(signals: &Signals, rules: &RuleSet, ticks: &[i64], filter: &Filter) -> (Vec<Finding>, Vec<ExecError>) {
     let mut failures: Vec<ExecError> = Vec::new();
     let mut first = FirstSeen::default();
     let mut out = Vec::new();
