@@ -796,13 +796,23 @@ pub fn slot_sql(level: Level, rel: &str, bucket: i64) -> String {
 /// series, b (bucket start), observed, expected, z, n, level, spread, severity,
 /// suppressed, tick.
 pub fn evaluation_sql(rule: &AnomalyRule, ticks: &[i64]) -> String {
-    statement(rule, ticks, false)
+    statement(&[rule], ticks, false)
+}
+
+/// Do two anomaly rules compute the same samples and baselines (they may differ in
+/// direction, threshold, severities and finding type)? Then one statement serves both.
+pub fn same_baselines(a: &AnomalyRule, b: &AnomalyRule) -> bool {
+    a.metric.name == b.metric.name
+        && a.levels == b.levels
+        && a.statistic == b.statistic
+        && a.window == b.window
+        && a.min_spread.to_bits() == b.min_spread.to_bits()
 }
 
 /// The `explain` form of [`evaluation_sql`] at one time: every observed series,
 /// stable or not, with the samples of each level and whether it fires.
 pub fn explain_sql(rule: &AnomalyRule, now: i64) -> String {
-    statement(rule, &[now], true)
+    statement(&[rule], &[now], true)
 }
 
 /// The statement for a set of ticks. Samples are read as of the last tick: a
@@ -810,7 +820,12 @@ pub fn explain_sql(rule: &AnomalyRule, now: i64) -> String {
 /// (its rows' times are before its end), so its value is the same as of T. Each
 /// sample's baseline is computed once, by window functions over the earlier
 /// samples of its slot; a tick then only picks the bucket it observes.
-fn statement(rule: &AnomalyRule, ticks: &[i64], explain: bool) -> String {
+///
+/// `rules` share their baselines ([`same_baselines`]); the first one's metric,
+/// levels and statistic are used, and each rule adds its own firing rows with its
+/// index in `rules` as the first column.
+fn statement(rules: &[&AnomalyRule], ticks: &[i64], explain: bool) -> String {
+    let Some(rule) = rules.first() else { return String::new() };
     let m = &rule.metric;
     let s = m.bucket;
     let k = rule.window;
@@ -889,22 +904,14 @@ fn statement(rule: &AnomalyRule, ticks: &[i64], explain: bool) -> String {
         spread = pick(&*spread),
         counts = counts.join(", "),
     );
-    let thr = rule.threshold;
-    let fires = match rule.direction {
-        Direction::Above => format!("z >= {thr:?}"),
-        Direction::Below => format!("z <= -{thr:?}"),
-        Direction::Both => format!("abs(z) >= {thr:?}"),
+    let fires_of = |rule: &AnomalyRule| {
+        let thr = rule.threshold;
+        match rule.direction {
+            Direction::Above => format!("z >= {thr:?}"),
+            Direction::Below => format!("z <= -{thr:?}"),
+            Direction::Both => format!("abs(z) >= {thr:?}"),
+        }
     };
-    let mut severity = String::from("CASE");
-    for (level, beyond) in &rule.escalations {
-        let _ = write!(severity, " WHEN abs(z) >= {beyond:?} THEN {}", string_literal(level.name()));
-    }
-    let _ = write!(severity, " ELSE {} END", string_literal(rule.base_severity.name()));
-    if rule.escalations.is_empty() {
-        severity = string_literal(rule.base_severity.name());
-    }
-    let tick = crate::sql::SqlExpr::Func("make_timestamp", vec![crate::sql::SqlExpr::col("r0", "tick")]);
-    let suppressed = render_expression(&crate::plan::suppressed_sql(&rule.finding_type, tick, "r0"));
     if explain {
         let counts: Vec<String> = (0..rule.levels.len()).map(|i| format!("CAST(r0.n{i} AS VARCHAR)")).collect();
         let _ = write!(
@@ -914,14 +921,36 @@ fn statement(rule: &AnomalyRule, ticks: &[i64], explain: bool) -> String {
              round(r0.expected, 6) AS expected, round(r0.z, 6) AS z, coalesce(r0.level IS NOT NULL AND ({fires}), false) AS fires\n\
              FROM scored AS r0\nORDER BY r0.tenant_id, r0.site_id, r0.series",
             counts = counts.join(", "),
+            fires = fires_of(rule),
         );
         return out;
     }
+    let parts: Vec<String> = rules
+        .iter()
+        .enumerate()
+        .map(|(i, rule)| {
+            let mut severity = String::from("CASE");
+            for (level, beyond) in &rule.escalations {
+                let _ = write!(severity, " WHEN abs(z) >= {beyond:?} THEN {}", string_literal(level.name()));
+            }
+            let _ = write!(severity, " ELSE {} END", string_literal(rule.base_severity.name()));
+            if rule.escalations.is_empty() {
+                severity = string_literal(rule.base_severity.name());
+            }
+            let tick = crate::sql::SqlExpr::Func("make_timestamp", vec![crate::sql::SqlExpr::col("r0", "tick")]);
+            let suppressed = render_expression(&crate::plan::suppressed_sql(&rule.finding_type, tick, "r0"));
+            format!(
+                "  SELECT {i} AS rule_index, r0.tenant_id, r0.site_id, r0.series, r0.b, r0.observed, r0.expected, r0.z, r0.n, r0.level,\n         \
+                 r0.spread, {severity} AS severity, {suppressed} AS suppressed, r0.tick\n  FROM scored AS r0\n  \
+                 WHERE r0.level IS NOT NULL AND {fires}",
+                fires = fires_of(rule),
+            )
+        })
+        .collect();
     let _ = write!(
         out,
-        "SELECT r0.tenant_id, r0.site_id, r0.series, r0.b, r0.observed, r0.expected, r0.z, r0.n, r0.level, r0.spread,\n       \
-         {severity} AS severity, {suppressed} AS suppressed, r0.tick\nFROM scored AS r0\nWHERE r0.level IS NOT NULL AND {fires}\n\
-         ORDER BY r0.tick, r0.tenant_id, r0.site_id, abs(r0.z) DESC, r0.series"
+        "SELECT * FROM (\n{}\n) AS found\nORDER BY rule_index, tick, tenant_id, site_id, abs(z) DESC, series",
+        parts.join("\n  UNION ALL\n")
     );
     out
 }
@@ -983,12 +1012,18 @@ pub struct AnomalyRow {
     pub tick: i64,
 }
 
-/// Runs an anomaly rule at each of `ticks` (ascending), in one statement per
-/// chunk of [`crate::exec::TICKS_PER_STATEMENT`] ticks. The time zone table is
-/// installed first.
+/// Runs an anomaly rule at each of `ticks` (ascending).
 pub fn run_ticks(signals: &crate::load::Signals, rule: &AnomalyRule, ticks: &[i64]) -> Result<Vec<AnomalyRow>, duckdb::Error> {
+    Ok(run_group(signals, &[rule], ticks)?.into_iter().map(|(_, row)| row).collect())
+}
+
+/// Runs anomaly rules that share their baselines ([`same_baselines`]) at each of
+/// `ticks` (ascending), in one statement per chunk of
+/// [`crate::exec::TICKS_PER_STATEMENT`] ticks: each firing row with the index of its
+/// rule in `rules`. The time zone table is installed first.
+pub fn run_group(signals: &crate::load::Signals, rules: &[&AnomalyRule], ticks: &[i64]) -> Result<Vec<(usize, AnomalyRow)>, duckdb::Error> {
     install_time_zones(&signals.conn)?;
-    let Some(last) = ticks.last() else { return Ok(Vec::new()) };
+    let (Some(last), Some(rule)) = (ticks.last(), rules.first()) else { return Ok(Vec::new()) };
     // Samples are shared by the ticks of a statement because a complete bucket's rows
     // are visible at every tick that uses it. That holds unless a row's event time is
     // after its bucket time (`count tasks at due_at` with a task created after it was
@@ -996,28 +1031,36 @@ pub fn run_ticks(signals: &crate::load::Signals, rule: &AnomalyRule, ticks: &[i6
     let chunk = if rows_arrive_late(&signals.conn, &rule.metric, *last)? { 1 } else { crate::exec::TICKS_PER_STATEMENT };
     let mut out = Vec::new();
     for chunk in ticks.chunks(chunk) {
-        let mut stmt = signals.conn.prepare(&evaluation_sql(rule, chunk))?;
+        let mut stmt = signals.conn.prepare(&statement(rules, chunk, false))?;
         let rows = stmt.query_map([], |r| {
-            Ok(AnomalyRow {
-                tenant_id: r.get(0)?,
-                site_id: r.get(1)?,
-                series: r.get(2)?,
-                bucket_start: r.get(3)?,
-                observed: r.get(4)?,
-                expected: r.get(5)?,
-                z: r.get(6)?,
-                samples: r.get(7)?,
-                level: r.get(8)?,
-                spread: r.get(9)?,
-                severity: {
-                    let text: String = r.get(10)?;
-                    schema::Severity::parse(&text).ok_or_else(|| {
-                        duckdb::Error::FromSqlConversionFailure(10, duckdb::types::Type::Text, format!("`{text}` is not a severity").into())
-                    })?
+            let index: i64 = r.get(0)?;
+            Ok((
+                usize::try_from(index).unwrap_or(usize::MAX),
+                AnomalyRow {
+                    tenant_id: r.get(1)?,
+                    site_id: r.get(2)?,
+                    series: r.get(3)?,
+                    bucket_start: r.get(4)?,
+                    observed: r.get(5)?,
+                    expected: r.get(6)?,
+                    z: r.get(7)?,
+                    samples: r.get(8)?,
+                    level: r.get(9)?,
+                    spread: r.get(10)?,
+                    severity: {
+                        let text: String = r.get(11)?;
+                        schema::Severity::parse(&text).ok_or_else(|| {
+                            duckdb::Error::FromSqlConversionFailure(
+                                11,
+                                duckdb::types::Type::Text,
+                                format!("`{text}` is not a severity").into(),
+                            )
+                        })?
+                    },
+                    suppressed: r.get(12)?,
+                    tick: r.get(13)?,
                 },
-                suppressed: r.get(11)?,
-                tick: r.get(12)?,
-            })
+            ))
         })?;
         for row in rows {
             out.push(row?);

@@ -138,18 +138,23 @@ pub fn evaluate_ticks(signals: &Signals, rules: &RuleSet, ticks: &[i64], filter:
     ticks.sort_unstable();
     ticks.dedup();
     let wanted = |id: &str| filter.rules.is_empty() || filter.rules.contains(id);
-    let jobs: Vec<Job> = rules
-        .planned()
-        .filter(|(r, _)| wanted(&r.id))
-        .map(|(r, p)| Job::Rule(r, p))
-        .chain(rules.anomalies.iter().filter(|a| wanted(&a.id)).map(Job::Anomaly))
-        .collect();
+    let mut jobs: Vec<Job> = rules.planned().filter(|(r, _)| wanted(&r.id)).map(|(r, p)| Job::Rule(r, p)).collect();
+    // Anomaly rules with the same samples and baselines (ABOVE/BELOW of one metric)
+    // share one statement.
+    let mut groups: Vec<Vec<&crate::anomaly::AnomalyRule>> = Vec::new();
+    for a in rules.anomalies.iter().filter(|a| wanted(&a.id)) {
+        match groups.iter_mut().find(|g| g.first().is_some_and(|first| crate::anomaly::same_baselines(first, a))) {
+            Some(group) => group.push(a),
+            None => groups.push(vec![a]),
+        }
+    }
+    jobs.extend(groups.into_iter().map(Job::Anomalies));
     // Rules are independent statements: on a small machine two run side by side on
     // two connections to the same database, each using DuckDB's threads when it can.
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4).min(jobs.len().max(1));
     let rows = table_rows(signals);
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut done: Vec<(usize, Vec<Finding>, Option<ExecError>)> = Vec::new();
+    let mut done: Vec<(usize, Vec<Finding>, Vec<ExecError>)> = Vec::new();
     let run_jobs = |view: &Signals| {
         let mut mine = Vec::new();
         loop {
@@ -180,7 +185,7 @@ pub fn evaluate_ticks(signals: &Signals, rules: &RuleSet, ticks: &[i64], filter:
                 match h.join() {
                     Ok(results) => done.extend(results),
                     Err(_) => {
-                        done.push((usize::MAX, Vec::new(), Some(ExecError { rule: "*".into(), message: "a worker panicked".into() })))
+                        done.push((usize::MAX, Vec::new(), vec![ExecError { rule: "*".into(), message: "a worker panicked".into() }]))
                     }
                 }
             }
@@ -203,7 +208,7 @@ pub fn evaluate_ticks(signals: &Signals, rules: &RuleSet, ticks: &[i64], filter:
 /// One rule to evaluate at a set of ticks.
 enum Job<'a> {
     Rule(&'a CheckedRule, &'a SqlPlan),
-    Anomaly(&'a crate::anomaly::AnomalyRule),
+    Anomalies(Vec<&'a crate::anomaly::AnomalyRule>),
 }
 
 /// Rows per loaded table (0 when it cannot be counted).
@@ -228,14 +233,15 @@ fn ticks_per_statement(rule: &CheckedRule, params: &ParamValues, rows: &HashMap<
     usize::try_from(ROW_TICKS_PER_STATEMENT / whole.max(1)).unwrap_or(TICKS_PER_STATEMENT).clamp(16, TICKS_PER_STATEMENT)
 }
 
-/// Evaluates one rule at every tick: its findings, and its first failure.
+/// Evaluates one rule (or anomaly rules sharing baselines) at every tick: the
+/// findings, and the failures (the first per rule).
 fn run_job(
     signals: &Signals,
     rules: &RuleSet,
     job: &Job,
     ticks: &[i64],
     rows: &HashMap<&'static str, u64>,
-) -> (Vec<Finding>, Option<ExecError>) {
+) -> (Vec<Finding>, Vec<ExecError>) {
     let mut out = Vec::new();
     let mut failed: Option<ExecError> = None;
     match job {
@@ -263,12 +269,15 @@ fn run_job(
                 }
             }
         }
-        Job::Anomaly(a) => match crate::anomaly::run_ticks(signals, a, ticks) {
-            Ok(rows) => out.extend(rows.into_iter().map(|row| anomaly_finding(rules, a, row))),
-            Err(e) => failed = Some(ExecError { rule: a.id.clone(), message: e.to_string() }),
+        Job::Anomalies(group) => match crate::anomaly::run_group(signals, group, ticks) {
+            Ok(rows) => out.extend(rows.into_iter().filter_map(|(i, row)| group.get(i).map(|a| anomaly_finding(rules, a, row)))),
+            Err(e) => {
+                let failures = group.iter().map(|a| ExecError { rule: a.id.clone(), message: e.to_string() }).collect();
+                return (out, failures);
+            }
         },
     }
-    (out, failed)
+    (out, failed.into_iter().collect())
 }
 
 /// Evaluates one rule at `now` with the given parameter values (planned anew:
