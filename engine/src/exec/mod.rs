@@ -182,14 +182,19 @@ pub fn evaluate_ticks(signals: &Signals, rules: &RuleSet, ticks: &[i64], filter:
                 .collect();
             done = run_jobs(signals);
             for h in handles {
-                match h.join() {
-                    Ok(results) => done.extend(results),
-                    Err(_) => {
-                        done.push((usize::MAX, Vec::new(), vec![ExecError { rule: "*".into(), message: "a worker panicked".into() }]))
-                    }
+                // A worker that panicked loses the jobs it had taken; they are
+                // reported as failed below, so nothing counts as evaluated by mistake.
+                if let Ok(results) = h.join() {
+                    done.extend(results);
                 }
             }
         });
+    }
+    for (i, job) in jobs.iter().enumerate() {
+        if done.iter().all(|(j, _, _)| *j != i) {
+            let failed = job.rule_ids().map(|rule| ExecError { rule, message: "its evaluation panicked".into() }).collect();
+            done.push((i, Vec::new(), failed));
+        }
     }
     done.sort_by_key(|(i, _, _)| *i);
     let mut out = Vec::new();
@@ -211,15 +216,31 @@ enum Job<'a> {
     Anomalies(Vec<&'a crate::anomaly::AnomalyRule>),
 }
 
+impl Job<'_> {
+    /// The ids of the rules it evaluates.
+    fn rule_ids(&self) -> impl Iterator<Item = String> + '_ {
+        let ids: Vec<String> = match self {
+            Job::Rule(rule, _) => vec![rule.id.clone()],
+            Job::Anomalies(group) => group.iter().map(|a| a.id.clone()).collect(),
+        };
+        ids.into_iter()
+    }
+}
+
 /// Rows per loaded table (0 when it cannot be counted).
 fn table_rows(signals: &Signals) -> HashMap<&'static str, u64> {
-    crate::schema::contract_tables()
+    let mut rows: HashMap<&'static str, u64> = crate::schema::contract_tables()
         .map(|t| {
             let sql = format!("SELECT count(*) FROM {}.{}", sql::ident(sql::RAW_SCHEMA), sql::ident(t.name));
             let n: i64 = signals.conn.query_row(&sql, [], |r| r.get(0)).unwrap_or(0);
             (t.name, u64::try_from(n).unwrap_or(0))
         })
-        .collect()
+        .collect();
+    // `activity` is made of these (see the planner's activity view).
+    let activity =
+        ["phone_events", "location_updates", "checkpoint_scans", "tasks", "shifts"].iter().map(|t| rows.get(t).copied().unwrap_or(0)).sum();
+    rows.insert("activity", activity);
+    rows
 }
 
 /// How many ticks one statement of `rule` takes: [`TICKS_PER_STATEMENT`], fewer when
@@ -252,7 +273,9 @@ fn run_job(
                     Ok(found) => out.extend(found),
                     // A failure (a script blowing a limit on one row) fails the rule at the
                     // ticks where it happens, not at every tick of the chunk.
-                    Err(e) if chunk.len() > 1 => {
+                    // (A chunk that fails as a whole but whose ticks all succeed alone,
+                    // out of memory say, is no failure.)
+                    Err(_) if chunk.len() > 1 => {
                         for tick in chunk {
                             match evaluate_planned(signals, rules, rule, planned, std::slice::from_ref(tick), &params) {
                                 Ok(found) => out.extend(found),
@@ -261,7 +284,6 @@ fn run_job(
                                 }
                             }
                         }
-                        failed.get_or_insert(e);
                     }
                     Err(e) => {
                         failed.get_or_insert(e);

@@ -56,6 +56,11 @@ pub enum StateError {
         /// Its version.
         found: i64,
     },
+    /// A file from before versioning whose tables are not those of version 1.
+    Layout {
+        /// The first table that differs.
+        table: String,
+    },
     /// DuckDB refused a statement.
     Db(duckdb::Error),
 }
@@ -67,6 +72,11 @@ impl std::fmt::Display for StateError {
                 f,
                 "the state file has schema version {found}, written by a newer vigil; this one knows versions up to {CURRENT} \
                  (upgrade vigil, or point --state at another file)"
+            ),
+            StateError::Layout { table } => write!(
+                f,
+                "the state file predates schema versions and its table `{table}` is not the one this vigil knows; \
+                 point --state at a new file (the old one is left as it is)"
             ),
             StateError::Db(e) => write!(f, "{e}"),
         }
@@ -101,6 +111,11 @@ pub fn upgrade(conn: &Connection, db: &str) -> Result<i64, StateError> {
     if found > CURRENT {
         return Err(StateError::Newer { found });
     }
+    if found == 1 && !has_version {
+        if let Some(table) = legacy_difference(conn, db)? {
+            return Err(StateError::Layout { table });
+        }
+    }
     if found == CURRENT && has_version {
         return Ok(found);
     }
@@ -126,6 +141,32 @@ pub fn upgrade(conn: &Connection, db: &str) -> Result<i64, StateError> {
             Err(StateError::Db(e))
         }
     }
+}
+
+/// For a file from before versioning: the first table it shares with version 1 whose
+/// columns differ (compared with version 1 built in memory).
+fn legacy_difference(conn: &Connection, db: &str) -> Result<Option<String>, duckdb::Error> {
+    const EXPECTED: &str = "vigil_expected_schema";
+    conn.execute_batch(&format!("ATTACH ':memory:' AS {EXPECTED}"))?;
+    let compared = (|| {
+        conn.execute_batch(&MIGRATIONS[0].sql.replace("{db}", EXPECTED))?;
+        let columns = |database: &str| {
+            format!(
+                "SELECT table_name, string_agg(column_name || ' ' || data_type, ', ' ORDER BY column_index) AS cols \
+                 FROM duckdb_columns() WHERE database_name = {} GROUP BY table_name",
+                crate::sql::string_literal(database)
+            )
+        };
+        let sql = format!(
+            "SELECT f.table_name FROM ({}) f JOIN ({}) e ON e.table_name = f.table_name WHERE e.cols <> f.cols ORDER BY 1 LIMIT 1",
+            columns(db),
+            columns(EXPECTED)
+        );
+        let differs: Option<String> = conn.query_row(&sql, [], |r| r.get(0)).ok();
+        Ok(differs)
+    })();
+    let _ = conn.execute_batch(&format!("DETACH {EXPECTED}"));
+    compared
 }
 
 #[cfg(test)]
@@ -160,10 +201,23 @@ mod tests {
     fn a_file_from_before_versioning_is_stamped_and_kept() {
         let path = temp("legacy");
         let conn = attached(&path);
-        conn.execute_batch("CREATE TABLE st.findings (id BIGINT); INSERT INTO st.findings VALUES (7)").expect("legacy");
+        conn.execute_batch(&MIGRATIONS[0].sql.replace("{db}", "st")).expect("version 1 tables, unversioned");
+        conn.execute_batch("INSERT INTO st.reloads (attempted_at, ok) VALUES ('then', true)").expect("a row");
         assert_eq!(upgrade(&conn, "st").expect("upgrade"), 1);
-        let kept: i64 = conn.query_row("SELECT id FROM st.findings", [], |r| r.get(0)).expect("row");
-        assert_eq!(kept, 7);
+        let kept: String = conn.query_row("SELECT attempted_at FROM st.reloads", [], |r| r.get(0)).expect("row");
+        assert_eq!(kept, "then");
+        let v: i64 = conn.query_row("SELECT max(version) FROM st.schema_version", [], |r| r.get(0)).expect("version");
+        assert_eq!(v, 1);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_file_from_before_versioning_with_other_tables_is_refused() {
+        let path = temp("legacy-other");
+        let conn = attached(&path);
+        conn.execute_batch("CREATE TABLE st.findings (id BIGINT); CREATE TABLE st.ticks (evaluated_at VARCHAR PRIMARY KEY)").expect("old");
+        let e = upgrade(&conn, "st").expect_err("refused");
+        assert!(e.to_string().contains("table `findings` is not the one this vigil knows"), "{e}");
         let _ = std::fs::remove_file(&path);
     }
 
