@@ -11,7 +11,7 @@ fn sql_of_shipped_rules() {
     let now = load::parse_timestamp("2025-10-04T12:00:00Z").expect("time");
     for rule in &rules.rules {
         let planned = plan::plan(rule, &plan::default_params(rule));
-        insta::assert_snapshot!(rule.id.clone(), sql::render(&planned.query, &[now]));
+        insta::assert_snapshot!(rule.header.id.clone(), sql::render(&planned.query, &[now]));
     }
 }
 
@@ -22,6 +22,6 @@ fn sql_of_shipped_anomaly_rules() {
     let now = load::parse_timestamp("2025-10-04T12:00:00Z").expect("time");
     assert_eq!(rules.anomalies.len(), 5);
     for a in &rules.anomalies {
-        insta::assert_snapshot!(a.id.clone(), vigil_engine::anomaly::evaluation_sql(a, &[now]));
+        insta::assert_snapshot!(a.header.id.clone(), vigil_engine::anomaly::evaluation_sql(a, &[now]));
     }
 }

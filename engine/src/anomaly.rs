@@ -137,24 +137,8 @@ impl Level {
 /// A checked `anomaly` rule.
 #[derive(Debug, Clone)]
 pub struct AnomalyRule {
-    /// Rule id.
-    pub id: String,
-    /// Where the id is written.
-    pub id_span: Span,
-    /// The finding type it raises.
-    pub finding_type: String,
-    /// One line for an operator.
-    pub title: String,
-    /// Longer description.
-    pub doc: Option<String>,
-    /// Category (stated, else from the keyword categories).
-    pub category: schema::Category,
-    /// Where a category is stated.
-    pub category_stated: Option<Span>,
-    /// heartbeat, comprehensive or deep.
-    pub cadence: schema::Cadence,
-    /// Recommended actions.
-    pub actions: Vec<String>,
+    /// Id, finding type, title, category, base severity, cadence, actions.
+    pub header: crate::check::RuleHeader,
     /// The metric compared.
     pub metric: Metric,
     /// Which side fires.
@@ -169,12 +153,8 @@ pub struct AnomalyRule {
     pub window: u32,
     /// Spread used when the statistic's own spread is 0.
     pub min_spread: f64,
-    /// Severity when no `beyond` step applies.
-    pub base_severity: schema::Severity,
     /// (level, |z| from which it applies), largest first.
     pub escalations: Vec<(schema::Severity, f64)>,
-    /// The block.
-    pub span: Span,
 }
 
 /// Sensitivity words and their |z| thresholds (CATALOG.md).
@@ -326,15 +306,19 @@ pub fn check_anomaly(def: &AnomalyDef, metrics: &HashMap<String, Metric>) -> Res
         }
     };
     let mut out = AnomalyRule {
-        id: def.id.name.clone(),
-        id_span: def.id.span,
-        finding_type: def.id.name.clone(),
-        title: String::new(),
-        doc: None,
-        category: schema::Category::Operational,
-        category_stated: None,
-        cadence: schema::Cadence::Deep,
-        actions: Vec::new(),
+        header: crate::check::RuleHeader {
+            id: def.id.name.clone(),
+            id_span: def.id.span,
+            finding_type: def.id.name.clone(),
+            title: String::new(),
+            doc: None,
+            category: schema::Category::Operational,
+            category_stated: None,
+            base_severity: schema::Severity::Medium,
+            cadence: schema::Cadence::Deep,
+            actions: Vec::new(),
+            span: def.span,
+        },
         metric: Metric {
             name: String::new(),
             doc: None,
@@ -354,9 +338,7 @@ pub fn check_anomaly(def: &AnomalyDef, metrics: &HashMap<String, Metric>) -> Res
         levels: Vec::new(),
         window: 52,
         min_spread: 1.0,
-        base_severity: schema::Severity::Medium,
         escalations: Vec::new(),
-        span: def.span,
     };
     let mut metric = None;
     let mut direction = None;
@@ -373,25 +355,25 @@ pub fn check_anomaly(def: &AnomalyDef, metrics: &HashMap<String, Metric>) -> Res
             AnomalyItem::Common(common) => match common.as_ref() {
                 RuleItem::Finding(t) => {
                     once("finding", t.span, &mut errors);
-                    out.finding_type = t.name.clone();
+                    out.header.finding_type = t.name.clone();
                 }
                 RuleItem::Title(t) => {
                     once("title", t.span, &mut errors);
                     title = Some(t.value.clone());
                 }
-                RuleItem::Doc(d) => out.doc = Some(d.value.clone()),
+                RuleItem::Doc(d) => out.header.doc = Some(d.value.clone()),
                 RuleItem::Category(c) => {
                     match crate::diag::parse_word::<schema::Category>(c) {
-                        Ok(category) => out.category = category,
+                        Ok(category) => out.header.category = category,
                         Err(d) => errors.push(d),
                     }
-                    out.category_stated = Some(c.span);
+                    out.header.category_stated = Some(c.span);
                 }
                 RuleItem::Cadence(c) => match crate::diag::parse_word::<schema::Cadence>(c) {
-                    Ok(k) => out.cadence = k,
+                    Ok(k) => out.header.cadence = k,
                     Err(d) => errors.push(d),
                 },
-                RuleItem::Action(a) => out.actions.push(a.value.clone()),
+                RuleItem::Action(a) => out.header.actions.push(a.value.clone()),
                 _ => {}
             },
             AnomalyItem::Severity { level, beyond } => {
@@ -405,7 +387,7 @@ pub fn check_anomaly(def: &AnomalyDef, metrics: &HashMap<String, Metric>) -> Res
                 match beyond {
                     None => {
                         once("severity", level.span, &mut errors);
-                        out.base_severity = severity;
+                        out.header.base_severity = severity;
                     }
                     Some((z, _)) => out.escalations.push((severity, *z)),
                 }
@@ -522,7 +504,7 @@ pub fn check_anomaly(def: &AnomalyDef, metrics: &HashMap<String, Metric>) -> Res
         )
     };
     match title {
-        Some(t) => out.title = t,
+        Some(t) => out.header.title = t,
         None => errors.push(missing("title", "title \"...\"")),
     }
     match metric {
@@ -933,12 +915,12 @@ fn statement(rules: &[&AnomalyRule], ticks: &[i64], explain: bool) -> String {
             for (level, beyond) in &rule.escalations {
                 let _ = write!(severity, " WHEN abs(z) >= {beyond:?} THEN {}", string_literal(level.name()));
             }
-            let _ = write!(severity, " ELSE {} END", string_literal(rule.base_severity.name()));
+            let _ = write!(severity, " ELSE {} END", string_literal(rule.header.base_severity.name()));
             if rule.escalations.is_empty() {
-                severity = string_literal(rule.base_severity.name());
+                severity = string_literal(rule.header.base_severity.name());
             }
             let tick = crate::sql::SqlExpr::Func("make_timestamp", vec![crate::sql::SqlExpr::col("r0", "tick")]);
-            let suppressed = render_expression(&crate::plan::suppressed_sql(&rule.finding_type, tick, "r0"));
+            let suppressed = render_expression(&crate::plan::suppressed_sql(&rule.header.finding_type, tick, "r0"));
             format!(
                 "  SELECT {i} AS rule_index, r0.tenant_id, r0.site_id, r0.series, r0.b, r0.observed, r0.expected, r0.z, r0.n, r0.level,\n         \
                  r0.spread, {severity} AS severity, {suppressed} AS suppressed, r0.tick\n  FROM scored AS r0\n  \

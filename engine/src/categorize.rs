@@ -129,7 +129,7 @@ pub fn severity_for(
     let step = usize::try_from(step).ok().filter(|s| *s > 0);
     let severity = match step.and_then(|s| rule.severity_steps.get(s - 1)) {
         Some((level, _)) => *level,
-        None => rule.base_severity,
+        None => rule.header.base_severity,
     };
     Ok(SeverityOutcome { severity, step, missing })
 }

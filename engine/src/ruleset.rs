@@ -58,6 +58,11 @@ impl std::fmt::Debug for LoadFailure {
 }
 
 impl RuleSet {
+    /// The header of every rule, pattern rules first, then anomaly rules.
+    pub fn headers(&self) -> impl Iterator<Item = &crate::check::RuleHeader> {
+        self.rules.iter().map(|r| &r.header).chain(self.anomalies.iter().map(|a| &a.header))
+    }
+
     /// Each rule with its plan.
     pub fn planned(&self) -> impl Iterator<Item = (&CheckedRule, &crate::plan::SqlPlan)> {
         self.rules.iter().zip(&self.plans)
@@ -65,7 +70,7 @@ impl RuleSet {
 
     /// A rule by id.
     pub fn rule(&self, id: &str) -> Option<&CheckedRule> {
-        self.rules.iter().find(|r| r.id == id)
+        self.rules.iter().find(|r| r.header.id == id)
     }
 
     /// What `vigil baseline update` folds: each metric an anomaly rule uses (once), and
@@ -85,8 +90,8 @@ impl RuleSet {
     pub fn completed_rules(&self, filter: &crate::exec::Filter, failures: &[crate::exec::ExecError]) -> Vec<String> {
         self.rules
             .iter()
-            .map(|r| &r.id)
-            .chain(self.anomalies.iter().map(|a| &a.id))
+            .map(|r| &r.header.id)
+            .chain(self.anomalies.iter().map(|a| &a.header.id))
             .filter(|id| filter.rules.is_empty() || filter.rules.contains(*id))
             .filter(|id| failures.iter().all(|f| f.rule != **id))
             .cloned()
@@ -96,7 +101,7 @@ impl RuleSet {
     /// The parameter values a rule runs with: its defaults and the overrides for it.
     pub fn params_for(&self, rule: &CheckedRule) -> ParamValues {
         let mut params = crate::plan::default_params(rule);
-        params.scoped = self.overrides.iter().filter(|(id, _)| *id == rule.id).map(|(_, v)| v.clone()).collect();
+        params.scoped = self.overrides.iter().filter(|(id, _)| *id == rule.header.id).map(|(_, v)| v.clone()).collect();
         params
     }
 }
@@ -146,10 +151,10 @@ fn check_overrides(files: &[RuleFile], rules: &[CheckedRule], diagnostics: &mut 
             continue;
         }
         for set in &block.settings {
-            let Some(rule) = rules.iter().find(|r| r.id == set.rule.name) else {
+            let Some(rule) = rules.iter().find(|r| r.header.id == set.rule.name) else {
                 diagnostics.push(
                     Diagnostic::error(codes::UNKNOWN_NAME, format!("no rule `{}`", set.rule.name), set.rule.span, "unknown rule")
-                        .suggest(&set.rule.name, rules.iter().map(|r| r.id.as_str())),
+                        .suggest(&set.rule.name, rules.iter().map(|r| r.header.id.as_str())),
                 );
                 continue;
             };
@@ -158,7 +163,7 @@ fn check_overrides(files: &[RuleFile], rules: &[CheckedRule], diagnostics: &mut 
                 diagnostics.push(
                     Diagnostic::error(
                         codes::UNKNOWN_NAME,
-                        format!("rule `{}` has no parameter `{}`", rule.id, set.param.name),
+                        format!("rule `{}` has no parameter `{}`", rule.header.id, set.param.name),
                         set.param.span,
                         "unknown parameter",
                     )
@@ -178,7 +183,7 @@ fn check_overrides(files: &[RuleFile], rules: &[CheckedRule], diagnostics: &mut 
                 diagnostics.push(
                     Diagnostic::error(
                         codes::TYPE_MISMATCH,
-                        format!("`{}.{}` is {}, not {}", rule.id, param.name, param.default.ty().name(), value.ty().name()),
+                        format!("`{}.{}` is {}, not {}", rule.header.id, param.name, param.default.ty().name(), value.ty().name()),
                         set.value.span(),
                         "wrong type",
                     )
@@ -196,7 +201,7 @@ fn check_overrides(files: &[RuleFile], rules: &[CheckedRule], diagnostics: &mut 
                 continue;
             }
             out.push((
-                rule.id.clone(),
+                rule.header.id.clone(),
                 ScopedValue {
                     param: param.name.clone(),
                     tenant: block.tenant.as_ref().map(|t| t.value.clone()),
@@ -354,18 +359,20 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
 
     let blocks = files.iter().flat_map(|f| f.categories.iter()).map(|b| (b, b.span));
     let categories = single_block(blocks, "categories", &mut diagnostics, categorize::check_categories).unwrap_or_default();
-    for r in &mut rules {
-        let (by_keyword, keyword) = categories.categorize(&r.finding_type);
-        match r.category_stated {
-            None => r.category = by_keyword,
-            Some(span) if r.category != by_keyword => {
+    // Categories and runbooks: the same checks for every rule, pattern or anomaly.
+    let headers = rules.iter_mut().map(|r| &mut r.header).chain(anomalies.iter_mut().map(|a| &mut a.header));
+    for h in headers {
+        let (by_keyword, keyword) = categories.categorize(&h.finding_type);
+        match h.category_stated {
+            None => h.category = by_keyword,
+            Some(span) if h.category != by_keyword => {
                 let why = keyword
                     .map(|k| format!("keyword `{k}` gives {by_keyword}"))
                     .unwrap_or_else(|| format!("no keyword matches, so the fallback gives {by_keyword}"));
                 diagnostics.push(
                     Diagnostic::warning(
                         codes::CATEGORY_DISAGREES,
-                        format!("`{}` states category {}, but {why}", r.finding_type, r.category),
+                        format!("`{}` states category {}, but {why}", h.finding_type, h.category),
                         span,
                         "stated here",
                     )
@@ -374,34 +381,10 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
             }
             Some(_) => {}
         }
-    }
-
-    for a in &mut anomalies {
-        let (by_keyword, _) = categories.categorize(&a.finding_type);
-        if a.category_stated.is_none() {
-            a.category = by_keyword;
-        } else if let Some(span) = a.category_stated.filter(|_| a.category != by_keyword) {
-            diagnostics.push(Diagnostic::warning(
-                codes::CATEGORY_DISAGREES,
-                format!("`{}` states category {}, but the keyword categories give {by_keyword}", a.finding_type, a.category),
-                span,
-                "stated here",
-            ));
-        }
-        if !runbooks.iter().any(|b| b.matches == runbook::Matches::Finding(a.finding_type.clone())) {
+        if !runbooks.iter().any(|b| b.matches == runbook::Matches::Finding(h.finding_type.clone())) {
             diagnostics.push(
-                Diagnostic::warning(codes::NO_RUNBOOK, format!("no runbook matches `{}` exactly", a.finding_type), a.id_span, "this rule")
-                    .hint(format!("add runbooks/{}.vigil with `matches finding {}`", a.finding_type.to_lowercase(), a.finding_type)),
-            );
-        }
-    }
-
-    for r in &rules {
-        let exact = runbooks.iter().any(|b| b.matches == runbook::Matches::Finding(r.finding_type.clone()));
-        if !exact {
-            diagnostics.push(
-                Diagnostic::warning(codes::NO_RUNBOOK, format!("no runbook matches `{}` exactly", r.finding_type), r.id_span, "this rule")
-                    .hint(format!("add runbooks/{}.vigil with `matches finding {}`", r.finding_type.to_lowercase(), r.finding_type)),
+                Diagnostic::warning(codes::NO_RUNBOOK, format!("no runbook matches `{}` exactly", h.finding_type), h.id_span, "this rule")
+                    .hint(format!("add runbooks/{}.vigil with `matches finding {}`", h.finding_type.to_lowercase(), h.finding_type)),
             );
         }
     }
@@ -424,10 +407,12 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
 /// added, changed (their text differs) and removed, each sorted.
 pub fn diff(old: &RuleSet, new: &RuleSet) -> (Vec<String>, Vec<String>, Vec<String>) {
     let texts = |set: &RuleSet| -> std::collections::BTreeMap<String, String> {
-        let rules = set.rules.iter().map(|r| (r.id.clone(), set.sources.slice(r.span).to_string()));
+        let rules = set.rules.iter().map(|r| (r.header.id.clone(), set.sources.slice(r.header.span).to_string()));
         // An anomaly rule's meaning includes its metric's definition.
-        let anomalies =
-            set.anomalies.iter().map(|a| (a.id.clone(), format!("{}\n{}", set.sources.slice(a.span), set.sources.slice(a.metric.span))));
+        let anomalies = set
+            .anomalies
+            .iter()
+            .map(|a| (a.header.id.clone(), format!("{}\n{}", set.sources.slice(a.header.span), set.sources.slice(a.metric.span))));
         rules.chain(anomalies).collect()
     };
     let (a, b) = (texts(old), texts(new));
@@ -491,16 +476,12 @@ fn check_anomalies(
 /// For every finding type the set raises: (type, runbook id, cascade step that matched),
 /// at the rule's base severity and for no particular tenant.
 pub fn runbook_resolution(set: &RuleSet) -> Vec<(String, String, String)> {
-    let types = set
-        .rules
-        .iter()
-        .map(|r| (&r.finding_type, &r.category, &r.base_severity))
-        .chain(set.anomalies.iter().map(|a| (&a.finding_type, &a.category, &a.base_severity)));
-    let mut out: Vec<(String, String, String)> = types
-        .map(|(t, c, sev)| {
-            let key = runbook::FindingKey { finding_type: t, category: *c, severity: *sev, tenant: "" };
+    let mut out: Vec<(String, String, String)> = set
+        .headers()
+        .map(|h| {
+            let key = runbook::FindingKey { finding_type: &h.finding_type, category: h.category, severity: h.base_severity, tenant: "" };
             let (book, step, _) = runbook::match_runbook(&set.runbooks, &set.cascade, &key);
-            (t.clone(), book.map(|b| b.id.clone()).unwrap_or_else(|| set.cascade.fallback.clone()), step.to_string())
+            (h.finding_type.clone(), book.map(|b| b.id.clone()).unwrap_or_else(|| set.cascade.fallback.clone()), step.to_string())
         })
         .collect();
     out.sort();
@@ -544,46 +525,30 @@ fn runbook_below_exact(
 pub fn strict_checks(set: &RuleSet, cases: &[(String, String)]) -> Vec<Diagnostic> {
     use crate::check::{TKind, Value};
     let mut out = Vec::new();
-    for (i, r) in set.rules.iter().enumerate() {
-        if let Some(other) = set.rules[..i].iter().find(|o| o.finding_type == r.finding_type) {
+    let headers: Vec<&crate::check::RuleHeader> = set.headers().collect();
+    for (i, h) in headers.iter().enumerate() {
+        if let Some(other) = headers[..i].iter().find(|o| o.finding_type == h.finding_type) {
             out.push(
                 Diagnostic::warning(
                     codes::SHADOWED_RULE,
-                    format!("`{}` also raises `{}`", r.id, r.finding_type),
-                    r.id_span,
+                    format!("`{}` also raises `{}`", h.id, h.finding_type),
+                    h.id_span,
                     "second rule for this type",
                 )
                 .with_context(other.id_span, "first rule")
                 .note("both rules' findings share one identity space; one may hide the other in a replay"),
             );
         }
-        if matches!(r.condition.kind, TKind::Lit(Value::Bool(false))) {
-            out.push(Diagnostic::warning(
-                codes::NEVER_FIRES,
-                format!("rule `{}` can never fire", r.id),
-                r.id_span,
-                "its condition is false",
-            ));
-        }
-        out.extend(untested(&r.id, r.id_span, cases));
-        out.extend(runbook_below_exact(set, &r.finding_type, r.category, r.base_severity, r.id_span));
+        out.extend(untested(&h.id, h.id_span, cases));
+        out.extend(runbook_below_exact(set, &h.finding_type, h.category, h.base_severity, h.id_span));
     }
-    for (i, a) in set.anomalies.iter().enumerate() {
-        let earlier =
-            set.rules.iter().map(|r| (&r.finding_type, r.id_span)).chain(set.anomalies[..i].iter().map(|o| (&o.finding_type, o.id_span)));
-        if let Some((_, span)) = earlier.into_iter().find(|(t, _)| **t == a.finding_type) {
-            out.push(
-                Diagnostic::warning(
-                    codes::SHADOWED_RULE,
-                    format!("`{}` also raises `{}`", a.id, a.finding_type),
-                    a.id_span,
-                    "second rule for this type",
-                )
-                .with_context(span, "first rule"),
-            );
-        }
-        out.extend(untested(&a.id, a.id_span, cases));
-        out.extend(runbook_below_exact(set, &a.finding_type, a.category, a.base_severity, a.id_span));
+    for r in set.rules.iter().filter(|r| matches!(r.condition.kind, TKind::Lit(Value::Bool(false)))) {
+        out.push(Diagnostic::warning(
+            codes::NEVER_FIRES,
+            format!("rule `{}` can never fire", r.header.id),
+            r.header.id_span,
+            "its condition is false",
+        ));
     }
     if let Some(span) = set.categories.span {
         for (keyword, first, later) in set.categories.shared_keywords() {

@@ -35,7 +35,7 @@ pub(super) fn bench_replay(args: &RuleArgs, signals: &Path, ticks: &[i64], runs:
     outln!("peak memory (VmHWM): {:.1} MiB", peak_memory_kib() as f64 / 1024.0);
     let sig = load::load(signals).map_err(input_err)?;
     let mut per_rule = Vec::new();
-    for id in set.rules.iter().map(|r| &r.id).chain(set.anomalies.iter().map(|a| &a.id)) {
+    for id in set.rules.iter().map(|r| &r.header.id).chain(set.anomalies.iter().map(|a| &a.header.id)) {
         let started = std::time::Instant::now();
         let filter = Filter { rules: [id.clone()].into_iter().collect(), ..Filter::default() };
         let (_, failures) = exec::evaluate_ticks(&sig, &set, ticks, &filter);
@@ -71,12 +71,12 @@ pub(super) fn bench(args: &RuleArgs, signals: &Path, at: &str, runs: u32) -> Cli
     for rule in &set.rules {
         let started = std::time::Instant::now();
         exec::evaluate_rule(&sig, &set, rule, now, &set.params_for(rule)).map_err(|e| CliError::Eval(format!("error: {e}")))?;
-        per_rule.push((started.elapsed().as_secs_f64(), rule.id.clone()));
+        per_rule.push((started.elapsed().as_secs_f64(), rule.header.id.clone()));
     }
     for a in &set.anomalies {
         let started = std::time::Instant::now();
         exec::evaluate_anomaly(&sig, &set, a, now).map_err(|e| CliError::Eval(format!("error: {e}")))?;
-        per_rule.push((started.elapsed().as_secs_f64(), a.id.clone()));
+        per_rule.push((started.elapsed().as_secs_f64(), a.header.id.clone()));
     }
     per_rule.sort_by(|a, b| b.0.total_cmp(&a.0));
     for (i, (loaded, total)) in times.iter().enumerate() {

@@ -4,33 +4,34 @@
 use super::*;
 
 pub(super) fn explain(set: &RuleSet, id: &str, now: i64, signals: Option<&Path>, site: Option<&str>) -> CliResult {
-    if let Some(a) = set.anomalies.iter().find(|a| a.id == id) {
+    if let Some(a) = set.anomalies.iter().find(|a| a.header.id == id) {
         return explain_anomaly(set, a, now, signals, site);
     }
     let Some(rule) = set.rule(id) else {
-        let ids: Vec<&str> = set.rules.iter().map(|r| r.id.as_str()).chain(set.anomalies.iter().map(|a| a.id.as_str())).collect();
+        let ids: Vec<&str> =
+            set.rules.iter().map(|r| r.header.id.as_str()).chain(set.anomalies.iter().map(|a| a.header.id.as_str())).collect();
         let hint = vigil_engine::diag::closest(id, ids.iter().copied()).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
         return Err(input_err(format!("no rule `{id}`{hint}")));
     };
-    let (line, _) = set.sources.line_col(rule.span);
-    outln!("rule {} -> finding {}", rule.id, rule.finding_type);
-    outln!("  defined at   {}:{line}", set.sources.name(rule.span.file));
-    outln!("  title        {}", rule.title);
+    let (line, _) = set.sources.line_col(rule.header.span);
+    outln!("rule {} -> finding {}", rule.header.id, rule.header.finding_type);
+    outln!("  defined at   {}:{line}", set.sources.name(rule.header.span.file));
+    outln!("  title        {}", rule.header.title);
     outln!(
         "  category     {}   severity {}{}",
-        rule.category,
-        rule.base_severity,
+        rule.header.category,
+        rule.header.base_severity,
         if rule.severity_steps.is_empty() { String::new() } else { format!(" (+{} conditional step(s))", rule.severity_steps.len()) }
     );
-    outln!("  cadence      {}   for {} (rows of {})", rule.cadence, rule.entity.entity.name, rule.entity.table.name);
+    outln!("  cadence      {}   for {} (rows of {})", rule.header.cadence, rule.entity.entity.name, rule.entity.table.name);
     for p in &rule.params {
         outln!("  param        {} = {:?}", p.name, p.default);
     }
-    if let Some(doc) = &rule.doc {
+    if let Some(doc) = &rule.header.doc {
         outln!("\n{doc}");
     }
     outln!("\n-- source ------------------------------------------------------------");
-    outln!("{}", set.sources.slice(rule.span));
+    outln!("{}", set.sources.slice(rule.header.span));
     let params = set.params_for(rule);
     let planned = plan::plan(rule, &params);
     outln!("\n-- SQL as of {} ------------------------------------------", exec::iso(now));
@@ -62,15 +63,15 @@ pub(super) fn explain_anomaly(
     signals: Option<&Path>,
     site: Option<&str>,
 ) -> CliResult {
-    let (line, _) = set.sources.line_col(a.span);
+    let (line, _) = set.sources.line_col(a.header.span);
     let m = &a.metric;
-    outln!("anomaly {} -> finding {}", a.id, a.finding_type);
-    outln!("  defined at   {}:{line}", set.sources.name(a.span.file));
-    outln!("  title        {}", a.title);
+    outln!("anomaly {} -> finding {}", a.header.id, a.header.finding_type);
+    outln!("  defined at   {}:{line}", set.sources.name(a.header.span.file));
+    outln!("  title        {}", a.header.title);
     outln!(
         "  category     {}   severity {}{}",
-        a.category,
-        a.base_severity,
+        a.header.category,
+        a.header.base_severity,
         a.escalations.iter().map(|(l, z)| format!(", {l} when |z| >= {z}")).collect::<String>()
     );
     outln!(
@@ -93,11 +94,11 @@ pub(super) fn explain_anomaly(
     );
     let levels: Vec<String> = a.levels.iter().map(|(l, n)| format!("{} (stable after {n})", l.name())).collect();
     outln!("  levels       {}", levels.join(", then "));
-    if let Some(doc) = &a.doc {
+    if let Some(doc) = &a.header.doc {
         outln!("\n{doc}");
     }
     outln!("\n-- source ------------------------------------------------------------");
-    outln!("{}", set.sources.slice(a.span));
+    outln!("{}", set.sources.slice(a.header.span));
     outln!("\n-- SQL as of {} ------------------------------------------", exec::iso(now));
     outln!("{}", vigil_engine::anomaly::evaluation_sql(a, &[now]));
     if let Some(path) = signals {

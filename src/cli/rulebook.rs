@@ -14,9 +14,9 @@ pub(super) fn categorize(args: &RuleArgs, finding_type: &str, context: &[String]
         values.insert(k.trim().to_string(), parse_context_value(v.trim()));
     }
     let (by_keyword, keyword) = set.categories.categorize(finding_type);
-    let rule = set.rules.iter().find(|r| r.finding_type == finding_type);
+    let rule = set.rules.iter().find(|r| r.header.finding_type == finding_type);
     let (category, why_category) = match rule {
-        Some(r) if r.category_stated.is_some() => (r.category, format!("stated by rule {}", r.id)),
+        Some(r) if r.header.category_stated.is_some() => (r.header.category, format!("stated by rule {}", r.header.id)),
         _ => (by_keyword, keyword.map(|k| format!("keyword {k}")).unwrap_or_else(|| "fallback".to_string())),
     };
     outln!("finding_type  {finding_type}");
@@ -28,7 +28,7 @@ pub(super) fn categorize(args: &RuleArgs, finding_type: &str, context: &[String]
     let outcome = severity_for(rule, &values).map_err(|e| CliError::Eval(format!("error: {e}")))?;
     let why = match outcome.step {
         Some(i) => format!("severity step {i}: the first whose condition holds"),
-        None => format!("the base severity of rule {}", rule.id),
+        None => format!("the base severity of rule {}", rule.header.id),
     };
     outln!("severity      {}  ({why})", outcome.severity);
     if outcome.step.is_none() && !outcome.missing.is_empty() {
@@ -50,14 +50,14 @@ pub(super) fn runbook_command(args: &RuleArgs, action: RunbookCommand) -> CliRes
     let set = load_rules(args)?;
     match action {
         RunbookCommand::Match { finding_type, category, severity, tenant } => {
-            let rule = set.rules.iter().find(|r| r.finding_type == finding_type);
+            let rule = set.rules.iter().find(|r| r.header.finding_type == finding_type);
             let category = match category {
                 Some(c) => word::<Category>(&c, "--category")?,
-                None => rule.map(|r| r.category).unwrap_or_else(|| set.categories.categorize(&finding_type).0),
+                None => rule.map(|r| r.header.category).unwrap_or_else(|| set.categories.categorize(&finding_type).0),
             };
             let severity = match severity {
                 Some(s) => word::<Severity>(&s, "--severity")?,
-                None => rule.map(|r| r.base_severity).unwrap_or(Severity::Medium),
+                None => rule.map(|r| r.header.base_severity).unwrap_or(Severity::Medium),
             };
             let key = FindingKey { finding_type: &finding_type, category, severity, tenant: &tenant };
             let (found, step, attempts) = runbook::match_runbook(&set.runbooks, &set.cascade, &key);

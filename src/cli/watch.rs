@@ -240,9 +240,9 @@ fn evaluate_tick(set: &RuleSet, signals: &Path, state: &Path, now: i64, every: i
     let ids: Vec<String> = set
         .rules
         .iter()
-        .filter(|r| due(r.cadence, now, every))
-        .map(|r| r.id.clone())
-        .chain(set.anomalies.iter().filter(|a| due(a.cadence, now, every)).map(|a| a.id.clone()))
+        .filter(|r| due(r.header.cadence, now, every))
+        .map(|r| r.header.id.clone())
+        .chain(set.anomalies.iter().filter(|a| due(a.header.cadence, now, every)).map(|a| a.header.id.clone()))
         .collect();
     if ids.is_empty() {
         return Ok(format!("tick {}: no rule due", exec::iso(now)));

@@ -7,12 +7,14 @@
 use crate::schema::{Entity, Table, Ty};
 use crate::syntax::ast::{AggFn, BinOp, Span};
 
-/// A rule that passed the checker.
+/// What every rule has, pattern or anomaly: who it is and the finding it raises.
+/// One type, so that runbook checks, strict checks, provenance and the finding
+/// builder treat both kinds alike.
 #[derive(Debug, Clone)]
-pub struct CheckedRule {
+pub struct RuleHeader {
     /// Rule id.
     pub id: String,
-    /// `rule ID`: where diagnostics about the whole rule point.
+    /// `rule ID` / `anomaly ID`: where diagnostics about the whole rule point.
     pub id_span: Span,
     /// The finding type it raises.
     pub finding_type: String,
@@ -24,12 +26,23 @@ pub struct CheckedRule {
     pub category: crate::schema::Category,
     /// Where the rule states its category, if it does.
     pub category_stated: Option<Span>,
-    /// The severity when no `severity ... when` line matches.
+    /// The severity when nothing raises it.
     pub base_severity: crate::schema::Severity,
-    /// `severity LEVEL when CONDITION` lines, first true wins.
-    pub severity_steps: Vec<(crate::schema::Severity, TExpr)>,
     /// heartbeat, comprehensive or deep.
     pub cadence: crate::schema::Cadence,
+    /// Recommended actions.
+    pub actions: Vec<String>,
+    /// The rule block in its file.
+    pub span: Span,
+}
+
+/// A rule that passed the checker.
+#[derive(Debug, Clone)]
+pub struct CheckedRule {
+    /// Id, finding type, title, category, base severity, cadence, actions.
+    pub header: RuleHeader,
+    /// `severity LEVEL when CONDITION` lines, first true wins.
+    pub severity_steps: Vec<(crate::schema::Severity, TExpr)>,
     /// What each finding is about.
     pub entity: EntityScope,
     /// Parameters with their defaults.
@@ -40,12 +53,8 @@ pub struct CheckedRule {
     pub condition: TExpr,
     /// Figures copied into the finding.
     pub evidence: Vec<EvidenceValue>,
-    /// Recommended actions.
-    pub actions: Vec<String>,
     /// Rhai scripts run on each row the SQL produced (conditions, severities, evidence).
     pub scripts: Vec<crate::script::RuleScript>,
-    /// The rule block in its file.
-    pub span: Span,
 }
 
 /// The rows a rule evaluates: one finding candidate per row.

@@ -367,24 +367,26 @@ impl<'m> Checker<'m> {
         })?;
         let finding_type = finding.map(|f| f.name).unwrap_or_else(|| rule.id.name.clone());
         Some(CheckedRule {
-            id: rule.id.name.clone(),
-            id_span: rule_head,
-            category_stated: category.as_ref().map(|(_, span)| *span),
-            category: category.map(|(c, _)| c).unwrap_or(schema::Category::Operational),
-            finding_type,
-            title: title.map(|t| t.value).unwrap_or_default(),
-            doc,
-            base_severity: base_severity.unwrap_or(schema::Severity::Medium),
+            header: RuleHeader {
+                id: rule.id.name.clone(),
+                id_span: rule_head,
+                category_stated: category.as_ref().map(|(_, span)| *span),
+                category: category.map(|(c, _)| c).unwrap_or(schema::Category::Operational),
+                finding_type,
+                title: title.map(|t| t.value).unwrap_or_default(),
+                doc,
+                base_severity: base_severity.unwrap_or(schema::Severity::Medium),
+                cadence: cadence.unwrap_or(schema::Cadence::Comprehensive),
+                actions,
+                span: rule.span,
+            },
             severity_steps,
-            cadence: cadence.unwrap_or(schema::Cadence::Comprehensive),
             entity,
             params: std::mem::take(&mut self.params),
             lets,
             condition,
             evidence,
-            actions,
             scripts,
-            span: rule.span,
         })
     }
 

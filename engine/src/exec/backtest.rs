@@ -90,25 +90,25 @@ fn fingerprints(set: &RuleSet, probe: &[i64]) -> BTreeMap<String, String> {
         let scripts: Vec<&str> = rule.scripts.iter().map(|s| set.sources.slice(s.span)).collect();
         let text = format!(
             "{}\u{0}{}\u{0}{}\u{0}{}\u{0}{:?}\u{0}{}",
-            rule.finding_type,
-            rule.title,
-            rule.category,
+            rule.header.finding_type,
+            rule.header.title,
+            rule.header.category,
             crate::sql::render(&planned.query, probe),
-            rule.actions,
+            rule.header.actions,
             scripts.join("\u{0}")
         );
-        out.insert(rule.id.clone(), text);
+        out.insert(rule.header.id.clone(), text);
     }
     for a in &set.anomalies {
         let text = format!(
             "{}\u{0}{}\u{0}{}\u{0}{}\u{0}{:?}",
-            a.finding_type,
-            a.title,
-            a.category,
+            a.header.finding_type,
+            a.header.title,
+            a.header.category,
             crate::anomaly::evaluation_sql(a, probe),
-            a.actions
+            a.header.actions
         );
-        out.insert(a.id.clone(), text);
+        out.insert(a.header.id.clone(), text);
     }
     out
 }

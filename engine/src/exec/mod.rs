@@ -138,11 +138,11 @@ pub fn evaluate_ticks(signals: &Signals, rules: &RuleSet, ticks: &[i64], filter:
     ticks.sort_unstable();
     ticks.dedup();
     let wanted = |id: &str| filter.rules.is_empty() || filter.rules.contains(id);
-    let mut jobs: Vec<Job> = rules.planned().filter(|(r, _)| wanted(&r.id)).map(|(r, p)| Job::Rule(r, p)).collect();
+    let mut jobs: Vec<Job> = rules.planned().filter(|(r, _)| wanted(&r.header.id)).map(|(r, p)| Job::Rule(r, p)).collect();
     // Anomaly rules with the same samples and baselines (ABOVE/BELOW of one metric)
     // share one statement.
     let mut groups: Vec<Vec<&crate::anomaly::AnomalyRule>> = Vec::new();
-    for a in rules.anomalies.iter().filter(|a| wanted(&a.id)) {
+    for a in rules.anomalies.iter().filter(|a| wanted(&a.header.id)) {
         match groups.iter_mut().find(|g| g.first().is_some_and(|first| crate::anomaly::same_baselines(first, a))) {
             Some(group) => group.push(a),
             None => groups.push(vec![a]),
@@ -220,8 +220,8 @@ impl Job<'_> {
     /// The ids of the rules it evaluates.
     fn rule_ids(&self) -> impl Iterator<Item = String> + '_ {
         let ids: Vec<String> = match self {
-            Job::Rule(rule, _) => vec![rule.id.clone()],
-            Job::Anomalies(group) => group.iter().map(|a| a.id.clone()).collect(),
+            Job::Rule(rule, _) => vec![rule.header.id.clone()],
+            Job::Anomalies(group) => group.iter().map(|a| a.header.id.clone()).collect(),
         };
         ids.into_iter()
     }
@@ -294,7 +294,7 @@ fn run_job(
         Job::Anomalies(group) => match crate::anomaly::run_group(signals, group, ticks) {
             Ok(rows) => out.extend(rows.into_iter().filter_map(|(i, row)| group.get(i).map(|a| anomaly_finding(rules, a, row)))),
             Err(e) => {
-                let failures = group.iter().map(|a| ExecError { rule: a.id.clone(), message: e.to_string() }).collect();
+                let failures = group.iter().map(|a| ExecError { rule: a.header.id.clone(), message: e.to_string() }).collect();
                 return (out, failures);
             }
         },
@@ -323,12 +323,14 @@ pub fn evaluate_planned(
     ticks: &[i64],
     params: &ParamValues,
 ) -> Result<Vec<Finding>, ExecError> {
-    let rows = run(signals, planned, ticks).map_err(|e| ExecError { rule: rule.id.clone(), message: e.to_string() })?;
+    let rows = run(signals, planned, ticks).map_err(|e| ExecError { rule: rule.header.id.clone(), message: e.to_string() })?;
     let mut findings = Vec::with_capacity(rows.len());
     for row in rows {
         let detected_at = match row.get(6) {
             Some(DbValue::BigInt(t)) => iso(*t),
-            other => return Err(ExecError { rule: rule.id.clone(), message: format!("the statement returned no tick ({other:?})") }),
+            other => {
+                return Err(ExecError { rule: rule.header.id.clone(), message: format!("the statement returned no tick ({other:?})") })
+            }
         };
         let text = |i: usize| match row.get(i) {
             Some(DbValue::Text(s)) => Some(s.clone()),
@@ -337,7 +339,7 @@ pub fn evaluate_planned(
         let tenant_id = text(0).unwrap_or_default();
         let site_id = text(1).unwrap_or_default();
         // The statement's severity is one of the rule's own words.
-        let severity = text(4).and_then(|t| Severity::parse(&t)).unwrap_or(rule.base_severity);
+        let severity = text(4).and_then(|t| Severity::parse(&t)).unwrap_or(rule.header.base_severity);
         let suppressed = matches!(row.get(5), Some(DbValue::Boolean(true)));
         let mut evidence = serde_json::Map::new();
         for (i, (name, ty)) in planned.evidence.iter().enumerate() {
@@ -372,27 +374,28 @@ pub fn evaluate_planned(
             match apply_scripts(rules, rule, &mut vars, &mut severity, &mut evidence) {
                 Ok(true) => {}
                 Ok(false) => continue,
-                Err(message) => return Err(ExecError { rule: rule.id.clone(), message }),
+                Err(message) => return Err(ExecError { rule: rule.header.id.clone(), message }),
             }
         }
-        let key = runbook::FindingKey { finding_type: &rule.finding_type, category: rule.category, severity, tenant: &tenant_id };
+        let key =
+            runbook::FindingKey { finding_type: &rule.header.finding_type, category: rule.header.category, severity, tenant: &tenant_id };
         let (book, step, _) = runbook::match_runbook(&rules.runbooks, &rules.cascade, &key);
         findings.push(Finding {
-            finding_type: rule.finding_type.clone(),
-            rule: rule.id.clone(),
+            finding_type: rule.header.finding_type.clone(),
+            rule: rule.header.id.clone(),
             tenant_id,
             site_id,
             guard_id: text(2),
             entity_id: text(3),
-            category: rule.category.name().to_string(),
+            category: rule.header.category.name().to_string(),
             severity: severity.name().to_string(),
             detected_at,
-            title: rule.title.clone(),
+            title: rule.header.title.clone(),
             evidence,
             runbook: book.map(|b| b.id.clone()).unwrap_or_else(|| rules.cascade.fallback.clone()),
             runbook_match: step,
             suppressed,
-            recommended_actions: rule.actions.clone(),
+            recommended_actions: rule.header.actions.clone(),
         });
     }
     Ok(findings)
@@ -401,7 +404,8 @@ pub fn evaluate_planned(
 /// Evaluates one anomaly rule: the last complete bucket before `now` of every
 /// series against its baseline.
 pub fn evaluate_anomaly(signals: &Signals, rules: &RuleSet, a: &crate::anomaly::AnomalyRule, now: i64) -> Result<Vec<Finding>, ExecError> {
-    let rows = crate::anomaly::run_ticks(signals, a, &[now]).map_err(|e| ExecError { rule: a.id.clone(), message: e.to_string() })?;
+    let rows =
+        crate::anomaly::run_ticks(signals, a, &[now]).map_err(|e| ExecError { rule: a.header.id.clone(), message: e.to_string() })?;
     Ok(rows.into_iter().map(|row| anomaly_finding(rules, a, row)).collect())
 }
 
@@ -424,25 +428,29 @@ fn anomaly_finding(rules: &RuleSet, a: &crate::anomaly::AnomalyRule, row: crate:
         evidence.insert("statistic".into(), a.statistic.name().into());
         evidence.insert("spread".into(), figure(row.spread));
         evidence.insert("threshold".into(), figure(a.threshold));
-        let key =
-            runbook::FindingKey { finding_type: &a.finding_type, category: a.category, severity: row.severity, tenant: &row.tenant_id };
+        let key = runbook::FindingKey {
+            finding_type: &a.header.finding_type,
+            category: a.header.category,
+            severity: row.severity,
+            tenant: &row.tenant_id,
+        };
         let (book, step, _) = runbook::match_runbook(&rules.runbooks, &rules.cascade, &key);
         Finding {
-            finding_type: a.finding_type.clone(),
-            rule: a.id.clone(),
+            finding_type: a.header.finding_type.clone(),
+            rule: a.header.id.clone(),
             tenant_id: row.tenant_id,
             site_id: row.site_id,
             guard_id: None,
             entity_id: None,
-            category: a.category.name().to_string(),
+            category: a.header.category.name().to_string(),
             severity: row.severity.name().to_string(),
             detected_at: iso(row.tick),
-            title: a.title.clone(),
+            title: a.header.title.clone(),
             evidence,
             runbook: book.map(|b| b.id.clone()).unwrap_or_else(|| rules.cascade.fallback.clone()),
             runbook_match: step,
             suppressed: row.suppressed,
-            recommended_actions: a.actions.clone(),
+            recommended_actions: a.header.actions.clone(),
         }
     }
 }
@@ -613,7 +621,7 @@ pub fn explain_candidates(
     params: &ParamValues,
 ) -> Result<(Vec<String>, Vec<Vec<String>>), ExecError> {
     let planned = plan::plan_explain(rule, params);
-    let fail = |e: duckdb::Error| ExecError { rule: rule.id.clone(), message: e.to_string() };
+    let fail = |e: duckdb::Error| ExecError { rule: rule.header.id.clone(), message: e.to_string() };
     let text = sql::render(&planned.query, &[now]);
     let mut stmt = signals.conn.prepare(&text).map_err(fail)?;
     let width = planned.columns.len();

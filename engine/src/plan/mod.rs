@@ -184,24 +184,26 @@ pub fn suppressed_sql(finding_type: &str, now: SqlExpr, row: &str) -> SqlExpr {
 pub fn row_condition_sql(e: &TExpr, table: &'static Table, now: i64) -> SqlExpr {
     let span = e.span;
     let rule = CheckedRule {
-        id: String::new(),
-        id_span: span,
-        finding_type: String::new(),
-        title: String::new(),
-        doc: None,
-        category: schema::Category::Operational,
-        category_stated: None,
-        base_severity: schema::Severity::Medium,
+        header: crate::check::RuleHeader {
+            id: String::new(),
+            id_span: span,
+            finding_type: String::new(),
+            title: String::new(),
+            doc: None,
+            category: schema::Category::Operational,
+            category_stated: None,
+            base_severity: schema::Severity::Medium,
+            cadence: schema::Cadence::Heartbeat,
+            actions: Vec::new(),
+            span,
+        },
         severity_steps: Vec::new(),
-        cadence: schema::Cadence::Heartbeat,
         entity: crate::check::EntityScope { entity: &schema::ENTITIES[0], table, filter: None },
         params: Vec::new(),
         lets: Vec::new(),
         condition: e.clone(),
         evidence: Vec::new(),
-        actions: Vec::new(),
         scripts: Vec::new(),
-        span,
     };
     let params = ParamValues::default();
     let p = Planner::new(&rule, &params, Now::At(now), false);
@@ -659,7 +661,7 @@ impl<'a> Planner<'a> {
             Some(c) => SqlExpr::Cast(Box::new(SqlExpr::col(&r0, c)), "VARCHAR"),
             None => SqlExpr::Cast(Box::new(SqlExpr::Null), "VARCHAR"),
         };
-        let base = SqlExpr::Str(rule.base_severity.name().into());
+        let base = SqlExpr::Str(rule.header.base_severity.name().into());
         let severity = if rule.severity_steps.is_empty() {
             base
         } else {
@@ -742,7 +744,7 @@ impl<'a> Planner<'a> {
 
     /// Maintenance windows covering this finding at T (CONTRACT.md).
     fn suppressed(&self) -> SqlExpr {
-        suppressed_sql(&self.rule.finding_type, self.now_sql(), &rel(0))
+        suppressed_sql(&self.rule.header.finding_type, self.now_sql(), &rel(0))
     }
 
     fn evidence_expr(&self, e: &TExpr) -> SqlExpr {

@@ -54,13 +54,16 @@ pub fn revision(set: &RuleSet) -> String {
 /// (rule text hash, SQL hash) of a rule or anomaly rule at `now`.
 pub fn provenance(set: &RuleSet, rule_id: &str, now: i64) -> (String, String) {
     if let Some(r) = set.rule(rule_id) {
-        let planned =
-            set.planned().find(|(p, _)| p.id == r.id).map(|(_, p)| p.clone()).unwrap_or_else(|| crate::plan::plan(r, &set.params_for(r)));
+        let planned = set
+            .planned()
+            .find(|(p, _)| p.header.id == r.header.id)
+            .map(|(_, p)| p.clone())
+            .unwrap_or_else(|| crate::plan::plan(r, &set.params_for(r)));
         let sql = crate::sql::render(&planned.query, &[now]);
-        return (hash(set.sources.slice(r.span)), hash(&sql));
+        return (hash(set.sources.slice(r.header.span)), hash(&sql));
     }
-    if let Some(a) = set.anomalies.iter().find(|a| a.id == rule_id) {
-        let text = format!("{}\n{}", set.sources.slice(a.span), set.sources.slice(a.metric.span));
+    if let Some(a) = set.anomalies.iter().find(|a| a.header.id == rule_id) {
+        let text = format!("{}\n{}", set.sources.slice(a.header.span), set.sources.slice(a.metric.span));
         return (hash(&text), hash(&crate::anomaly::evaluation_sql(a, &[now])));
     }
     (String::new(), String::new())
