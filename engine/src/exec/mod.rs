@@ -377,28 +377,51 @@ pub fn evaluate_planned(
                 Err(message) => return Err(ExecError { rule: rule.header.id.clone(), message }),
             }
         }
-        let key =
-            runbook::FindingKey { finding_type: &rule.header.finding_type, category: rule.header.category, severity, tenant: &tenant_id };
-        let (book, step, _) = runbook::match_runbook(&rules.runbooks, &rules.cascade, &key);
-        findings.push(Finding {
-            finding_type: rule.header.finding_type.clone(),
-            rule: rule.header.id.clone(),
-            tenant_id,
-            site_id,
-            guard_id: text(2),
-            entity_id: text(3),
-            category: rule.header.category.name().to_string(),
-            severity: severity.name().to_string(),
-            detected_at,
-            title: rule.header.title.clone(),
-            evidence,
-            runbook: book.map(|b| b.id.clone()).unwrap_or_else(|| rules.cascade.fallback.clone()),
-            runbook_match: step,
-            suppressed,
-            recommended_actions: rule.header.actions.clone(),
-        });
+        let about = About { tenant_id, site_id, guard_id: text(2), entity_id: text(3) };
+        findings.push(build_finding(rules, &rule.header, about, severity, detected_at, evidence, suppressed));
     }
     Ok(findings)
+}
+
+/// Where a finding is: tenant, site, and the guard and entity it is about.
+struct About {
+    tenant_id: String,
+    site_id: String,
+    guard_id: Option<String>,
+    entity_id: Option<String>,
+}
+
+/// The one finding builder, for pattern and anomaly rules alike: the rule's header,
+/// where it holds, its severity, time and evidence, and the runbook the cascade
+/// matches for them.
+fn build_finding(
+    rules: &RuleSet,
+    header: &crate::check::RuleHeader,
+    about: About,
+    severity: Severity,
+    detected_at: String,
+    evidence: serde_json::Map<String, serde_json::Value>,
+    suppressed: bool,
+) -> Finding {
+    let key = runbook::FindingKey { finding_type: &header.finding_type, category: header.category, severity, tenant: &about.tenant_id };
+    let (book, step, _) = runbook::match_runbook(&rules.runbooks, &rules.cascade, &key);
+    Finding {
+        finding_type: header.finding_type.clone(),
+        rule: header.id.clone(),
+        tenant_id: about.tenant_id,
+        site_id: about.site_id,
+        guard_id: about.guard_id,
+        entity_id: about.entity_id,
+        category: header.category.name().to_string(),
+        severity: severity.name().to_string(),
+        detected_at,
+        title: header.title.clone(),
+        evidence,
+        runbook: book.map(|b| b.id.clone()).unwrap_or_else(|| rules.cascade.fallback.clone()),
+        runbook_match: step,
+        suppressed,
+        recommended_actions: header.actions.clone(),
+    }
 }
 
 /// Evaluates one anomaly rule: the last complete bucket before `now` of every
@@ -412,47 +435,23 @@ pub fn evaluate_anomaly(signals: &Signals, rules: &RuleSet, a: &crate::anomaly::
 /// The finding of one firing anomaly series.
 fn anomaly_finding(rules: &RuleSet, a: &crate::anomaly::AnomalyRule, row: crate::anomaly::AnomalyRow) -> Finding {
     use crate::anomaly::figure;
-    {
-        let mut evidence = serde_json::Map::new();
-        evidence.insert("metric".into(), a.metric.name.clone().into());
-        if a.metric.per.is_some() {
-            evidence.insert("series".into(), row.series.clone().into());
-        }
-        evidence.insert("bucket_start".into(), iso(row.bucket_start).into());
-        evidence.insert("bucket_end".into(), iso(row.bucket_start + a.metric.bucket).into());
-        evidence.insert("observed".into(), figure(row.observed));
-        evidence.insert("expected".into(), figure(row.expected));
-        evidence.insert("z".into(), figure(row.z));
-        evidence.insert("samples".into(), row.samples.into());
-        evidence.insert("level".into(), row.level.clone().into());
-        evidence.insert("statistic".into(), a.statistic.name().into());
-        evidence.insert("spread".into(), figure(row.spread));
-        evidence.insert("threshold".into(), figure(a.threshold));
-        let key = runbook::FindingKey {
-            finding_type: &a.header.finding_type,
-            category: a.header.category,
-            severity: row.severity,
-            tenant: &row.tenant_id,
-        };
-        let (book, step, _) = runbook::match_runbook(&rules.runbooks, &rules.cascade, &key);
-        Finding {
-            finding_type: a.header.finding_type.clone(),
-            rule: a.header.id.clone(),
-            tenant_id: row.tenant_id,
-            site_id: row.site_id,
-            guard_id: None,
-            entity_id: None,
-            category: a.header.category.name().to_string(),
-            severity: row.severity.name().to_string(),
-            detected_at: iso(row.tick),
-            title: a.header.title.clone(),
-            evidence,
-            runbook: book.map(|b| b.id.clone()).unwrap_or_else(|| rules.cascade.fallback.clone()),
-            runbook_match: step,
-            suppressed: row.suppressed,
-            recommended_actions: a.header.actions.clone(),
-        }
+    let mut evidence = serde_json::Map::new();
+    evidence.insert("metric".into(), a.metric.name.clone().into());
+    if a.metric.per.is_some() {
+        evidence.insert("series".into(), row.series.clone().into());
     }
+    evidence.insert("bucket_start".into(), iso(row.bucket_start).into());
+    evidence.insert("bucket_end".into(), iso(row.bucket_start + a.metric.bucket).into());
+    evidence.insert("observed".into(), figure(row.observed));
+    evidence.insert("expected".into(), figure(row.expected));
+    evidence.insert("z".into(), figure(row.z));
+    evidence.insert("samples".into(), row.samples.into());
+    evidence.insert("level".into(), row.level.clone().into());
+    evidence.insert("statistic".into(), a.statistic.name().into());
+    evidence.insert("spread".into(), figure(row.spread));
+    evidence.insert("threshold".into(), figure(a.threshold));
+    let about = About { tenant_id: row.tenant_id, site_id: row.site_id, guard_id: None, entity_id: None };
+    build_finding(rules, &a.header, about, row.severity, iso(row.tick), evidence, row.suppressed)
 }
 
 fn param_json(v: &crate::check::Value) -> serde_json::Value {
