@@ -557,3 +557,34 @@ anomaly G_SUM { title "t" metric g_sum direction above stable_after 3 threshold 
     // An hour without rows is missing for a gauge (no zero): at 11:00 nothing is observed.
     assert!(run(&dir, &rules, "G_AVG", t("2025-01-27T11:00:00Z")).is_empty());
 }
+
+/// Overrides reach anomaly rules: `threshold` per tenant or site. History 10, 12, 14,
+/// 16 and observed 5 give z = -3.098387 (see above): LOW_STD (threshold 2) fires; a site
+/// override of 3.5 silences it there; 3.0 still fires, and the evidence shows 3.
+#[test]
+fn a_site_override_changes_an_anomaly_threshold_there_only() {
+    let rows = mondays("2025-09-01T09:00:00Z", &[10.0, 12.0, 14.0, 16.0, 5.0]);
+    let dir = common::write_dir("anomaly-override", &[("sites.csv", &site("UTC")), ("metrics.csv", &metrics(&rows))]);
+    let at = t("2025-09-29T10:00:00Z");
+    let silenced = rules_with(&format!("{TEST_RULE}\noverride site \"S1\" {{ LOW_STD.threshold = 3.5 }}\n"));
+    assert!(run(&dir, &silenced, "LOW_STD", at).is_empty());
+    let elsewhere = rules_with(&format!("{TEST_RULE}\noverride tenant \"T9\" {{ LOW_STD.threshold = 3.5 }}\n"));
+    let found = run(&dir, &elsewhere, "LOW_STD", at);
+    assert_eq!(found.len(), 1);
+    assert!(close(num(&found[0], "threshold"), 2.0));
+    let lower = rules_with(&format!("{TEST_RULE}\noverride tenant \"T1\" site \"S1\" {{ LOW_STD.threshold = 3.0 }}\n"));
+    let found = run(&dir, &lower, "LOW_STD", at);
+    assert_eq!(found.len(), 1);
+    assert!(close(num(&found[0], "threshold"), 3.0), "{:?}", found[0].evidence);
+    // Only `threshold` can be overridden, with a number.
+    let root = common::root();
+    let mut texts = Vec::new();
+    for f in ruleset::vigil_files(&root.join("runbooks")).expect("runbooks") {
+        texts.push((f.display().to_string(), std::fs::read_to_string(&f).expect("read")));
+    }
+    texts.push(("<bad>".into(), format!("{TEST_RULE}\noverride site \"S1\" {{ LOW_STD.window = 3 LOW_STD.threshold = 1h }}\n")));
+    let Err(failure) = ruleset::load_texts(vigil_engine::diag::Sources::new(), texts) else { panic!("bad overrides load") };
+    let text = failure.sources.render(&failure.diagnostics, false);
+    assert!(text.contains("rule `LOW_STD` has no parameter `window`") && text.contains("its parameters: threshold"), "{text}");
+    assert!(text.contains("`LOW_STD.threshold` is a number, not a duration"), "{text}");
+}

@@ -145,6 +145,14 @@ fn an_edit_takes_effect_a_broken_file_keeps_the_old_rules_and_quick_writes_reloa
         }
     }
 
+    // WATCH_B runs every 15 minutes of virtual time: wait until its findings are out
+    // (on a loaded machine a tick can take longer than the 300 ms between them).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !w.findings().iter().any(|l| l.contains("\"WATCH_B\"")) {
+        assert!(Instant::now() < deadline, "WATCH_B never raised a finding");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     // Removing a rule: its open findings no longer hold.
     std::fs::remove_file(dir.join("rules/watch_b.vigil")).expect("rm");
     let reload = w.wait_for("reload (files changed) ok");

@@ -157,6 +157,18 @@ pub struct AnomalyRule {
     pub escalations: Vec<(schema::Severity, f64)>,
 }
 
+impl AnomalyRule {
+    /// The settings a tenant or site may override, with their values in the rule, as
+    /// parameters: `threshold` (`override site "S" { ANOMALY_METRIC_ABOVE.threshold = 3.5 }`).
+    pub fn params(&self) -> Vec<crate::check::Param> {
+        vec![crate::check::Param {
+            name: "threshold".into(),
+            default: crate::check::Value::Number(self.threshold),
+            span: self.header.id_span,
+        }]
+    }
+}
+
 /// Sensitivity words and their |z| thresholds (CATALOG.md).
 pub const SENSITIVITIES: &[(&str, f64)] = &[("LOW", 3.0), ("MEDIUM", 2.5), ("HIGH", 2.0)];
 
@@ -778,7 +790,7 @@ pub fn slot_sql(level: Level, rel: &str, bucket: i64) -> String {
 /// series, b (bucket start), observed, expected, z, n, level, spread, severity,
 /// suppressed, tick.
 pub fn evaluation_sql(rule: &AnomalyRule, ticks: &[i64]) -> String {
-    statement(&[rule], ticks, false)
+    statement(&[(rule, &[])], ticks, false)
 }
 
 /// Do two anomaly rules compute the same samples and baselines (they may differ in
@@ -794,7 +806,7 @@ pub fn same_baselines(a: &AnomalyRule, b: &AnomalyRule) -> bool {
 /// The `explain` form of [`evaluation_sql`] at one time: every observed series,
 /// stable or not, with the samples of each level and whether it fires.
 pub fn explain_sql(rule: &AnomalyRule, now: i64) -> String {
-    statement(&[rule], &[now], true)
+    statement(&[(rule, &[])], &[now], true)
 }
 
 /// The statement for a set of ticks. Samples are read as of the last tick: a
@@ -805,9 +817,10 @@ pub fn explain_sql(rule: &AnomalyRule, now: i64) -> String {
 ///
 /// `rules` share their baselines ([`same_baselines`]); the first one's metric,
 /// levels and statistic are used, and each rule adds its own firing rows with its
-/// index in `rules` as the first column.
-fn statement(rules: &[&AnomalyRule], ticks: &[i64], explain: bool) -> String {
-    let Some(rule) = rules.first() else { return String::new() };
+/// index in `rules` as the first column. Each rule comes with its overrides
+/// (`threshold` per tenant or site).
+fn statement(rules: &[(&AnomalyRule, &[crate::plan::ScopedValue])], ticks: &[i64], explain: bool) -> String {
+    let Some((rule, _)) = rules.first().copied() else { return String::new() };
     let m = &rule.metric;
     let s = m.bucket;
     let k = rule.window;
@@ -886,12 +899,17 @@ fn statement(rules: &[&AnomalyRule], ticks: &[i64], explain: bool) -> String {
         spread = pick(&*spread),
         counts = counts.join(", "),
     );
-    let fires_of = |rule: &AnomalyRule| {
-        let thr = rule.threshold;
+    // The threshold for the row's tenant and site.
+    let threshold_of = |rule: &AnomalyRule, scoped: &[crate::plan::ScopedValue]| {
+        let scoped = scoped.iter().filter(|s| s.param == "threshold").collect();
+        render_expression(&crate::plan::scoped_sql(crate::sql::SqlExpr::Num(rule.threshold), scoped, "r0"))
+    };
+    let fires_of = |rule: &AnomalyRule, scoped: &[crate::plan::ScopedValue]| {
+        let thr = threshold_of(rule, scoped);
         match rule.direction {
-            Direction::Above => format!("z >= {thr:?}"),
-            Direction::Below => format!("z <= -{thr:?}"),
-            Direction::Both => format!("abs(z) >= {thr:?}"),
+            Direction::Above => format!("z >= {thr}"),
+            Direction::Below => format!("z <= -({thr})"),
+            Direction::Both => format!("abs(z) >= {thr}"),
         }
     };
     if explain {
@@ -903,14 +921,14 @@ fn statement(rules: &[&AnomalyRule], ticks: &[i64], explain: bool) -> String {
              round(r0.expected, 6) AS expected, round(r0.z, 6) AS z, coalesce(r0.level IS NOT NULL AND ({fires}), false) AS fires\n\
              FROM scored AS r0\nORDER BY r0.tenant_id, r0.site_id, r0.series",
             counts = counts.join(", "),
-            fires = fires_of(rule),
+            fires = fires_of(rule, &[]),
         );
         return out;
     }
     let parts: Vec<String> = rules
         .iter()
         .enumerate()
-        .map(|(i, rule)| {
+        .map(|(i, (rule, scoped))| {
             let mut severity = String::from("CASE");
             for (level, beyond) in &rule.escalations {
                 let _ = write!(severity, " WHEN abs(z) >= {beyond:?} THEN {}", string_literal(level.name()));
@@ -923,9 +941,10 @@ fn statement(rules: &[&AnomalyRule], ticks: &[i64], explain: bool) -> String {
             let suppressed = render_expression(&crate::plan::suppressed_sql(&rule.header.finding_type, tick, "r0"));
             format!(
                 "  SELECT {i} AS rule_index, r0.tenant_id, r0.site_id, r0.series, r0.b, r0.observed, r0.expected, r0.z, r0.n, r0.level,\n         \
-                 r0.spread, {severity} AS severity, {suppressed} AS suppressed, r0.tick\n  FROM scored AS r0\n  \
-                 WHERE r0.level IS NOT NULL AND {fires}",
-                fires = fires_of(rule),
+                 r0.spread, {severity} AS severity, {suppressed} AS suppressed, r0.tick, CAST({threshold} AS DOUBLE) AS threshold\n  \
+                 FROM scored AS r0\n  WHERE r0.level IS NOT NULL AND {fires}",
+                fires = fires_of(rule, scoped),
+                threshold = threshold_of(rule, scoped),
             )
         })
         .collect();
@@ -992,20 +1011,26 @@ pub struct AnomalyRow {
     pub suppressed: bool,
     /// the evaluation time, microseconds UTC
     pub tick: i64,
+    /// the |z| threshold at this tenant and site (overrides applied)
+    pub threshold: f64,
 }
 
 /// Runs an anomaly rule at each of `ticks` (ascending).
 pub fn run_ticks(signals: &crate::load::Signals, rule: &AnomalyRule, ticks: &[i64]) -> Result<Vec<AnomalyRow>, duckdb::Error> {
-    Ok(run_group(signals, &[rule], ticks)?.into_iter().map(|(_, row)| row).collect())
+    Ok(run_group(signals, &[(rule, &[])], ticks)?.into_iter().map(|(_, row)| row).collect())
 }
 
 /// Runs anomaly rules that share their baselines ([`same_baselines`]) at each of
 /// `ticks` (ascending), in one statement per chunk of
 /// [`crate::exec::TICKS_PER_STATEMENT`] ticks: each firing row with the index of its
 /// rule in `rules`. The time zone table is installed first.
-pub fn run_group(signals: &crate::load::Signals, rules: &[&AnomalyRule], ticks: &[i64]) -> Result<Vec<(usize, AnomalyRow)>, duckdb::Error> {
+pub fn run_group(
+    signals: &crate::load::Signals,
+    rules: &[(&AnomalyRule, &[crate::plan::ScopedValue])],
+    ticks: &[i64],
+) -> Result<Vec<(usize, AnomalyRow)>, duckdb::Error> {
     install_time_zones(&signals.conn)?;
-    let (Some(last), Some(rule)) = (ticks.last(), rules.first()) else { return Ok(Vec::new()) };
+    let (Some(last), Some((rule, _))) = (ticks.last(), rules.first()) else { return Ok(Vec::new()) };
     // Samples are shared by the ticks of a statement because a complete bucket's rows
     // are visible at every tick that uses it. That holds unless a row's event time is
     // after its bucket time (`count tasks at due_at` with a task created after it was
@@ -1041,6 +1066,7 @@ pub fn run_group(signals: &crate::load::Signals, rules: &[&AnomalyRule], ticks: 
                     },
                     suppressed: r.get(12)?,
                     tick: r.get(13)?,
+                    threshold: r.get(14)?,
                 },
             ))
         })?;

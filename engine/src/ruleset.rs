@@ -101,8 +101,13 @@ impl RuleSet {
     /// The parameter values a rule runs with: its defaults and the overrides for it.
     pub fn params_for(&self, rule: &CheckedRule) -> ParamValues {
         let mut params = crate::plan::default_params(rule);
-        params.scoped = self.overrides.iter().filter(|(id, _)| *id == rule.header.id).map(|(_, v)| v.clone()).collect();
+        params.scoped = self.overrides_of(&rule.header.id);
         params
+    }
+
+    /// The overrides for one rule (pattern or anomaly), by id.
+    pub fn overrides_of(&self, id: &str) -> Vec<ScopedValue> {
+        self.overrides.iter().filter(|(rule, _)| rule == id).map(|(_, v)| v.clone()).collect()
     }
 }
 
@@ -138,7 +143,16 @@ fn single_block<'a, B: 'a, T>(
 
 /// Checks `override` blocks against the rules: the rule and parameter must
 /// exist and the value must have the parameter's type.
-fn check_overrides(files: &[RuleFile], rules: &[CheckedRule], diagnostics: &mut Vec<Diagnostic>) -> Vec<(String, ScopedValue)> {
+fn check_overrides(
+    files: &[RuleFile],
+    rules: &[CheckedRule],
+    anomalies: &[crate::anomaly::AnomalyRule],
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<(String, ScopedValue)> {
+    // Every rule with what may be overridden: a pattern rule's parameters, an anomaly
+    // rule's `threshold`.
+    let targets: Vec<(&crate::check::RuleHeader, Vec<crate::check::Param>)> =
+        rules.iter().map(|r| (&r.header, r.params.clone())).chain(anomalies.iter().map(|a| (&a.header, a.params()))).collect();
     let mut out = Vec::new();
     for block in files.iter().flat_map(|f| f.overrides.iter()) {
         if block.tenant.is_none() && block.site.is_none() {
@@ -151,19 +165,19 @@ fn check_overrides(files: &[RuleFile], rules: &[CheckedRule], diagnostics: &mut 
             continue;
         }
         for set in &block.settings {
-            let Some(rule) = rules.iter().find(|r| r.header.id == set.rule.name) else {
+            let Some((rule, params)) = targets.iter().find(|(h, _)| h.id == set.rule.name) else {
                 diagnostics.push(
                     Diagnostic::error(codes::UNKNOWN_NAME, format!("no rule `{}`", set.rule.name), set.rule.span, "unknown rule")
-                        .suggest(&set.rule.name, rules.iter().map(|r| r.header.id.as_str())),
+                        .suggest(&set.rule.name, targets.iter().map(|(h, _)| h.id.as_str())),
                 );
                 continue;
             };
-            let Some(param) = rule.params.iter().find(|p| p.name == set.param.name) else {
-                let names: Vec<&str> = rule.params.iter().map(|p| p.name.as_str()).collect();
+            let Some(param) = params.iter().find(|p| p.name == set.param.name) else {
+                let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
                 diagnostics.push(
                     Diagnostic::error(
                         codes::UNKNOWN_NAME,
-                        format!("rule `{}` has no parameter `{}`", rule.header.id, set.param.name),
+                        format!("rule `{}` has no parameter `{}`", rule.id, set.param.name),
                         set.param.span,
                         "unknown parameter",
                     )
@@ -183,7 +197,7 @@ fn check_overrides(files: &[RuleFile], rules: &[CheckedRule], diagnostics: &mut 
                 diagnostics.push(
                     Diagnostic::error(
                         codes::TYPE_MISMATCH,
-                        format!("`{}.{}` is {}, not {}", rule.header.id, param.name, param.default.ty().name(), value.ty().name()),
+                        format!("`{}.{}` is {}, not {}", rule.id, param.name, param.default.ty().name(), value.ty().name()),
                         set.value.span(),
                         "wrong type",
                     )
@@ -201,7 +215,7 @@ fn check_overrides(files: &[RuleFile], rules: &[CheckedRule], diagnostics: &mut 
                 continue;
             }
             out.push((
-                rule.header.id.clone(),
+                rule.id.clone(),
                 ScopedValue {
                     param: param.name.clone(),
                     tenant: block.tenant.as_ref().map(|t| t.value.clone()),
@@ -389,7 +403,7 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
         }
     }
 
-    let overrides = check_overrides(&files, &rules, &mut diagnostics);
+    let overrides = check_overrides(&files, &rules, &anomalies, &mut diagnostics);
 
     let blocks = files.iter().flat_map(|f| f.cascades.iter()).map(|b| (b, b.span));
     let cascade = single_block(blocks, "cascade", &mut diagnostics, |b| runbook::check_cascade(b, &runbooks)).unwrap_or_default();

@@ -291,13 +291,18 @@ fn run_job(
                 }
             }
         }
-        Job::Anomalies(group) => match crate::anomaly::run_group(signals, group, ticks) {
-            Ok(rows) => out.extend(rows.into_iter().filter_map(|(i, row)| group.get(i).map(|a| anomaly_finding(rules, a, row)))),
-            Err(e) => {
-                let failures = group.iter().map(|a| ExecError { rule: a.header.id.clone(), message: e.to_string() }).collect();
-                return (out, failures);
+        Job::Anomalies(group) => {
+            let overrides: Vec<Vec<crate::plan::ScopedValue>> = group.iter().map(|a| rules.overrides_of(&a.header.id)).collect();
+            let with: Vec<(&crate::anomaly::AnomalyRule, &[crate::plan::ScopedValue])> =
+                group.iter().zip(&overrides).map(|(a, o)| (*a, o.as_slice())).collect();
+            match crate::anomaly::run_group(signals, &with, ticks) {
+                Ok(rows) => out.extend(rows.into_iter().filter_map(|(i, row)| group.get(i).map(|a| anomaly_finding(rules, a, row)))),
+                Err(e) => {
+                    let failures = group.iter().map(|a| ExecError { rule: a.header.id.clone(), message: e.to_string() }).collect();
+                    return (out, failures);
+                }
             }
-        },
+        }
     }
     (out, failed.into_iter().collect())
 }
@@ -449,7 +454,7 @@ fn anomaly_finding(rules: &RuleSet, a: &crate::anomaly::AnomalyRule, row: crate:
     evidence.insert("level".into(), row.level.clone().into());
     evidence.insert("statistic".into(), a.statistic.name().into());
     evidence.insert("spread".into(), figure(row.spread));
-    evidence.insert("threshold".into(), figure(a.threshold));
+    evidence.insert("threshold".into(), figure(row.threshold));
     let about = About { tenant_id: row.tenant_id, site_id: row.site_id, guard_id: None, entity_id: None };
     build_finding(rules, &a.header, about, row.severity, iso(row.tick), evidence, row.suppressed)
 }

@@ -210,6 +210,46 @@ pub fn row_condition_sql(e: &TExpr, table: &'static Table, now: i64) -> SqlExpr 
     p.expr(e)
 }
 
+/// A value overridden per tenant or site, as SQL over the row `row` (its tenant_id
+/// and site_id): the most specific override wins (tenant and site, then site, then
+/// tenant), else `base`. Pattern and anomaly rules share it.
+pub fn scoped_sql(base: SqlExpr, mut scoped: Vec<&ScopedValue>, row: &str) -> SqlExpr {
+    if scoped.is_empty() {
+        return base;
+    }
+    let specificity = |s: &ScopedValue| match (&s.tenant, &s.site) {
+        (Some(_), Some(_)) => 0,
+        (None, Some(_)) => 1,
+        _ => 2,
+    };
+    scoped.sort_by_key(|s| specificity(s));
+    let whens = scoped
+        .into_iter()
+        .map(|s| {
+            let mut test = Vec::new();
+            if let Some(t) = &s.tenant {
+                test.push(SqlExpr::bin("=", SqlExpr::col(row, "tenant_id"), SqlExpr::Str(t.clone())));
+            }
+            if let Some(site) = &s.site {
+                test.push(SqlExpr::bin("=", SqlExpr::col(row, "site_id"), SqlExpr::Str(site.clone())));
+            }
+            (SqlExpr::and_all(test).unwrap_or(SqlExpr::Bool(true)), value_sql(&s.value))
+        })
+        .collect();
+    SqlExpr::Case(whens, Box::new(base))
+}
+
+/// A constant as SQL.
+pub fn value_sql(v: &Value) -> SqlExpr {
+    match v {
+        Value::Number(n) => SqlExpr::Num(*n),
+        Value::String(s) => SqlExpr::Str(s.clone()),
+        Value::Bool(b) => SqlExpr::Bool(*b),
+        Value::Duration(d) => SqlExpr::Int(*d),
+        Value::Null => SqlExpr::Null,
+    }
+}
+
 /// The default parameter values of a rule.
 pub fn default_params(rule: &CheckedRule) -> ParamValues {
     ParamValues { values: rule.params.iter().map(|p| (p.name.clone(), p.default.clone())).collect(), scoped: Vec::new() }
@@ -359,13 +399,7 @@ impl<'a> Planner<'a> {
     }
 
     fn value(&self, v: &Value) -> SqlExpr {
-        match v {
-            Value::Number(n) => SqlExpr::Num(*n),
-            Value::String(s) => SqlExpr::Str(s.clone()),
-            Value::Bool(b) => SqlExpr::Bool(*b),
-            Value::Duration(d) => SqlExpr::Int(*d),
-            Value::Null => SqlExpr::Null,
-        }
+        value_sql(v)
     }
 
     fn param(&self, name: &str) -> Option<&Value> {
@@ -380,31 +414,7 @@ impl<'a> Planner<'a> {
     /// site when some tenant or site overrides it.
     fn param_sql(&self, name: &str) -> SqlExpr {
         let base = self.param(name).map(|v| self.value(v)).unwrap_or(SqlExpr::Null);
-        let mut scoped: Vec<&ScopedValue> = self.overrides_of(name).collect();
-        if scoped.is_empty() {
-            return base;
-        }
-        let specificity = |s: &ScopedValue| match (&s.tenant, &s.site) {
-            (Some(_), Some(_)) => 0,
-            (None, Some(_)) => 1,
-            _ => 2,
-        };
-        scoped.sort_by_key(|s| specificity(s));
-        let r0 = rel(0);
-        let whens = scoped
-            .into_iter()
-            .map(|s| {
-                let mut test = Vec::new();
-                if let Some(t) = &s.tenant {
-                    test.push(SqlExpr::bin("=", SqlExpr::col(&r0, "tenant_id"), SqlExpr::Str(t.clone())));
-                }
-                if let Some(site) = &s.site {
-                    test.push(SqlExpr::bin("=", SqlExpr::col(&r0, "site_id"), SqlExpr::Str(site.clone())));
-                }
-                (SqlExpr::and_all(test).unwrap_or(SqlExpr::Bool(true)), self.value(&s.value))
-            })
-            .collect();
-        SqlExpr::Case(whens, Box::new(base))
+        scoped_sql(base, self.overrides_of(name).collect(), &rel(0))
     }
 
     /// The longest value a duration expression can take for any tenant or site
