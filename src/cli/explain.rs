@@ -8,21 +8,14 @@ pub(super) fn explain(set: &RuleSet, id: &str, now: i64, signals: Option<&Path>,
         return explain_anomaly(set, a, now, signals, site);
     }
     let Some(rule) = set.rule(id) else {
-        let ids: Vec<&str> =
-            set.rules.iter().map(|r| r.header.id.as_str()).chain(set.anomalies.iter().map(|a| a.header.id.as_str())).collect();
-        let hint = vigil_engine::diag::closest(id, ids.iter().copied()).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+        let hint = vigil_engine::diag::closest(id, set.headers().map(|h| h.id.as_str()))
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
         return Err(input_err(format!("no rule `{id}`{hint}")));
     };
-    let (line, _) = set.sources.line_col(rule.header.span);
-    outln!("rule {} -> finding {}", rule.header.id, rule.header.finding_type);
-    outln!("  defined at   {}:{line}", set.sources.name(rule.header.span.file));
-    outln!("  title        {}", rule.header.title);
-    outln!(
-        "  category     {}   severity {}{}",
-        rule.header.category,
-        rule.header.base_severity,
-        if rule.severity_steps.is_empty() { String::new() } else { format!(" (+{} conditional step(s))", rule.severity_steps.len()) }
-    );
+    let steps =
+        if rule.severity_steps.is_empty() { String::new() } else { format!(" (+{} conditional step(s))", rule.severity_steps.len()) };
+    print_header(set, "rule", &rule.header, &steps);
     outln!("  cadence      {}   for {} (rows of {})", rule.header.cadence, rule.entity.entity.name, rule.entity.table.name);
     for p in &rule.params {
         outln!("  param        {} = {:?}", p.name, p.default);
@@ -63,17 +56,9 @@ pub(super) fn explain_anomaly(
     signals: Option<&Path>,
     site: Option<&str>,
 ) -> CliResult {
-    let (line, _) = set.sources.line_col(a.header.span);
     let m = &a.metric;
-    outln!("anomaly {} -> finding {}", a.header.id, a.header.finding_type);
-    outln!("  defined at   {}:{line}", set.sources.name(a.header.span.file));
-    outln!("  title        {}", a.header.title);
-    outln!(
-        "  category     {}   severity {}{}",
-        a.header.category,
-        a.header.base_severity,
-        a.escalations.iter().map(|(l, z)| format!(", {l} when |z| >= {z}")).collect::<String>()
-    );
+    let steps: String = a.escalations.iter().map(|(l, z)| format!(", {l} when |z| >= {z}")).collect();
+    print_header(set, "anomaly", &a.header, &steps);
     outln!(
         "  metric       {} ({} of {}{}, {}-minute buckets in site-local time)",
         m.name,
@@ -116,4 +101,13 @@ pub(super) fn explain_anomaly(
         }
     }
     Ok(())
+}
+
+/// The lines every rule's explanation starts with, pattern or anomaly.
+fn print_header(set: &RuleSet, kind: &str, h: &vigil_engine::check::RuleHeader, severity_steps: &str) {
+    let (line, _) = set.sources.line_col(h.span);
+    outln!("{kind} {} -> finding {}", h.id, h.finding_type);
+    outln!("  defined at   {}:{line}", set.sources.name(h.span.file));
+    outln!("  title        {}", h.title);
+    outln!("  category     {}   severity {}{severity_steps}", h.category, h.base_severity);
 }
