@@ -165,7 +165,10 @@ fn baseline_from_a_git_revision() {
         out.contains("CORRELATION_SILENT_SITE: +1 added, -0 removed, 0 severity changed; first difference at 2025-10-04T11:45:00Z"),
         "{out}"
     );
-    assert!(out.contains("+ CORRELATION_SILENT_SITE T1/S1"), "{out}");
+    assert!(
+        out.contains("+ CORRELATION_SILENT_SITE tenant=T1 site=S1 guard=- entity=- severity=CRITICAL from 2025-10-04T11:45:00Z (3 ticks)"),
+        "{out}"
+    );
 
     args.extend(["--format", "json", "--fail-on-change"]);
     let (code, out, _) = common::vigil(&args, &repo);

@@ -185,18 +185,6 @@ fn field(f: &Finding, key: &str) -> Option<String> {
     }
 }
 
-fn describe(f: &Finding) -> String {
-    format!(
-        "{} tenant={} site={} guard={} entity={} severity={}",
-        f.finding_type,
-        f.tenant_id,
-        f.site_id,
-        f.guard_id.as_deref().unwrap_or("-"),
-        f.entity_id.as_deref().unwrap_or("-"),
-        f.severity
-    )
-}
-
 /// Compares the findings at one check's time with its expectations; returns one
 /// line per mismatch.
 ///
@@ -228,7 +216,7 @@ pub fn compare(case: &Case, check: &Check, findings: &[Finding]) -> Vec<String> 
             || check.expect_none.contains(&f.finding_type)
             || case.rules.contains(&f.rule);
         if talked_about {
-            problems.push(format!("unexpected finding: {}", describe(f)));
+            problems.push(format!("unexpected finding: {}", f.describe()));
         }
     }
     problems

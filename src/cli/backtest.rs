@@ -89,21 +89,8 @@ fn text_report(impact: &Impact) -> String {
         ));
         for (sign, examples) in [("+", &r.added_examples), ("-", &r.removed_examples), ("~", &r.changed_examples)] {
             for e in examples {
-                let f = &e.finding;
-                let severity = match &e.baseline_severity {
-                    Some(before) => format!("{before} -> {}", f.severity),
-                    None => f.severity.clone(),
-                };
-                out.push_str(&format!(
-                    "  {sign} {} {}/{} guard={} entity={} {severity} from {} ({} ticks)\n",
-                    f.finding_type,
-                    f.tenant_id,
-                    f.site_id,
-                    f.guard_id.as_deref().unwrap_or("-"),
-                    f.entity_id.as_deref().unwrap_or("-"),
-                    e.first_tick,
-                    e.ticks
-                ));
+                let was = e.baseline_severity.as_ref().map(|before| format!(" (was {before})")).unwrap_or_default();
+                out.push_str(&format!("  {sign} {}{was} from {} ({} ticks)\n", e.finding.describe(), e.first_tick, e.ticks));
             }
         }
     }

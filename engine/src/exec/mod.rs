@@ -67,6 +67,20 @@ impl Finding {
         (self.finding_type.clone(), self.tenant_id.clone(), self.site_id.clone(), self.guard_id.clone(), self.entity_id.clone())
     }
 
+    /// One line naming it the way case files do:
+    /// `TYPE tenant=T site=S guard=G entity=E severity=L` (`-` for null).
+    pub fn describe(&self) -> String {
+        format!(
+            "{} tenant={} site={} guard={} entity={} severity={}",
+            self.finding_type,
+            self.tenant_id,
+            self.site_id,
+            self.guard_id.as_deref().unwrap_or("-"),
+            self.entity_id.as_deref().unwrap_or("-"),
+            self.severity
+        )
+    }
+
     fn sort_key(&self) -> (&str, &str, &str, &str, Option<&str>, Option<&str>) {
         (&self.detected_at, &self.tenant_id, &self.site_id, &self.finding_type, self.guard_id.as_deref(), self.entity_id.as_deref())
     }
