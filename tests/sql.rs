@@ -11,7 +11,7 @@ fn sql_of_shipped_rules() {
     let now = load::parse_timestamp("2025-10-04T12:00:00Z").expect("time");
     for rule in &rules.rules {
         let planned = plan::plan(rule, &plan::default_params(rule));
-        insta::assert_snapshot!(rule.header.id.clone(), sql::render(&planned.query, &[now]));
+        insta::assert_snapshot!(rule.header.id.clone(), sql::render(&planned.query, &[now], sql::Dialect::DuckDb));
     }
 }
 

@@ -11,7 +11,7 @@
 //! - Evaluation is one set-based statement per rule over every site at once; the
 //!   baseline is computed from the signals as of T (batch), so `audit`, `replay`
 //!   and the incremental state of [`crate::baseline`] agree by construction of
-//!   the same sample set ([`samples_sql`]).
+//!   the same sample set ([`samples_ctes`]).
 //! - Site-local time comes from chrono-tz (DuckDB's bundled build has no ICU):
 //!   [`install_time_zones`] writes each zone's UTC offset periods into a temp
 //!   table the SQL joins, so a DST change moves no bucket to another slot.
@@ -20,23 +20,24 @@
 //! - Only complete buckets count (bucket end <= T); a bucket straddling T is never used.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 
 use chrono::{Offset, TimeZone};
 
 use crate::check::{self, Macros, TExpr};
 use crate::diag::{codes, Diagnostic};
 use crate::schema::{self, Storage, Table, Word};
-use crate::sql::{ident, render_expression, string_literal, RAW_SCHEMA};
+use crate::sql::{
+    render, render_batch, render_statement, ColumnDef, Dialect, From, InsertSource, Op, OrderKey, Select, SqlExpr, SqlType, Statement,
+    TableName,
+};
+
+pub use crate::plan::anomaly::{same_baselines, samples_ctes, slot_expr};
 use crate::syntax::ast::{AnomalyDef, AnomalyItem, MetricAgg, MetricDef, MetricSource, RuleItem, SettingValue, Span};
 
 /// Microseconds per minute.
 const MINUTE: i64 = 60_000_000;
 /// Microseconds per day.
 const DAY: i64 = 1440 * MINUTE;
-
-/// A piece of SQL per baseline level (indexed by level position).
-type SqlPart = Box<dyn Fn(usize) -> String>;
 
 /// A checked `metric`.
 #[derive(Debug, Clone)]
@@ -599,361 +600,59 @@ pub const TZ_TABLE: &str = "vigil_tz";
 /// The signals of a connection do not change once loaded, so the table is
 /// written once per connection: later calls find it and return.
 pub fn install_time_zones(conn: &duckdb::Connection) -> Result<(), duckdb::Error> {
-    let present: i64 = conn.query_row(
-        &format!("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = {}", string_literal(TZ_TABLE)),
-        [],
-        |r| r.get(0),
-    )?;
-    if present > 0 {
+    let present = Statement::select(Select::new(From::Nothing, vec![(SqlExpr::TempTableExists(TZ_TABLE.into()), None)]));
+    if conn.query_row(&render_statement(&present, Dialect::DuckDb), [], |r| r.get::<_, bool>(0))? {
         return Ok(());
     }
     let mut zones: Vec<String> = {
-        let mut stmt = conn.prepare(&format!(
-            "SELECT DISTINCT timezone FROM {}.{} WHERE timezone IS NOT NULL ORDER BY 1",
-            ident(RAW_SCHEMA),
-            ident("sites")
-        ))?;
+        let tz = SqlExpr::col("s", "timezone");
+        let mut select = Select::new(From::Raw { name: "sites".into(), alias: "s".into() }, vec![(tz.clone(), None)])
+            .filtered(vec![SqlExpr::IsNull(Box::new(tz.clone()), true)]);
+        select.distinct = true;
+        select.order_by = vec![OrderKey::asc(tz)];
+        let mut stmt = conn.prepare(&render_statement(&Statement::select(select), Dialect::DuckDb))?;
         let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
         rows.collect::<Result<_, _>>()?
     };
     zones.push("UTC".into());
     zones.sort();
     zones.dedup();
-    let mut sql = format!(
-        "CREATE OR REPLACE TEMP TABLE {} (timezone VARCHAR, from_us BIGINT, until_us BIGINT, offset_us BIGINT);\n",
-        ident(TZ_TABLE)
-    );
+    let column = |name: &str, ty: SqlType| ColumnDef { name: name.into(), ty, not_null: true };
     let mut values = Vec::new();
     for zone in &zones {
         // Loading refused unknown zones; one that still does not parse reads as UTC.
         let tz: chrono_tz::Tz = zone.parse().unwrap_or(chrono_tz::UTC);
         for (from, until, off) in cached_periods(tz) {
-            values.push(format!("({}, {from}, {until}, {off})", string_literal(zone)));
+            values.push(vec![SqlExpr::Str(zone.clone()), SqlExpr::Int(from), SqlExpr::Int(until), SqlExpr::Int(off)]);
         }
     }
-    let _ = write!(sql, "INSERT INTO {} VALUES {};", ident(TZ_TABLE), values.join(", "));
-    conn.execute_batch(&sql)
-}
-
-/// The samples of a metric as of `now`: one row per (tenant_id, site_id,
-/// series, b) for every complete bucket (b + bucket <= now) with `x` its value
-/// and `lt` its site-local start (microseconds, wall clock). Buckets are aligned
-/// to the site's clock. A bucket is a sample when rows fall in it, or (count
-/// metrics) when a guard of the site was on duty at some moment of it (within
-/// the shift's starts_at..ends_at, checked in and not yet checked out, as of T):
-/// then an empty bucket counts as 0, not as missing. `after`: only buckets ending
-/// after it (incremental baseline updates).
-pub fn samples_sql(m: &Metric, now: i64, after: Option<i64>) -> String {
-    samples_sql_with(m, now, after, None)
-}
-
-/// Microseconds per week.
-const WEEK: i64 = 7 * DAY;
-/// The largest difference of UTC offsets across a DST change we allow for (2 hours).
-const DST_SLACK: i64 = 120 * MINUTE;
-
-/// [`samples_sql`]; with `week_slot_only: Some(span)`, rows are first narrowed to
-/// those that can fall in the hour-of-week slot of a bucket observed at a tick in
-/// (now - span, now] (same time of the week, give or take a DST shift): exact for
-/// those slots, and only their samples may then be used.
-fn samples_sql_with(m: &Metric, now: i64, after: Option<i64>, week_slot_only: Option<i64>) -> String {
-    let s = m.bucket;
-    let t = now;
-    let raw = |table: &str| format!("{}.{}", ident(RAW_SCHEMA), ident(table));
-    let c = |col: &str| format!("r0.{}", ident(col));
-    let series = match m.per {
-        Some(p) => format!("coalesce({}, '')", c(p)),
-        None => "''".to_string(),
-    };
-    let value = match m.value_column {
-        Some(v) => format!("CAST({} AS DOUBLE)", c(v)),
-        None => "1.0".to_string(),
-    };
-    let mut filter = vec![
-        format!("{} IS NOT NULL", c(m.time_column)),
-        // A row without a value adds nothing to a sum and makes no sample.
-        m.value_column.map(|v| format!("{} IS NOT NULL", c(v))).unwrap_or_else(|| "true".into()),
-        format!("epoch_us({}) < {t}", c(m.time_column)),
-        "r0.\"tenant_id\" IS NOT NULL AND r0.\"site_id\" IS NOT NULL".to_string(),
-    ];
-    if let Some(ev) = m.table.event_time {
-        filter.push(format!("epoch_us({}) <= {t}", c(ev)));
-    }
-    if let Some(w) = after {
-        filter.push(format!("epoch_us({}) >= {}", c(m.time_column), w - s));
-    }
-    if let Some(f) = &m.filter {
-        filter.push(format!("coalesce({}, false)", render_expression(&crate::plan::row_condition_sql(f, m.table, now))));
-    }
-    if let Some(span) = week_slot_only {
-        // An event of the slot observed at tick T, k weeks back, lies (T - t) = kW + d
-        // before T with d in (-DST, 2S + DST): the observed bucket starts between T - 2S
-        // and T - S. For ticks up to `span` before the last one, d grows by up to span.
-        let d = format!("(({t} - epoch_us({})) % {WEEK})", c(m.time_column));
-        filter.push(format!("({d} < {} OR {d} > {})", 2 * s + DST_SLACK + span, WEEK - DST_SLACK));
-    }
-    let zone_of = |r: &str| format!("LEFT JOIN site_zone sz ON sz.tenant_id = {r}.\"tenant_id\" AND sz.site_id = {r}.\"site_id\"");
-    let offset_at = |zone: &str, time: &str| {
-        format!("JOIN {} z ON z.timezone = {zone} AND {time} >= z.from_us AND {time} < z.until_us", ident(TZ_TABLE))
-    };
-    let align = |time: &str| format!("({time} - ((({time} + z.offset_us) % {s}) + {s}) % {s})");
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "site_zone AS (\n  SELECT tenant_id, site_id, min(timezone) AS timezone FROM {sites} GROUP BY ALL\n),\n\
-         ev AS (\n  SELECT r0.\"tenant_id\" AS tenant_id, r0.\"site_id\" AS site_id, {series} AS series,\n         \
-         coalesce(sz.timezone, 'UTC') AS zone, epoch_us({tc}) AS t, {value} AS v\n  FROM {table} AS r0 {zone}\n  WHERE {filter}\n),\n",
-        sites = raw("sites"),
-        tc = c(m.time_column),
-        table = raw(m.table.name),
-        zone = zone_of("r0"),
-        filter = filter.join("\n    AND "),
-    );
-    let _ = write!(
-        out,
-        "agg AS (\n  SELECT e.tenant_id, e.site_id, e.series, e.zone, {b} AS b, {x} AS x\n  FROM ev e {z}\n  GROUP BY ALL\n),\n",
-        x = match m.aggregate {
-            MetricAgg::Sum => "sum(e.v)",
-            MetricAgg::Avg => "avg(e.v)",
-            MetricAgg::Min => "min(e.v)",
-            MetricAgg::Max => "max(e.v)",
-            // The latest row's value; equal times break by value, so the result is deterministic.
-            MetricAgg::Last => "last(e.v ORDER BY e.t, e.v)",
+    let table = TableName::local(TZ_TABLE);
+    let statements = [
+        Statement::CreateTable {
+            table: table.clone(),
+            columns: vec![
+                column("timezone", SqlType::Varchar),
+                column("from_us", SqlType::BigInt),
+                column("until_us", SqlType::BigInt),
+                column("offset_us", SqlType::BigInt),
+            ],
+            primary_key: vec![],
+            temporary: true,
         },
-        b = align("e.t"),
-        z = offset_at("e.zone", "e.t"),
-    );
-    let after_b = |rel: &str| after.map(|w| format!(" AND {rel}b + {s} > {w}")).unwrap_or_default();
-    if m.zero_while_on_duty {
-        let _ = write!(
-            out,
-            "duty AS (\n  SELECT DISTINCT h.tenant_id, h.site_id, '' AS series, h.zone, unnest(range({first}, h.o, {s})) AS b\n  \
-             FROM (SELECT r0.\"tenant_id\" AS tenant_id, r0.\"site_id\" AS site_id, coalesce(sz.timezone, 'UTC') AS zone,\n          \
-             epoch_us(greatest(r0.\"starts_at\", r0.\"checked_in_at\")) AS i,\n          \
-             least(coalesce(epoch_us(CASE WHEN r0.\"checked_out_at\" <= {ts} THEN r0.\"checked_out_at\" END), {t}), \
-             epoch_us(r0.\"ends_at\"), {t}) AS o\n        \
-             FROM {shifts} AS r0 {zone}\n        \
-             WHERE r0.\"checked_in_at\" IS NOT NULL AND epoch_us(r0.\"checked_in_at\") <= {t}\n          \
-             AND r0.\"starts_at\" IS NOT NULL AND r0.\"ends_at\" IS NOT NULL{duty_after}) h\n  {z}\n),\n\
-             keys AS (\n  SELECT tenant_id, site_id, series, zone, b FROM agg UNION SELECT tenant_id, site_id, series, zone, b FROM duty WHERE {duty_slot}\n),\n\
-             samples AS (\n  SELECT k.tenant_id, k.site_id, k.series, k.zone, k.b, coalesce(a.x, 0.0) AS x\n  \
-             FROM keys k LEFT JOIN agg a ON a.tenant_id = k.tenant_id AND a.site_id = k.site_id AND a.series = k.series AND a.b = k.b\n  \
-             WHERE k.b + {s} <= {t}{after_k}\n),\n",
-            first = align("h.i"),
-            // Narrowed like the rows: a bucket starts up to one bucket before its rows.
-            duty_slot = match week_slot_only {
-                Some(span) => format!(
-                    "(({t} - b) % {WEEK} < {} OR ({t} - b) % {WEEK} > {})",
-                    3 * s + DST_SLACK + span,
-                    WEEK - DST_SLACK
-                ),
-                None => "true".to_string(),
-            },
-            after_k = after_b("k."),
-            ts = crate::sql::timestamp_literal(t),
-            shifts = raw("shifts"),
-            zone = zone_of("r0"),
-            z = offset_at("h.zone", "h.i"),
-            duty_after = after
-                .map(|w| format!(" AND least(coalesce(epoch_us(r0.\"checked_out_at\"), {t}), epoch_us(r0.\"ends_at\")) > {}", w - s))
-                .unwrap_or_default(),
-        );
-    } else {
-        let _ =
-            write!(out, "samples AS (\n  SELECT tenant_id, site_id, series, zone, b, x FROM agg WHERE b + {s} <= {t}{}\n),\n", after_b(""));
-    }
-    let _ = write!(
-        out,
-        "sl AS (\n  SELECT s.tenant_id, s.site_id, s.series, s.b, s.x, s.b + z.offset_us AS lt\n  FROM samples s {z}\n)",
-        z = offset_at("s.zone", "s.b")
-    );
-    out
+        Statement::Insert { table, source: InsertSource::Values(values), replace: false },
+    ];
+    conn.execute_batch(&render_batch(&statements, Dialect::DuckDb))
 }
 
-/// The slot expression of a level over a relation with `lt` (site-local bucket start);
-/// the SQL twin of [`Level::slot`], shared by anomaly rules and stored baselines.
-pub fn slot_sql(level: Level, rel: &str, bucket: i64) -> String {
-    let per_day = DAY / bucket;
-    let of_day = format!("((({rel}.lt % {DAY}) + {DAY}) % {DAY}) // {bucket}");
-    match level {
-        // Floor division by a day (`//` truncates towards zero before 1970).
-        Level::HourOfWeek => {
-            format!("((((({rel}.lt - ((({rel}.lt % {DAY}) + {DAY}) % {DAY})) // {DAY} + 3) % 7) + 7) % 7) * {per_day} + {of_day}")
-        }
-        Level::HourOfDay => of_day,
-        Level::AllHours => "0".to_string(),
-    }
-}
-
-/// One statement that evaluates an anomaly rule at each of `ticks` (ascending)
-/// for every site: one row per firing series and tick with tenant_id, site_id,
-/// series, b (bucket start), observed, expected, z, n, level, spread, severity,
-/// suppressed, tick.
+/// The statement of an anomaly rule at each of `ticks` (ascending), as text.
 pub fn evaluation_sql(rule: &AnomalyRule, ticks: &[i64]) -> String {
-    statement(&[(rule, &[])], ticks, false)
-}
-
-/// Do two anomaly rules compute the same samples and baselines (they may differ in
-/// direction, threshold, severities and finding type)? Then one statement serves both.
-pub fn same_baselines(a: &AnomalyRule, b: &AnomalyRule) -> bool {
-    a.metric.name == b.metric.name
-        && a.levels == b.levels
-        && a.statistic == b.statistic
-        && a.window == b.window
-        && a.min_spread.to_bits() == b.min_spread.to_bits()
-}
-
-/// The `explain` form of [`evaluation_sql`] at one time: every observed series,
-/// stable or not, with the samples of each level and whether it fires.
-pub fn explain_sql(rule: &AnomalyRule, now: i64) -> String {
-    statement(&[(rule, &[])], &[now], true)
-}
-
-/// The statement for a set of ticks. Samples are read as of the last tick: a
-/// bucket that is complete at an earlier tick T holds only rows at or before T
-/// (its rows' times are before its end), so its value is the same as of T. Each
-/// sample's baseline is computed once, by window functions over the earlier
-/// samples of its slot; a tick then only picks the bucket it observes.
-///
-/// `rules` share their baselines ([`same_baselines`]); the first one's metric,
-/// levels and statistic are used, and each rule adds its own firing rows with its
-/// index in `rules` as the first column. Each rule comes with its overrides
-/// (`threshold` per tenant or site).
-fn statement(rules: &[(&AnomalyRule, &[crate::plan::ScopedValue])], ticks: &[i64], explain: bool) -> String {
-    let Some((rule, _)) = rules.first().copied() else { return String::new() };
-    let m = &rule.metric;
-    let s = m.bucket;
-    let k = rule.window;
     let (first, last) = (ticks.first().copied().unwrap_or(0), ticks.last().copied().unwrap_or(0));
-    let tick_list: Vec<String> = ticks.iter().map(|t| crate::sql::timestamp_literal(*t)).collect();
-    let mut out = format!("WITH\nticks AS (\n  SELECT epoch_us(unnest([{}]::TIMESTAMP[])) AS tick\n),\n", tick_list.join(", "));
-    // With hour-of-week alone, only the observed slots' rows matter (while the ticks
-    // span less than a week).
-    let span = last - first;
-    let narrow = rule.levels.iter().all(|(l, _)| *l == Level::HourOfWeek) && span + 2 * s + 2 * DST_SLACK < WEEK;
-    out.push_str(&samples_sql_with(m, last, None, narrow.then_some(span)));
-    // Each sample's slot at every level, computed once.
-    let slots: Vec<String> =
-        rule.levels.iter().enumerate().map(|(i, (level, _))| format!("{} AS slot{i}", slot_sql(*level, "sl", s))).collect();
-    let _ = write!(out, ",\nslotted AS (\n  SELECT sl.*, {} FROM sl\n)", slots.join(", "));
-    // At each tick, the last complete bucket: complete, and the next one is not.
-    let _ = write!(
-        out,
-        ",\nobs AS (\n  SELECT t.tick, sl.* FROM ticks t JOIN slotted sl ON sl.b + {s} <= t.tick AND sl.b + 2 * {s} > t.tick\n)"
-    );
-    let robust = rule.statistic == Statistic::MedianMad;
-    for i in 0..rule.levels.len() {
-        let earlier = format!("PARTITION BY tenant_id, site_id, series, slot{i} ORDER BY b");
-        let recent =
-            if robust { ",\n         median(x) OVER recent AS med, mad(x) OVER recent AS mad, list(x) OVER recent AS xs" } else { "" };
-        // Only the slots some tick observes need their baselines (whole partitions,
-        // so the windows stay exact).
-        let observed = format!(
-            "EXISTS (SELECT 1 FROM obs o WHERE o.tenant_id = sl.tenant_id AND o.site_id = sl.site_id AND o.series = sl.series AND o.slot{i} = sl.slot{i})"
-        );
-        let _ = write!(
-            out,
-            ",\nst{i} AS (\n  SELECT tenant_id, site_id, series, b, count(*) OVER earlier AS n, avg(x) OVER earlier AS mean,\n         \
-             stddev_samp(x) OVER earlier AS sd{recent}\n  FROM slotted sl\n  WHERE {observed}\n  \
-             WINDOW earlier AS ({earlier} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),\n         \
-             recent AS ({earlier} ROWS BETWEEN {k} PRECEDING AND 1 PRECEDING)\n)",
-        );
-    }
-    let min_spread = crate::sql::render_expression(&crate::sql::SqlExpr::Num(rule.min_spread));
-    let (center, spread): (SqlPart, SqlPart) = match rule.statistic {
-        Statistic::MeanStd => (
-            Box::new(|i| format!("st{i}.mean")),
-            Box::new(move |i| format!("CASE WHEN coalesce(st{i}.sd, 0) > 0 THEN st{i}.sd ELSE {min_spread} END")),
-        ),
-        Statistic::MedianMad => (
-            Box::new(|i| format!("st{i}.med")),
-            Box::new(move |i| {
-                format!(
-                    "CASE WHEN st{i}.mad > 0 THEN 1.4826 * st{i}.mad \
-                     WHEN list_avg(list_transform(st{i}.xs, lambda v: abs(v - st{i}.med))) > 0 \
-                     THEN 1.2533 * list_avg(list_transform(st{i}.xs, lambda v: abs(v - st{i}.med))) ELSE {min_spread} END"
-                )
-            }),
-        ),
-    };
-    let pick = |f: &dyn Fn(usize) -> String| {
-        let mut e = String::from("CASE");
-        for (i, (_, after)) in rule.levels.iter().enumerate() {
-            let _ = write!(e, " WHEN coalesce(st{i}.n, 0) >= {after} THEN {}", f(i));
-        }
-        e.push_str(" END");
-        e
-    };
-    let level_name = |i: usize| string_literal(rule.levels[i].0.name());
-    let joins: String = (0..rule.levels.len())
-        .map(|i| format!("\n  LEFT JOIN st{i} ON st{i}.tenant_id = o.tenant_id AND st{i}.site_id = o.site_id AND st{i}.series = o.series AND st{i}.b = o.b"))
-        .collect();
-    let counts: Vec<String> = (0..rule.levels.len()).map(|i| format!("coalesce(st{i}.n, 0) AS n{i}")).collect();
-    let _ = write!(
-        out,
-        ",\ncand AS (\n  SELECT o.tick, o.tenant_id, o.site_id, o.series, o.b, o.x AS observed,\n         {level} AS level, {n} AS n, {center} AS expected, {spread} AS spread,\n         {counts}\n  FROM obs o{joins}\n),\n\
-         scored AS (\n  SELECT *, (observed - expected) / spread AS z FROM cand\n)\n",
-        level = pick(&level_name),
-        n = pick(&|i| format!("st{i}.n")),
-        center = pick(&*center),
-        spread = pick(&*spread),
-        counts = counts.join(", "),
-    );
-    // The threshold for the row's tenant and site.
-    let threshold_of = |rule: &AnomalyRule, scoped: &[crate::plan::ScopedValue]| {
-        let scoped = scoped.iter().filter(|s| s.param == "threshold").collect();
-        render_expression(&crate::plan::scoped_sql(crate::sql::SqlExpr::Num(rule.threshold), scoped, "r0"))
-    };
-    let fires_of = |rule: &AnomalyRule, scoped: &[crate::plan::ScopedValue]| {
-        let thr = threshold_of(rule, scoped);
-        match rule.direction {
-            Direction::Above => format!("z >= {thr}"),
-            Direction::Below => format!("z <= -({thr})"),
-            Direction::Both => format!("abs(z) >= {thr}"),
-        }
-    };
-    if explain {
-        let counts: Vec<String> = (0..rule.levels.len()).map(|i| format!("CAST(r0.n{i} AS VARCHAR)")).collect();
-        let _ = write!(
-            out,
-            "SELECT r0.tenant_id, r0.site_id, r0.series, strftime(make_timestamp(r0.b), '%Y-%m-%dT%H:%M:%SZ') AS bucket_start,\n       \
-             r0.observed, coalesce(r0.level, 'not stable') AS level, concat_ws('/', {counts}) AS samples_per_level,\n       \
-             round(r0.expected, 6) AS expected, round(r0.z, 6) AS z, coalesce(r0.level IS NOT NULL AND ({fires}), false) AS fires\n\
-             FROM scored AS r0\nORDER BY r0.tenant_id, r0.site_id, r0.series",
-            counts = counts.join(", "),
-            fires = fires_of(rule, &[]),
-        );
-        return out;
-    }
-    let parts: Vec<String> = rules
-        .iter()
-        .enumerate()
-        .map(|(i, (rule, scoped))| {
-            let mut severity = String::from("CASE");
-            for (level, beyond) in &rule.escalations {
-                let _ = write!(severity, " WHEN abs(z) >= {beyond:?} THEN {}", string_literal(level.name()));
-            }
-            let _ = write!(severity, " ELSE {} END", string_literal(rule.header.base_severity.name()));
-            if rule.escalations.is_empty() {
-                severity = string_literal(rule.header.base_severity.name());
-            }
-            let tick = crate::sql::SqlExpr::Func("make_timestamp", vec![crate::sql::SqlExpr::col("r0", "tick")]);
-            let suppressed = render_expression(&crate::plan::suppressed_sql(&rule.header.finding_type, tick, "r0"));
-            format!(
-                "  SELECT {i} AS rule_index, r0.tenant_id, r0.site_id, r0.series, r0.b, r0.observed, r0.expected, r0.z, r0.n, r0.level,\n         \
-                 r0.spread, {severity} AS severity, {suppressed} AS suppressed, r0.tick, CAST({threshold} AS DOUBLE) AS threshold\n  \
-                 FROM scored AS r0\n  WHERE r0.level IS NOT NULL AND {fires}",
-                fires = fires_of(rule, scoped),
-                threshold = threshold_of(rule, scoped),
-            )
-        })
-        .collect();
-    let _ = write!(
-        out,
-        "SELECT * FROM (\n{}\n) AS found\nORDER BY rule_index, tick, tenant_id, site_id, abs(z) DESC, series",
-        parts.join("\n  UNION ALL\n")
-    );
-    out
+    render(&crate::plan::anomaly::evaluation(rule, first, last), ticks, Dialect::DuckDb)
+}
+
+/// The `explain` statement of an anomaly rule at `now`, as text.
+pub fn explain_sql(rule: &AnomalyRule, now: i64) -> String {
+    render(&crate::plan::anomaly::explain(rule, now), &[now], Dialect::DuckDb)
 }
 
 /// Runs [`explain_sql`]: column names and every row as text.
@@ -1038,7 +737,9 @@ pub fn run_group(
     let chunk = if rows_arrive_late(&signals.conn, &rule.metric, *last)? { 1 } else { crate::exec::TICKS_PER_STATEMENT };
     let mut out = Vec::new();
     for chunk in ticks.chunks(chunk) {
-        let mut stmt = signals.conn.prepare(&statement(rules, chunk, false))?;
+        let (first, last) = (chunk.first().copied().unwrap_or(0), chunk.last().copied().unwrap_or(0));
+        let query = crate::plan::anomaly::statement(rules, first, last, false);
+        let mut stmt = signals.conn.prepare(&render(&query, chunk, Dialect::DuckDb))?;
         let rows = stmt.query_map([], |r| {
             let index: i64 = r.get(0)?;
             Ok((
@@ -1080,14 +781,11 @@ pub fn run_group(
 /// Does a row of the metric have an event time after its bucket time (up to `now`)?
 fn rows_arrive_late(conn: &duckdb::Connection, m: &Metric, now: i64) -> Result<bool, duckdb::Error> {
     let Some(event) = m.table.event_time.filter(|e| *e != m.time_column) else { return Ok(false) };
-    let sql = format!(
-        "SELECT EXISTS (SELECT 1 FROM {}.{} AS r WHERE r.{ev} > r.{time} AND epoch_us(r.{time}) < {now})",
-        ident(RAW_SCHEMA),
-        ident(m.table.name),
-        ev = ident(event),
-        time = ident(m.time_column),
-    );
-    conn.query_row(&sql, [], |r| r.get(0))
+    let (ev, time) = (SqlExpr::col("r", event), SqlExpr::col("r", m.time_column));
+    let late = Select::new(From::Raw { name: m.table.name.into(), alias: "r".into() }, vec![(SqlExpr::Int(1), None)])
+        .filtered(vec![SqlExpr::bin(Op::Gt, ev, time.clone()), SqlExpr::bin(Op::Lt, time, SqlExpr::Timestamp(now))]);
+    let query = Statement::select(Select::new(From::Nothing, vec![(SqlExpr::Exists(Box::new(late)), None)]));
+    conn.query_row(&render_statement(&query, Dialect::DuckDb), [], |r| r.get(0))
 }
 
 /// Rounds a figure for evidence (6 decimals; whole numbers stay whole).
@@ -1116,27 +814,5 @@ mod tests {
         assert_eq!(offset_at(&p, t("2025-10-26T01:00:00Z")), 0);
         let kolkata = offset_periods(chrono_tz::Asia::Kolkata);
         assert_eq!(offset_at(&kolkata, t("2025-06-01T00:00:00Z")), 330 * MINUTE);
-    }
-
-    #[test]
-    fn slot_sql_agrees_with_level_slot() {
-        // Monday 2025-09-01 09:00 local -> hour-of-week 9; Sunday 23:30 with 30m buckets -> 335;
-        // and instants before 1970, where SQL's % and // differ from Euclid's.
-        let conn = crate::load::open_database().expect("db");
-        for (local, bucket) in [
-            ("2025-09-01T09:00:00Z", 60 * MINUTE),
-            ("2025-09-07T23:30:00Z", 30 * MINUTE),
-            ("1969-12-29T05:00:00Z", 60 * MINUTE),
-            ("1965-03-14T17:30:00Z", 30 * MINUTE),
-        ] {
-            let lt = t(local);
-            for level in Level::ALL {
-                let sql = format!("SELECT {} FROM (SELECT CAST({lt} AS BIGINT) AS lt) AS x", slot_sql(level, "x", bucket));
-                let from_sql: i64 = conn.query_row(&sql, [], |r| r.get(0)).expect("slot");
-                assert_eq!(from_sql, level.slot(lt, bucket), "{local} {level:?}");
-            }
-        }
-        assert_eq!(Level::HourOfWeek.slot(t("2025-09-01T09:00:00Z"), 60 * MINUTE), 9);
-        assert_eq!(Level::HourOfWeek.slot(t("2025-09-07T23:30:00Z"), 30 * MINUTE), 335);
     }
 }

@@ -125,7 +125,7 @@ pub fn severity_for(
     }
     let query = crate::plan::plan_context_severity(rule, &params, given);
     let conn = crate::load::open_database()?;
-    let step: i64 = conn.query_row(&crate::sql::render(&query, &[]), [], |r| r.get(0))?;
+    let step: i64 = conn.query_row(&crate::sql::render(&query, &[], crate::sql::Dialect::DuckDb), [], |r| r.get(0))?;
     let step = usize::try_from(step).ok().filter(|s| *s > 0);
     let severity = match step.and_then(|s| rule.severity_steps.get(s - 1)) {
         Some((level, _)) => *level,

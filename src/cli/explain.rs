@@ -28,7 +28,7 @@ pub(super) fn explain(set: &RuleSet, id: &str, now: i64, signals: Option<&Path>,
     let params = set.params_for(rule);
     let planned = plan::plan(rule, &params);
     outln!("\n-- SQL as of {} ------------------------------------------", exec::iso(now));
-    outln!("{}", sql::render(&planned.query, &[now]));
+    outln!("{}", sql::render(&planned.query, &[now], sql::Dialect::DuckDb));
     if let Some(path) = signals {
         let sig = load_signals(path)?;
         outln!("\n-- candidates as of {} (one row per {}) --", exec::iso(now), rule.entity.entity.name);

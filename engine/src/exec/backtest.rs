@@ -93,7 +93,7 @@ fn fingerprints(set: &RuleSet, probe: &[i64]) -> BTreeMap<String, String> {
             rule.header.finding_type,
             rule.header.title,
             rule.header.category,
-            crate::sql::render(&planned.query, probe),
+            crate::sql::render(&planned.query, probe, crate::sql::Dialect::DuckDb),
             rule.header.actions,
             scripts.join("\u{0}")
         );

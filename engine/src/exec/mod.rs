@@ -529,7 +529,7 @@ fn apply_scripts(
 }
 
 fn run(signals: &Signals, planned: &SqlPlan, ticks: &[i64]) -> Result<Vec<Vec<DbValue>>, duckdb::Error> {
-    let text = sql::render(&planned.query, ticks);
+    let text = sql::render(&planned.query, ticks, sql::Dialect::DuckDb);
     let mut stmt = signals.conn.prepare(&text)?;
     let width = plan::FIXED_COLUMNS.len() + planned.evidence.len() + planned.script_inputs.len();
     let rows = stmt.query_map([], |r| (0..width).map(|i| r.get::<_, DbValue>(i)).collect::<Result<Vec<_>, _>>())?;
@@ -640,7 +640,7 @@ pub fn explain_candidates(
 ) -> Result<(Vec<String>, Vec<Vec<String>>), ExecError> {
     let planned = plan::plan_explain(rule, params);
     let fail = |e: duckdb::Error| ExecError { rule: rule.header.id.clone(), message: e.to_string() };
-    let text = sql::render(&planned.query, &[now]);
+    let text = sql::render(&planned.query, &[now], sql::Dialect::DuckDb);
     let mut stmt = signals.conn.prepare(&text).map_err(fail)?;
     let width = planned.columns.len();
     let rows = stmt

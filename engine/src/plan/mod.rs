@@ -9,6 +9,7 @@
 //! planned once per load; evaluating at some ticks only renders the ticks into it
 //! ([`crate::sql::render`]).
 
+pub mod anomaly;
 pub mod sql;
 
 use std::cell::Cell;
@@ -16,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::check::{Builtin, CheckedRule, Let, TExpr, TKind, TSource, Value};
 use crate::schema::{self, Table, Ty, Word};
-use crate::sql::{Cte, From, Query, Select, SqlExpr, TICK};
+use crate::sql::{Cte, From, Func, Op, OrderKey, Query, Select, SqlExpr, SqlType, TICK};
 use crate::syntax::ast::{AggFn, BinOp};
 
 /// The planned statement and the shape of its output.
@@ -112,10 +113,10 @@ pub fn plan_explain(rule: &CheckedRule, params: &ParamValues) -> ExplainPlan {
     let mut items: Vec<(SqlExpr, Option<String>)> = planned.query.body.items.drain(..4).collect();
     let mut columns: Vec<String> = vec!["tenant_id".into(), "site_id".into(), "guard_id".into(), "entity_id".into()];
     for l in &rule.lets {
-        items.push((SqlExpr::Cast(Box::new(SqlExpr::col(&r0, &let_column(&l.name))), "VARCHAR"), Some(l.name.clone())));
+        items.push((SqlExpr::Cast(Box::new(SqlExpr::col(&r0, &let_column(&l.name))), SqlType::Varchar), Some(l.name.clone())));
         columns.push(l.name.clone());
     }
-    items.push((SqlExpr::Func("coalesce", vec![condition, SqlExpr::Bool(false)]), Some("fires".into())));
+    items.push((SqlExpr::Func(Func::Coalesce, vec![condition, SqlExpr::Bool(false)]), Some("fires".into())));
     columns.push("fires".into());
     planned.query.body.items = items;
     ExplainPlan { query: planned.query, columns }
@@ -137,17 +138,17 @@ pub fn suppressed_sql(finding_type: &str, now: SqlExpr, row: &str) -> SqlExpr {
     let m = "mw";
     let r0 = row;
     let listed = SqlExpr::bin(
-        ">",
+        Op::Gt,
         SqlExpr::Func(
-            "strpos",
+            Func::Strpos,
             vec![
                 SqlExpr::bin(
-                    "||",
+                    Op::Concat,
                     SqlExpr::bin(
-                        "||",
+                        Op::Concat,
                         SqlExpr::Str(",".into()),
                         SqlExpr::Func(
-                            "replace",
+                            Func::Replace,
                             vec![SqlExpr::col(m, "finding_types"), SqlExpr::Str(" ".into()), SqlExpr::Str(String::new())],
                         ),
                     ),
@@ -159,22 +160,21 @@ pub fn suppressed_sql(finding_type: &str, now: SqlExpr, row: &str) -> SqlExpr {
         SqlExpr::Int(0),
     );
     let filter = SqlExpr::and_all(vec![
-        SqlExpr::bin("=", SqlExpr::col(m, "tenant_id"), SqlExpr::col(r0, "tenant_id")),
+        SqlExpr::bin(Op::Eq, SqlExpr::col(m, "tenant_id"), SqlExpr::col(r0, "tenant_id")),
         SqlExpr::bin(
-            "OR",
+            Op::Or,
             SqlExpr::IsNull(Box::new(SqlExpr::col(m, "site_id")), false),
-            SqlExpr::bin("=", SqlExpr::col(m, "site_id"), SqlExpr::col(r0, "site_id")),
+            SqlExpr::bin(Op::Eq, SqlExpr::col(m, "site_id"), SqlExpr::col(r0, "site_id")),
         ),
-        SqlExpr::bin("<=", SqlExpr::col(m, "starts_at"), now.clone()),
-        SqlExpr::bin("<", now, SqlExpr::col(m, "ends_at")),
-        SqlExpr::bin("OR", SqlExpr::IsNull(Box::new(SqlExpr::col(m, "finding_types")), false), listed),
+        SqlExpr::bin(Op::Le, SqlExpr::col(m, "starts_at"), now.clone()),
+        SqlExpr::bin(Op::Lt, now, SqlExpr::col(m, "ends_at")),
+        SqlExpr::bin(Op::Or, SqlExpr::IsNull(Box::new(SqlExpr::col(m, "finding_types")), false), listed),
     ]);
     SqlExpr::Exists(Box::new(Select {
-        distinct: false,
         items: vec![(SqlExpr::Int(1), None)],
         from: From::Raw { name: "maintenance_windows".into(), alias: m.into() },
         filter,
-        order_by: vec![],
+        ..Select::default()
     }))
 }
 
@@ -228,10 +228,10 @@ pub fn scoped_sql(base: SqlExpr, mut scoped: Vec<&ScopedValue>, row: &str) -> Sq
         .map(|s| {
             let mut test = Vec::new();
             if let Some(t) = &s.tenant {
-                test.push(SqlExpr::bin("=", SqlExpr::col(row, "tenant_id"), SqlExpr::Str(t.clone())));
+                test.push(SqlExpr::bin(Op::Eq, SqlExpr::col(row, "tenant_id"), SqlExpr::Str(t.clone())));
             }
             if let Some(site) = &s.site {
-                test.push(SqlExpr::bin("=", SqlExpr::col(row, "site_id"), SqlExpr::Str(site.clone())));
+                test.push(SqlExpr::bin(Op::Eq, SqlExpr::col(row, "site_id"), SqlExpr::Str(site.clone())));
             }
             (SqlExpr::and_all(test).unwrap_or(SqlExpr::Bool(true)), value_sql(&s.value))
         })
@@ -277,11 +277,11 @@ pub fn plan_context_severity(rule: &CheckedRule, params: &ParamValues, given: &H
     let r0 = rel(0);
     let typed = |name: &str, ty: Ty| -> SqlExpr {
         let sql_type = match ty {
-            Ty::Number => "DOUBLE",
-            Ty::Duration => "BIGINT",
-            Ty::Bool => "BOOLEAN",
-            Ty::Time => "TIMESTAMP",
-            Ty::String | Ty::Null => "VARCHAR",
+            Ty::Number => SqlType::Double,
+            Ty::Duration => SqlType::BigInt,
+            Ty::Bool => SqlType::Boolean,
+            Ty::Time => SqlType::Timestamp,
+            Ty::String | Ty::Null => SqlType::Varchar,
         };
         let value = given.get(name).filter(|v| v.ty() == ty).map(|v| p.value(v)).unwrap_or(SqlExpr::Null);
         SqlExpr::Cast(Box::new(value), sql_type)
@@ -289,13 +289,10 @@ pub fn plan_context_severity(rule: &CheckedRule, params: &ParamValues, given: &H
     let mut items: Vec<(SqlExpr, Option<String>)> =
         rule.lets.iter().map(|l| (typed(&l.name, l.value.ty), Some(let_column(&l.name)))).collect();
     items.extend(rule.entity.table.columns.iter().map(|c| (typed(c.name, c.storage.ty()), Some(c.name.to_string()))));
-    let row = Select { distinct: false, items, from: From::Nothing, filter: None, order_by: vec![] };
+    let row = Select { distinct: false, items, from: From::Nothing, ..Select::default() };
     let steps = rule.severity_steps.iter().enumerate().map(|(i, (_, cond))| (p.expr(cond), SqlExpr::Int(i as i64 + 1))).collect::<Vec<_>>();
     let step = if steps.is_empty() { SqlExpr::Int(0) } else { SqlExpr::Case(steps, Box::new(SqlExpr::Int(0))) };
-    Query {
-        ctes: vec![Cte { name: "given".into(), parts: vec![row] }],
-        body: Select::from_table("given", &r0, vec![(step, Some("step".into()))]),
-    }
+    Query { ctes: vec![Cte::new("given", row)], body: Select::from_table("given", &r0, vec![(step, Some("step".into()))]) }
 }
 
 struct Planner<'a> {
@@ -383,7 +380,7 @@ impl<'a> Planner<'a> {
         match self.now {
             Now::Ticks => SqlExpr::col(&rel(self.tick_scope.get()), TICK),
             Now::At(t) => SqlExpr::Timestamp(t),
-            Now::Unknown => SqlExpr::Cast(Box::new(SqlExpr::Null), "TIMESTAMP"),
+            Now::Unknown => SqlExpr::Cast(Box::new(SqlExpr::Null), SqlType::Timestamp),
         }
     }
 
@@ -393,8 +390,8 @@ impl<'a> Planner<'a> {
             (Now::At(t), _) => SqlExpr::Timestamp(t + offset),
             (Now::Unknown, _) => self.now_sql(),
             (Now::Ticks, 0) => self.now_sql(),
-            (Now::Ticks, o) if o < 0 => SqlExpr::bin("-", self.now_sql(), micros_interval(SqlExpr::Int(-o))),
-            (Now::Ticks, o) => SqlExpr::bin("+", self.now_sql(), micros_interval(SqlExpr::Int(o))),
+            (Now::Ticks, o) if o < 0 => SqlExpr::bin(Op::Sub, self.now_sql(), micros_interval(SqlExpr::Int(-o))),
+            (Now::Ticks, o) => SqlExpr::bin(Op::Add, self.now_sql(), micros_interval(SqlExpr::Int(o))),
         }
     }
 
@@ -536,7 +533,7 @@ impl<'a> Planner<'a> {
         for (name, lookback) in tables {
             let Some(table) = schema::table(name) else { continue };
             let parts = if table.derived { self.activity_parts(lookback) } else { vec![self.as_of_select(table, lookback)] };
-            out.push(Cte { name: name.to_string(), parts });
+            out.push(Cte::union_all(name, parts));
         }
         out
     }
@@ -549,21 +546,21 @@ impl<'a> Planner<'a> {
         let raw = From::Raw { name: table.name.to_string(), alias: r.to_string() };
         let columns = table.columns.iter().map(|c| (SqlExpr::col(r, c.name), Some(c.name.to_string())));
         if !per_tick(table) {
-            return Select { distinct: false, items: columns.collect(), from: raw, filter: None, order_by: vec![] };
+            return Select { distinct: false, items: columns.collect(), from: raw, ..Select::default() };
         }
         let now = SqlExpr::col(k, TICK);
         let mut items = vec![(now.clone(), Some(TICK.to_string()))];
         items.extend(columns.map(|(col, name)| {
             let closing = name.as_deref().is_some_and(|n| table.closing.contains(&n));
             let e = if closing {
-                SqlExpr::Case(vec![(SqlExpr::bin("<=", col.clone(), now.clone()), col)], Box::new(SqlExpr::Null))
+                SqlExpr::Case(vec![(SqlExpr::bin(Op::Le, col.clone(), now.clone()), col)], Box::new(SqlExpr::Null))
             } else {
                 col
             };
             (e, name)
         }));
         let filter = table.event_time.and_then(|ev| SqlExpr::and_all(visible_at_tick(r, ev, k, lookback)));
-        Select { distinct: false, items, from: From::PerTick { rows: Box::new(raw), ticks: k.to_string() }, filter, order_by: vec![] }
+        Select { items, from: From::PerTick { rows: Box::new(raw), ticks: k.to_string() }, filter, ..Select::default() }
     }
 
     /// `activity`: every sign of life of a guard, with its time, at each tick.
@@ -573,7 +570,6 @@ impl<'a> Planner<'a> {
             let mut filter = visible_at_tick(r, time, k, lookback);
             filter.extend(extra);
             Select {
-                distinct: false,
                 items: vec![
                     (SqlExpr::col(k, TICK), Some(TICK.into())),
                     (SqlExpr::col(r, "tenant_id"), Some("tenant_id".into())),
@@ -584,7 +580,7 @@ impl<'a> Planner<'a> {
                 ],
                 from: From::PerTick { rows: Box::new(From::Raw { name: table.into(), alias: r.into() }), ticks: k.into() },
                 filter: SqlExpr::and_all(filter),
-                order_by: vec![],
+                ..Select::default()
             }
         };
         vec![
@@ -596,7 +592,7 @@ impl<'a> Planner<'a> {
                 "assignee_id",
                 "completed_at",
                 "task_completed",
-                Some(SqlExpr::bin("<=", SqlExpr::col(r, "created_at"), SqlExpr::col(k, TICK))),
+                Some(SqlExpr::bin(Op::Le, SqlExpr::col(r, "created_at"), SqlExpr::col(k, TICK))),
             ),
             part("shifts", "guard_id", "checked_in_at", "shift_checkin", None),
         ]
@@ -617,10 +613,7 @@ impl<'a> Planner<'a> {
             let items = vec![(SqlExpr::Star("r".into()), None), (SqlExpr::col("k", TICK), Some(TICK.to_string()))];
             let rows =
                 From::PerTick { rows: Box::new(From::Table { name: entity.table.name.into(), alias: "r".into() }), ticks: "k".into() };
-            ctes.push(Cte {
-                name: "entity_rows".into(),
-                parts: vec![Select { distinct: false, items, from: rows, filter: None, order_by: vec![] }],
-            });
+            ctes.push(Cte::new("entity_rows", Select::new(rows, items)));
             "entity_rows"
         };
         let mut entity_select = if entity.entity.name == "guard" {
@@ -648,7 +641,7 @@ impl<'a> Planner<'a> {
             s
         };
         entity_select.order_by = vec![];
-        ctes.push(Cte { name: "entity".into(), parts: vec![entity_select] });
+        ctes.push(Cte::new("entity", entity_select));
 
         // The lets the condition needs come first; the rows that fire are kept; the
         // lets only evidence, severities or scripts read are then computed for those
@@ -662,14 +655,14 @@ impl<'a> Planner<'a> {
         if prefiltered {
             let mut fires = Select::from_table(&previous, &r0, vec![(SqlExpr::Star(r0.clone()), None)]);
             fires.filter = Some(self.expr(&rule.condition));
-            ctes.push(Cte { name: "fires".into(), parts: vec![fires] });
+            ctes.push(Cte::new("fires", fires));
             previous = "fires".into();
             self.let_layers(&rest, "more_lets", &mut previous, &mut ctes);
         }
 
         let col_or_null = |c: Option<&str>| match c {
-            Some(c) => SqlExpr::Cast(Box::new(SqlExpr::col(&r0, c)), "VARCHAR"),
-            None => SqlExpr::Cast(Box::new(SqlExpr::Null), "VARCHAR"),
+            Some(c) => SqlExpr::Cast(Box::new(SqlExpr::col(&r0, c)), SqlType::Varchar),
+            None => SqlExpr::Cast(Box::new(SqlExpr::Null), SqlType::Varchar),
         };
         let base = SqlExpr::Str(rule.header.base_severity.name().into());
         let severity = if rule.severity_steps.is_empty() {
@@ -687,7 +680,7 @@ impl<'a> Planner<'a> {
             (col_or_null(entity.entity.id_column), Some("entity_id".to_string())),
             (severity, Some("severity".to_string())),
             (self.suppressed(), Some("suppressed".to_string())),
-            (SqlExpr::Func("epoch_us", vec![SqlExpr::col(&r0, TICK)]), Some("tick".to_string())),
+            (SqlExpr::Func(Func::EpochMicros, vec![SqlExpr::col(&r0, TICK)]), Some("tick".to_string())),
         ];
         for ev in &rule.evidence {
             items.push((self.evidence_expr(&ev.value), Some(format!("ev_{}", ev.name))));
@@ -700,24 +693,25 @@ impl<'a> Planner<'a> {
         }
         let mut body = Select::from_table(&previous, &r0, items);
         body.filter = if prefiltered { None } else { Some(self.expr(&rule.condition)) };
-        body.order_by = [TICK, "tenant_id", "site_id", "guard_id", "entity_id"].iter().map(|c| SqlExpr::col(&r0, c)).collect();
+        body.order_by =
+            [TICK, "tenant_id", "site_id", "guard_id", "entity_id"].iter().map(|c| OrderKey::asc(SqlExpr::col(&r0, c))).collect();
         if entity.entity.guard_column.is_none() {
-            body.order_by.retain(|e| e != &SqlExpr::col(&r0, "guard_id"));
+            body.order_by.retain(|k| k.expr != SqlExpr::col(&r0, "guard_id"));
         }
         if entity.entity.id_column.is_none() {
-            body.order_by.retain(|e| e != &SqlExpr::col(&r0, "entity_id"));
+            body.order_by.retain(|k| k.expr != SqlExpr::col(&r0, "entity_id"));
         }
         if let Some(g) = entity.entity.guard_column.filter(|g| *g != "guard_id") {
-            for e in &mut body.order_by {
-                if e == &SqlExpr::col(&r0, "guard_id") {
-                    *e = SqlExpr::col(&r0, g);
+            for k in &mut body.order_by {
+                if k.expr == SqlExpr::col(&r0, "guard_id") {
+                    k.expr = SqlExpr::col(&r0, g);
                 }
             }
         }
         if let Some(id) = entity.entity.id_column {
-            for e in &mut body.order_by {
-                if e == &SqlExpr::col(&r0, "entity_id") {
-                    *e = SqlExpr::col(&r0, id);
+            for k in &mut body.order_by {
+                if k.expr == SqlExpr::col(&r0, "entity_id") {
+                    k.expr = SqlExpr::col(&r0, id);
                 }
             }
         }
@@ -747,7 +741,7 @@ impl<'a> Planner<'a> {
             let name = format!("{prefix}_{i}");
             let mut items = vec![(SqlExpr::Star(r0.clone()), None)];
             items.extend(lets);
-            ctes.push(Cte { name: name.clone(), parts: vec![Select::from_table(previous, &r0, items)] });
+            ctes.push(Cte::new(&name, Select::from_table(previous, &r0, items)));
             *previous = name;
         }
     }
@@ -760,11 +754,11 @@ impl<'a> Planner<'a> {
     fn evidence_expr(&self, e: &TExpr) -> SqlExpr {
         let v = self.expr(e);
         match e.ty {
-            Ty::Time => SqlExpr::Func("strftime", vec![v, SqlExpr::Str("%Y-%m-%dT%H:%M:%SZ".into())]),
-            Ty::Number => SqlExpr::Cast(Box::new(v), "DOUBLE"),
-            Ty::Duration => SqlExpr::Cast(Box::new(v), "BIGINT"),
-            Ty::Bool => SqlExpr::Cast(Box::new(v), "BOOLEAN"),
-            Ty::String | Ty::Null => SqlExpr::Cast(Box::new(v), "VARCHAR"),
+            Ty::Time => SqlExpr::Func(Func::IsoUtc, vec![v]),
+            Ty::Number => SqlExpr::Cast(Box::new(v), SqlType::Double),
+            Ty::Duration => SqlExpr::Cast(Box::new(v), SqlType::BigInt),
+            Ty::Bool => SqlExpr::Cast(Box::new(v), SqlType::Boolean),
+            Ty::String | Ty::Null => SqlExpr::Cast(Box::new(v), SqlType::Varchar),
         }
     }
 
@@ -779,10 +773,10 @@ impl<'a> Planner<'a> {
             TKind::SiteColumn { scope, column } => {
                 let s = format!("site{scope}");
                 let r = rel(*scope);
-                let mut sel = Select::from_table("sites", &s, vec![(SqlExpr::Func("first", vec![SqlExpr::col(&s, column)]), None)]);
+                let mut sel = Select::from_table("sites", &s, vec![(SqlExpr::Func(Func::First, vec![SqlExpr::col(&s, column)]), None)]);
                 sel.filter = SqlExpr::and_all(vec![
-                    SqlExpr::bin("=", SqlExpr::col(&s, "tenant_id"), SqlExpr::col(&r, "tenant_id")),
-                    SqlExpr::bin("=", SqlExpr::col(&s, "site_id"), SqlExpr::col(&r, "site_id")),
+                    SqlExpr::bin(Op::Eq, SqlExpr::col(&s, "tenant_id"), SqlExpr::col(&r, "tenant_id")),
+                    SqlExpr::bin(Op::Eq, SqlExpr::col(&s, "site_id"), SqlExpr::col(&r, "site_id")),
                 ]);
                 SqlExpr::Subquery(Box::new(sel))
             }
@@ -796,9 +790,9 @@ impl<'a> Planner<'a> {
                 let t = self.expr(expr);
                 let lower = match self.const_duration(window) {
                     Some(w) => self.now_plus(-w),
-                    None => SqlExpr::bin("-", self.now_sql(), micros_interval(self.expr(window))),
+                    None => SqlExpr::bin(Op::Sub, self.now_sql(), micros_interval(self.expr(window))),
                 };
-                SqlExpr::bin("AND", SqlExpr::bin(">", t.clone(), lower), SqlExpr::bin("<=", t, self.now_sql()))
+                SqlExpr::bin(Op::And, SqlExpr::bin(Op::Gt, t.clone(), lower), SqlExpr::bin(Op::Le, t, self.now_sql()))
             }
             TKind::InList { expr, list } => SqlExpr::InList(Box::new(self.expr(expr)), list.iter().map(|i| self.expr(i)).collect()),
         }
@@ -817,27 +811,31 @@ impl<'a> Planner<'a> {
         let (l, r) = (self.expr(lhs), self.expr(rhs));
         let interval = micros_interval;
         match (op, lhs.ty, rhs.ty) {
-            (BinOp::Add, Ty::Time, Ty::Duration) => SqlExpr::bin("+", l, interval(r)),
-            (BinOp::Add, Ty::Duration, Ty::Time) => SqlExpr::bin("+", r, interval(l)),
-            (BinOp::Sub, Ty::Time, Ty::Duration) => SqlExpr::bin("-", l, interval(r)),
-            (BinOp::Sub, Ty::Time, Ty::Time) => SqlExpr::bin("-", SqlExpr::Func("epoch_us", vec![l]), SqlExpr::Func("epoch_us", vec![r])),
-            (BinOp::Mul, Ty::Duration, _) | (BinOp::Mul, _, Ty::Duration) => SqlExpr::Cast(Box::new(SqlExpr::bin("*", l, r)), "BIGINT"),
-            (BinOp::Div, Ty::Duration, Ty::Number) => SqlExpr::Cast(Box::new(SqlExpr::bin("/", l, r)), "BIGINT"),
-            (BinOp::Div, _, _) => SqlExpr::bin("/", SqlExpr::Cast(Box::new(l), "DOUBLE"), r),
+            (BinOp::Add, Ty::Time, Ty::Duration) => SqlExpr::bin(Op::Add, l, interval(r)),
+            (BinOp::Add, Ty::Duration, Ty::Time) => SqlExpr::bin(Op::Add, r, interval(l)),
+            (BinOp::Sub, Ty::Time, Ty::Duration) => SqlExpr::bin(Op::Sub, l, interval(r)),
+            (BinOp::Sub, Ty::Time, Ty::Time) => {
+                SqlExpr::bin(Op::Sub, SqlExpr::Func(Func::EpochMicros, vec![l]), SqlExpr::Func(Func::EpochMicros, vec![r]))
+            }
+            (BinOp::Mul, Ty::Duration, _) | (BinOp::Mul, _, Ty::Duration) => {
+                SqlExpr::Cast(Box::new(SqlExpr::bin(Op::Mul, l, r)), SqlType::BigInt)
+            }
+            (BinOp::Div, Ty::Duration, Ty::Number) => SqlExpr::Cast(Box::new(SqlExpr::bin(Op::Div, l, r)), SqlType::BigInt),
+            (BinOp::Div, _, _) => SqlExpr::bin(Op::Div, SqlExpr::Cast(Box::new(l), SqlType::Double), r),
             _ => {
                 let sym = match op {
-                    BinOp::Or => "OR",
-                    BinOp::And => "AND",
-                    BinOp::Eq => "=",
-                    BinOp::Ne => "<>",
-                    BinOp::Lt => "<",
-                    BinOp::Le => "<=",
-                    BinOp::Gt => ">",
-                    BinOp::Ge => ">=",
-                    BinOp::Add => "+",
-                    BinOp::Sub => "-",
-                    BinOp::Mul => "*",
-                    BinOp::Div => "/",
+                    BinOp::Or => Op::Or,
+                    BinOp::And => Op::And,
+                    BinOp::Eq => Op::Eq,
+                    BinOp::Ne => Op::Ne,
+                    BinOp::Lt => Op::Lt,
+                    BinOp::Le => Op::Le,
+                    BinOp::Gt => Op::Gt,
+                    BinOp::Ge => Op::Ge,
+                    BinOp::Add => Op::Add,
+                    BinOp::Sub => Op::Sub,
+                    BinOp::Mul => Op::Mul,
+                    BinOp::Div => Op::Div,
                 };
                 SqlExpr::bin(sym, l, r)
             }
@@ -846,19 +844,19 @@ impl<'a> Planner<'a> {
 
     fn call(&self, f: Builtin, args: &[TExpr]) -> SqlExpr {
         let a: Vec<SqlExpr> = args.iter().map(|x| self.expr(x)).collect();
-        let per = |unit: f64| SqlExpr::bin("/", SqlExpr::Cast(Box::new(a[0].clone()), "DOUBLE"), SqlExpr::Num(unit));
+        let per = |unit: f64| SqlExpr::bin(Op::Div, SqlExpr::Cast(Box::new(a[0].clone()), SqlType::Double), SqlExpr::Num(unit));
         match f {
             Builtin::Minutes => per(MICROS_PER_MINUTE),
             Builtin::Hours => per(MICROS_PER_MINUTE * 60.0),
             Builtin::Days => per(MICROS_PER_MINUTE * 1440.0),
             Builtin::DistanceM => haversine(&a[0], &a[1], &a[2], &a[3]),
-            Builtin::Greatest => SqlExpr::Func("greatest", a),
-            Builtin::Least => SqlExpr::Func("least", a),
-            Builtin::Coalesce => SqlExpr::Func("coalesce", a),
-            Builtin::Abs => SqlExpr::Func("abs", a),
-            Builtin::Lower => SqlExpr::Func("lower", a),
-            Builtin::Upper => SqlExpr::Func("upper", a),
-            Builtin::Contains => SqlExpr::Func("contains", a),
+            Builtin::Greatest => SqlExpr::Func(Func::Greatest, a),
+            Builtin::Least => SqlExpr::Func(Func::Least, a),
+            Builtin::Coalesce => SqlExpr::Func(Func::Coalesce, a),
+            Builtin::Abs => SqlExpr::Func(Func::Abs, a),
+            Builtin::Lower => SqlExpr::Func(Func::Lower, a),
+            Builtin::Upper => SqlExpr::Func(Func::Upper, a),
+            Builtin::Contains => SqlExpr::Func(Func::Contains, a),
         }
     }
 
@@ -881,9 +879,9 @@ impl<'a> Planner<'a> {
         let mut filter: Vec<SqlExpr> = source
             .join
             .iter()
-            .map(|(here, outer, there)| SqlExpr::bin("=", SqlExpr::col(&r, here), SqlExpr::col(&rel(*outer), there)))
+            .map(|(here, outer, there)| SqlExpr::bin(Op::Eq, SqlExpr::col(&r, here), SqlExpr::col(&rel(*outer), there)))
             .collect();
-        filter.extend(tick_of.map(|outer| SqlExpr::bin("=", SqlExpr::col(&r, TICK), SqlExpr::col(&rel(outer), TICK))));
+        filter.extend(tick_of.map(|outer| SqlExpr::bin(Op::Eq, SqlExpr::col(&r, TICK), SqlExpr::col(&rel(outer), TICK))));
         filter.extend(source.filter.as_ref().map(|f| self.expr(f)));
         if func == AggFn::CountDistinct && !source.join.is_empty() && source.join.iter().all(|(_, outer, _)| *outer == 0) {
             // DuckDB unnests a correlated count(DISTINCT) by aggregating the whole
@@ -893,10 +891,10 @@ impl<'a> Planner<'a> {
             let mut keys: Vec<SqlExpr> = source
                 .join
                 .iter()
-                .map(|(here, _, there)| SqlExpr::bin("=", SqlExpr::col("candidate", there), SqlExpr::col(&r, here)))
+                .map(|(here, _, there)| SqlExpr::bin(Op::Eq, SqlExpr::col("candidate", there), SqlExpr::col(&r, here)))
                 .collect();
             if tick_of.is_some() {
-                keys.push(SqlExpr::bin("=", SqlExpr::col("candidate", TICK), SqlExpr::col(&r, TICK)));
+                keys.push(SqlExpr::bin(Op::Eq, SqlExpr::col("candidate", TICK), SqlExpr::col(&r, TICK)));
             }
             semi.filter = SqlExpr::and_all(keys);
             filter.push(SqlExpr::Exists(Box::new(semi)));
@@ -905,16 +903,18 @@ impl<'a> Planner<'a> {
         let item = match (func, arg_sql.clone()) {
             (AggFn::Count, _) => SqlExpr::CountStar,
             (AggFn::CountDistinct, Some(a)) => SqlExpr::CountDistinct(Box::new(a)),
-            (AggFn::Min, Some(a)) => SqlExpr::Func("min", vec![a]),
-            (AggFn::Max, Some(a)) => SqlExpr::Func("max", vec![a]),
-            (AggFn::Sum, Some(a)) => SqlExpr::Func("coalesce", vec![SqlExpr::Func("sum", vec![a]), SqlExpr::Num(0.0)]),
-            (AggFn::Avg, Some(a)) => SqlExpr::Func("avg", vec![a]),
+            (AggFn::Min, Some(a)) => SqlExpr::Func(Func::Min, vec![a]),
+            (AggFn::Max, Some(a)) => SqlExpr::Func(Func::Max, vec![a]),
+            (AggFn::Sum, Some(a)) => SqlExpr::Func(Func::Coalesce, vec![SqlExpr::Func(Func::Sum, vec![a]), SqlExpr::Num(0.0)]),
+            (AggFn::Avg, Some(a)) => SqlExpr::Func(Func::Avg, vec![a]),
             _ => SqlExpr::Int(1),
         };
         match (func, arg_sql) {
             (AggFn::Exists, _) | (AggFn::None, _) | (AggFn::All, _) | (AggFn::Any, _) => {
                 let (negate, extra) = match (func, arg.map(|a| self.expr(a))) {
-                    (AggFn::All, Some(p)) => (true, Some(SqlExpr::Not(Box::new(SqlExpr::Func("coalesce", vec![p, SqlExpr::Bool(false)]))))),
+                    (AggFn::All, Some(p)) => {
+                        (true, Some(SqlExpr::Not(Box::new(SqlExpr::Func(Func::Coalesce, vec![p, SqlExpr::Bool(false)])))))
+                    }
                     (AggFn::Any, Some(p)) => (false, Some(p)),
                     (AggFn::None, _) => (true, None),
                     _ => (false, None),
@@ -940,7 +940,7 @@ impl<'a> Planner<'a> {
 
 /// A duration (BIGINT microseconds) as an INTERVAL.
 fn micros_interval(d: SqlExpr) -> SqlExpr {
-    SqlExpr::Func("to_microseconds", vec![d])
+    SqlExpr::Func(Func::MicrosInterval, vec![d])
 }
 
 /// The rows of a table whose event time `column` a tick sees: `(T - lookback, T]`,
@@ -948,39 +948,41 @@ fn micros_interval(d: SqlExpr) -> SqlExpr {
 fn visible_at_tick(r: &str, column: &str, ticks: &str, lookback: Option<i64>) -> Vec<SqlExpr> {
     let at = SqlExpr::col(r, column);
     let tick = SqlExpr::col(ticks, TICK);
-    let mut out =
-        vec![SqlExpr::bin("<=", at.clone(), tick.clone()), SqlExpr::bin("<=", at.clone(), SqlExpr::TickBound { latest: true, offset: 0 })];
+    let mut out = vec![
+        SqlExpr::bin(Op::Le, at.clone(), tick.clone()),
+        SqlExpr::bin(Op::Le, at.clone(), SqlExpr::TickBound { latest: true, offset: 0 }),
+    ];
     if let Some(l) = lookback {
-        out.push(SqlExpr::bin(">", at.clone(), SqlExpr::bin("-", tick, micros_interval(SqlExpr::Int(l)))));
-        out.push(SqlExpr::bin(">", at, SqlExpr::TickBound { latest: false, offset: -l }));
+        out.push(SqlExpr::bin(Op::Gt, at.clone(), SqlExpr::bin(Op::Sub, tick, micros_interval(SqlExpr::Int(l)))));
+        out.push(SqlExpr::bin(Op::Gt, at, SqlExpr::TickBound { latest: false, offset: -l }));
     }
     out
 }
 
 /// Great-circle distance in metres (Earth radius 6,371 km), all in SQL.
 fn haversine(lat1: &SqlExpr, lon1: &SqlExpr, lat2: &SqlExpr, lon2: &SqlExpr) -> SqlExpr {
-    let rad = |e: SqlExpr| SqlExpr::Func("radians", vec![e]);
+    let rad = |e: SqlExpr| SqlExpr::Func(Func::Radians, vec![e]);
     let half_sin_sq = |a: &SqlExpr, b: &SqlExpr| {
         SqlExpr::Func(
-            "pow",
+            Func::Pow,
             vec![
-                SqlExpr::Func("sin", vec![SqlExpr::bin("/", rad(SqlExpr::bin("-", b.clone(), a.clone())), SqlExpr::Num(2.0))]),
+                SqlExpr::Func(Func::Sin, vec![SqlExpr::bin(Op::Div, rad(SqlExpr::bin(Op::Sub, b.clone(), a.clone())), SqlExpr::Num(2.0))]),
                 SqlExpr::Num(2.0),
             ],
         )
     };
     let h = SqlExpr::bin(
-        "+",
+        Op::Add,
         half_sin_sq(lat1, lat2),
         SqlExpr::bin(
-            "*",
-            SqlExpr::bin("*", SqlExpr::Func("cos", vec![rad(lat1.clone())]), SqlExpr::Func("cos", vec![rad(lat2.clone())])),
+            Op::Mul,
+            SqlExpr::bin(Op::Mul, SqlExpr::Func(Func::Cos, vec![rad(lat1.clone())]), SqlExpr::Func(Func::Cos, vec![rad(lat2.clone())])),
             half_sin_sq(lon1, lon2),
         ),
     );
     SqlExpr::bin(
-        "*",
+        Op::Mul,
         SqlExpr::Num(2.0 * 6_371_000.0),
-        SqlExpr::Func("asin", vec![SqlExpr::Func("sqrt", vec![SqlExpr::Func("least", vec![SqlExpr::Num(1.0), h])])]),
+        SqlExpr::Func(Func::Asin, vec![SqlExpr::Func(Func::Sqrt, vec![SqlExpr::Func(Func::Least, vec![SqlExpr::Num(1.0), h])])]),
     )
 }

@@ -10,20 +10,29 @@
 //!   before it is folded in; an update folds the buckets ending in
 //!   (watermark, until] and moves the watermark, in one transaction. Running it
 //!   twice changes nothing; hourly runs equal one run over the whole span.
-//! - The samples are those anomaly rules use ([`anomaly::samples_sql`]), so the
+//! - The samples are those anomaly rules use ([`anomaly::samples_ctes`]), so the
 //!   state equals the batch statistics `audit` computes from the signals.
 //! - A late row for a bucket already folded in is not folded in (said in README).
 
-use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::anomaly::{self, Level, Metric};
 use crate::load::Signals;
 use crate::migrations::StateError;
-use crate::sql::string_literal;
+use crate::sql::{
+    render_batch, render_statement, Cte, Dialect, From, Func, InsertSource, JoinKind, Op, OrderKey, Query, Select, SqlExpr, Statement,
+    TableName, Window,
+};
 
 /// The schema name the state database is attached as.
 const STATE: &str = "vigil_state";
+
+/// The temporary table of the samples a fold adds.
+const NEW: &str = "vigil_new";
+
+fn watermark_table(alias: &str) -> From {
+    From::InSchema { schema: STATE.into(), name: "baseline_watermark".into(), alias: alias.into() }
+}
 
 /// What one update did, per metric.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,7 +57,7 @@ fn attach(signals: &Signals, state: &Path) -> Result<(), StateError> {
 }
 
 fn detach(signals: &Signals) {
-    let _ = signals.conn.execute_batch(&format!("DETACH {STATE}"));
+    let _ = signals.conn.execute_batch(&render_statement(&Statement::Detach(STATE.into()), Dialect::DuckDb));
 }
 
 /// Folds every complete bucket ending after each metric's watermark and at or
@@ -58,7 +67,7 @@ pub fn update(signals: &Signals, metrics: &[Metric], state: &Path, until: i64, w
     attach(signals, state)?;
     let result = update_attached(signals, metrics, until, window).map_err(StateError::Db);
     if result.is_err() {
-        let _ = signals.conn.execute_batch("ROLLBACK");
+        let _ = signals.conn.execute_batch(&render_statement(&Statement::Rollback, Dialect::DuckDb));
     }
     detach(signals);
     result
@@ -69,11 +78,12 @@ fn update_attached(signals: &Signals, metrics: &[Metric], until: i64, window: u3
     let mut out = Vec::new();
     for m in metrics {
         let mark: Option<(i64, i64)> = {
-            let mut stmt = signals.conn.prepare(&format!(
-                "SELECT folded_until, bucket_us FROM {STATE}.baseline_watermark WHERE metric = {}",
-                string_literal(&m.name)
-            ))?;
-            let mut rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let w = "w";
+            let select =
+                Select::new(watermark_table(w), vec![(SqlExpr::col(w, "folded_until"), None), (SqlExpr::col(w, "bucket_us"), None)])
+                    .filtered(vec![SqlExpr::eq(SqlExpr::col(w, "metric"), SqlExpr::Param)]);
+            let mut stmt = signals.conn.prepare(&render_statement(&Statement::select(select), Dialect::DuckDb))?;
+            let mut rows = stmt.query_map([&m.name], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.next().transpose()?
         };
         if let Some((_, bucket)) = mark.filter(|(_, b)| *b != m.bucket) {
@@ -97,57 +107,135 @@ fn update_attached(signals: &Signals, metrics: &[Metric], until: i64, window: u3
 
 /// Folds the buckets of `m` ending in (from, until] in one transaction; returns how many.
 fn fold(signals: &Signals, m: &Metric, from: Option<i64>, until: i64, window: u32) -> Result<i64, duckdb::Error> {
-    let name = string_literal(&m.name);
-    let mut sql = String::from("BEGIN TRANSACTION;\nCREATE OR REPLACE TEMP TABLE vigil_new AS\nWITH\n");
-    sql.push_str(&anomaly::samples_sql(m, until, from));
-    let levels: Vec<String> = Level::ALL
+    let name = || SqlExpr::Str(m.name.clone());
+    let col = SqlExpr::col;
+    let named = |e: SqlExpr, n: &str| (e, Some(n.to_string()));
+    // The new samples at every level.
+    let mut ctes = anomaly::samples_ctes(m, until, from);
+    let levels = Level::ALL
         .iter()
         .map(|l| {
-            format!(
-                "SELECT tenant_id, site_id, series, {} AS level, {} AS slot, b, x FROM sl",
-                string_literal(l.name()),
-                anomaly::slot_sql(*l, "sl", m.bucket)
-            )
+            let mut items: Vec<_> = ["tenant_id", "site_id", "series"].iter().map(|c| named(col("sl", c), c)).collect();
+            items.push(named(SqlExpr::Str(l.name().into()), "level"));
+            items.push(named(anomaly::slot_expr(*l, "sl", m.bucket), "slot"));
+            items.push(named(col("sl", "b"), "b"));
+            items.push(named(col("sl", "x"), "x"));
+            Select::new(From::table("sl", "sl"), items)
         })
         .collect();
-    let _ = write!(sql, "\n{};\n", levels.join("\nUNION ALL "));
+    ctes.push(Cte::union_all("levels", levels));
+    let new_samples = Query { ctes, body: Select::new(From::table("levels", "l"), vec![(SqlExpr::AllColumns, None)]) };
+    let slot_keys = ["tenant_id", "site_id", "series", "level", "slot"];
+    let same_slot = |a: &str, b: &str| SqlExpr::and_all(slot_keys.iter().map(|k| SqlExpr::eq(col(a, k), col(b, k))).collect());
     // Chan et al.: merge (n_a, mean_a, M2_a) with the batch (n_b, mean_b, M2_b).
-    let _ = write!(
-        sql,
-        "INSERT OR REPLACE INTO {STATE}.baseline_stats
-         SELECT b.tenant_id, b.site_id, {name}, b.series, b.level, b.slot,
-                coalesce(a.n, 0) + b.n,
-                CASE WHEN a.n IS NULL THEN b.mean ELSE a.mean + (b.mean - a.mean) * b.n / (a.n + b.n) END,
-                CASE WHEN a.n IS NULL THEN b.m2 ELSE a.m2 + b.m2 + (b.mean - a.mean) * (b.mean - a.mean) * a.n * b.n / (a.n + b.n) END
-         FROM (SELECT tenant_id, site_id, series, level, slot, count(*) AS n, avg(x) AS mean, coalesce(var_pop(x), 0) * count(*) AS m2
-               FROM vigil_new GROUP BY ALL) b
-         LEFT JOIN {STATE}.baseline_stats a
-           ON a.tenant_id = b.tenant_id AND a.site_id = b.site_id AND a.metric = {name} AND a.series = b.series
-          AND a.level = b.level AND a.slot = b.slot;
-         INSERT INTO {STATE}.baseline_samples SELECT tenant_id, site_id, {name}, series, level, slot, b, x FROM vigil_new;
-         DELETE FROM {STATE}.baseline_samples WHERE rowid IN (
-             SELECT rowid FROM (
-                 SELECT s.rowid, row_number() OVER (PARTITION BY s.tenant_id, s.site_id, s.series, s.level, s.slot ORDER BY s.bucket_start DESC) AS rn
-                 FROM {STATE}.baseline_samples s{touched}
-                 WHERE s.metric = {name}) WHERE rn > {window});
-         INSERT OR REPLACE INTO {STATE}.baseline_watermark VALUES ({name}, {bucket}, {until});
-         COMMIT;",
-        bucket = m.bucket,
-        // After the first fold only the slots this batch touched can hold too many samples.
-        touched = if from.is_some() {
-            "\n                 JOIN (SELECT DISTINCT tenant_id, site_id, series, level, slot FROM vigil_new) k
-                   ON k.tenant_id = s.tenant_id AND k.site_id = s.site_id AND k.series = s.series AND k.level = s.level AND k.slot = s.slot"
-        } else {
-            ""
-        },
+    let (a, b) = ("a", "b");
+    let x = || col("v", "x");
+    let mut batch_items: Vec<_> = slot_keys.iter().map(|c| named(col("v", c), c)).collect();
+    batch_items.push(named(SqlExpr::CountStar, "n"));
+    batch_items.push(named(SqlExpr::func(Func::Avg, vec![x()]), "mean"));
+    let var = SqlExpr::func(Func::Coalesce, vec![SqlExpr::func(Func::VarPop, vec![x()]), SqlExpr::Int(0)]);
+    batch_items.push(named(SqlExpr::bin(Op::Mul, var, SqlExpr::CountStar), "m2"));
+    let batch = Select {
+        items: batch_items,
+        from: From::table(NEW, "v"),
+        group_by: slot_keys.iter().map(|c| col("v", c)).collect(),
+        ..Select::default()
+    };
+    let stats = |alias: &str| From::InSchema { schema: STATE.into(), name: "baseline_stats".into(), alias: alias.into() };
+    let on = SqlExpr::and_all(vec![same_slot(a, b).unwrap_or(SqlExpr::Bool(true)), SqlExpr::eq(col(a, "metric"), name())]);
+    let merged_from =
+        From::Derived { select: Box::new(batch), alias: b.into() }.join(JoinKind::Left, stats(a), on.unwrap_or(SqlExpr::Bool(true)));
+    let (na, nb, ma, mb) = (col(a, "n"), col(b, "n"), col(a, "mean"), col(b, "mean"));
+    let total = SqlExpr::bin(Op::Add, na.clone(), nb.clone());
+    let first_batch = SqlExpr::IsNull(Box::new(na.clone()), false);
+    let delta = SqlExpr::bin(Op::Sub, mb.clone(), ma.clone());
+    let mean = SqlExpr::bin(Op::Add, ma.clone(), SqlExpr::bin(Op::Div, SqlExpr::bin(Op::Mul, delta.clone(), nb.clone()), total.clone()));
+    let m2 = SqlExpr::bin(
+        Op::Add,
+        SqlExpr::bin(Op::Add, col(a, "m2"), col(b, "m2")),
+        SqlExpr::bin(
+            Op::Div,
+            SqlExpr::bin(Op::Mul, SqlExpr::bin(Op::Mul, SqlExpr::bin(Op::Mul, delta.clone(), delta), na.clone()), nb.clone()),
+            total,
+        ),
     );
-    signals.conn.execute_batch(&sql)?;
-    let samples: i64 = signals.conn.query_row(
-        &format!("SELECT count(*) FROM vigil_new WHERE level = {}", string_literal(Level::AllHours.name())),
-        [],
-        |r| r.get(0),
-    )?;
-    Ok(samples)
+    let merged_items = vec![
+        (col(b, "tenant_id"), None),
+        (col(b, "site_id"), None),
+        (name(), None),
+        (col(b, "series"), None),
+        (col(b, "level"), None),
+        (col(b, "slot"), None),
+        (SqlExpr::bin(Op::Add, SqlExpr::func(Func::Coalesce, vec![na, SqlExpr::Int(0)]), nb), None),
+        (SqlExpr::case(vec![(first_batch.clone(), mb)], mean), None),
+        (SqlExpr::case(vec![(first_batch, col(b, "m2"))], m2), None),
+    ];
+    let merged = Query { ctes: vec![], body: Select::new(merged_from, merged_items) };
+    let keep_items = vec![
+        (col("v", "tenant_id"), None),
+        (col("v", "site_id"), None),
+        (name(), None),
+        (col("v", "series"), None),
+        (col("v", "level"), None),
+        (col("v", "slot"), None),
+        (col("v", "b"), None),
+        (col("v", "x"), None),
+    ];
+    let kept = Query { ctes: vec![], body: Select::new(From::table(NEW, "v"), keep_items) };
+    // The samples beyond the window of each slot, newest first. After the first fold
+    // only the slots this batch touched can hold too many.
+    let samples = |alias: &str| From::InSchema { schema: STATE.into(), name: "baseline_samples".into(), alias: alias.into() };
+    let rank = SqlExpr::OverInline(
+        Box::new(SqlExpr::func(Func::RowNumber, vec![])),
+        Box::new(Window {
+            name: String::new(),
+            partition_by: ["tenant_id", "site_id", "series", "level", "slot"].iter().map(|c| col("s", c)).collect(),
+            order_by: vec![OrderKey::desc(col("s", "bucket_start"))],
+            frame: None,
+        }),
+    );
+    let mut ranked_from = samples("s");
+    if from.is_some() {
+        let mut touched = Select::new(From::table(NEW, "v"), slot_keys.iter().map(|c| named(col("v", c), c)).collect());
+        touched.distinct = true;
+        ranked_from = ranked_from.join(
+            JoinKind::Inner,
+            From::Derived { select: Box::new(touched), alias: "k".into() },
+            same_slot("k", "s").unwrap_or(SqlExpr::Bool(true)),
+        );
+    }
+    let ranked = Select::new(ranked_from, vec![named(col("s", "rowid"), "id"), named(rank, "rn")])
+        .filtered(vec![SqlExpr::eq(col("s", "metric"), name())]);
+    let beyond = Select::new(From::Derived { select: Box::new(ranked), alias: "r".into() }, vec![(col("r", "id"), None)])
+        .filtered(vec![SqlExpr::bin(Op::Gt, col("r", "rn"), SqlExpr::Int(i64::from(window)))]);
+    let statements = [
+        Statement::Begin,
+        Statement::CreateTempTableAs { name: NEW.into(), query: Box::new(new_samples) },
+        Statement::Insert {
+            table: TableName::in_schema(STATE, "baseline_stats"),
+            source: InsertSource::Query(Box::new(merged)),
+            replace: true,
+        },
+        Statement::Insert {
+            table: TableName::in_schema(STATE, "baseline_samples"),
+            source: InsertSource::Query(Box::new(kept)),
+            replace: false,
+        },
+        Statement::Delete {
+            table: TableName::in_schema(STATE, "baseline_samples"),
+            filter: Some(SqlExpr::InSelect(Box::new(SqlExpr::bare("rowid")), Box::new(beyond))),
+        },
+        Statement::Insert {
+            table: TableName::in_schema(STATE, "baseline_watermark"),
+            source: InsertSource::Values(vec![vec![name(), SqlExpr::Int(m.bucket), SqlExpr::Int(until)]]),
+            replace: true,
+        },
+        Statement::Commit,
+    ];
+    signals.conn.execute_batch(&render_batch(&statements, Dialect::DuckDb))?;
+    let count = Select::new(From::table(NEW, "v"), vec![(SqlExpr::CountStar, None)])
+        .filtered(vec![SqlExpr::eq(col("v", "level"), SqlExpr::Str(Level::AllHours.name().into()))]);
+    signals.conn.query_row(&render_statement(&Statement::select(count), Dialect::DuckDb), [], |r| r.get(0))
 }
 
 /// One slot of a stored baseline.
@@ -182,28 +270,53 @@ pub fn show(
     let _guard = crate::store::state_lock();
     attach(signals, state)?;
     let result = (|| {
-        let mut cond = format!(
-            "site_id = {} AND metric = {} AND level = {}",
-            string_literal(site),
-            string_literal(metric),
-            string_literal(level.name())
-        );
-        if let Some(t) = tenant {
-            cond.push_str(&format!(" AND tenant_id = {}", string_literal(t)));
-        }
-        let key = "x.tenant_id = y.tenant_id AND x.series = y.series AND x.slot = y.slot";
-        let sql = format!(
-            "WITH k AS (
-                SELECT tenant_id, series, slot, median(x) AS med, count(*) AS kept FROM {STATE}.baseline_samples WHERE {cond} GROUP BY ALL),
-             d AS (
-                SELECT y.tenant_id, y.series, y.slot, median(abs(y.x - x.med)) AS mad
-                FROM (SELECT * FROM {STATE}.baseline_samples WHERE {cond}) y JOIN k x ON {key} GROUP BY ALL)
-             SELECT y.tenant_id, y.series, y.slot, y.n, y.mean, CASE WHEN y.n > 1 THEN sqrt(y.m2 / (y.n - 1)) END, x.med, d.mad, coalesce(x.kept, 0)
-             FROM (SELECT * FROM {STATE}.baseline_stats WHERE {cond}) y
-             LEFT JOIN k x ON {key}
-             LEFT JOIN d ON d.tenant_id = y.tenant_id AND d.series = y.series AND d.slot = y.slot
-             ORDER BY y.tenant_id, y.series, y.slot"
-        );
+        let col = SqlExpr::col;
+        let named = |e: SqlExpr, n: &str| (e, Some(n.to_string()));
+        let text = |v: &str| SqlExpr::Str(v.to_string());
+        let cond = |r: &str| {
+            let mut c = vec![
+                SqlExpr::eq(col(r, "site_id"), text(site)),
+                SqlExpr::eq(col(r, "metric"), text(metric)),
+                SqlExpr::eq(col(r, "level"), text(level.name())),
+            ];
+            c.extend(tenant.map(|t| SqlExpr::eq(col(r, "tenant_id"), text(t))));
+            c
+        };
+        let key = |x: &str, y: &str| {
+            SqlExpr::and_all(["tenant_id", "series", "slot"].iter().map(|k| SqlExpr::eq(col(x, k), col(y, k))).collect())
+                .unwrap_or(SqlExpr::Bool(true))
+        };
+        let samples = |alias: &str| From::InSchema { schema: STATE.into(), name: "baseline_samples".into(), alias: alias.into() };
+        let by_slot = |r: &str| ["tenant_id", "series", "slot"].iter().map(|c| col(r, c)).collect::<Vec<_>>();
+        let mut k_items: Vec<_> = ["tenant_id", "series", "slot"].iter().map(|c| named(col("q", c), c)).collect();
+        k_items.push(named(SqlExpr::func(Func::Median, vec![col("q", "x")]), "med"));
+        k_items.push(named(SqlExpr::CountStar, "kept"));
+        let k = Select { group_by: by_slot("q"), ..Select::new(samples("q"), k_items).filtered(cond("q")) };
+        let mut d_items: Vec<_> = ["tenant_id", "series", "slot"].iter().map(|c| named(col("y", c), c)).collect();
+        let deviation = SqlExpr::func(Func::Abs, vec![SqlExpr::bin(Op::Sub, col("y", "x"), col("x", "med"))]);
+        d_items.push(named(SqlExpr::func(Func::Median, vec![deviation]), "mad"));
+        let d_from = samples("y").join(JoinKind::Inner, From::table("k", "x"), key("x", "y"));
+        let d = Select { group_by: by_slot("y"), ..Select::new(d_from, d_items).filtered(cond("y")) };
+        let n = col("y", "n");
+        let std = SqlExpr::func(Func::Sqrt, vec![SqlExpr::bin(Op::Div, col("y", "m2"), SqlExpr::bin(Op::Sub, n.clone(), SqlExpr::Int(1)))]);
+        let items = vec![
+            (col("y", "tenant_id"), None),
+            (col("y", "series"), None),
+            (col("y", "slot"), None),
+            (n.clone(), None),
+            (col("y", "mean"), None),
+            (SqlExpr::case(vec![(SqlExpr::bin(Op::Gt, n, SqlExpr::Int(1)), std)], SqlExpr::Null), None),
+            (col("x", "med"), None),
+            (col("d", "mad"), None),
+            (SqlExpr::func(Func::Coalesce, vec![col("x", "kept"), SqlExpr::Int(0)]), None),
+        ];
+        let from = From::InSchema { schema: STATE.into(), name: "baseline_stats".into(), alias: "y".into() }
+            .join(JoinKind::Left, From::table("k", "x"), key("x", "y"))
+            .join(JoinKind::Left, From::table("d", "d"), key("d", "y"));
+        let mut body = Select::new(from, items).filtered(cond("y"));
+        body.order_by = by_slot("y").into_iter().map(OrderKey::asc).collect();
+        let query = Query { ctes: vec![Cte::new("k", k), Cte::new("d", d)], body };
+        let sql = render_statement(&Statement::query(query), Dialect::DuckDb);
         let mut stmt = signals.conn.prepare(&sql)?;
         let rows = stmt.query_map([], |r| {
             Ok((
@@ -231,9 +344,14 @@ pub fn watermarks(signals: &Signals, state: &Path) -> Result<Vec<(String, i64, i
     let _guard = crate::store::state_lock();
     attach(signals, state)?;
     let result = (|| {
-        let mut stmt = signals
-            .conn
-            .prepare(&format!("SELECT metric, bucket_us // 60000000, folded_until FROM {STATE}.baseline_watermark ORDER BY 1"))?;
+        let w = "w";
+        let minutes = SqlExpr::bin(Op::IntDiv, SqlExpr::col(w, "bucket_us"), SqlExpr::Int(60_000_000));
+        let mut select = Select::new(
+            watermark_table(w),
+            vec![(SqlExpr::col(w, "metric"), None), (minutes, None), (SqlExpr::col(w, "folded_until"), None)],
+        );
+        select.order_by = vec![OrderKey::asc(SqlExpr::col(w, "metric"))];
+        let mut stmt = signals.conn.prepare(&render_statement(&Statement::select(select), Dialect::DuckDb))?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect::<Result<Vec<_>, _>>()
     })();

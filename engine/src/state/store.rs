@@ -59,7 +59,7 @@ pub fn provenance(set: &RuleSet, rule_id: &str, now: i64) -> (String, String) {
             .find(|(p, _)| p.header.id == r.header.id)
             .map(|(_, p)| p.clone())
             .unwrap_or_else(|| crate::plan::plan(r, &set.params_for(r)));
-        let sql = crate::sql::render(&planned.query, &[now]);
+        let sql = crate::sql::render(&planned.query, &[now], crate::sql::Dialect::DuckDb);
         return (hash(set.sources.slice(r.header.span)), hash(&sql));
     }
     if let Some(a) = set.anomalies.iter().find(|a| a.header.id == rule_id) {

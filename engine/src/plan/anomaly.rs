@@ -1,0 +1,522 @@
+//! The plan of an anomaly rule: its samples, baselines and firing rows as one
+//! typed query over a relation of ticks (rendered by [`crate::sql`] like every
+//! pattern rule's plan).
+//!
+//! Invariants:
+//! - The samples are the same for `audit`, `replay` and the stored baselines of
+//!   [`crate::baseline`]: [`samples_ctes`] is their one definition.
+//! - Buckets are aligned to the site's clock through the time zone table of
+//!   [`crate::anomaly::install_time_zones`] (UTC offset periods from chrono-tz).
+//! - Only complete buckets count (bucket end <= T).
+
+use crate::anomaly::{AnomalyRule, Direction, Level, Metric, Statistic, TZ_TABLE};
+use crate::plan::ScopedValue;
+use crate::schema::Word;
+use crate::sql::{Cte, Frame, From, Func, JoinKind, Op, OrderKey, Query, Select, SqlExpr, SqlType, Window, TICK, TICKS};
+use crate::syntax::ast::MetricAgg;
+
+/// Microseconds per minute.
+const MINUTE: i64 = 60_000_000;
+/// Microseconds per day.
+const DAY: i64 = 1440 * MINUTE;
+/// Microseconds per week.
+const WEEK: i64 = 7 * DAY;
+/// The largest difference of UTC offsets across a DST change we allow for (2 hours).
+const DST_SLACK: i64 = 120 * MINUTE;
+
+fn bin(op: Op, a: SqlExpr, b: SqlExpr) -> SqlExpr {
+    SqlExpr::bin(op, a, b)
+}
+fn add(a: SqlExpr, b: SqlExpr) -> SqlExpr {
+    bin(Op::Add, a, b)
+}
+fn sub(a: SqlExpr, b: SqlExpr) -> SqlExpr {
+    bin(Op::Sub, a, b)
+}
+fn rem(a: SqlExpr, b: SqlExpr) -> SqlExpr {
+    bin(Op::Mod, a, b)
+}
+fn int(i: i64) -> SqlExpr {
+    SqlExpr::Int(i)
+}
+fn col(rel: &str, c: &str) -> SqlExpr {
+    SqlExpr::col(rel, c)
+}
+fn us(e: SqlExpr) -> SqlExpr {
+    SqlExpr::func(Func::EpochMicros, vec![e])
+}
+fn not_null(e: SqlExpr) -> SqlExpr {
+    SqlExpr::IsNull(Box::new(e), true)
+}
+fn coalesce(a: SqlExpr, b: SqlExpr) -> SqlExpr {
+    SqlExpr::func(Func::Coalesce, vec![a, b])
+}
+fn named(e: SqlExpr, name: &str) -> (SqlExpr, Option<String>) {
+    (e, Some(name.to_string()))
+}
+/// `x mod m` in [0, m) for any sign of x.
+fn floor_mod(x: SqlExpr, m: i64) -> SqlExpr {
+    rem(add(rem(x, int(m)), int(m)), int(m))
+}
+/// Equal `tenant_id`, `site_id` (and more key columns) of two relations.
+fn same_keys(a: &str, b: &str, keys: &[&str]) -> SqlExpr {
+    SqlExpr::and_all(keys.iter().map(|k| SqlExpr::eq(col(a, k), col(b, k))).collect()).unwrap_or(SqlExpr::Bool(true))
+}
+/// `JOIN vigil_tz z`: the UTC offset period of `zone` holding the instant `time` (µs).
+fn offset_period(left: From, zone: SqlExpr, time: SqlExpr) -> From {
+    let on = SqlExpr::and_all(vec![
+        SqlExpr::eq(col("z", "timezone"), zone),
+        bin(Op::Ge, time.clone(), col("z", "from_us")),
+        bin(Op::Lt, time, col("z", "until_us")),
+    ]);
+    left.join(JoinKind::Inner, From::table(TZ_TABLE, "z"), on.unwrap_or(SqlExpr::Bool(true)))
+}
+/// `LEFT JOIN site_zone sz` on the row's tenant and site.
+fn site_zone_of(rows: From, r: &str) -> From {
+    rows.join(JoinKind::Left, From::table("site_zone", "sz"), same_keys("sz", r, &["tenant_id", "site_id"]))
+}
+
+/// The start of the bucket (site clock, via `z.offset_us`) holding the instant `time`.
+fn align(time: SqlExpr, bucket: i64) -> SqlExpr {
+    sub(time.clone(), floor_mod(add(time, col("z", "offset_us")), bucket))
+}
+
+/// The samples of a metric as of `now`, as CTEs ending in `sl`: one row per
+/// (tenant_id, site_id, series, b) for every complete bucket (b + bucket <= now)
+/// with `x` its value and `lt` its site-local start (microseconds, wall clock).
+/// Buckets are aligned to the site's clock. A bucket is a sample when rows fall
+/// in it, or (count metrics) when a guard of the site was on duty at some moment
+/// of it (within the shift's starts_at..ends_at, checked in and not yet checked
+/// out, as of T): then an empty bucket counts as 0, not as missing. `after`: only
+/// buckets ending after it (incremental baseline updates).
+pub fn samples_ctes(m: &Metric, now: i64, after: Option<i64>) -> Vec<Cte> {
+    samples_ctes_with(m, now, after, None)
+}
+
+/// [`samples_ctes`]; with `week_slot_only: Some(span)`, rows are first narrowed to
+/// those that can fall in the hour-of-week slot of a bucket observed at a tick in
+/// (now - span, now] (same time of the week, give or take a DST shift): exact for
+/// those slots, and only their samples may then be used.
+fn samples_ctes_with(m: &Metric, now: i64, after: Option<i64>, week_slot_only: Option<i64>) -> Vec<Cte> {
+    let s = m.bucket;
+    let t = now;
+    let r = "r0";
+    let time = col(r, m.time_column);
+    let series = match m.per {
+        Some(p) => coalesce(col(r, p), SqlExpr::Str(String::new())),
+        None => SqlExpr::Str(String::new()),
+    };
+    let value = match m.value_column {
+        Some(v) => SqlExpr::cast(col(r, v), SqlType::Double),
+        None => SqlExpr::Num(1.0),
+    };
+    let mut filter = vec![not_null(time.clone())];
+    // A row without a value adds nothing to a sum and makes no sample.
+    filter.extend(m.value_column.map(|v| not_null(col(r, v))));
+    filter.push(bin(Op::Lt, time.clone(), SqlExpr::Timestamp(t)));
+    filter.push(not_null(col(r, "tenant_id")));
+    filter.push(not_null(col(r, "site_id")));
+    if let Some(ev) = m.table.event_time {
+        filter.push(bin(Op::Le, col(r, ev), SqlExpr::Timestamp(t)));
+    }
+    if let Some(w) = after {
+        filter.push(bin(Op::Ge, time.clone(), SqlExpr::Timestamp(w - s)));
+    }
+    if let Some(f) = &m.filter {
+        filter.push(coalesce(crate::plan::row_condition_sql(f, m.table, now), SqlExpr::Bool(false)));
+    }
+    // An event of the slot observed at tick T, k weeks back, lies (T - t) = kW + d
+    // before T with d in (-DST, 2S + DST): the observed bucket starts between T - 2S
+    // and T - S. For ticks up to `span` before the last one, d grows by up to span.
+    let in_week_slot = |instant: SqlExpr, reach: i64, span: i64| {
+        let d = rem(sub(int(t), instant), int(WEEK));
+        bin(Op::Or, bin(Op::Lt, d.clone(), int(reach + DST_SLACK + span)), bin(Op::Gt, d, int(WEEK - DST_SLACK)))
+    };
+    if let Some(span) = week_slot_only {
+        filter.push(in_week_slot(us(time.clone()), 2 * s, span));
+    }
+    let mut ctes = Vec::new();
+    let sites = Select {
+        items: vec![
+            named(col("s", "tenant_id"), "tenant_id"),
+            named(col("s", "site_id"), "site_id"),
+            named(SqlExpr::func(Func::Min, vec![col("s", "timezone")]), "timezone"),
+        ],
+        from: From::Raw { name: "sites".into(), alias: "s".into() },
+        group_by: vec![col("s", "tenant_id"), col("s", "site_id")],
+        ..Select::default()
+    };
+    ctes.push(Cte::new("site_zone", sites));
+    let zone = coalesce(col("sz", "timezone"), SqlExpr::Str("UTC".into()));
+    let ev = Select {
+        items: vec![
+            named(col(r, "tenant_id"), "tenant_id"),
+            named(col(r, "site_id"), "site_id"),
+            named(series, "series"),
+            named(zone.clone(), "zone"),
+            named(us(time), "t"),
+            named(value, "v"),
+        ],
+        from: site_zone_of(From::Raw { name: m.table.name.into(), alias: r.into() }, r),
+        filter: SqlExpr::and_all(filter),
+        ..Select::default()
+    };
+    ctes.push(Cte::new("ev", ev));
+    let ev_v = col("e", "v");
+    let x = match m.aggregate {
+        MetricAgg::Sum => SqlExpr::func(Func::Sum, vec![ev_v]),
+        MetricAgg::Avg => SqlExpr::func(Func::Avg, vec![ev_v]),
+        MetricAgg::Min => SqlExpr::func(Func::Min, vec![ev_v]),
+        MetricAgg::Max => SqlExpr::func(Func::Max, vec![ev_v]),
+        // The latest row's value; equal times break by value, so the result is deterministic.
+        MetricAgg::Last => SqlExpr::LastBy(Box::new(ev_v.clone()), vec![col("e", "t"), ev_v]),
+    };
+    let keys = ["tenant_id", "site_id", "series", "zone"];
+    let b = align(col("e", "t"), s);
+    let mut items: Vec<_> = keys.iter().map(|k| named(col("e", k), k)).collect();
+    items.push(named(b.clone(), "b"));
+    items.push(named(x, "x"));
+    let mut group_by: Vec<SqlExpr> = keys.iter().map(|k| col("e", k)).collect();
+    group_by.push(b);
+    let agg = Select { items, from: offset_period(From::table("ev", "e"), col("e", "zone"), col("e", "t")), group_by, ..Select::default() };
+    ctes.push(Cte::new("agg", agg));
+    let ends_after = |rel: &str| after.map(|w| bin(Op::Gt, add(col(rel, "b"), int(s)), int(w)));
+    let sample_keys = ["tenant_id", "site_id", "series", "zone", "b"];
+    if m.zero_while_on_duty {
+        let h = "h";
+        // The on-duty interval [i, o) of each checked-in shift as of T.
+        let checked_out_by_t =
+            SqlExpr::case(vec![(bin(Op::Le, col(r, "checked_out_at"), SqlExpr::Timestamp(t)), col(r, "checked_out_at"))], SqlExpr::Null);
+        let mut shift_filter = vec![
+            not_null(col(r, "checked_in_at")),
+            bin(Op::Le, col(r, "checked_in_at"), SqlExpr::Timestamp(t)),
+            not_null(col(r, "starts_at")),
+            not_null(col(r, "ends_at")),
+        ];
+        if let Some(w) = after {
+            let left = SqlExpr::func(Func::Least, vec![coalesce(us(col(r, "checked_out_at")), int(t)), us(col(r, "ends_at"))]);
+            shift_filter.push(bin(Op::Gt, left, int(w - s)));
+        }
+        let shifts = Select {
+            items: vec![
+                named(col(r, "tenant_id"), "tenant_id"),
+                named(col(r, "site_id"), "site_id"),
+                named(zone, "zone"),
+                named(us(SqlExpr::func(Func::Greatest, vec![col(r, "starts_at"), col(r, "checked_in_at")])), "i"),
+                named(SqlExpr::func(Func::Least, vec![coalesce(us(checked_out_by_t), int(t)), us(col(r, "ends_at")), int(t)]), "o"),
+            ],
+            from: site_zone_of(From::Raw { name: "shifts".into(), alias: r.into() }, r),
+            filter: SqlExpr::and_all(shift_filter),
+            ..Select::default()
+        };
+        let duty = Select {
+            distinct: true,
+            items: vec![
+                named(col(h, "tenant_id"), "tenant_id"),
+                named(col(h, "site_id"), "site_id"),
+                named(SqlExpr::Str(String::new()), "series"),
+                named(col(h, "zone"), "zone"),
+                named(SqlExpr::func(Func::UnnestRange, vec![align(col(h, "i"), s), col(h, "o"), int(s)]), "b"),
+            ],
+            from: offset_period(From::Derived { select: Box::new(shifts), alias: h.into() }, col(h, "zone"), col(h, "i")),
+            ..Select::default()
+        };
+        ctes.push(Cte::new("duty", duty));
+        let pick =
+            |rel: &str| -> Select { Select::new(From::table(rel, rel), sample_keys.iter().map(|k| named(col(rel, k), k)).collect()) };
+        // Narrowed like the rows: a bucket starts up to one bucket before its rows.
+        let duty_keys = pick("duty").filtered(week_slot_only.map(|span| in_week_slot(col("duty", "b"), 3 * s, span)).into_iter().collect());
+        ctes.push(Cte { name: "keys".into(), parts: vec![pick("agg"), duty_keys], distinct: true });
+        let mut items: Vec<_> = sample_keys.iter().map(|c| named(col("k", c), c)).collect();
+        items.push(named(coalesce(col("a", "x"), SqlExpr::Num(0.0)), "x"));
+        let from = From::table("keys", "k").join(
+            JoinKind::Left,
+            From::table("agg", "a"),
+            same_keys("a", "k", &["tenant_id", "site_id", "series", "b"]),
+        );
+        let mut filter = vec![bin(Op::Le, add(col("k", "b"), int(s)), int(t))];
+        filter.extend(ends_after("k"));
+        ctes.push(Cte::new("samples", Select::new(from, items).filtered(filter)));
+    } else {
+        let mut items: Vec<_> = sample_keys.iter().map(|c| named(col("a", c), c)).collect();
+        items.push(named(col("a", "x"), "x"));
+        let mut filter = vec![bin(Op::Le, add(col("a", "b"), int(s)), int(t))];
+        filter.extend(ends_after("a"));
+        ctes.push(Cte::new("samples", Select::new(From::table("agg", "a"), items).filtered(filter)));
+    }
+    let mut items: Vec<_> = ["tenant_id", "site_id", "series", "b", "x"].iter().map(|c| named(col("s", c), c)).collect();
+    items.push(named(add(col("s", "b"), col("z", "offset_us")), "lt"));
+    ctes.push(Cte::new("sl", Select::new(offset_period(From::table("samples", "s"), col("s", "zone"), col("s", "b")), items)));
+    ctes
+}
+
+/// The slot of a level over a relation with `lt` (site-local bucket start); the
+/// SQL twin of [`Level::slot`], shared by anomaly rules and stored baselines.
+pub fn slot_expr(level: Level, rel: &str, bucket: i64) -> SqlExpr {
+    let per_day = DAY / bucket;
+    let lt = col(rel, "lt");
+    let of_day = bin(Op::IntDiv, floor_mod(lt.clone(), DAY), int(bucket));
+    match level {
+        // Floor division by a day (integer division truncates towards zero before 1970).
+        Level::HourOfWeek => {
+            let day = bin(Op::IntDiv, sub(lt.clone(), floor_mod(lt, DAY)), int(DAY));
+            add(bin(Op::Mul, floor_mod(add(day, int(3)), 7), int(per_day)), of_day)
+        }
+        Level::HourOfDay => of_day,
+        Level::AllHours => int(0),
+    }
+}
+
+/// Do two anomaly rules compute the same samples and baselines (they may differ in
+/// direction, threshold, severities and finding type)? Then one statement serves both.
+pub fn same_baselines(a: &AnomalyRule, b: &AnomalyRule) -> bool {
+    a.metric.name == b.metric.name
+        && a.levels == b.levels
+        && a.statistic == b.statistic
+        && a.window == b.window
+        && a.min_spread.to_bits() == b.min_spread.to_bits()
+}
+
+/// The query of an anomaly rule over the ticks it is rendered for (ascending;
+/// `first`/`last` are the first and last of them): one row per firing series and
+/// tick with rule_index, tenant_id, site_id, series, b (bucket start), observed,
+/// expected, z, n, level, spread, severity, suppressed, tick, threshold.
+pub fn evaluation(rule: &AnomalyRule, first: i64, last: i64) -> Query {
+    statement(&[(rule, &[])], first, last, false)
+}
+
+/// The `explain` form at one time: every observed series, stable or not, with the
+/// samples of each level and whether it fires.
+pub fn explain(rule: &AnomalyRule, now: i64) -> Query {
+    statement(&[(rule, &[])], now, now, true)
+}
+
+/// The statement for a set of ticks. Samples are read as of the last tick: a
+/// bucket that is complete at an earlier tick T holds only rows at or before T
+/// (its rows' times are before its end), so its value is the same as of T. Each
+/// sample's baseline is computed once, by window functions over the earlier
+/// samples of its slot; a tick then only picks the bucket it observes.
+///
+/// `rules` share their baselines ([`same_baselines`]); the first one's metric,
+/// levels and statistic are used, and each rule adds its own firing rows with its
+/// index in `rules` as the first column. Each rule comes with its overrides
+/// (`threshold` per tenant or site).
+pub fn statement(rules: &[(&AnomalyRule, &[ScopedValue])], first: i64, last: i64, explain: bool) -> Query {
+    let Some((rule, _)) = rules.first().copied() else {
+        return Query { ctes: vec![], body: Select::default() };
+    };
+    let m = &rule.metric;
+    let s = m.bucket;
+    let mut ctes = vec![Cte::new("ticks", Select::new(From::table(TICKS, "k"), vec![named(us(col("k", TICK)), "tick")]))];
+    // With hour-of-week alone, only the observed slots' rows matter (while the ticks
+    // span less than a week).
+    let span = last - first;
+    let narrow = rule.levels.iter().all(|(l, _)| *l == Level::HourOfWeek) && span + 2 * s + 2 * DST_SLACK < WEEK;
+    ctes.extend(samples_ctes_with(m, last, None, narrow.then_some(span)));
+    let slot = |i: usize| format!("slot{i}");
+    // Each sample's slot at every level, computed once.
+    let mut items = vec![(SqlExpr::Star("sl".into()), None)];
+    items.extend(rule.levels.iter().enumerate().map(|(i, (level, _))| (slot_expr(*level, "sl", s), Some(slot(i)))));
+    ctes.push(Cte::new("slotted", Select::new(From::table("sl", "sl"), items)));
+    // At each tick, the last complete bucket: complete, and the next one is not.
+    let on = SqlExpr::and_all(vec![
+        bin(Op::Le, add(col("sl", "b"), int(s)), col("t", "tick")),
+        bin(Op::Gt, add(col("sl", "b"), int(2 * s)), col("t", "tick")),
+    ]);
+    let obs_from = From::table("ticks", "t").join(JoinKind::Inner, From::table("slotted", "sl"), on.unwrap_or(SqlExpr::Bool(true)));
+    ctes.push(Cte::new("obs", Select::new(obs_from, vec![named(col("t", "tick"), "tick"), (SqlExpr::Star("sl".into()), None)])));
+    let robust = rule.statistic == Statistic::MedianMad;
+    let series_keys = ["tenant_id", "site_id", "series"];
+    for i in 0..rule.levels.len() {
+        let mut partition: Vec<SqlExpr> = series_keys.iter().map(|k| col("sl", k)).collect();
+        partition.push(col("sl", &slot(i)));
+        let window = |name: &str, start: Option<u32>| Window {
+            name: name.into(),
+            partition_by: partition.clone(),
+            order_by: vec![OrderKey::asc(col("sl", "b"))],
+            frame: Some(Frame { start, end: 1 }),
+        };
+        let over = |f: Func, w: &str| SqlExpr::Over(Box::new(SqlExpr::func(f, vec![col("sl", "x")])), w.into());
+        let mut items: Vec<_> = ["tenant_id", "site_id", "series", "b"].iter().map(|c| named(col("sl", c), c)).collect();
+        items.push(named(SqlExpr::Over(Box::new(SqlExpr::CountStar), "earlier".into()), "n"));
+        items.push(named(over(Func::Avg, "earlier"), "mean"));
+        items.push(named(over(Func::StddevSamp, "earlier"), "sd"));
+        let mut windows = vec![window("earlier", None)];
+        if robust {
+            items.push(named(over(Func::Median, "recent"), "med"));
+            items.push(named(over(Func::Mad, "recent"), "mad"));
+            items.push(named(over(Func::List, "recent"), "xs"));
+            windows.push(window("recent", Some(rule.window)));
+        }
+        // Only the slots some tick observes need their baselines (whole partitions,
+        // so the windows stay exact).
+        let mut keys: Vec<&str> = series_keys.to_vec();
+        let slot_name = slot(i);
+        keys.push(&slot_name);
+        let observed = Select::new(From::table("obs", "o"), vec![(int(1), None)]).filtered(vec![same_keys("o", "sl", &keys)]);
+        let st = Select {
+            items,
+            from: From::table("slotted", "sl"),
+            filter: Some(SqlExpr::Exists(Box::new(observed))),
+            windows,
+            ..Select::default()
+        };
+        ctes.push(Cte::new(&format!("st{i}"), st));
+    }
+    let st = |i: usize, c: &str| col(&format!("st{i}"), c);
+    let center = |i: usize| match rule.statistic {
+        Statistic::MeanStd => st(i, "mean"),
+        Statistic::MedianMad => st(i, "med"),
+    };
+    let min_spread = SqlExpr::Num(rule.min_spread);
+    let spread = |i: usize| match rule.statistic {
+        Statistic::MeanStd => SqlExpr::case(vec![(bin(Op::Gt, coalesce(st(i, "sd"), int(0)), int(0)), st(i, "sd"))], min_spread.clone()),
+        Statistic::MedianMad => {
+            let mean_dev = SqlExpr::func(Func::MeanAbsDeviation, vec![st(i, "xs"), st(i, "med")]);
+            SqlExpr::case(
+                vec![
+                    (bin(Op::Gt, st(i, "mad"), int(0)), bin(Op::Mul, SqlExpr::Num(1.4826), st(i, "mad"))),
+                    (bin(Op::Gt, mean_dev.clone(), int(0)), bin(Op::Mul, SqlExpr::Num(1.2533), mean_dev)),
+                ],
+                min_spread.clone(),
+            )
+        }
+    };
+    // The first level with enough samples.
+    let pick = |f: &dyn Fn(usize) -> SqlExpr| {
+        let whens = rule
+            .levels
+            .iter()
+            .enumerate()
+            .map(|(i, (_, after))| (bin(Op::Ge, coalesce(st(i, "n"), int(0)), int(i64::from(*after))), f(i)))
+            .collect();
+        SqlExpr::case(whens, SqlExpr::Null)
+    };
+    let mut from = From::table("obs", "o");
+    for i in 0..rule.levels.len() {
+        let name = format!("st{i}");
+        from = from.join(JoinKind::Left, From::table(&name, &name), same_keys(&name, "o", &["tenant_id", "site_id", "series", "b"]));
+    }
+    let mut items: Vec<_> = ["tick", "tenant_id", "site_id", "series", "b"].iter().map(|c| named(col("o", c), c)).collect();
+    items.push(named(col("o", "x"), "observed"));
+    items.push(named(pick(&|i| SqlExpr::Str(rule.levels[i].0.name().into())), "level"));
+    items.push(named(pick(&|i| st(i, "n")), "n"));
+    items.push(named(pick(&center), "expected"));
+    items.push(named(pick(&spread), "spread"));
+    items.extend((0..rule.levels.len()).map(|i| named(coalesce(st(i, "n"), int(0)), &format!("n{i}"))));
+    ctes.push(Cte::new("cand", Select::new(from, items)));
+    let z = bin(Op::Div, sub(col("c", "observed"), col("c", "expected")), col("c", "spread"));
+    ctes.push(Cte::new("scored", Select::new(From::table("cand", "c"), vec![(SqlExpr::Star("c".into()), None), named(z, "z")])));
+    let r0 = "r0";
+    // The threshold for the row's tenant and site.
+    let threshold_of = |rule: &AnomalyRule, scoped: &[ScopedValue]| {
+        let scoped = scoped.iter().filter(|s| s.param == "threshold").collect();
+        crate::plan::scoped_sql(SqlExpr::Num(rule.threshold), scoped, r0)
+    };
+    let fires_of = |rule: &AnomalyRule, scoped: &[ScopedValue]| {
+        let thr = threshold_of(rule, scoped);
+        let z = col(r0, "z");
+        match rule.direction {
+            Direction::Above => bin(Op::Ge, z, thr),
+            Direction::Below => bin(Op::Le, z, SqlExpr::Neg(Box::new(thr))),
+            Direction::Both => bin(Op::Ge, SqlExpr::func(Func::Abs, vec![z]), thr),
+        }
+    };
+    let stable = not_null(col(r0, "level"));
+    if explain {
+        let counts = (0..rule.levels.len()).map(|i| SqlExpr::cast(col(r0, &format!("n{i}")), SqlType::Varchar));
+        let mut concat = vec![SqlExpr::Str("/".into())];
+        concat.extend(counts);
+        let round = |c: &str| SqlExpr::func(Func::Round, vec![col(r0, c), int(6)]);
+        let items = vec![
+            named(col(r0, "tenant_id"), "tenant_id"),
+            named(col(r0, "site_id"), "site_id"),
+            named(col(r0, "series"), "series"),
+            named(SqlExpr::func(Func::IsoUtc, vec![SqlExpr::func(Func::FromEpochMicros, vec![col(r0, "b")])]), "bucket_start"),
+            named(col(r0, "observed"), "observed"),
+            named(coalesce(col(r0, "level"), SqlExpr::Str("not stable".into())), "level"),
+            named(SqlExpr::func(Func::ConcatWs, concat), "samples_per_level"),
+            named(round("expected"), "expected"),
+            named(round("z"), "z"),
+            named(coalesce(bin(Op::And, stable, fires_of(rule, &[])), SqlExpr::Bool(false)), "fires"),
+        ];
+        let mut body = Select::new(From::table("scored", r0), items);
+        body.order_by = ["tenant_id", "site_id", "series"].iter().map(|c| OrderKey::asc(col(r0, c))).collect();
+        return Query { ctes, body };
+    }
+    let parts = rules
+        .iter()
+        .enumerate()
+        .map(|(i, (rule, scoped))| {
+            let base = SqlExpr::Str(rule.header.base_severity.name().into());
+            let severity = if rule.escalations.is_empty() {
+                base
+            } else {
+                let abs_z = SqlExpr::func(Func::Abs, vec![col(r0, "z")]);
+                let whens = rule
+                    .escalations
+                    .iter()
+                    .map(|(level, beyond)| (bin(Op::Ge, abs_z.clone(), SqlExpr::Num(*beyond)), SqlExpr::Str(level.name().into())))
+                    .collect();
+                SqlExpr::case(whens, base)
+            };
+            let tick = SqlExpr::func(Func::FromEpochMicros, vec![col(r0, "tick")]);
+            let mut items = vec![named(int(i as i64), "rule_index")];
+            items.extend(
+                ["tenant_id", "site_id", "series", "b", "observed", "expected", "z", "n", "level", "spread"]
+                    .iter()
+                    .map(|c| named(col(r0, c), c)),
+            );
+            items.push(named(severity, "severity"));
+            items.push(named(crate::plan::suppressed_sql(&rule.header.finding_type, tick, r0), "suppressed"));
+            items.push(named(col(r0, "tick"), "tick"));
+            items.push(named(SqlExpr::cast(threshold_of(rule, scoped), SqlType::Double), "threshold"));
+            Select::new(From::table("scored", r0), items).filtered(vec![stable.clone(), fires_of(rule, scoped)])
+        })
+        .collect();
+    ctes.push(Cte::union_all("found", parts));
+    let f = "found";
+    let mut body = Select::new(From::table(f, f), vec![(SqlExpr::AllColumns, None)]);
+    body.order_by = vec![
+        OrderKey::asc(col(f, "rule_index")),
+        OrderKey::asc(col(f, "tick")),
+        OrderKey::asc(col(f, "tenant_id")),
+        OrderKey::asc(col(f, "site_id")),
+        OrderKey::desc(SqlExpr::func(Func::Abs, vec![col(f, "z")])),
+        OrderKey::asc(col(f, "series")),
+    ];
+    Query { ctes, body }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::{render_expression, Dialect};
+
+    fn t(s: &str) -> i64 {
+        crate::load::parse_timestamp(s).expect("timestamp")
+    }
+
+    #[test]
+    fn slot_expr_agrees_with_level_slot() {
+        // Monday 2025-09-01 09:00 local -> hour-of-week 9; Sunday 23:30 with 30m buckets -> 335;
+        // and instants before 1970, where SQL's % and // differ from Euclid's.
+        let conn = crate::load::open_database().expect("db");
+        for (local, bucket) in [
+            ("2025-09-01T09:00:00Z", 60 * MINUTE),
+            ("2025-09-07T23:30:00Z", 30 * MINUTE),
+            ("1969-12-29T05:00:00Z", 60 * MINUTE),
+            ("1965-03-14T17:30:00Z", 30 * MINUTE),
+        ] {
+            let lt = t(local);
+            for level in Level::ALL {
+                let slot = render_expression(&slot_expr(level, "x", bucket), Dialect::DuckDb);
+                let sql = format!("SELECT {slot} FROM (SELECT CAST({lt} AS BIGINT) AS lt) AS x");
+                let from_sql: i64 = conn.query_row(&sql, [], |r| r.get(0)).expect("slot");
+                assert_eq!(from_sql, level.slot(lt, bucket), "{local} {level:?}");
+            }
+        }
+        assert_eq!(Level::HourOfWeek.slot(t("2025-09-01T09:00:00Z"), 60 * MINUTE), 9);
+        assert_eq!(Level::HourOfWeek.slot(t("2025-09-07T23:30:00Z"), 30 * MINUTE), 335);
+    }
+}
