@@ -14,7 +14,7 @@ fn resolve(set: &RuleSet, finding_type: &str, category: &str, severity: &str, te
     let severity = Severity::parse(severity).expect("a severity");
     let key = FindingKey { finding_type, category, severity, tenant };
     let (book, step, _) = match_runbook(&set.runbooks, &set.cascade, &key);
-    (book.map(|b| b.id.clone()).unwrap_or_else(|| "<none>".into()), step)
+    (book.map(|b| b.id.clone()).unwrap_or_else(|| "<none>".into()), step.name().to_string())
 }
 
 #[test]
@@ -87,6 +87,6 @@ fn findings_carry_the_runbook_and_the_step() {
     let findings = vigil_engine::exec::evaluate(&signals, &set, at, &Default::default()).expect("audit");
     assert!(!findings.is_empty());
     for f in findings {
-        assert_eq!((f.runbook.as_str(), f.runbook_match.as_str()), (f.finding_type.as_str(), "finding_type"));
+        assert_eq!((f.runbook.as_str(), f.runbook_match.name()), (f.finding_type.as_str(), "finding_type"));
     }
 }

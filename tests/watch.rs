@@ -169,7 +169,7 @@ fn an_edit_takes_effect_a_broken_file_keeps_the_old_rules_and_quick_writes_reloa
     let reloads = vigil_engine::store::reloads(&state).expect("reloads");
     let outcome: Vec<bool> = reloads.iter().map(|r| r.ok).collect();
     assert_eq!(outcome, vec![true, true, false, true, true, true], "{reloads:?}");
-    let open = vigil_engine::store::list(&state, Some("open")).expect("list");
+    let open = vigil_engine::store::list(&state, vigil_engine::store::Listing::Open).expect("list");
     let b: Vec<_> = open.iter().filter(|f| f.rule == "WATCH_B").collect();
     assert!(!b.is_empty() && b.iter().all(|f| !f.holding), "{b:?}");
     assert!(reloads[2].error.as_deref().is_some_and(|e| e.contains("zz_broken.vigil")));
@@ -181,7 +181,7 @@ fn an_edit_takes_effect_a_broken_file_keeps_the_old_rules_and_quick_writes_reloa
 
 /// Stored findings without wall-clock fields, as comparable lines.
 fn stored(state: &Path) -> Vec<String> {
-    let mut rows: Vec<String> = vigil_engine::store::list(state, Some("all"))
+    let mut rows: Vec<String> = vigil_engine::store::list(state, vigil_engine::store::Listing::All)
         .expect("list")
         .into_iter()
         .map(|s| {

@@ -56,6 +56,24 @@ pub enum FileFormat {
     Csv,
 }
 
+/// Replaces `sites` and `metrics` in the `raw` schema of `conn` with a synthetic
+/// metrics fleet: `sites` sites over 50 tenants in four time zones, one `visitors`
+/// value per site and half hour for `days` days from `start` (the baseline benchmark).
+pub fn fill_metrics(conn: &Connection, sites: u32, start: i64, days: u32) -> Result<(), duckdb::Error> {
+    conn.execute_batch(&format!(
+        "CREATE OR REPLACE TABLE raw.sites AS
+           SELECT 'T' || lpad(CAST(i % 50 AS VARCHAR), 3, '0') AS tenant_id, 'S' || lpad(CAST(i AS VARCHAR), 5, '0') AS site_id,
+                  'Site ' || i AS name, ['Europe/London', 'America/New_York', 'Europe/Berlin', 'Asia/Singapore'][1 + i % 4] AS timezone,
+                  51.0 AS lat, 0.0 AS lon, 200.0 AS geofence_m, true AS active
+           FROM range({sites}) r(i);
+         CREATE OR REPLACE TABLE raw.metrics AS
+           SELECT 'T' || lpad(CAST(i % 50 AS VARCHAR), 3, '0') AS tenant_id, 'S' || lpad(CAST(i AS VARCHAR), 5, '0') AS site_id,
+                  'visitors' AS metric, make_timestamp({start} + h * 1800000000) AS ts, CAST(100 + (i * 7 + h * 13) % 50 AS DOUBLE) AS value
+           FROM range({sites}) r(i), range({halves}) q(h);",
+        halves = i64::from(days) * 48,
+    ))
+}
+
 /// Fills the `raw` schema of `conn` with a synthetic fleet.
 pub fn fill(conn: &Connection, spec: &FleetSpec) -> Result<(), duckdb::Error> {
     conn.execute_batch(&fleet_sql(spec))

@@ -495,7 +495,7 @@ pub fn runbook_resolution(set: &RuleSet) -> Vec<(String, String, String)> {
         .map(|h| {
             let key = runbook::FindingKey { finding_type: &h.finding_type, category: h.category, severity: h.base_severity, tenant: "" };
             let (book, step, _) = runbook::match_runbook(&set.runbooks, &set.cascade, &key);
-            (h.finding_type.clone(), book.map(|b| b.id.clone()).unwrap_or_else(|| set.cascade.fallback.clone()), step.to_string())
+            (h.finding_type.clone(), book.map(|b| b.id.clone()).unwrap_or_else(|| set.cascade.fallback.clone()), step.name().to_string())
         })
         .collect();
     out.sort();
@@ -525,7 +525,7 @@ fn runbook_below_exact(
     let key = runbook::FindingKey { finding_type, category, severity, tenant: "" };
     let (book, step, _) = runbook::match_runbook(&set.runbooks, &set.cascade, &key);
     // Only a match below the exact type is worth a warning.
-    (step != "finding_type").then(|| {
+    (step != runbook::RunbookMatch::Step(runbook::CascadeStep::FindingType)).then(|| {
         let message = match book {
             Some(b) => format!("`{finding_type}` gets runbook `{}` at cascade step `{step}`", b.id),
             None => format!("`{finding_type}` gets no runbook: the fallback `{}` is missing", set.cascade.fallback),

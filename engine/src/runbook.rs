@@ -125,11 +125,79 @@ pub fn check_runbook(def: &RunbookDef) -> Result<Runbook, Vec<Diagnostic>> {
     })
 }
 
+/// A step of the cascade: which fields of a finding a runbook's `matches` line
+/// must equal. Only these three can ever match (the checker refuses the others).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CascadeStep {
+    /// `matches finding TYPE`
+    FindingType,
+    /// `matches category C severity S`
+    CategorySeverity,
+    /// `matches category C`
+    Category,
+}
+
+impl CascadeStep {
+    /// Its name, as written into findings' `runbook_match`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CascadeStep::FindingType => "finding_type",
+            CascadeStep::CategorySeverity => "category+severity",
+            CascadeStep::Category => "category",
+        }
+    }
+
+    /// The fields it compares, sorted.
+    pub fn fields(self) -> &'static [MatchField] {
+        match self {
+            CascadeStep::FindingType => &[MatchField::FindingType],
+            CascadeStep::CategorySeverity => &[MatchField::Category, MatchField::Severity],
+            CascadeStep::Category => &[MatchField::Category],
+        }
+    }
+
+    /// The step comparing exactly these fields (sorted, distinct), if a runbook can match it.
+    fn of_fields(sorted: &[MatchField]) -> Option<CascadeStep> {
+        [CascadeStep::FindingType, CascadeStep::CategorySeverity, CascadeStep::Category].into_iter().find(|s| s.fields() == sorted)
+    }
+}
+
+/// Where the cascade found a finding's runbook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunbookMatch {
+    /// at this step
+    Step(CascadeStep),
+    /// no step matched: the fallback runbook
+    Otherwise,
+}
+
+impl RunbookMatch {
+    /// Its name in findings' `runbook_match`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RunbookMatch::Step(s) => s.name(),
+            RunbookMatch::Otherwise => "otherwise",
+        }
+    }
+}
+
+impl std::fmt::Display for RunbookMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+impl serde::Serialize for RunbookMatch {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
 /// The runbook matching cascade (written in a `cascade { ... }` block).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cascade {
-    /// Each step's fields, in order.
-    pub steps: Vec<Vec<MatchField>>,
+    /// The steps, in order.
+    pub steps: Vec<CascadeStep>,
     /// The runbook when no step matches.
     pub fallback: String,
 }
@@ -138,32 +206,20 @@ impl Default for Cascade {
     /// CATALOG.md's cascade: exact type, category + severity, category, GENERIC.
     fn default() -> Self {
         Cascade {
-            steps: vec![vec![MatchField::FindingType], vec![MatchField::Category, MatchField::Severity], vec![MatchField::Category]],
+            steps: vec![CascadeStep::FindingType, CascadeStep::CategorySeverity, CascadeStep::Category],
             fallback: GENERIC.to_string(),
         }
     }
 }
 
-/// The name of a step, as written into findings' `runbook_match`.
-pub fn step_name(fields: &[MatchField]) -> String {
-    let names: Vec<&str> = fields
-        .iter()
-        .map(|f| match f {
-            MatchField::FindingType => "finding_type",
-            MatchField::Category => "category",
-            MatchField::Severity => "severity",
-        })
-        .collect();
-    names.join("+")
-}
-
-/// The fields a runbook's `matches` line compares.
-fn fields_of(m: &Matches) -> Vec<MatchField> {
+/// The step a runbook's `matches` line answers (`None`: the GENERIC runbook, which
+/// only the fallback reaches).
+fn step_of(m: &Matches) -> Option<CascadeStep> {
     match m {
-        Matches::Finding(_) => vec![MatchField::FindingType],
-        Matches::Class { severity: Some(_), .. } => vec![MatchField::Category, MatchField::Severity],
-        Matches::Class { severity: None, .. } => vec![MatchField::Category],
-        Matches::Anything => vec![],
+        Matches::Finding(_) => Some(CascadeStep::FindingType),
+        Matches::Class { severity: Some(_), .. } => Some(CascadeStep::CategorySeverity),
+        Matches::Class { severity: None, .. } => Some(CascadeStep::Category),
+        Matches::Anything => None,
     }
 }
 
@@ -180,10 +236,8 @@ pub struct FindingKey<'a> {
     pub tenant: &'a str,
 }
 
-fn runbook_matches(r: &Runbook, fields: &[MatchField], key: &FindingKey) -> bool {
-    let mut want = fields.to_vec();
-    want.sort();
-    if fields_of(&r.matches) != want {
+fn runbook_matches(r: &Runbook, step: CascadeStep, key: &FindingKey) -> bool {
+    if step_of(&r.matches) != Some(step) {
         return false;
     }
     match &r.matches {
@@ -196,8 +250,8 @@ fn runbook_matches(r: &Runbook, fields: &[MatchField], key: &FindingKey) -> bool
 /// One attempt of the cascade, for `vigil runbook match`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attempt {
-    /// The step's name.
-    pub step: String,
+    /// The step.
+    pub step: RunbookMatch,
     /// True for the tenant's own runbooks, false for global ones.
     pub tenant_pass: bool,
     /// The runbook found, if any.
@@ -208,54 +262,54 @@ pub struct Attempt {
 /// tenant's own runbooks come before global ones. Returns the runbook (`None`
 /// only when even the fallback is missing), the step that matched, and every
 /// attempt made.
-pub fn match_runbook<'a>(runbooks: &'a [Runbook], cascade: &Cascade, key: &FindingKey) -> (Option<&'a Runbook>, String, Vec<Attempt>) {
+pub fn match_runbook<'a>(
+    runbooks: &'a [Runbook],
+    cascade: &Cascade,
+    key: &FindingKey,
+) -> (Option<&'a Runbook>, RunbookMatch, Vec<Attempt>) {
     let mut attempts = Vec::new();
-    for fields in &cascade.steps {
-        let step = step_name(fields);
+    for step in &cascade.steps {
         for tenant_pass in [true, false] {
             let owner_fits = |r: &Runbook| if tenant_pass { r.tenant.as_deref() == Some(key.tenant) } else { r.tenant.is_none() };
-            let found = runbooks.iter().find(|r| owner_fits(r) && runbook_matches(r, fields, key));
-            attempts.push(Attempt { step: step.clone(), tenant_pass, found: found.map(|r| r.id.clone()) });
+            let found = runbooks.iter().find(|r| owner_fits(r) && runbook_matches(r, *step, key));
+            attempts.push(Attempt { step: RunbookMatch::Step(*step), tenant_pass, found: found.map(|r| r.id.clone()) });
             if let Some(r) = found {
-                return (Some(r), step, attempts);
+                return (Some(r), RunbookMatch::Step(*step), attempts);
             }
         }
     }
     let by_id = |tenant: Option<&str>| runbooks.iter().find(|r| r.id == cascade.fallback && r.tenant.as_deref() == tenant);
     let fallback = by_id(Some(key.tenant)).or_else(|| by_id(None));
-    attempts.push(Attempt { step: "otherwise".into(), tenant_pass: false, found: fallback.map(|r| r.id.clone()) });
-    (fallback, "otherwise".to_string(), attempts)
+    attempts.push(Attempt { step: RunbookMatch::Otherwise, tenant_pass: false, found: fallback.map(|r| r.id.clone()) });
+    (fallback, RunbookMatch::Otherwise, attempts)
 }
 
 /// Checks a `cascade` block: steps must name distinct fields, a step may not
 /// repeat, and the fallback must be a runbook of the set.
 pub fn check_cascade(def: &CascadeDef, runbooks: &[Runbook]) -> Result<Cascade, Vec<Diagnostic>> {
     let mut errors = Vec::new();
-    let mut steps: Vec<Vec<MatchField>> = Vec::new();
+    let mut steps: Vec<CascadeStep> = Vec::new();
     for (fields, span) in &def.steps {
         let mut sorted = fields.clone();
         sorted.sort();
         sorted.dedup();
         if sorted.len() != fields.len() {
             errors.push(Diagnostic::error(codes::REPEATED_ITEM, "a step names the same field twice", *span, "repeated field"));
-        } else if steps.contains(&sorted) {
-            errors.push(Diagnostic::error(
-                codes::REPEATED_ITEM,
-                "this step repeats an earlier one and can never match",
-                *span,
-                "unreachable step",
-            ));
-        } else if sorted == [MatchField::Severity]
-            || sorted == [MatchField::FindingType, MatchField::Severity]
-            || sorted.len() == 3
-            || sorted == [MatchField::FindingType, MatchField::Category]
-        {
-            errors.push(
-                Diagnostic::error(codes::UNKNOWN_VALUE, "no runbook can match this step", *span, "unmatched combination")
-                    .hint("runbooks match `finding TYPE`, `category C` or `category C severity S`"),
-            );
+        } else {
+            match CascadeStep::of_fields(&sorted) {
+                Some(step) if steps.contains(&step) => errors.push(Diagnostic::error(
+                    codes::REPEATED_ITEM,
+                    "this step repeats an earlier one and can never match",
+                    *span,
+                    "unreachable step",
+                )),
+                Some(step) => steps.push(step),
+                None => errors.push(
+                    Diagnostic::error(codes::UNKNOWN_VALUE, "no runbook can match this step", *span, "unmatched combination")
+                        .hint("runbooks match `finding TYPE`, `category C` or `category C severity S`"),
+                ),
+            }
         }
-        steps.push(sorted);
     }
     if !runbooks.iter().any(|r| r.id == def.fallback.name) {
         errors.push(

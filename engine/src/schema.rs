@@ -65,14 +65,15 @@ impl Storage {
         }
     }
 
-    /// The DuckDB type name.
-    pub fn sql(self) -> &'static str {
+    /// The SQL column type.
+    pub fn sql_type(self) -> crate::sql::SqlType {
+        use crate::sql::SqlType;
         match self {
-            Storage::Text => "VARCHAR",
-            Storage::Time => "TIMESTAMP",
-            Storage::Float => "DOUBLE",
-            Storage::Int => "BIGINT",
-            Storage::Bool => "BOOLEAN",
+            Storage::Text => SqlType::Varchar,
+            Storage::Time => SqlType::Timestamp,
+            Storage::Float => SqlType::Double,
+            Storage::Int => SqlType::BigInt,
+            Storage::Bool => SqlType::Boolean,
         }
     }
 }

@@ -105,20 +105,11 @@ pub(super) fn bench(args: &RuleArgs, signals: &Path, at: &str, runs: u32) -> Cli
     }
     let (mut all_rows, mut read_rows) = (0i64, 0i64);
     for table in vigil_engine::schema::contract_tables() {
-        let count = |filter: String| -> i64 {
-            let q = format!("SELECT count(*) FROM {}.{}{filter}", sql::ident(sql::RAW_SCHEMA), sql::ident(table.name));
-            sig.conn.query_row(&q, [], |r| r.get::<_, i64>(0)).unwrap_or(0)
-        };
-        let total = count(String::new());
+        let count = |within| sig.count_rows(table, within).map_err(|e| CliError::Eval(format!("error: {e}")));
+        let total = count(None)?;
         let read = match (widest.get(table.name), table.event_time) {
             (None, _) => 0,
-            (Some(Some(bound)), Some(ev)) => count(format!(
-                " WHERE {} > {} AND {} <= {}",
-                sql::ident(ev),
-                sql::timestamp_literal(*bound),
-                sql::ident(ev),
-                sql::timestamp_literal(now)
-            )),
+            (Some(Some(bound)), Some(_)) => count(Some((*bound, now)))?,
             (Some(_), _) => total,
         };
         all_rows += total;
@@ -143,22 +134,9 @@ pub(super) fn bench_baselines(args: &RuleArgs, sites: u32, days: u32) -> CliResu
     let start = parse_time("2025-09-01T00:00:00Z", "start")?;
     let end = start + i64::from(days) * 86_400_000_000;
     let started = std::time::Instant::now();
-    sig.conn
-        .execute_batch(&format!(
-            "CREATE OR REPLACE TABLE raw.sites AS
-               SELECT 'T' || lpad(CAST(i % 50 AS VARCHAR), 3, '0') AS tenant_id, 'S' || lpad(CAST(i AS VARCHAR), 5, '0') AS site_id,
-                      'Site ' || i AS name, ['Europe/London', 'America/New_York', 'Europe/Berlin', 'Asia/Singapore'][1 + i % 4] AS timezone,
-                      51.0 AS lat, 0.0 AS lon, 200.0 AS geofence_m, true AS active
-               FROM range({sites}) r(i);
-             CREATE OR REPLACE TABLE raw.metrics AS
-               SELECT 'T' || lpad(CAST(i % 50 AS VARCHAR), 3, '0') AS tenant_id, 'S' || lpad(CAST(i AS VARCHAR), 5, '0') AS site_id,
-                      'visitors' AS metric, make_timestamp({start} + h * 1800000000) AS ts, CAST(100 + (i * 7 + h * 13) % 50 AS DOUBLE) AS value
-               FROM range({sites}) r(i), range({halves}) q(h);",
-            halves = i64::from(days) * 48,
-        ))
-        .map_err(|e| CliError::Eval(format!("error: {e}")))?;
-    let rows: i64 =
-        sig.conn.query_row("SELECT count(*) FROM raw.metrics", [], |r| r.get(0)).map_err(|e| CliError::Eval(format!("error: {e}")))?;
+    vigil_engine::generate::fill_metrics(&sig.conn, sites, start, days).map_err(|e| CliError::Eval(format!("error: {e}")))?;
+    let metrics_table = vigil_engine::schema::table("metrics").ok_or_else(|| CliError::Eval("error: no `metrics` table".into()))?;
+    let rows = sig.count_rows(metrics_table, None).map_err(|e| CliError::Eval(format!("error: {e}")))?;
     outln!("generated {sites} sites x {days} days: {rows} metric rows in {:.1} s", started.elapsed().as_secs_f64());
     let state = dir.join("state.duckdb");
     let (_, window) = set.baseline_metrics();

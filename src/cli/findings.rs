@@ -11,11 +11,10 @@ pub(super) fn findings_command(state: &Path, action: FindingsCommand) -> CliResu
     let db = |e: vigil_engine::store::StateError| CliError::Eval(format!("error: {}: {e}", state.display()));
     match action {
         FindingsCommand::List { status, format } => {
-            let known = ["open", "new", "acknowledged", "resolved", "all"];
-            if !known.contains(&status.to_lowercase().as_str()) {
+            let Some(listing) = store::Listing::parse(&status) else {
                 return Err(input_err(format!("unknown status `{status}` (open, new, acknowledged, resolved or all)")));
-            }
-            let rows = store::list(state, Some(&status.to_lowercase())).map_err(db)?;
+            };
+            let rows = store::list(state, listing).map_err(db)?;
             match format {
                 Format::Table => {
                     outln!(
@@ -58,7 +57,7 @@ pub(super) fn findings_command(state: &Path, action: FindingsCommand) -> CliResu
             Ok(())
         }
         FindingsCommand::Show { id } => {
-            let rows = store::list(state, Some("all")).map_err(db)?;
+            let rows = store::list(state, store::Listing::All).map_err(db)?;
             let Some(r) = rows.iter().find(|r| r.id == id) else { return Err(input_err(format!("no finding {id}"))) };
             outln!("finding {} {} ({})", r.id, r.finding_type, r.status);
             outln!(
@@ -107,7 +106,7 @@ pub(super) fn status(state: &Path) -> CliResult {
     let db = |e: vigil_engine::store::StateError| CliError::Eval(format!("error: {}: {e}", state.display()));
     outln!("state {}", state.display());
     outln!("  last tick        {}", store::last_tick(state).map_err(db)?.unwrap_or_else(|| "none".into()));
-    let all = store::list(state, Some("all")).map_err(db)?;
+    let all = store::list(state, store::Listing::All).map_err(db)?;
     let count = |status: store::Status| all.iter().filter(|f| f.status == status).count();
     outln!(
         "  findings         {} new, {} acknowledged, {} resolved",

@@ -66,7 +66,7 @@ pub(super) fn runbook_command(args: &RuleArgs, action: RunbookCommand) -> CliRes
                 if tenant.is_empty() { String::new() } else { format!(", tenant {tenant}") }
             );
             for (i, a) in attempts.iter().enumerate() {
-                let whose = if a.step == "otherwise" {
+                let whose = if a.step == runbook::RunbookMatch::Otherwise {
                     "fallback".to_string()
                 } else if a.tenant_pass {
                     format!("tenant {}", if tenant.is_empty() { "-" } else { &tenant })

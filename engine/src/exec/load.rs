@@ -12,10 +12,20 @@ use std::path::{Path, PathBuf};
 pub use crate::time::parse_timestamp;
 
 use duckdb::types::{TimeUnit, Value as DbValue};
-use duckdb::{Config, Connection};
+use duckdb::{Config, Connection, OptionalExt};
 
 use crate::schema::{self, Storage, Table};
-use crate::sql::{ident, string_literal, RAW_SCHEMA};
+use crate::sql::{
+    render_statement, type_name, ColumnDef, Dialect, From, Func, OrderKey, Select, SqlExpr, SqlType, Statement, TableName, Window,
+    RAW_SCHEMA,
+};
+
+/// The alias a loaded DuckDB file is attached as.
+const SOURCE_DB: &str = "signals_src";
+
+fn sql(s: Statement) -> String {
+    render_statement(&s, Dialect::DuckDb)
+}
 
 /// Loaded signal tables, ready for evaluation.
 pub struct Signals {
@@ -26,6 +36,20 @@ pub struct Signals {
 }
 
 impl Signals {
+    /// Rows of a loaded table; with `within: Some((after, until))`, only those whose
+    /// event time is in (after, until] (the table must have one).
+    pub fn count_rows(&self, table: &Table, within: Option<(i64, i64)>) -> Result<i64, duckdb::Error> {
+        let r = "r";
+        let mut count = Select::new(From::Raw { name: table.name.into(), alias: r.into() }, vec![(SqlExpr::CountStar, None)]);
+        if let (Some((after, until)), Some(ev)) = (within, table.event_time) {
+            count = count.filtered(vec![
+                SqlExpr::bin(crate::sql::Op::Gt, SqlExpr::col(r, ev), SqlExpr::Timestamp(after)),
+                SqlExpr::bin(crate::sql::Op::Le, SqlExpr::col(r, ev), SqlExpr::Timestamp(until)),
+            ]);
+        }
+        self.conn.query_row(&sql(Statement::select(count)), [], |row| row.get(0))
+    }
+
     /// Signals already in a connection's `raw` schema (generated, or another connection to loaded ones).
     pub fn from_connection(conn: Connection) -> Signals {
         Signals { conn, warnings: Vec::new() }
@@ -74,7 +98,7 @@ fn file_error(file: &Path, message: impl Into<String>) -> LoadError {
 pub fn open_database() -> Result<Connection, duckdb::Error> {
     let config = Config::default().enable_autoload_extension(false)?.with("autoinstall_known_extensions", "false")?;
     let conn = Connection::open_in_memory_with_flags(config)?;
-    conn.execute_batch(&format!("CREATE SCHEMA {};", ident(RAW_SCHEMA)))?;
+    conn.execute_batch(&sql(Statement::CreateSchema(RAW_SCHEMA.into())))?;
     Ok(conn)
 }
 
@@ -132,7 +156,7 @@ fn load_directory(signals: &mut Signals, dir: &Path) -> Result<(), LoadError> {
             Some((p, Format::Csv)) => load_csv(&signals.conn, table, p)?,
             Some((p, Format::JsonLines)) => load_jsonl(&signals.conn, table, p)?,
             Some((p, Format::Parquet)) => {
-                let from = format!("read_parquet({})", string_literal(&p.to_string_lossy()));
+                let from = From::Parquet { path: p.to_string_lossy().into_owned(), alias: "src".into() };
                 attach_view(&signals.conn, table, p, &from)?;
             }
             None => create_table(&signals.conn, table).map_err(|e| file_error(dir, e.to_string()))?,
@@ -142,14 +166,16 @@ fn load_directory(signals: &mut Signals, dir: &Path) -> Result<(), LoadError> {
 }
 
 fn load_database_file(signals: &mut Signals, path: &Path) -> Result<(), LoadError> {
-    let attach = format!("ATTACH {} AS \"signals_src\" (READ_ONLY)", string_literal(&path.to_string_lossy()));
-    signals.conn.execute_batch(&attach).map_err(|e| file_error(path, format!("not a DuckDB database: {e}")))?;
+    let attach = Statement::Attach { path: path.to_string_lossy().into_owned(), alias: SOURCE_DB.into(), read_only: true };
+    signals.conn.execute_batch(&sql(attach)).map_err(|e| file_error(path, format!("not a DuckDB database: {e}")))?;
     let mut present = Vec::new();
     {
-        let mut stmt = signals
-            .conn
-            .prepare("SELECT table_name FROM information_schema.tables WHERE table_catalog = 'signals_src'")
-            .map_err(|e| file_error(path, e.to_string()))?;
+        let c = "c";
+        let mut tables = Select::new(From::CatalogColumns { alias: c.into() }, vec![(SqlExpr::col(c, "table_name"), None)])
+            .filtered(vec![SqlExpr::eq(SqlExpr::col(c, "database_name"), SqlExpr::Str(SOURCE_DB.into()))]);
+        tables.distinct = true;
+        tables.order_by = vec![OrderKey::asc(SqlExpr::col(c, "table_name"))];
+        let mut stmt = signals.conn.prepare(&sql(Statement::select(tables))).map_err(|e| file_error(path, e.to_string()))?;
         let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(|e| file_error(path, e.to_string()))?;
         for r in rows {
             present.push(r.map_err(|e| file_error(path, e.to_string()))?);
@@ -157,7 +183,7 @@ fn load_database_file(signals: &mut Signals, path: &Path) -> Result<(), LoadErro
     }
     for table in schema::contract_tables() {
         if present.iter().any(|p| p == table.name) {
-            let from = format!("\"signals_src\".{}", ident(table.name));
+            let from = From::InSchema { schema: SOURCE_DB.into(), name: table.name.into(), alias: "src".into() };
             attach_view(&signals.conn, table, &path.join(table.name), &from)?;
         } else {
             create_table(&signals.conn, table).map_err(|e| file_error(path, e.to_string()))?;
@@ -172,17 +198,20 @@ fn load_database_file(signals: &mut Signals, path: &Path) -> Result<(), LoadErro
 }
 
 fn create_table(conn: &Connection, table: &Table) -> Result<(), duckdb::Error> {
-    let cols: Vec<String> = table.columns.iter().map(|c| format!("{} {}", ident(c.name), c.storage.sql())).collect();
-    conn.execute_batch(&format!("CREATE TABLE {}.{} ({});", ident(RAW_SCHEMA), ident(table.name), cols.join(", ")))
+    let columns = table.columns.iter().map(|c| ColumnDef { name: c.name.into(), ty: c.storage.sql_type(), not_null: false }).collect();
+    let create =
+        Statement::CreateTable { table: TableName::in_schema(RAW_SCHEMA, table.name), columns, primary_key: vec![], temporary: false };
+    conn.execute_batch(&sql(create))
 }
 
 /// Checks the column types of a typed source (Parquet, DuckDB) and exposes it
 /// as a view with the contract's types; rows are read only when rules need them.
-fn attach_view(conn: &Connection, table: &Table, file: &Path, from: &str) -> Result<(), LoadError> {
+fn attach_view(conn: &Connection, table: &Table, file: &Path, from: &From) -> Result<(), LoadError> {
     let mut types: BTreeMap<String, String> = BTreeMap::new();
     {
+        let every = Select::new(from.clone(), vec![(SqlExpr::AllColumns, None)]);
         let mut stmt =
-            conn.prepare(&format!("DESCRIBE SELECT * FROM {from}")).map_err(|e| file_error(file, format!("cannot read: {e}")))?;
+            conn.prepare(&sql(Statement::Describe(Box::new(every)))).map_err(|e| file_error(file, format!("cannot read: {e}")))?;
         let rows =
             stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(|e| file_error(file, e.to_string()))?;
         for r in rows {
@@ -222,29 +251,31 @@ fn attach_view(conn: &Connection, table: &Table, file: &Path, from: &str) -> Res
                 ..file_error(file, format!("column `{}` has type {ty}, expected {want}", c.name))
             });
         }
-        let cast = if ty == c.storage.sql() {
-            ident(c.name)
+        let column = SqlExpr::bare(c.name);
+        let want = c.storage.sql_type();
+        let cast = if ty == type_name(want, Dialect::DuckDb) {
+            column
         } else if text_time {
             // ISO-8601 text with a zone (checked above): through TIMESTAMPTZ to UTC.
-            format!("CAST(CAST({} AS TIMESTAMPTZ) AS TIMESTAMP)", ident(c.name))
+            SqlExpr::cast(SqlExpr::cast(column, SqlType::TimestampTz), SqlType::Timestamp)
         } else {
-            format!("CAST({} AS {})", ident(c.name), c.storage.sql())
+            SqlExpr::cast(column, want)
         };
-        items.push(format!("{cast} AS {}", ident(c.name)));
+        items.push((cast, Some(c.name.to_string())));
     }
-    let sql = format!("CREATE VIEW {}.{} AS SELECT {} FROM {from}", ident(RAW_SCHEMA), ident(table.name), items.join(", "));
-    conn.execute_batch(&sql).map_err(|e| file_error(file, e.to_string()))
+    let view =
+        Statement::CreateView { view: TableName::in_schema(RAW_SCHEMA, table.name), select: Box::new(Select::new(from.clone(), items)) };
+    conn.execute_batch(&sql(view)).map_err(|e| file_error(file, e.to_string()))
 }
 
 /// Refuses text timestamps without a zone (or not ISO-8601), naming the row.
-fn check_text_timestamps(conn: &Connection, file: &Path, from: &str, column: &str) -> Result<(), LoadError> {
+fn check_text_timestamps(conn: &Connection, file: &Path, from: &From, column: &str) -> Result<(), LoadError> {
     const ISO_WITH_ZONE: &str = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}(:?\d{2})?)$";
-    let sql = format!(
-        "SELECT rn, v FROM (SELECT row_number() OVER () AS rn, {col} AS v FROM {from}) WHERE v IS NOT NULL AND NOT regexp_full_match(v, {pattern}) LIMIT 1",
-        col = ident(column),
-        pattern = string_literal(ISO_WITH_ZONE),
-    );
-    let bad: Option<(i64, String)> = conn.query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?))).ok();
+    let v = SqlExpr::col("n", "v");
+    let matches = SqlExpr::func(Func::RegexpFullMatch, vec![v.clone(), SqlExpr::Str(ISO_WITH_ZONE.into())]);
+    let first = first_row_where(from, SqlExpr::bare(column), vec![SqlExpr::IsNull(Box::new(v), true), SqlExpr::Not(Box::new(matches))]);
+    let bad: Option<(i64, String)> =
+        conn.query_row(&sql(first), [], |r| Ok((r.get(0)?, r.get(1)?))).optional().map_err(|e| file_error(file, e.to_string()))?;
     match bad {
         None => Ok(()),
         Some((row, value)) => Err(LoadError {
@@ -260,25 +291,42 @@ fn check_text_timestamps(conn: &Connection, file: &Path, from: &str, column: &st
 
 /// Refuses a time zone that is not an IANA name chrono-tz knows, naming the row
 /// (the same rule as for CSV files: a site's local time must never silently be UTC).
-fn check_time_zones(conn: &Connection, file: &Path, from: &str, column: &str) -> Result<(), LoadError> {
+fn check_time_zones(conn: &Connection, file: &Path, from: &From, column: &str) -> Result<(), LoadError> {
     let fail = |e: duckdb::Error| file_error(file, e.to_string());
-    let sql = format!("SELECT DISTINCT CAST({col} AS VARCHAR) FROM {from} WHERE {col} IS NOT NULL", col = ident(column));
-    let mut stmt = conn.prepare(&sql).map_err(fail)?;
+    let text = SqlExpr::cast(SqlExpr::bare(column), SqlType::Varchar);
+    let mut zones =
+        Select::new(from.clone(), vec![(text.clone(), None)]).filtered(vec![SqlExpr::IsNull(Box::new(SqlExpr::bare(column)), true)]);
+    zones.distinct = true;
+    let mut stmt = conn.prepare(&sql(Statement::select(zones))).map_err(fail)?;
     let zones = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(fail)?.collect::<Result<Vec<String>, _>>().map_err(fail)?;
     let Some(bad) = zones.into_iter().find(|z| z.trim().parse::<chrono_tz::Tz>().is_err()) else {
         return Ok(());
     };
-    let sql = format!(
-        "SELECT rn FROM (SELECT row_number() OVER () AS rn, CAST({col} AS VARCHAR) AS v FROM {from}) WHERE v = {value} LIMIT 1",
-        col = ident(column),
-        value = string_literal(&bad),
-    );
-    let row: Option<i64> = conn.query_row(&sql, [], |r| r.get(0)).ok();
+    let first = first_row_where(from, text, vec![SqlExpr::eq(SqlExpr::col("n", "v"), SqlExpr::Str(bad.clone()))]);
+    let row: Option<i64> = conn.query_row(&sql(first), [], |r| r.get(0)).optional().map_err(fail)?;
     Err(LoadError {
         row: row.map(|r| r as u64),
         column: Some(column.to_string()),
         ..file_error(file, format!("`{bad}` is not an IANA time zone such as Europe/London"))
     })
+}
+
+/// `(rn, v)` of the first row (1-based, in file order) whose value `v` (the
+/// expression `value` of the row) meets every condition on `n.v`.
+fn first_row_where(from: &From, value: SqlExpr, conditions: Vec<SqlExpr>) -> Statement {
+    let number = SqlExpr::OverInline(
+        Box::new(SqlExpr::func(Func::RowNumber, vec![])),
+        Box::new(Window { name: String::new(), partition_by: vec![], order_by: vec![], frame: None }),
+    );
+    let numbered = Select::new(from.clone(), vec![(number, Some("rn".into())), (value, Some("v".into()))]);
+    let mut first = Select::new(
+        From::Derived { select: Box::new(numbered), alias: "n".into() },
+        vec![(SqlExpr::col("n", "rn"), None), (SqlExpr::col("n", "v"), None)],
+    )
+    .filtered(conditions);
+    first.order_by = vec![OrderKey::asc(SqlExpr::col("n", "rn"))];
+    first.limit = Some(1);
+    Statement::select(first)
 }
 
 fn is_numeric(ty: &str) -> bool {

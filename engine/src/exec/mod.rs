@@ -51,7 +51,7 @@ pub struct Finding {
     /// id of the matched runbook
     pub runbook: String,
     /// which cascade step matched the runbook
-    pub runbook_match: String,
+    pub runbook_match: crate::runbook::RunbookMatch,
     /// covered by a maintenance window
     pub suppressed: bool,
     /// what the rule recommends doing
@@ -245,8 +245,8 @@ impl Job<'_> {
 fn table_rows(signals: &Signals) -> HashMap<&'static str, u64> {
     let mut rows: HashMap<&'static str, u64> = crate::schema::contract_tables()
         .map(|t| {
-            let sql = format!("SELECT count(*) FROM {}.{}", sql::ident(sql::RAW_SCHEMA), sql::ident(t.name));
-            let n: i64 = signals.conn.query_row(&sql, [], |r| r.get(0)).unwrap_or(0);
+            // Only a size hint for chunking: a table that cannot be counted chunks as if empty.
+            let n = signals.count_rows(t, None).unwrap_or(0);
             (t.name, u64::try_from(n).unwrap_or(0))
         })
         .collect();

@@ -91,6 +91,8 @@ pub enum Func {
     Strpos,
     /// `replace(text, from, to)`
     Replace,
+    /// does the whole text match the regular expression?
+    RegexpFullMatch,
     /// `concat_ws(separator, parts...)`
     ConcatWs,
     /// TIMESTAMP to BIGINT microseconds since the epoch
@@ -293,6 +295,9 @@ pub enum From {
     Derived { select: Box<Select>, alias: String },
     /// a file read by the database: a Parquet file
     Parquet { path: String, alias: String },
+    /// the database's catalog of columns (database_name, table_name,
+    /// column_name, data_type, column_index), with an alias
+    CatalogColumns { alias: String },
     /// nothing (SELECT of constants)
     Nothing,
     /// every row of a relation once per tick: `rel, "__ticks" AS alias`
@@ -523,6 +528,8 @@ pub enum Statement {
         /// Its rows.
         select: Box<Select>,
     },
+    /// `DESCRIBE select`: the name and type of each column it returns
+    Describe(Box<Select>),
     /// `CREATE SEQUENCE IF NOT EXISTS name`
     CreateSequence(TableName),
     /// `INSERT [OR REPLACE] INTO table source`
@@ -611,6 +618,18 @@ pub fn timestamp_literal(micros: i64) -> String {
     }
 }
 
+/// How a dialect spells a column type (also as its catalog reports it).
+pub fn type_name(ty: SqlType, dialect: Dialect) -> &'static str {
+    match (dialect, ty) {
+        (Dialect::DuckDb, SqlType::BigInt) => "BIGINT",
+        (Dialect::DuckDb, SqlType::Double) => "DOUBLE",
+        (Dialect::DuckDb, SqlType::Boolean) => "BOOLEAN",
+        (Dialect::DuckDb, SqlType::Timestamp) => "TIMESTAMP",
+        (Dialect::DuckDb, SqlType::TimestampTz) => "TIMESTAMPTZ",
+        (Dialect::DuckDb, SqlType::Varchar) => "VARCHAR",
+    }
+}
+
 /// Renders a query for a set of evaluation times (ascending), with line breaks
 /// between clauses, for `explain` and execution. Without ticks the ticks
 /// relation is not defined.
@@ -673,14 +692,7 @@ impl Renderer<'_> {
     }
 
     fn sql_type(&self, ty: SqlType) -> &'static str {
-        match (self.dialect, ty) {
-            (Dialect::DuckDb, SqlType::BigInt) => "BIGINT",
-            (Dialect::DuckDb, SqlType::Double) => "DOUBLE",
-            (Dialect::DuckDb, SqlType::Boolean) => "BOOLEAN",
-            (Dialect::DuckDb, SqlType::Timestamp) => "TIMESTAMP",
-            (Dialect::DuckDb, SqlType::TimestampTz) => "TIMESTAMPTZ",
-            (Dialect::DuckDb, SqlType::Varchar) => "VARCHAR",
-        }
+        type_name(ty, self.dialect)
     }
 
     fn statement(&self, s: &Statement) -> String {
@@ -703,6 +715,7 @@ impl Renderer<'_> {
                 format!("CREATE OR REPLACE TEMP TABLE {} AS\n{}", ident(name), self.query(query))
             }
             Statement::CreateView { view, select } => format!("CREATE VIEW {} AS {}", self.table_name(view), self.select(select, 0)),
+            Statement::Describe(select) => format!("DESCRIBE {}", self.select(select, 0)),
             Statement::CreateSequence(name) => format!("CREATE SEQUENCE IF NOT EXISTS {}", self.table_name(name)),
             Statement::Insert { table, source, replace } => {
                 let head = if *replace { "INSERT OR REPLACE INTO" } else { "INSERT INTO" };
@@ -753,6 +766,9 @@ impl Renderer<'_> {
                 format!("(\n{pad}  {}\n{pad}) AS {}", self.select(select, depth + 2), ident(alias))
             }
             From::Parquet { path, alias } => format!("read_parquet({}) AS {}", string_literal(path), ident(alias)),
+            From::CatalogColumns { alias } => match self.dialect {
+                Dialect::DuckDb => format!("duckdb_columns() AS {}", ident(alias)),
+            },
             From::Nothing => String::new(),
             From::PerTick { rows, ticks } => format!("{}, {} AS {}", self.from(rows, depth), ident(TICKS), ident(ticks)),
             From::Join { left, right, kind, on } => {
@@ -870,6 +886,7 @@ impl Renderer<'_> {
             (_, Func::Contains) => "contains",
             (_, Func::Strpos) => "strpos",
             (_, Func::Replace) => "replace",
+            (Dialect::DuckDb, Func::RegexpFullMatch) => "regexp_full_match",
             (_, Func::ConcatWs) => "concat_ws",
             (Dialect::DuckDb, Func::EpochMicros) => "epoch_us",
             (Dialect::DuckDb, Func::FromEpochMicros) => "make_timestamp",

@@ -7,43 +7,110 @@
 
 use duckdb::Connection;
 
+use crate::sql::{
+    render_batch, render_statement, ColumnDef, Dialect, From, Func, InsertSource, OrderKey, Select, SqlExpr, SqlType, Statement, TableName,
+};
+
 /// One step of the schema: its version and the statements that reach it from the
-/// version before. `{db}` stands for the attached state database's alias.
+/// version before, for the attached state database of the given alias.
 struct Migration {
     version: i64,
     what: &'static str,
-    sql: &'static str,
+    statements: fn(&str) -> Vec<Statement>,
 }
 
 /// Every migration, in order. Add new ones at the end; never edit a shipped one.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    what: "findings store and baselines",
-    sql: "CREATE SEQUENCE IF NOT EXISTS {db}.finding_ids;
-         CREATE TABLE IF NOT EXISTS {db}.findings (
-             id BIGINT PRIMARY KEY, finding_type VARCHAR NOT NULL, tenant_id VARCHAR NOT NULL, site_id VARCHAR NOT NULL,
-             guard_id VARCHAR, entity_id VARCHAR, rule VARCHAR NOT NULL, category VARCHAR NOT NULL, severity VARCHAR NOT NULL,
-             title VARCHAR NOT NULL, evidence VARCHAR NOT NULL, runbook VARCHAR NOT NULL, suppressed BOOLEAN NOT NULL,
-             status VARCHAR NOT NULL, first_seen VARCHAR NOT NULL, last_seen VARCHAR NOT NULL, occurrences BIGINT NOT NULL,
-             holding BOOLEAN NOT NULL, acknowledged_by VARCHAR, acknowledged_at VARCHAR, resolved_by VARCHAR, resolved_at VARCHAR,
-             rule_hash VARCHAR NOT NULL, sql_hash VARCHAR NOT NULL, ruleset_revision VARCHAR NOT NULL);
-         CREATE TABLE IF NOT EXISTS {db}.finding_history (
-             finding_id BIGINT NOT NULL, happened_at VARCHAR NOT NULL, event VARCHAR NOT NULL, detail VARCHAR, who VARCHAR);
-         CREATE TABLE IF NOT EXISTS {db}.ticks (
-             evaluated_us BIGINT PRIMARY KEY, evaluated_at VARCHAR NOT NULL, findings BIGINT NOT NULL, revision VARCHAR NOT NULL);
-         CREATE TABLE IF NOT EXISTS {db}.reloads (
-             attempted_at VARCHAR NOT NULL, ok BOOLEAN NOT NULL, revision VARCHAR, added VARCHAR, changed VARCHAR, removed VARCHAR,
-             error VARCHAR);
-         CREATE TABLE IF NOT EXISTS {db}.baseline_watermark (
-             metric VARCHAR PRIMARY KEY, bucket_us BIGINT NOT NULL, folded_until BIGINT NOT NULL);
-         CREATE TABLE IF NOT EXISTS {db}.baseline_stats (
-             tenant_id VARCHAR NOT NULL, site_id VARCHAR NOT NULL, metric VARCHAR NOT NULL, series VARCHAR NOT NULL,
-             level VARCHAR NOT NULL, slot BIGINT NOT NULL, n BIGINT NOT NULL, mean DOUBLE NOT NULL, m2 DOUBLE NOT NULL,
-             PRIMARY KEY (tenant_id, site_id, metric, series, level, slot));
-         CREATE TABLE IF NOT EXISTS {db}.baseline_samples (
-             tenant_id VARCHAR NOT NULL, site_id VARCHAR NOT NULL, metric VARCHAR NOT NULL, series VARCHAR NOT NULL,
-             level VARCHAR NOT NULL, slot BIGINT NOT NULL, bucket_start BIGINT NOT NULL, x DOUBLE NOT NULL);",
-}];
+const MIGRATIONS: &[Migration] = &[Migration { version: 1, what: "findings store and baselines", statements: version_1 }];
+
+/// A column: name, type, NOT NULL.
+type Col = (&'static str, SqlType, bool);
+
+fn table(db: &str, name: &str, columns: &[Col], primary_key: &[&str]) -> Statement {
+    Statement::CreateTable {
+        table: TableName::in_schema(db, name),
+        columns: columns.iter().map(|(name, ty, not_null)| ColumnDef { name: name.to_string(), ty: *ty, not_null: *not_null }).collect(),
+        primary_key: primary_key.iter().map(|k| k.to_string()).collect(),
+        temporary: false,
+    }
+}
+
+/// Version 1: the findings store (findings, history, ticks, reloads) and the
+/// incremental baselines (watermarks, statistics, kept samples). Idempotent.
+fn version_1(db: &str) -> Vec<Statement> {
+    use SqlType::{BigInt, Boolean, Double, Varchar};
+    let text = |name| (name, Varchar, true);
+    let maybe = |name| (name, Varchar, false);
+    let slot_key: [Col; 6] = [text("tenant_id"), text("site_id"), text("metric"), text("series"), text("level"), ("slot", BigInt, true)];
+    vec![
+        Statement::CreateSequence(TableName::in_schema(db, "finding_ids")),
+        table(
+            db,
+            "findings",
+            &[
+                ("id", BigInt, true),
+                text("finding_type"),
+                text("tenant_id"),
+                text("site_id"),
+                maybe("guard_id"),
+                maybe("entity_id"),
+                text("rule"),
+                text("category"),
+                text("severity"),
+                text("title"),
+                text("evidence"),
+                text("runbook"),
+                ("suppressed", Boolean, true),
+                text("status"),
+                text("first_seen"),
+                text("last_seen"),
+                ("occurrences", BigInt, true),
+                ("holding", Boolean, true),
+                maybe("acknowledged_by"),
+                maybe("acknowledged_at"),
+                maybe("resolved_by"),
+                maybe("resolved_at"),
+                text("rule_hash"),
+                text("sql_hash"),
+                text("ruleset_revision"),
+            ],
+            &["id"],
+        ),
+        table(
+            db,
+            "finding_history",
+            &[("finding_id", BigInt, true), text("happened_at"), text("event"), maybe("detail"), maybe("who")],
+            &[],
+        ),
+        table(
+            db,
+            "ticks",
+            &[("evaluated_us", BigInt, true), text("evaluated_at"), ("findings", BigInt, true), text("revision")],
+            &["evaluated_us"],
+        ),
+        table(
+            db,
+            "reloads",
+            &[
+                text("attempted_at"),
+                ("ok", Boolean, true),
+                maybe("revision"),
+                maybe("added"),
+                maybe("changed"),
+                maybe("removed"),
+                maybe("error"),
+            ],
+            &[],
+        ),
+        table(db, "baseline_watermark", &[text("metric"), ("bucket_us", BigInt, true), ("folded_until", BigInt, true)], &["metric"]),
+        table(
+            db,
+            "baseline_stats",
+            &[&slot_key[..], &[("n", BigInt, true), ("mean", Double, true), ("m2", Double, true)]].concat(),
+            &["tenant_id", "site_id", "metric", "series", "level", "slot"],
+        ),
+        table(db, "baseline_samples", &[&slot_key[..], &[("bucket_start", BigInt, true), ("x", Double, true)]].concat(), &[]),
+    ]
+}
 
 /// The schema version this binary writes.
 pub const CURRENT: i64 = 1;
@@ -85,7 +152,7 @@ impl std::fmt::Display for StateError {
 
 impl std::error::Error for StateError {}
 
-impl From<duckdb::Error> for StateError {
+impl std::convert::From<duckdb::Error> for StateError {
     fn from(e: duckdb::Error) -> Self {
         StateError::Db(e)
     }
@@ -94,19 +161,22 @@ impl From<duckdb::Error> for StateError {
 /// Brings the state database attached as `db` to [`CURRENT`]; returns the version it had.
 /// A file from before versioning (tables but no `schema_version`) counts as version 1.
 pub fn upgrade(conn: &Connection, db: &str) -> Result<i64, StateError> {
-    let count = |sql: String| -> Result<i64, duckdb::Error> { conn.query_row(&sql, [], |r| r.get(0)) };
-    let has_version = count(format!(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = {} AND table_name = 'schema_version'",
-        crate::sql::string_literal(db)
-    ))? > 0;
+    let run = |s: &Statement| conn.execute_batch(&render_statement(s, Dialect::DuckDb));
+    let exists = |table: &str| -> Result<bool, duckdb::Error> {
+        let probe = SqlExpr::TableExists { database: db.to_string(), table: table.to_string() };
+        conn.query_row(&render_statement(&Statement::select(Select::new(From::Nothing, vec![(probe, None)])), Dialect::DuckDb), [], |r| {
+            r.get(0)
+        })
+    };
+    let has_version = exists("schema_version")?;
     let found = if has_version {
-        count(format!("SELECT coalesce(max(version), 0) FROM {db}.schema_version"))?
+        let v = "v";
+        let latest = SqlExpr::func(Func::Coalesce, vec![SqlExpr::func(Func::Max, vec![SqlExpr::col(v, "version")]), SqlExpr::Int(0)]);
+        let select =
+            Select::new(From::InSchema { schema: db.into(), name: "schema_version".into(), alias: v.into() }, vec![(latest, None)]);
+        conn.query_row(&render_statement(&Statement::select(select), Dialect::DuckDb), [], |r| r.get(0))?
     } else {
-        let legacy = count(format!(
-            "SELECT count(*) FROM duckdb_tables() WHERE database_name = {} AND table_name IN ('findings', 'baseline_stats')",
-            crate::sql::string_literal(db)
-        ))? > 0;
-        i64::from(legacy)
+        i64::from(exists("findings")? || exists("baseline_stats")?)
     };
     if found > CURRENT {
         return Err(StateError::Newer { found });
@@ -119,59 +189,99 @@ pub fn upgrade(conn: &Connection, db: &str) -> Result<i64, StateError> {
     if found == CURRENT && has_version {
         return Ok(found);
     }
-    conn.execute_batch("BEGIN TRANSACTION")?;
+    run(&Statement::Begin)?;
     let applied = (|| -> Result<(), duckdb::Error> {
-        conn.execute_batch(&format!("CREATE TABLE IF NOT EXISTS {db}.schema_version (version BIGINT PRIMARY KEY, what VARCHAR NOT NULL)"))?;
+        run(&table(db, "schema_version", &[("version", SqlType::BigInt, true), ("what", SqlType::Varchar, true)], &["version"]))?;
         for m in MIGRATIONS {
             // A legacy file already has version 1's tables: its statements are idempotent.
             if m.version > found || (m.version == found && !has_version) {
-                conn.execute_batch(&m.sql.replace("{db}", db))?;
-                conn.execute(&format!("INSERT OR REPLACE INTO {db}.schema_version VALUES (?, ?)"), duckdb::params![m.version, m.what])?;
+                conn.execute_batch(&render_batch(&(m.statements)(db), Dialect::DuckDb))?;
+                let record = Statement::Insert {
+                    table: TableName::in_schema(db, "schema_version"),
+                    source: InsertSource::Values(vec![vec![SqlExpr::Param, SqlExpr::Param]]),
+                    replace: true,
+                };
+                conn.execute(&render_statement(&record, Dialect::DuckDb), duckdb::params![m.version, m.what])?;
             }
         }
         Ok(())
     })();
     match applied {
         Ok(()) => {
-            conn.execute_batch("COMMIT")?;
+            run(&Statement::Commit)?;
             Ok(found)
         }
         Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = run(&Statement::Rollback);
             Err(StateError::Db(e))
         }
     }
+}
+
+/// The columns of every table of an attached database: table -> [(column, type)].
+fn columns_of(conn: &Connection, database: &str) -> Result<std::collections::BTreeMap<String, Vec<(String, String)>>, duckdb::Error> {
+    let c = "c";
+    let mut select = Select::new(
+        From::CatalogColumns { alias: c.into() },
+        vec![(SqlExpr::col(c, "table_name"), None), (SqlExpr::col(c, "column_name"), None), (SqlExpr::col(c, "data_type"), None)],
+    )
+    .filtered(vec![SqlExpr::eq(SqlExpr::col(c, "database_name"), SqlExpr::Param)]);
+    select.order_by = vec![OrderKey::asc(SqlExpr::col(c, "table_name")), OrderKey::asc(SqlExpr::col(c, "column_index"))];
+    let mut stmt = conn.prepare(&render_statement(&Statement::select(select), Dialect::DuckDb))?;
+    let rows = stmt.query_map([database], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+    let mut out: std::collections::BTreeMap<String, Vec<(String, String)>> = Default::default();
+    for row in rows {
+        let (table, column, ty) = row?;
+        out.entry(table).or_default().push((column, ty));
+    }
+    Ok(out)
 }
 
 /// For a file from before versioning: the first table it shares with version 1 whose
 /// columns differ (compared with version 1 built in memory).
 fn legacy_difference(conn: &Connection, db: &str) -> Result<Option<String>, duckdb::Error> {
     const EXPECTED: &str = "vigil_expected_schema";
-    conn.execute_batch(&format!("ATTACH ':memory:' AS {EXPECTED}"))?;
+    let run = |s: &Statement| conn.execute_batch(&render_statement(s, Dialect::DuckDb));
+    run(&Statement::Attach { path: ":memory:".into(), alias: EXPECTED.into(), read_only: false })?;
     let compared = (|| {
-        conn.execute_batch(&MIGRATIONS[0].sql.replace("{db}", EXPECTED))?;
-        let columns = |database: &str| {
-            format!(
-                "SELECT table_name, string_agg(column_name || ' ' || data_type, ', ' ORDER BY column_index) AS cols \
-                 FROM duckdb_columns() WHERE database_name = {} GROUP BY table_name",
-                crate::sql::string_literal(database)
-            )
-        };
-        let sql = format!(
-            "SELECT f.table_name FROM ({}) f JOIN ({}) e ON e.table_name = f.table_name WHERE e.cols <> f.cols ORDER BY 1 LIMIT 1",
-            columns(db),
-            columns(EXPECTED)
-        );
-        let differs: Option<String> = conn.query_row(&sql, [], |r| r.get(0)).ok();
-        Ok(differs)
+        conn.execute_batch(&render_batch(&version_1(EXPECTED), Dialect::DuckDb))?;
+        let (found, expected) = (columns_of(conn, db)?, columns_of(conn, EXPECTED)?);
+        Ok(found.into_iter().find(|(table, cols)| expected.get(table).is_some_and(|e| e != cols)).map(|(table, _)| table))
     })();
-    let _ = conn.execute_batch(&format!("DETACH {EXPECTED}"));
+    let _ = run(&Statement::Detach(EXPECTED.into()));
     compared
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Version 1 as the unversioned files of earlier releases wrote it (the text of
+    /// those releases, kept here so that the typed tables are checked against it).
+    const LEGACY_V1: &str = "CREATE SEQUENCE IF NOT EXISTS st.finding_ids;
+         CREATE TABLE IF NOT EXISTS st.findings (
+             id BIGINT PRIMARY KEY, finding_type VARCHAR NOT NULL, tenant_id VARCHAR NOT NULL, site_id VARCHAR NOT NULL,
+             guard_id VARCHAR, entity_id VARCHAR, rule VARCHAR NOT NULL, category VARCHAR NOT NULL, severity VARCHAR NOT NULL,
+             title VARCHAR NOT NULL, evidence VARCHAR NOT NULL, runbook VARCHAR NOT NULL, suppressed BOOLEAN NOT NULL,
+             status VARCHAR NOT NULL, first_seen VARCHAR NOT NULL, last_seen VARCHAR NOT NULL, occurrences BIGINT NOT NULL,
+             holding BOOLEAN NOT NULL, acknowledged_by VARCHAR, acknowledged_at VARCHAR, resolved_by VARCHAR, resolved_at VARCHAR,
+             rule_hash VARCHAR NOT NULL, sql_hash VARCHAR NOT NULL, ruleset_revision VARCHAR NOT NULL);
+         CREATE TABLE IF NOT EXISTS st.finding_history (
+             finding_id BIGINT NOT NULL, happened_at VARCHAR NOT NULL, event VARCHAR NOT NULL, detail VARCHAR, who VARCHAR);
+         CREATE TABLE IF NOT EXISTS st.ticks (
+             evaluated_us BIGINT PRIMARY KEY, evaluated_at VARCHAR NOT NULL, findings BIGINT NOT NULL, revision VARCHAR NOT NULL);
+         CREATE TABLE IF NOT EXISTS st.reloads (
+             attempted_at VARCHAR NOT NULL, ok BOOLEAN NOT NULL, revision VARCHAR, added VARCHAR, changed VARCHAR, removed VARCHAR,
+             error VARCHAR);
+         CREATE TABLE IF NOT EXISTS st.baseline_watermark (
+             metric VARCHAR PRIMARY KEY, bucket_us BIGINT NOT NULL, folded_until BIGINT NOT NULL);
+         CREATE TABLE IF NOT EXISTS st.baseline_stats (
+             tenant_id VARCHAR NOT NULL, site_id VARCHAR NOT NULL, metric VARCHAR NOT NULL, series VARCHAR NOT NULL,
+             level VARCHAR NOT NULL, slot BIGINT NOT NULL, n BIGINT NOT NULL, mean DOUBLE NOT NULL, m2 DOUBLE NOT NULL,
+             PRIMARY KEY (tenant_id, site_id, metric, series, level, slot));
+         CREATE TABLE IF NOT EXISTS st.baseline_samples (
+             tenant_id VARCHAR NOT NULL, site_id VARCHAR NOT NULL, metric VARCHAR NOT NULL, series VARCHAR NOT NULL,
+             level VARCHAR NOT NULL, slot BIGINT NOT NULL, bucket_start BIGINT NOT NULL, x DOUBLE NOT NULL);";
 
     fn attached(path: &std::path::Path) -> Connection {
         let conn = crate::load::open_database().expect("database");
@@ -201,7 +311,7 @@ mod tests {
     fn a_file_from_before_versioning_is_stamped_and_kept() {
         let path = temp("legacy");
         let conn = attached(&path);
-        conn.execute_batch(&MIGRATIONS[0].sql.replace("{db}", "st")).expect("version 1 tables, unversioned");
+        conn.execute_batch(LEGACY_V1).expect("version 1 tables, unversioned");
         conn.execute_batch("INSERT INTO st.reloads (attempted_at, ok) VALUES ('then', true)").expect("a row");
         assert_eq!(upgrade(&conn, "st").expect("upgrade"), 1);
         let kept: String = conn.query_row("SELECT attempted_at FROM st.reloads", [], |r| r.get(0)).expect("row");

@@ -26,9 +26,63 @@ use duckdb::{params, Connection};
 
 use crate::exec::{self, Finding};
 use crate::ruleset::RuleSet;
-use crate::sql::string_literal;
+use crate::sql::{render_statement, Dialect, From, Func, InsertSource, Op, OrderKey, Select, SqlExpr, Statement, TableName};
 
 const DB: &str = "vigil_store";
+
+/// The store's statements, each built from the SQL tree (values are bound as `?`).
+mod q {
+    use super::*;
+
+    pub fn text(s: Statement) -> String {
+        render_statement(&s, Dialect::DuckDb)
+    }
+    fn table(name: &str) -> TableName {
+        TableName::in_schema(DB, name)
+    }
+    fn rows(name: &str) -> From {
+        From::InSchema { schema: DB.into(), name: name.into(), alias: name.into() }
+    }
+    pub fn col(c: &str) -> SqlExpr {
+        SqlExpr::bare(c)
+    }
+    /// `col = ?`
+    pub fn is_param(c: &str) -> SqlExpr {
+        SqlExpr::eq(col(c), SqlExpr::Param)
+    }
+    /// Not resolved: NEW or ACKNOWLEDGED.
+    pub fn open() -> SqlExpr {
+        SqlExpr::bin(Op::Ne, col("status"), SqlExpr::Str(Status::Resolved.name().into()))
+    }
+    /// `SELECT columns FROM table WHERE filter ORDER BY order`
+    pub fn select(from: &str, columns: &[&str], filter: Vec<SqlExpr>, order: &[&str]) -> String {
+        let mut s = Select::new(rows(from), columns.iter().map(|c| (col(c), None)).collect()).filtered(filter);
+        s.order_by = order.iter().map(|c| OrderKey::asc(col(c))).collect();
+        text(Statement::select(s))
+    }
+    /// `SELECT e FROM table`
+    pub fn select_one(from: &str, e: SqlExpr) -> String {
+        text(Statement::select(Select::new(rows(from), vec![(e, None)])))
+    }
+    /// `INSERT INTO table VALUES (values)`
+    pub fn insert(into: &str, values: Vec<SqlExpr>) -> String {
+        text(Statement::Insert { table: table(into), source: InsertSource::Values(vec![values]), replace: false })
+    }
+    /// `INSERT INTO table VALUES (?, ?, ...)`
+    pub fn insert_params(into: &str, n: usize) -> String {
+        insert(into, vec![SqlExpr::Param; n])
+    }
+    /// `UPDATE findings SET .. WHERE filter`
+    pub fn update(set: Vec<(&str, SqlExpr)>, filter: Vec<SqlExpr>) -> String {
+        let set = set.into_iter().map(|(c, e)| (c.to_string(), e)).collect();
+        text(Statement::Update { table: table("findings"), set, filter: SqlExpr::and_all(filter) })
+    }
+    /// `SELECT nextval` of the findings' id sequence.
+    pub fn next_id() -> String {
+        let next = SqlExpr::func(Func::NextVal, vec![SqlExpr::Str(format!("{DB}.finding_ids"))]);
+        text(Statement::select(Select::new(From::Nothing, vec![(next, None)])))
+    }
+}
 
 /// FNV-1a, 64 bits, as 16 hex digits: a stable hash for provenance (not for security).
 pub fn hash(text: &str) -> String {
@@ -82,7 +136,8 @@ pub fn state_lock() -> std::sync::MutexGuard<'static, ()> {
 pub fn attach_file(conn: &Connection, path: &Path, alias: &str) -> Result<(), duckdb::Error> {
     let mut tries = 0;
     loop {
-        let attached = conn.execute_batch(&format!("ATTACH IF NOT EXISTS {} AS {alias}", string_literal(&path.display().to_string())));
+        let attach = Statement::Attach { path: path.display().to_string(), alias: alias.to_string(), read_only: false };
+        let attached = conn.execute_batch(&q::text(attach));
         match attached {
             Ok(()) => return Ok(()),
             Err(e) if tries < 50 && (e.to_string().contains("lock") || e.to_string().contains("conflict")) => {
@@ -101,7 +156,7 @@ fn attach(conn: &Connection, path: &Path) -> Result<(), StateError> {
 }
 
 fn detach(conn: &Connection) {
-    let _ = conn.execute_batch(&format!("DETACH {DB}"));
+    let _ = conn.execute_batch(&q::text(Statement::Detach(DB.into())));
 }
 
 /// Runs `f` with the store attached to a private in-memory connection.
@@ -114,7 +169,7 @@ fn with_store<T>(path: &Path, f: impl FnOnce(&Connection) -> Result<T, duckdb::E
     }
     let out = f(&conn).map_err(StateError::Db);
     if out.is_err() {
-        let _ = conn.execute_batch("ROLLBACK");
+        let _ = conn.execute_batch(&q::text(Statement::Rollback));
     }
     detach(&conn);
     out
@@ -147,19 +202,19 @@ pub fn record(path: &Path, set: &RuleSet, evaluated: &[String], now: i64, findin
     let revision = revision(set);
     let mut hashes: HashMap<String, (String, String)> = HashMap::new();
     with_store(path, |conn| {
-        conn.execute_batch("BEGIN TRANSACTION")?;
+        conn.execute_batch(&q::text(Statement::Begin))?;
         // Times are written in order: a time at or before the last one written (a
         // restart re-running a tick, an audit of the past) changes nothing.
-        let latest: Option<i64> = conn.query_row(&format!("SELECT max(evaluated_us) FROM {DB}.ticks"), [], |r| r.get(0))?;
+        let latest: Option<i64> =
+            conn.query_row(&q::select_one("ticks", SqlExpr::func(Func::Max, vec![q::col("evaluated_us")])), [], |r| r.get(0))?;
         if latest.is_some_and(|l| now <= l) {
-            conn.execute_batch("ROLLBACK")?;
+            conn.execute_batch(&q::text(Statement::Rollback))?;
             return Ok(Written { skipped: true, ..Written::default() });
         }
         let mut open: HashMap<Key, (i64, String, String)> = HashMap::new();
         {
-            let mut stmt = conn.prepare(&format!(
-                "SELECT id, finding_type, tenant_id, site_id, guard_id, entity_id, severity, rule FROM {DB}.findings WHERE status <> 'RESOLVED'"
-            ))?;
+            let columns = ["id", "finding_type", "tenant_id", "site_id", "guard_id", "entity_id", "severity", "rule"];
+            let mut stmt = conn.prepare(&q::select("findings", &columns, vec![q::open()], &[]))?;
             let rows = stmt.query_map([], |r| {
                 Ok((
                     (r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get(4)?, r.get(5)?),
@@ -171,6 +226,7 @@ pub fn record(path: &Path, set: &RuleSet, evaluated: &[String], now: i64, findin
                 open.insert(k, v);
             }
         }
+        let history = q::insert_params("finding_history", 5);
         let mut out = Written::default();
         let mut seen: std::collections::HashSet<i64> = std::collections::HashSet::new();
         for f in findings {
@@ -181,36 +237,35 @@ pub fn record(path: &Path, set: &RuleSet, evaluated: &[String], now: i64, findin
                     seen.insert(*id);
                     out.seen_again += 1;
                     let was_holding: bool =
-                        conn.query_row(&format!("SELECT holding FROM {DB}.findings WHERE id = ?"), params![id], |r| r.get(0))?;
+                        conn.query_row(&q::select("findings", &["holding"], vec![q::is_param("id")], &[]), params![id], |r| r.get(0))?;
                     if !was_holding {
-                        conn.execute(
-                            &format!("INSERT INTO {DB}.finding_history VALUES (?, ?, 'holds again', NULL, NULL)"),
-                            params![id, at],
-                        )?;
+                        conn.execute(&history, params![id, at, "holds again", None::<String>, None::<String>])?;
                     }
+                    let set = ["last_seen", "severity", "evidence", "suppressed", "runbook", "rule"].map(|c| (c, SqlExpr::Param));
+                    let mut set = set.to_vec();
+                    set.push(("occurrences", SqlExpr::bin(Op::Add, q::col("occurrences"), SqlExpr::Int(1))));
+                    set.push(("holding", SqlExpr::Bool(true)));
                     conn.execute(
-                        &format!(
-                            "UPDATE {DB}.findings SET last_seen = ?, occurrences = occurrences + 1, holding = true, severity = ?, evidence = ?,
-                             suppressed = ?, runbook = ?, rule = ? WHERE id = ?"
-                        ),
+                        &q::update(set, vec![q::is_param("id")]),
                         params![at, f.severity, evidence, f.suppressed, f.runbook, f.rule, id],
                     )?;
                     if *severity != f.severity {
                         out.severity_changes += 1;
-                        conn.execute(
-                            &format!("INSERT INTO {DB}.finding_history VALUES (?, ?, 'severity', ?, NULL)"),
-                            params![id, at, format!("{severity} -> {}", f.severity)],
-                        )?;
+                        conn.execute(&history, params![id, at, "severity", format!("{severity} -> {}", f.severity), None::<String>])?;
                     }
                 }
                 None => {
                     let (rule_hash, sql_hash) = hashes.entry(f.rule.clone()).or_insert_with(|| provenance(set, &f.rule, now)).clone();
-                    let id: i64 = conn.query_row(&format!("SELECT nextval('{DB}.finding_ids')"), [], |r| r.get(0))?;
+                    let id: i64 = conn.query_row(&q::next_id(), [], |r| r.get(0))?;
+                    // id .. suppressed; NEW; first and last seen; once, holding; nobody acknowledged or
+                    // resolved it; provenance.
+                    let mut values = vec![SqlExpr::Param; 13];
+                    values.push(SqlExpr::Str(Status::New.name().into()));
+                    values.extend([SqlExpr::Param, SqlExpr::Param, SqlExpr::Int(1), SqlExpr::Bool(true)]);
+                    values.extend([SqlExpr::Null, SqlExpr::Null, SqlExpr::Null, SqlExpr::Null]);
+                    values.extend([SqlExpr::Param, SqlExpr::Param, SqlExpr::Param]);
                     conn.execute(
-                        &format!(
-                            "INSERT INTO {DB}.findings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'NEW', ?, ?, 1, true,
-                             NULL, NULL, NULL, NULL, ?, ?, ?)"
-                        ),
+                        &q::insert("findings", values),
                         params![
                             id,
                             f.finding_type,
@@ -232,10 +287,7 @@ pub fn record(path: &Path, set: &RuleSet, evaluated: &[String], now: i64, findin
                             revision
                         ],
                     )?;
-                    conn.execute(
-                        &format!("INSERT INTO {DB}.finding_history VALUES (?, ?, 'raised', ?, NULL)"),
-                        params![id, at, f.severity],
-                    )?;
+                    conn.execute(&history, params![id, at, "raised", f.severity, None::<String>])?;
                     open.insert(key.clone(), (id, f.severity.clone(), f.rule.clone()));
                     seen.insert(id);
                     out.new.push(id);
@@ -245,45 +297,48 @@ pub fn record(path: &Path, set: &RuleSet, evaluated: &[String], now: i64, findin
         }
         for (id, _, rule) in open.values() {
             if !seen.contains(id) && evaluated.contains(rule) {
-                let changed = conn.execute(&format!("UPDATE {DB}.findings SET holding = false WHERE id = ? AND holding"), params![id])?;
+                let clear = q::update(vec![("holding", SqlExpr::Bool(false))], vec![q::is_param("id"), q::col("holding")]);
+                let changed = conn.execute(&clear, params![id])?;
                 if changed > 0 {
                     out.cleared += 1;
-                    conn.execute(&format!("INSERT INTO {DB}.finding_history VALUES (?, ?, 'cleared', NULL, NULL)"), params![id, at])?;
+                    conn.execute(&history, params![id, at, "cleared", None::<String>, None::<String>])?;
                 }
             }
         }
         out.new.sort_unstable();
-        conn.execute(&format!("INSERT INTO {DB}.ticks VALUES (?, ?, ?, ?)"), params![now, at, findings.len() as i64, revision])?;
-        conn.execute_batch("COMMIT")?;
+        conn.execute(&q::insert_params("ticks", 4), params![now, at, findings.len() as i64, revision])?;
+        conn.execute_batch(&q::text(Statement::Commit))?;
         Ok(out)
     })
 }
 
 /// The latest evaluation time written (ISO-8601), if any: where `vigil watch` resumes.
 pub fn last_tick(path: &Path) -> Result<Option<String>, StateError> {
-    with_store(path, |conn| conn.query_row(&format!("SELECT arg_max(evaluated_at, evaluated_us) FROM {DB}.ticks"), [], |r| r.get(0)))
+    let latest = SqlExpr::func(Func::ArgMax, vec![q::col("evaluated_at"), q::col("evaluated_us")]);
+    with_store(path, |conn| conn.query_row(&q::select_one("ticks", latest), [], |r| r.get(0)))
 }
 
 /// After a reload removed rules: their open findings no longer hold (history
 /// `rule removed`, at wall-clock `at`). Returns how many.
 pub fn rules_removed(path: &Path, rules: &[String], at: &str) -> Result<usize, StateError> {
     with_store(path, |conn| {
-        conn.execute_batch("BEGIN TRANSACTION")?;
+        conn.execute_batch(&q::text(Statement::Begin))?;
+        let history = q::insert_params("finding_history", 5);
         let mut n = 0;
         for rule in rules {
             let ids: Vec<i64> = {
                 let mut stmt =
-                    conn.prepare(&format!("SELECT id FROM {DB}.findings WHERE rule = ? AND status <> 'RESOLVED' AND holding"))?;
+                    conn.prepare(&q::select("findings", &["id"], vec![q::is_param("rule"), q::open(), q::col("holding")], &[]))?;
                 let rows = stmt.query_map(params![rule], |r| r.get(0))?;
                 rows.collect::<Result<_, _>>()?
             };
             for id in ids {
-                conn.execute(&format!("UPDATE {DB}.findings SET holding = false WHERE id = ?"), params![id])?;
-                conn.execute(&format!("INSERT INTO {DB}.finding_history VALUES (?, ?, 'rule removed', ?, NULL)"), params![id, at, rule])?;
+                conn.execute(&q::update(vec![("holding", SqlExpr::Bool(false))], vec![q::is_param("id")]), params![id])?;
+                conn.execute(&history, params![id, at, "rule removed", rule, None::<String>])?;
                 n += 1;
             }
         }
-        conn.execute_batch("COMMIT")?;
+        conn.execute_batch(&q::text(Statement::Commit))?;
         Ok(n)
     })
 }
@@ -394,20 +449,64 @@ pub struct Stored {
     pub ruleset_revision: String,
 }
 
-/// Stored findings, optionally of one status (`open` = NEW or ACKNOWLEDGED), by id.
-pub fn list(path: &Path, status: Option<&str>) -> Result<Vec<Stored>, StateError> {
-    let filter = match status {
-        None | Some("all") => String::new(),
-        Some("open") => " WHERE status <> 'RESOLVED'".into(),
-        Some(s) => format!(" WHERE status = {}", string_literal(&s.to_uppercase())),
+/// Which stored findings to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// every finding
+    All,
+    /// NEW or ACKNOWLEDGED
+    Open,
+    /// of one status
+    Only(Status),
+}
+
+impl Listing {
+    /// `all`, `open`, or a status name (any case).
+    pub fn parse(text: &str) -> Option<Listing> {
+        match text.to_ascii_lowercase().as_str() {
+            "all" => Some(Listing::All),
+            "open" => Some(Listing::Open),
+            _ => Status::parse(&text.to_ascii_uppercase()).map(Listing::Only),
+        }
+    }
+}
+
+/// Stored findings of a listing, by id.
+pub fn list(path: &Path, listing: Listing) -> Result<Vec<Stored>, StateError> {
+    let filter = match listing {
+        Listing::All => vec![],
+        Listing::Open => vec![q::open()],
+        Listing::Only(s) => vec![SqlExpr::eq(q::col("status"), SqlExpr::Str(s.name().into()))],
     };
+    let columns = [
+        "id",
+        "status",
+        "finding_type",
+        "rule",
+        "tenant_id",
+        "site_id",
+        "guard_id",
+        "entity_id",
+        "category",
+        "severity",
+        "title",
+        "evidence",
+        "runbook",
+        "suppressed",
+        "first_seen",
+        "last_seen",
+        "occurrences",
+        "holding",
+        "acknowledged_by",
+        "acknowledged_at",
+        "resolved_by",
+        "resolved_at",
+        "rule_hash",
+        "sql_hash",
+        "ruleset_revision",
+    ];
     with_store(path, |conn| {
-        let mut stmt = conn.prepare(&format!(
-            "SELECT id, status, finding_type, rule, tenant_id, site_id, guard_id, entity_id, category, severity, title, evidence, runbook,
-                    suppressed, first_seen, last_seen, occurrences, holding, acknowledged_by, acknowledged_at, resolved_by, resolved_at,
-                    rule_hash, sql_hash, ruleset_revision
-             FROM {DB}.findings{filter} ORDER BY id"
-        ))?;
+        let mut stmt = conn.prepare(&q::select("findings", &columns, filter, &["id"]))?;
         let rows = stmt.query_map([], |r| {
             Ok(Stored {
                 id: r.get(0)?,
@@ -447,8 +546,8 @@ pub type HistoryEntry = (String, String, Option<String>, Option<String>);
 /// The history of one finding, oldest first.
 pub fn history(path: &Path, id: i64) -> Result<Vec<HistoryEntry>, StateError> {
     with_store(path, |conn| {
-        let mut stmt =
-            conn.prepare(&format!("SELECT happened_at, event, detail, who FROM {DB}.finding_history WHERE finding_id = ? ORDER BY rowid"))?;
+        let columns = ["happened_at", "event", "detail", "who"];
+        let mut stmt = conn.prepare(&q::select("finding_history", &columns, vec![q::is_param("finding_id")], &["rowid"]))?;
         let rows = stmt.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
         rows.collect()
     })
@@ -478,9 +577,9 @@ impl std::fmt::Display for StepError {
 /// NEW -> ACKNOWLEDGED (`ack`) or NEW/ACKNOWLEDGED -> RESOLVED (`resolve`), by `who` at `at`.
 pub fn step(path: &Path, id: i64, resolve: bool, who: &str, at: &str, note: Option<&str>) -> Result<(), StepError> {
     let result = with_store(path, |conn| {
-        conn.execute_batch("BEGIN TRANSACTION")?;
+        conn.execute_batch(&q::text(Statement::Begin))?;
         let status: Option<Status> =
-            conn.query_row(&format!("SELECT status FROM {DB}.findings WHERE id = ?"), params![id], |r| status_at(r, 0)).ok();
+            conn.query_row(&q::select("findings", &["status"], vec![q::is_param("id")], &[]), params![id], |r| status_at(r, 0)).ok();
         let event = if resolve { "resolved" } else { "acknowledged" };
         let outcome = match status {
             None => Err(StepError::NotFound(id)),
@@ -490,13 +589,14 @@ pub fn step(path: &Path, id: i64, resolve: bool, who: &str, at: &str, note: Opti
             Ok(to) => {
                 let to = to.name();
                 let (by, when) = if resolve { ("resolved_by", "resolved_at") } else { ("acknowledged_by", "acknowledged_at") };
-                conn.execute(&format!("UPDATE {DB}.findings SET status = ?, {by} = ?, {when} = ? WHERE id = ?"), params![to, who, at, id])?;
-                conn.execute(&format!("INSERT INTO {DB}.finding_history VALUES (?, ?, ?, ?, ?)"), params![id, at, event, note, who])?;
-                conn.execute_batch("COMMIT")?;
+                let set = vec![("status", SqlExpr::Param), (by, SqlExpr::Param), (when, SqlExpr::Param)];
+                conn.execute(&q::update(set, vec![q::is_param("id")]), params![to, who, at, id])?;
+                conn.execute(&q::insert_params("finding_history", 5), params![id, at, event, note, who])?;
+                conn.execute_batch(&q::text(Statement::Commit))?;
                 Ok(Ok(()))
             }
             Err(e) => {
-                conn.execute_batch("ROLLBACK")?;
+                conn.execute_batch(&q::text(Statement::Rollback))?;
                 Ok(Err(e))
             }
         }
@@ -529,10 +629,7 @@ pub struct Reload {
 /// Records a reload attempt.
 pub fn record_reload(path: &Path, r: &Reload) -> Result<(), StateError> {
     with_store(path, |conn| {
-        conn.execute(
-            &format!("INSERT INTO {DB}.reloads VALUES (?, ?, ?, ?, ?, ?, ?)"),
-            params![r.at, r.ok, r.revision, r.added, r.changed, r.removed, r.error],
-        )?;
+        conn.execute(&q::insert_params("reloads", 7), params![r.at, r.ok, r.revision, r.added, r.changed, r.removed, r.error])?;
         Ok(())
     })
 }
@@ -540,8 +637,8 @@ pub fn record_reload(path: &Path, r: &Reload) -> Result<(), StateError> {
 /// Every recorded reload, oldest first.
 pub fn reloads(path: &Path) -> Result<Vec<Reload>, StateError> {
     with_store(path, |conn| {
-        let mut stmt =
-            conn.prepare(&format!("SELECT attempted_at, ok, revision, added, changed, removed, error FROM {DB}.reloads ORDER BY rowid"))?;
+        let columns = ["attempted_at", "ok", "revision", "added", "changed", "removed", "error"];
+        let mut stmt = conn.prepare(&q::select("reloads", &columns, vec![], &["rowid"]))?;
         let rows = stmt.query_map([], |r| {
             Ok(Reload {
                 at: r.get(0)?,
