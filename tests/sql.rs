@@ -15,7 +15,8 @@ fn sql_of_shipped_rules() {
     }
 }
 
-/// The statement of every shipped anomaly rule at a fixed time, likewise.
+/// The statement of every shipped anomaly rule at a fixed time, likewise; and over
+/// two ticks, where baselines come from window functions instead of one join.
 #[test]
 fn sql_of_shipped_anomaly_rules() {
     let rules = common::shipped_rules();
@@ -23,5 +24,7 @@ fn sql_of_shipped_anomaly_rules() {
     assert_eq!(rules.anomalies.len(), 5);
     for a in &rules.anomalies {
         insta::assert_snapshot!(a.header.id.clone(), vigil_engine::anomaly::evaluation_sql(a, &[now]));
+        let hour_before = now - 3_600_000_000;
+        insta::assert_snapshot!(format!("{}@two_ticks", a.header.id), vigil_engine::anomaly::evaluation_sql(a, &[hour_before, now]));
     }
 }

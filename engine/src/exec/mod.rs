@@ -162,7 +162,10 @@ pub fn evaluate_ticks(signals: &Signals, rules: &RuleSet, ticks: &[i64], filter:
             None => groups.push(vec![a]),
         }
     }
-    jobs.extend(groups.into_iter().map(Job::Anomalies));
+    // Workers take jobs in order as they become free: the anomaly statements, the
+    // longest jobs (samples and baselines of every series), go first so that no
+    // worker starts one when the others are nearly done.
+    jobs.splice(0..0, groups.into_iter().map(Job::Anomalies));
     // Rules are independent statements: on a small machine two run side by side on
     // two connections to the same database, each using DuckDB's threads when it can.
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4).min(jobs.len().max(1));

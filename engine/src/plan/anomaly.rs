@@ -327,7 +327,26 @@ pub fn statement(rules: &[(&AnomalyRule, &[ScopedValue])], first: i64, last: i64
     ctes.push(Cte::new("obs", Select::new(obs_from, vec![named(col("t", "tick"), "tick"), (SqlExpr::Star("sl".into()), None)])));
     let robust = rule.statistic == Statistic::MedianMad;
     let series_keys = ["tenant_id", "site_id", "series"];
+    // At one tick only the observed buckets need a baseline: with mean and standard
+    // deviation, each is an aggregate over the earlier samples of its slot (a join),
+    // much less work than a window over every sample. Over many ticks, or for the
+    // median of the last samples, windows compute every sample's baseline once.
+    let per_observed = first == last && !robust;
     for i in 0..rule.levels.len() {
+        if per_observed {
+            let slot_name = slot(i);
+            let mut keys: Vec<&str> = series_keys.to_vec();
+            keys.push(&slot_name);
+            let on = SqlExpr::and_all(vec![same_keys("o", "sl", &keys), bin(Op::Lt, col("sl", "b"), col("o", "b"))]);
+            let from = From::table("obs", "o").join(JoinKind::Inner, From::table("slotted", "sl"), on.unwrap_or(SqlExpr::Bool(true)));
+            let mut items: Vec<_> = ["tenant_id", "site_id", "series", "b"].iter().map(|c| named(col("o", c), c)).collect();
+            items.push(named(SqlExpr::func(Func::Count, vec![col("sl", "x")]), "n"));
+            items.push(named(SqlExpr::func(Func::Avg, vec![col("sl", "x")]), "mean"));
+            items.push(named(SqlExpr::func(Func::StddevSamp, vec![col("sl", "x")]), "sd"));
+            let group_by = ["tenant_id", "site_id", "series", "b"].iter().map(|c| col("o", c)).collect();
+            ctes.push(Cte::new(&format!("st{i}"), Select { group_by, ..Select::new(from, items) }));
+            continue;
+        }
         let mut partition: Vec<SqlExpr> = series_keys.iter().map(|k| col("sl", k)).collect();
         partition.push(col("sl", &slot(i)));
         let window = |name: &str, start: Option<u32>| Window {
