@@ -588,3 +588,22 @@ fn a_site_override_changes_an_anomaly_threshold_there_only() {
     assert!(text.contains("rule `LOW_STD` has no parameter `window`") && text.contains("its parameters: threshold"), "{text}");
     assert!(text.contains("`LOW_STD.threshold` is a number, not a duration"), "{text}");
 }
+
+#[test]
+fn a_metric_whose_bucket_changed_is_refused_by_its_stored_baseline() {
+    let start = t("2025-03-20T00:00:00Z");
+    let rows: Vec<(i64, f64)> = (0..30).map(|h| (start + h * HOUR, 10.0)).collect();
+    let dir = common::write_dir("baseline-bucket", &[("sites.csv", &site("Europe/London")), ("metrics.csv", &metrics(&rows))]);
+    let signals = load::load(&dir).expect("load");
+    let rules = rules_with("");
+    let mut metric: Vec<_> = rules.metrics.iter().filter(|m| m.name == "platform_metrics").cloned().collect();
+    let state = common::temp_dir("state-bucket").join("s.duckdb");
+    vigil_engine::baseline::update(&signals, &metric, &state, start + 24 * HOUR, 52).expect("first fold");
+    metric[0].bucket = HOUR / 2;
+    let e = vigil_engine::baseline::update(&signals, &metric, &state, start + 30 * HOUR, 52).expect_err("refused");
+    assert!(
+        matches!(e, vigil_engine::store::StateError::BucketChanged { folded, declared, .. } if folded == HOUR && declared == HOUR / 2),
+        "{e}"
+    );
+    assert!(e.to_string().contains("folded with 60-minute buckets and is now declared with 30"), "{e}");
+}

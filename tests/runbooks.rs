@@ -20,7 +20,7 @@ fn resolve(set: &RuleSet, finding_type: &str, category: &str, severity: &str, te
 #[test]
 fn every_type_category_and_severity_resolves_at_the_expected_step() {
     let set = common::shipped_rules();
-    let mut types: Vec<String> = set.rules.iter().map(|r| r.header.finding_type.clone()).collect();
+    let mut types: Vec<String> = set.patterns().map(|r| r.header.finding_type.clone()).collect();
     types.extend(["ANOMALY_PHONE_EVENTS_BELOW", "ANOMALY_METRIC_ABOVE", "SOMETHING_NEW"].map(String::from));
     let mut checked = 0;
     for t in &types {

@@ -21,12 +21,10 @@ pub const PRELUDE: &str = include_str!("prelude.vigil");
 
 /// A checked, complete set of rules and runbooks.
 pub struct RuleSet {
-    /// Rules in file order (files sorted by name).
-    pub rules: Vec<CheckedRule>,
+    /// Every rule: pattern rules in file order (files sorted by name), then anomaly rules.
+    pub rules: Vec<Rule>,
     /// Metrics (series for baselines), by name order of definition.
     pub metrics: Vec<crate::anomaly::Metric>,
-    /// Anomaly rules.
-    pub anomalies: Vec<crate::anomaly::AnomalyRule>,
     /// Runbooks, tenant-specific and global.
     pub runbooks: Vec<Runbook>,
     /// Keyword categories.
@@ -39,8 +37,38 @@ pub struct RuleSet {
     pub sources: Sources,
     /// Warnings found while checking.
     pub warnings: Vec<Diagnostic>,
-    /// The plan of each rule, in the order of `rules`, made once when the set loads.
-    pub plans: Vec<crate::plan::SqlPlan>,
+}
+
+/// One rule of a set. Every kind has the same header (id, finding type, title, doc,
+/// category, severity, cadence, actions: [`Rule::header`]) and goes through the same
+/// overrides, strict checks, provenance, runbook checks, finding builder and
+/// `explain`; the body says what it compares.
+#[derive(Debug, Clone)]
+pub enum Rule {
+    /// A pattern rule, with its plan (made once, when the set loads).
+    Pattern(Box<CheckedRule>, crate::plan::SqlPlan),
+    /// An anomaly rule: a metric against its baseline (its statement depends on the
+    /// span of the ticks, so it is planned for each evaluation).
+    Anomaly(crate::anomaly::AnomalyRule),
+}
+
+impl Rule {
+    /// The shared header.
+    pub fn header(&self) -> &crate::check::RuleHeader {
+        match self {
+            Rule::Pattern(r, _) => &r.header,
+            Rule::Anomaly(a) => &a.header,
+        }
+    }
+
+    /// The rule's meaning as text, for change detection and provenance: its block, and
+    /// for an anomaly rule its metric's block too.
+    pub fn text(&self, sources: &Sources) -> String {
+        match self {
+            Rule::Pattern(r, _) => sources.slice(r.header.span).to_string(),
+            Rule::Anomaly(a) => format!("{}\n{}", sources.slice(a.header.span), sources.slice(a.metric.span)),
+        }
+    }
 }
 
 /// Diagnostics of a rule set that did not load, with the files they point into.
@@ -60,38 +88,57 @@ impl std::fmt::Debug for LoadFailure {
 impl RuleSet {
     /// The header of every rule, pattern rules first, then anomaly rules.
     pub fn headers(&self) -> impl Iterator<Item = &crate::check::RuleHeader> {
-        self.rules.iter().map(|r| &r.header).chain(self.anomalies.iter().map(|a| &a.header))
+        self.rules.iter().map(Rule::header)
     }
 
-    /// Each rule with its plan.
+    /// Each pattern rule with its plan.
     pub fn planned(&self) -> impl Iterator<Item = (&CheckedRule, &crate::plan::SqlPlan)> {
-        self.rules.iter().zip(&self.plans)
+        self.rules.iter().filter_map(|r| match r {
+            Rule::Pattern(rule, plan) => Some((&**rule, plan)),
+            Rule::Anomaly(_) => None,
+        })
     }
 
-    /// A rule by id.
+    /// The pattern rules, in order.
+    pub fn patterns(&self) -> impl Iterator<Item = &CheckedRule> {
+        self.planned().map(|(r, _)| r)
+    }
+
+    /// The anomaly rules, in order.
+    pub fn anomalies(&self) -> impl Iterator<Item = &crate::anomaly::AnomalyRule> {
+        self.rules.iter().filter_map(|r| match r {
+            Rule::Anomaly(a) => Some(a),
+            Rule::Pattern(..) => None,
+        })
+    }
+
+    /// Any rule by id.
+    pub fn find(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.header().id == id)
+    }
+
+    /// A pattern rule by id.
     pub fn rule(&self, id: &str) -> Option<&CheckedRule> {
-        self.rules.iter().find(|r| r.header.id == id)
+        self.patterns().find(|r| r.header.id == id)
     }
 
     /// What `vigil baseline update` folds: each metric an anomaly rule uses (once), and
     /// the largest median window any of them keeps.
     pub fn baseline_metrics(&self) -> (Vec<crate::anomaly::Metric>, u32) {
         let mut metrics: Vec<crate::anomaly::Metric> = Vec::new();
-        for a in &self.anomalies {
+        for a in self.anomalies() {
             if !metrics.iter().any(|m| m.name == a.metric.name) {
                 metrics.push(a.metric.clone());
             }
         }
-        (metrics, self.anomalies.iter().map(|a| a.window).max().unwrap_or(52))
+        (metrics, self.anomalies().map(|a| a.window).max().unwrap_or(52))
     }
 
     /// The ids of the rules and anomaly rules an evaluation with `filter` ran to
     /// completion: their open findings that did not come back no longer hold.
     pub fn completed_rules(&self, filter: &crate::exec::Filter, failures: &[crate::exec::ExecError]) -> Vec<String> {
-        self.rules
-            .iter()
-            .map(|r| &r.header.id)
-            .chain(self.anomalies.iter().map(|a| &a.header.id))
+        self.headers()
+            .map(|h| &h.id)
             .filter(|id| filter.rules.is_empty() || filter.rules.contains(*id))
             .filter(|id| failures.iter().all(|f| f.rule != **id))
             .cloned()
@@ -411,9 +458,16 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
     if diagnostics.iter().any(Diagnostic::is_error) {
         return Err(LoadFailure { sources, diagnostics });
     }
-    let mut set =
-        RuleSet { rules, metrics, anomalies, runbooks, categories, cascade, overrides, sources, warnings: diagnostics, plans: Vec::new() };
-    set.plans = set.rules.iter().map(|r| crate::plan::plan(r, &set.params_for(r))).collect();
+    let mut set = RuleSet { rules: Vec::new(), metrics, runbooks, categories, cascade, overrides, sources, warnings: diagnostics };
+    let planned: Vec<Rule> = rules
+        .into_iter()
+        .map(|r| {
+            let plan = crate::plan::plan(&r, &set.params_for(&r));
+            Rule::Pattern(Box::new(r), plan)
+        })
+        .chain(anomalies.into_iter().map(Rule::Anomaly))
+        .collect();
+    set.rules = planned;
     Ok(set)
 }
 
@@ -421,13 +475,7 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
 /// added, changed (their text differs) and removed, each sorted.
 pub fn diff(old: &RuleSet, new: &RuleSet) -> (Vec<String>, Vec<String>, Vec<String>) {
     let texts = |set: &RuleSet| -> std::collections::BTreeMap<String, String> {
-        let rules = set.rules.iter().map(|r| (r.header.id.clone(), set.sources.slice(r.header.span).to_string()));
-        // An anomaly rule's meaning includes its metric's definition.
-        let anomalies = set
-            .anomalies
-            .iter()
-            .map(|a| (a.header.id.clone(), format!("{}\n{}", set.sources.slice(a.header.span), set.sources.slice(a.metric.span))));
-        rules.chain(anomalies).collect()
+        set.rules.iter().map(|r| (r.header().id.clone(), r.text(&set.sources))).collect()
     };
     let (a, b) = (texts(old), texts(new));
     let added = b.keys().filter(|k| !a.contains_key(*k)).cloned().collect();
@@ -556,7 +604,7 @@ pub fn strict_checks(set: &RuleSet, cases: &[(String, String)]) -> Vec<Diagnosti
         out.extend(untested(&h.id, h.id_span, cases));
         out.extend(runbook_below_exact(set, &h.finding_type, h.category, h.base_severity, h.id_span));
     }
-    for r in set.rules.iter().filter(|r| matches!(r.condition.kind, TKind::Lit(Value::Bool(false)))) {
+    for r in set.patterns().filter(|r| matches!(r.condition.kind, TKind::Lit(Value::Bool(false)))) {
         out.push(Diagnostic::warning(
             codes::NEVER_FIRES,
             format!("rule `{}` can never fire", r.header.id),

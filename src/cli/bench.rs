@@ -28,14 +28,14 @@ pub(super) fn bench_replay(args: &RuleArgs, signals: &Path, ticks: &[i64], runs:
         exec::iso(*first),
         exec::iso(*last),
         ticks.len(),
-        set.rules.len(),
-        set.anomalies.len()
+        set.patterns().count(),
+        set.anomalies().count()
     );
     outln!("load + replay: best {:.3} s, median {:.3} s", totals[0], totals[totals.len() / 2]);
     outln!("peak memory (VmHWM): {:.1} MiB", peak_memory_kib() as f64 / 1024.0);
     let sig = load::load(signals).map_err(input_err)?;
     let mut per_rule = Vec::new();
-    for id in set.rules.iter().map(|r| &r.header.id).chain(set.anomalies.iter().map(|a| &a.header.id)) {
+    for id in set.headers().map(|h| &h.id) {
         let started = std::time::Instant::now();
         let filter = Filter { rules: [id.clone()].into_iter().collect(), ..Filter::default() };
         let (_, failures) = exec::evaluate_ticks(&sig, &set, ticks, &filter);
@@ -68,12 +68,12 @@ pub(super) fn bench(args: &RuleArgs, signals: &Path, at: &str, runs: u32) -> Cli
     // Time per rule (on one loaded copy), slowest first.
     let sig = load::load(signals).map_err(input_err)?;
     let mut per_rule = Vec::new();
-    for rule in &set.rules {
+    for rule in set.patterns() {
         let started = std::time::Instant::now();
         exec::evaluate_rule(&sig, &set, rule, now, &set.params_for(rule)).map_err(|e| CliError::Eval(format!("error: {e}")))?;
         per_rule.push((started.elapsed().as_secs_f64(), rule.header.id.clone()));
     }
-    for a in &set.anomalies {
+    for a in set.anomalies() {
         let started = std::time::Instant::now();
         exec::evaluate_anomaly(&sig, &set, a, now).map_err(|e| CliError::Eval(format!("error: {e}")))?;
         per_rule.push((started.elapsed().as_secs_f64(), a.header.id.clone()));
@@ -84,7 +84,7 @@ pub(super) fn bench(args: &RuleArgs, signals: &Path, at: &str, runs: u32) -> Cli
     }
     let mut totals: Vec<f64> = times.iter().map(|(_, t)| t.as_secs_f64()).collect();
     totals.sort_by(f64::total_cmp);
-    outln!("rules: {} (+ {} anomaly rules), findings: {findings}", set.rules.len(), set.anomalies.len());
+    outln!("rules: {} (+ {} anomaly rules), findings: {findings}", set.patterns().count(), set.anomalies().count());
     outln!("load + audit: best {:.3} s, median {:.3} s", totals[0], totals[totals.len() / 2]);
     outln!("peak memory (VmHWM): {:.1} MiB", peak as f64 / 1024.0);
     outln!("slowest rules:");
@@ -93,7 +93,7 @@ pub(super) fn bench(args: &RuleArgs, signals: &Path, at: &str, runs: u32) -> Cli
     }
     // Rows per table, and rows inside the widest time range any rule reads.
     let mut widest: std::collections::BTreeMap<&str, Option<i64>> = std::collections::BTreeMap::new();
-    for rule in &set.rules {
+    for rule in set.patterns() {
         for (table, lookback) in plan::read_ranges(rule, &set.params_for(rule)) {
             let bound = lookback.map(|l| now - l);
             let slot = widest.entry(table).or_insert(bound);

@@ -23,7 +23,7 @@ pub(super) fn check(args: &RuleArgs, short: bool, strict_tests: Option<&[PathBuf
                     }
                 }
             }
-            let (r, a, b) = (set.rules.len(), set.anomalies.len(), set.runbooks.len());
+            let (r, a, b) = (set.patterns().count(), set.anomalies().count(), set.runbooks.len());
             (set.sources, warnings, true, (r, a), b)
         }
         Err(f) => (f.sources, f.diagnostics, false, (0, 0), 0),

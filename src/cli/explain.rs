@@ -4,61 +4,73 @@
 use super::*;
 
 pub(super) fn explain(set: &RuleSet, id: &str, now: i64, signals: Option<&Path>, site: Option<&str>) -> CliResult {
-    if let Some(a) = set.anomalies.iter().find(|a| a.header.id == id) {
-        return explain_anomaly(set, a, now, signals, site);
-    }
-    let Some(rule) = set.rule(id) else {
+    use vigil_engine::ruleset::Rule;
+    let Some(rule) = set.find(id) else {
         let hint = vigil_engine::diag::closest(id, set.headers().map(|h| h.id.as_str()))
             .map(|s| format!(" (did you mean `{s}`?)"))
             .unwrap_or_default();
         return Err(input_err(format!("no rule `{id}`{hint}")));
     };
-    let steps =
-        if rule.severity_steps.is_empty() { String::new() } else { format!(" (+{} conditional step(s))", rule.severity_steps.len()) };
-    print_header(set, "rule", &rule.header, &steps);
-    outln!("  cadence      {}   for {} (rows of {})", rule.header.cadence, rule.entity.entity.name, rule.entity.table.name);
-    for p in &rule.params {
-        outln!("  param        {} = {:?}", p.name, p.default);
+    // What the rule is: the shared header, then what its body compares.
+    match rule {
+        Rule::Pattern(r, _) => {
+            let steps =
+                if r.severity_steps.is_empty() { String::new() } else { format!(" (+{} conditional step(s))", r.severity_steps.len()) };
+            print_header(set, "rule", &r.header, &steps);
+            outln!("  cadence      {}   for {} (rows of {})", r.header.cadence, r.entity.entity.name, r.entity.table.name);
+            for p in &r.params {
+                outln!("  param        {} = {:?}", p.name, p.default);
+            }
+        }
+        Rule::Anomaly(a) => {
+            let steps: String = a.escalations.iter().map(|(l, z)| format!(", {l} when |z| >= {z}")).collect();
+            print_header(set, "anomaly", &a.header, &steps);
+            describe_anomaly(a);
+        }
     }
-    if let Some(doc) = &rule.header.doc {
+    if let Some(doc) = &rule.header().doc {
         outln!("\n{doc}");
     }
     outln!("\n-- source ------------------------------------------------------------");
-    outln!("{}", set.sources.slice(rule.header.span));
-    let params = set.params_for(rule);
-    let planned = plan::plan(rule, &params);
+    outln!("{}", rule.text(&set.sources));
+    // The SQL it runs at `now`: the plan made when the set loaded, or the anomaly statement.
     outln!("\n-- SQL as of {} ------------------------------------------", exec::iso(now));
-    outln!("{}", sql::render(&planned.query, &[now], sql::Dialect::DuckDb));
-    if let Some(path) = signals {
-        let sig = load_signals(path)?;
-        outln!("\n-- candidates as of {} (one row per {}) --", exec::iso(now), rule.entity.entity.name);
-        let (columns, rows) = exec::explain_candidates(&sig, rule, now, &params).map_err(|e| CliError::Eval(format!("error: {e}")))?;
-        let mut shown = 0;
-        for row in rows {
-            if site.is_some_and(|s| row.get(1).map(String::as_str) != Some(s)) {
-                continue;
-            }
-            shown += 1;
-            let cells: Vec<String> = columns.iter().zip(&row).map(|(c, v)| format!("{c}={v}")).collect();
-            outln!("{}", cells.join("  "));
+    match rule {
+        Rule::Pattern(_, plan) => outln!("{}", sql::render(&plan.query, &[now], sql::Dialect::DuckDb)),
+        Rule::Anomaly(a) => outln!("{}", vigil_engine::anomaly::evaluation_sql(a, &[now])),
+    }
+    let Some(path) = signals else { return Ok(()) };
+    // With signals: every candidate and whether it fires.
+    let sig = load_signals(path)?;
+    fn eval(e: impl std::fmt::Display) -> CliError {
+        CliError::Eval(format!("error: {e}"))
+    }
+    let ((columns, rows), nothing) = match rule {
+        Rule::Pattern(r, _) => {
+            outln!("\n-- candidates as of {} (one row per {}) --", exec::iso(now), r.entity.entity.name);
+            let found = exec::explain_candidates(&sig, r, now, &set.params_for(r)).map_err(eval)?;
+            (found, format!("no candidate rows: no {} matched the rule's `for` line", r.entity.entity.name))
         }
-        if shown == 0 {
-            outln!("no candidate rows: no {} matched the rule's `for` line", rule.entity.entity.name);
+        Rule::Anomaly(a) => {
+            outln!("\n-- last complete bucket of every series as of {} --", exec::iso(now));
+            (vigil_engine::anomaly::explain(&sig.conn, a, now).map_err(eval)?, "no series has a complete bucket before T".to_string())
         }
+    };
+    let mut shown = 0;
+    for row in rows.iter().filter(|r| site.is_none_or(|s| r.get(1).map(String::as_str) == Some(s))) {
+        shown += 1;
+        let cells: Vec<String> = columns.iter().zip(row).map(|(c, v)| format!("{c}={v}")).collect();
+        outln!("{}", cells.join("  "));
+    }
+    if shown == 0 {
+        outln!("{nothing}");
     }
     Ok(())
 }
 
-pub(super) fn explain_anomaly(
-    set: &RuleSet,
-    a: &vigil_engine::anomaly::AnomalyRule,
-    now: i64,
-    signals: Option<&Path>,
-    site: Option<&str>,
-) -> CliResult {
+/// What an anomaly rule's body compares: its metric, when it fires, its levels.
+fn describe_anomaly(a: &vigil_engine::anomaly::AnomalyRule) {
     let m = &a.metric;
-    let steps: String = a.escalations.iter().map(|(l, z)| format!(", {l} when |z| >= {z}")).collect();
-    print_header(set, "anomaly", &a.header, &steps);
     outln!(
         "  metric       {} ({} of {}{}, {}-minute buckets in site-local time)",
         m.name,
@@ -79,28 +91,6 @@ pub(super) fn explain_anomaly(
     );
     let levels: Vec<String> = a.levels.iter().map(|(l, n)| format!("{} (stable after {n})", l.name())).collect();
     outln!("  levels       {}", levels.join(", then "));
-    if let Some(doc) = &a.header.doc {
-        outln!("\n{doc}");
-    }
-    outln!("\n-- source ------------------------------------------------------------");
-    outln!("{}", set.sources.slice(a.header.span));
-    outln!("\n-- SQL as of {} ------------------------------------------", exec::iso(now));
-    outln!("{}", vigil_engine::anomaly::evaluation_sql(a, &[now]));
-    if let Some(path) = signals {
-        let sig = load_signals(path)?;
-        outln!("\n-- last complete bucket of every series as of {} --", exec::iso(now));
-        let (columns, rows) = vigil_engine::anomaly::explain(&sig.conn, a, now).map_err(|e| CliError::Eval(format!("error: {e}")))?;
-        let mut shown = 0;
-        for row in rows.iter().filter(|r| site.is_none_or(|s| r.get(1).map(String::as_str) == Some(s))) {
-            shown += 1;
-            let cells: Vec<String> = columns.iter().zip(row).map(|(c, v)| format!("{c}={v}")).collect();
-            outln!("{}", cells.join("  "));
-        }
-        if shown == 0 {
-            outln!("no series has a complete bucket before T");
-        }
-    }
-    Ok(())
 }
 
 /// The lines every rule's explanation starts with, pattern or anomaly.

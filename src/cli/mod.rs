@@ -707,8 +707,8 @@ fn run(cli: Cli) -> CliResult {
                 outln!(
                     "Vigil demo: {} synthetic sites, 24 h of signals, {} rules and {} anomaly rules, audited at {}\n",
                     sites,
-                    set.rules.len(),
-                    set.anomalies.len(),
+                    set.patterns().count(),
+                    set.anomalies().count(),
                     exec::iso(spec.end())
                 );
             }

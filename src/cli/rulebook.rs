@@ -14,7 +14,7 @@ pub(super) fn categorize(args: &RuleArgs, finding_type: &str, context: &[String]
         values.insert(k.trim().to_string(), parse_context_value(v.trim()));
     }
     let (by_keyword, keyword) = set.categories.categorize(finding_type);
-    let rule = set.rules.iter().find(|r| r.header.finding_type == finding_type);
+    let rule = set.patterns().find(|r| r.header.finding_type == finding_type);
     let (category, why_category) = match rule {
         Some(r) if r.header.category_stated.is_some() => (r.header.category, format!("stated by rule {}", r.header.id)),
         _ => (by_keyword, keyword.map(|k| format!("keyword {k}")).unwrap_or_else(|| "fallback".to_string())),
@@ -50,7 +50,7 @@ pub(super) fn runbook_command(args: &RuleArgs, action: RunbookCommand) -> CliRes
     let set = load_rules(args)?;
     match action {
         RunbookCommand::Match { finding_type, category, severity, tenant } => {
-            let rule = set.rules.iter().find(|r| r.header.finding_type == finding_type);
+            let rule = set.patterns().find(|r| r.header.finding_type == finding_type);
             let category = match category {
                 Some(c) => word::<Category>(&c, "--category")?,
                 None => rule.map(|r| r.header.category).unwrap_or_else(|| set.categories.categorize(&finding_type).0),

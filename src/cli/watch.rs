@@ -62,7 +62,7 @@ pub fn run(opts: &Options) -> Result<(), CliError> {
     let mut current = Arc::new(initial);
     let mut revision = store::revision(&current);
     let mut failed_reloads = 0u64;
-    eprintln!("watch: rule set {revision}: {} rules, {} anomaly rules", current.rules.len(), current.anomalies.len());
+    eprintln!("watch: rule set {revision}: {} rules, {} anomaly rules", current.patterns().count(), current.anomalies().count());
 
     let stop = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));
@@ -237,13 +237,7 @@ fn crossed(period: i64, now: i64, every: i64) -> bool {
 /// new ones as JSON lines, update baselines on the hour. Returns the summary line.
 fn evaluate_tick(set: &RuleSet, signals: &Path, state: &Path, now: i64, every: i64) -> Result<String, String> {
     let sig = load::load(signals).map_err(|e| e.to_string())?;
-    let ids: Vec<String> = set
-        .rules
-        .iter()
-        .filter(|r| due(r.header.cadence, now, every))
-        .map(|r| r.header.id.clone())
-        .chain(set.anomalies.iter().filter(|a| due(a.header.cadence, now, every)).map(|a| a.header.id.clone()))
-        .collect();
+    let ids: Vec<String> = set.headers().filter(|h| due(h.cadence, now, every)).map(|h| h.id.clone()).collect();
     if ids.is_empty() {
         return Ok(format!("tick {}: no rule due", exec::iso(now)));
     }
@@ -272,7 +266,7 @@ fn evaluate_tick(set: &RuleSet, signals: &Path, state: &Path, now: i64, every: i
         written.cleared,
         store::revision(set)
     );
-    if crossed(HOUR, now, every) && !set.anomalies.is_empty() {
+    if crossed(HOUR, now, every) && set.anomalies().next().is_some() {
         let (metrics, window) = set.baseline_metrics();
         match baseline::update(&sig, &metrics, state, now, window) {
             Ok(folded) => line.push_str(&format!(", baselines: {} bucket(s) folded", folded.iter().map(|f| f.samples).sum::<i64>())),

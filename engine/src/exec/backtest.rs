@@ -99,7 +99,7 @@ fn fingerprints(set: &RuleSet, probe: &[i64]) -> BTreeMap<String, String> {
         );
         out.insert(rule.header.id.clone(), text);
     }
-    for a in &set.anomalies {
+    for a in set.anomalies() {
         let text = format!(
             "{}\u{0}{}\u{0}{}\u{0}{}\u{0}{:?}",
             a.header.finding_type,

@@ -156,7 +156,7 @@ pub fn evaluate_ticks(signals: &Signals, rules: &RuleSet, ticks: &[i64], filter:
     // Anomaly rules with the same samples and baselines (ABOVE/BELOW of one metric)
     // share one statement.
     let mut groups: Vec<Vec<&crate::anomaly::AnomalyRule>> = Vec::new();
-    for a in rules.anomalies.iter().filter(|a| wanted(&a.header.id)) {
+    for a in rules.anomalies().filter(|a| wanted(&a.header.id)) {
         match groups.iter_mut().find(|g| g.first().is_some_and(|first| crate::anomaly::same_baselines(first, a))) {
             Some(group) => group.push(a),
             None => groups.push(vec![a]),

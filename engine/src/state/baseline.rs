@@ -65,7 +65,7 @@ fn detach(signals: &Signals) {
 pub fn update(signals: &Signals, metrics: &[Metric], state: &Path, until: i64, window: u32) -> Result<Vec<Folded>, StateError> {
     let _guard = crate::store::state_lock();
     attach(signals, state)?;
-    let result = update_attached(signals, metrics, until, window).map_err(StateError::Db);
+    let result = update_attached(signals, metrics, until, window);
     if result.is_err() {
         let _ = signals.conn.execute_batch(&render_statement(&Statement::Rollback, Dialect::DuckDb));
     }
@@ -73,7 +73,7 @@ pub fn update(signals: &Signals, metrics: &[Metric], state: &Path, until: i64, w
     result
 }
 
-fn update_attached(signals: &Signals, metrics: &[Metric], until: i64, window: u32) -> Result<Vec<Folded>, duckdb::Error> {
+fn update_attached(signals: &Signals, metrics: &[Metric], until: i64, window: u32) -> Result<Vec<Folded>, StateError> {
     anomaly::install_time_zones(&signals.conn)?;
     let mut out = Vec::new();
     for m in metrics {
@@ -87,12 +87,7 @@ fn update_attached(signals: &Signals, metrics: &[Metric], until: i64, window: u3
             rows.next().transpose()?
         };
         if let Some((_, bucket)) = mark.filter(|(_, b)| *b != m.bucket) {
-            return Err(duckdb::Error::InvalidParameterName(format!(
-                "metric `{}` was folded with {}-minute buckets and is now declared with {}: start a new state database (or rename the metric)",
-                m.name,
-                bucket / 60_000_000,
-                m.bucket / 60_000_000
-            )));
+            return Err(StateError::BucketChanged { metric: m.name.clone(), folded: bucket, declared: m.bucket });
         }
         let from = mark.map(|(w, _)| w);
         if from.is_some_and(|w| w >= until) {

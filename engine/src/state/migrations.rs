@@ -128,6 +128,15 @@ pub enum StateError {
         /// The first table that differs.
         table: String,
     },
+    /// A metric's stored baseline was folded with another bucket size than it now has.
+    BucketChanged {
+        /// The metric.
+        metric: String,
+        /// Bucket size folded (microseconds).
+        folded: i64,
+        /// Bucket size declared now.
+        declared: i64,
+    },
     /// DuckDB refused a statement.
     Db(duckdb::Error),
 }
@@ -144,6 +153,12 @@ impl std::fmt::Display for StateError {
                 f,
                 "the state file predates schema versions and its table `{table}` is not the one this vigil knows; \
                  point --state at a new file (the old one is left as it is)"
+            ),
+            StateError::BucketChanged { metric, folded, declared } => write!(
+                f,
+                "metric `{metric}` was folded with {}-minute buckets and is now declared with {}: start a new state database (or rename the metric)",
+                folded / 60_000_000,
+                declared / 60_000_000
             ),
             StateError::Db(e) => write!(f, "{e}"),
         }

@@ -107,20 +107,12 @@ pub fn revision(set: &RuleSet) -> String {
 
 /// (rule text hash, SQL hash) of a rule or anomaly rule at `now`.
 pub fn provenance(set: &RuleSet, rule_id: &str, now: i64) -> (String, String) {
-    if let Some(r) = set.rule(rule_id) {
-        let planned = set
-            .planned()
-            .find(|(p, _)| p.header.id == r.header.id)
-            .map(|(_, p)| p.clone())
-            .unwrap_or_else(|| crate::plan::plan(r, &set.params_for(r)));
-        let sql = crate::sql::render(&planned.query, &[now], crate::sql::Dialect::DuckDb);
-        return (hash(set.sources.slice(r.header.span)), hash(&sql));
-    }
-    if let Some(a) = set.anomalies.iter().find(|a| a.header.id == rule_id) {
-        let text = format!("{}\n{}", set.sources.slice(a.header.span), set.sources.slice(a.metric.span));
-        return (hash(&text), hash(&crate::anomaly::evaluation_sql(a, &[now])));
-    }
-    (String::new(), String::new())
+    let Some(rule) = set.find(rule_id) else { return (String::new(), String::new()) };
+    let sql = match rule {
+        crate::ruleset::Rule::Pattern(_, plan) => crate::sql::render(&plan.query, &[now], crate::sql::Dialect::DuckDb),
+        crate::ruleset::Rule::Anomaly(a) => crate::anomaly::evaluation_sql(a, &[now]),
+    };
+    (hash(&rule.text(&set.sources)), hash(&sql))
 }
 
 /// Serializes this process's use of state databases: DuckDB lets one database
@@ -140,13 +132,21 @@ pub fn attach_file(conn: &Connection, path: &Path, alias: &str) -> Result<(), du
         let attached = conn.execute_batch(&q::text(attach));
         match attached {
             Ok(()) => return Ok(()),
-            Err(e) if tries < 50 && (e.to_string().contains("lock") || e.to_string().contains("conflict")) => {
+            Err(e) if tries < 50 && is_lock_conflict(&e) => {
                 tries += 1;
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Is this DuckDB's refusal to open a file another process holds? DuckDB's C API
+/// reports it with the generic error type, so its message is the only sign; this is
+/// the one place that reads a message, and it only decides whether to retry.
+fn is_lock_conflict(e: &duckdb::Error) -> bool {
+    let text = e.to_string();
+    text.contains("lock") || text.contains("conflict")
 }
 
 fn attach(conn: &Connection, path: &Path) -> Result<(), StateError> {
