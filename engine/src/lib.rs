@@ -11,7 +11,7 @@
 //! - [`check`]: names and types against [`schema`] (CONTRACT.md); macros expanded.
 //! - [`plan`]: one set-based SQL statement per rule over a relation of ticks, through
 //!   as-of views that pair each row with the ticks that may see it (no look-ahead);
-//!   rendered by [`sql`], the only place rule SQL text is made, for the ticks at hand.
+//!   rendered by [`sql`], the only place SQL text is made (in a dialect), for the ticks at hand.
 //! - [`exec`]: runs plans on the signals of [`load`] and builds [`exec::Finding`]s;
 //!   audit (one tick), replay and backtests (many ticks) go through the same plans.
 //! - [`ruleset`]: loads a directory of rules, runbooks, categories, severity
