@@ -396,3 +396,53 @@ fn test_snapshots_fail_on_a_difference_and_accept_refreshes_them() {
     let (code, out, _) = common::vigil(&["test", f], &root);
     assert_eq!(code, 0, "{out}");
 }
+
+/// Typos in ids fail loudly (issue 11): they used to pass as "no findings" or "1 passed".
+#[test]
+fn unknown_rule_ids_and_finding_types_are_errors_with_did_you_mean() {
+    // `--rule` with a typo: exit 2, not "no findings".
+    let signals = root().join("fixtures/demo");
+    let (code, out, err) =
+        vigil(&["audit", "--signals", signals.to_str().unwrap(), "--at", AT, "--rule", "CORRELATION_SILENT_STE"], &root());
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("--rule: no rule `CORRELATION_SILENT_STE` (did you mean `CORRELATION_SILENT_SITE`?)"), "{err}");
+
+    // A case naming an unknown rule and finding type fails, with the lines.
+    let good = std::fs::read_to_string(root().join("tests/cases/silent_site_fires.case")).expect("case");
+    let typo = good.replace("rules CORRELATION_SILENT_SITE", "rules CORRELATION_SILENT_STE");
+    assert_ne!(typo, good, "the case names its rule on a `rules` line");
+    let typo = format!("{typo}\nexpect none CORRELATION_SILENT_SIT\n");
+    let dir = write_dir("typo-case", &[("typo.case", &typo)]);
+    let (code, out, _) = vigil(&["test", dir.to_str().unwrap()], &root());
+    assert_eq!(code, 1, "{out}");
+    let rules_line = typo.lines().position(|l| l.starts_with("rules ")).expect("rules line") + 1;
+    let none_line = typo.lines().position(|l| l.starts_with("expect none CORRELATION_SILENT_SIT")).expect("expect line") + 1;
+    assert!(
+        out.contains(&format!(":{rules_line}: no rule `CORRELATION_SILENT_STE` in the rule set (did you mean `CORRELATION_SILENT_SITE`?)")),
+        "{out}"
+    );
+    assert!(out.contains(&format!(":{none_line}: no finding type `CORRELATION_SILENT_SIT` in the rule set")), "{out}");
+    assert!(out.trim_end().ends_with("0 passed, 1 failed"), "{out}");
+
+    // A runbook matching a finding type no rule raises is an error at its `matches` line;
+    // the rule's missing-runbook warning points at that runbook instead of asking for a new file.
+    let lib = common::temp_dir("typo-runbook");
+    for sub in ["rules", "runbooks"] {
+        std::fs::create_dir_all(lib.join(sub)).expect("dir");
+        for entry in std::fs::read_dir(root().join(sub)).expect("read") {
+            let p = entry.expect("entry").path();
+            let text = std::fs::read_to_string(&p).expect("read file");
+            let text = text.replace("matches finding CORRELATION_SILENT_SITE\n", "matches finding CORRELATION_SILENT_STE\n");
+            std::fs::write(lib.join(sub).join(p.file_name().expect("name")), text).expect("write");
+        }
+    }
+    let (code, out, _) = vigil(&["check", "--rules", lib.join("rules").to_str().unwrap()], &root());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("error[E0203]: runbook `CORRELATION_SILENT_SITE` matches finding `CORRELATION_SILENT_STE`, which no rule raises"),
+        "{out}"
+    );
+    assert!(out.contains("correlation_silent_site.vigil:4:19"), "{out}");
+    assert!(out.contains("did you mean `CORRELATION_SILENT_SITE`?"), "{out}");
+    assert!(out.contains("does not match it: write `matches finding CORRELATION_SILENT_SITE` there"), "{out}");
+}

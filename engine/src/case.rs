@@ -54,6 +54,39 @@ pub struct Case {
     pub tables: BTreeMap<String, String>,
     /// One check per `at` line, in order.
     pub checks: Vec<Check>,
+    /// Every rule id (`rules` lines) and finding type (`expect` lines) the case names,
+    /// with its line: each must exist in the rule set the case runs against.
+    pub names: Vec<Named>,
+}
+
+/// A rule id or finding type a case file names, and where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Named {
+    /// The name as written.
+    pub name: String,
+    /// A rule id (`rules`) rather than a finding type (`expect`).
+    pub rule: bool,
+    /// 1-based line.
+    pub line: usize,
+}
+
+/// The names a case uses that its rule set does not have, one message each with its
+/// line and the closest existing name: a typo in a case must fail it, never make it
+/// pass by testing nothing.
+pub fn unknown_names(case: &Case, set: &crate::RuleSet) -> Vec<(usize, String)> {
+    let ids: Vec<&str> = set.headers().map(|h| h.id.as_str()).collect();
+    let types: Vec<&str> = set.headers().map(|h| h.finding_type.as_str()).collect();
+    case.names
+        .iter()
+        .filter_map(|n| {
+            let (known, what) = if n.rule { (&ids, "rule") } else { (&types, "finding type") };
+            if known.contains(&n.name.as_str()) {
+                return None;
+            }
+            let hint = crate::diag::closest(&n.name, known.iter().copied()).map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_default();
+            Some((n.line, format!("no {what} `{}` in the rule set{hint}", n.name)))
+        })
+        .collect()
 }
 
 /// The expectations at one evaluation time.
@@ -99,7 +132,12 @@ pub fn parse_case(text: &str) -> Result<Case, CaseError> {
         let (word, rest) = line.split_once(char::is_whitespace).map(|(w, r)| (w, r.trim())).unwrap_or((line, ""));
         match word {
             "case" => case.name = rest.trim_matches('"').to_string(),
-            "rules" => case.rules.extend(rest.split_whitespace().map(str::to_string)),
+            "rules" => {
+                for id in rest.split_whitespace() {
+                    case.rules.push(id.to_string());
+                    case.names.push(Named { name: id.to_string(), rule: true, line: n });
+                }
+            }
             "at" => case.checks.push(Check { at: parse_timestamp(rest).map_err(err)?, ..Check::default() }),
             "table" => {
                 if schema::contract_tables().all(|t| t.name != rest) {
@@ -136,7 +174,10 @@ pub fn parse_case(text: &str) -> Result<Case, CaseError> {
                 let mut parts = rest.split_whitespace();
                 match parts.next() {
                     Some("none") => match parts.next() {
-                        Some(t) => check.expect_none.push(t.to_string()),
+                        Some(t) => {
+                            check.expect_none.push(t.to_string());
+                            case.names.push(Named { name: t.to_string(), rule: false, line: n });
+                        }
                         None => return Err(err("`expect none` needs a finding type".into())),
                     },
                     Some(t) => {
@@ -149,6 +190,7 @@ pub fn parse_case(text: &str) -> Result<Case, CaseError> {
                             fields.insert(k.to_string(), if v == "-" { None } else { Some(v.to_string()) });
                         }
                         check.expect.push(Expectation { finding_type: t.to_string(), fields, line: n });
+                        case.names.push(Named { name: t.to_string(), rule: false, line: n });
                     }
                     None => return Err(err("`expect` needs a finding type".into())),
                 }
@@ -342,6 +384,11 @@ pub fn run(set: &crate::RuleSet, file: &Path, accept: bool) -> CaseOutcome {
     };
     if !parsed.name.is_empty() {
         outcome.name = parsed.name.clone();
+    }
+    let unknown = unknown_names(&parsed, set);
+    if !unknown.is_empty() {
+        outcome.problems.extend(unknown.into_iter().map(|(line, p)| format!("{}:{line}: {p}", file.display())));
+        return outcome;
     }
     let dir = std::env::temp_dir().join(format!("vigil-case-{}-{stem}-{}", std::process::id(), unique()));
     let _ = std::fs::remove_dir_all(&dir);

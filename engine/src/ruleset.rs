@@ -443,10 +443,38 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
             Some(_) => {}
         }
         if !runbooks.iter().any(|b| b.matches == runbook::Matches::Finding(h.finding_type.clone())) {
+            // A runbook of that name that matches something else is the likelier fix.
+            let hint = match runbooks.iter().find(|b| b.id == h.finding_type) {
+                Some(b) => format!(
+                    "runbook `{}` ({}) does not match it: write `matches finding {}` there",
+                    b.id,
+                    sources.name(b.span.file),
+                    h.finding_type
+                ),
+                None => format!("add runbooks/{}.vigil with `matches finding {}`", h.finding_type.to_lowercase(), h.finding_type),
+            };
             diagnostics.push(
                 Diagnostic::warning(codes::NO_RUNBOOK, format!("no runbook matches `{}` exactly", h.finding_type), h.id_span, "this rule")
-                    .hint(format!("add runbooks/{}.vigil with `matches finding {}`", h.finding_type.to_lowercase(), h.finding_type)),
+                    .hint(hint),
             );
+        }
+    }
+    // A runbook for a finding type no rule raises is a typo (it would never be used).
+    let types: Vec<&str> =
+        rules.iter().map(|r| &r.header).chain(anomalies.iter().map(|a| &a.header)).map(|h| h.finding_type.as_str()).collect();
+    for b in &runbooks {
+        if let runbook::Matches::Finding(t) = &b.matches {
+            if !types.contains(&t.as_str()) {
+                diagnostics.push(
+                    Diagnostic::error(
+                        codes::UNKNOWN_NAME,
+                        format!("runbook `{}` matches finding `{t}`, which no rule raises", b.id),
+                        b.matches_span,
+                        "unknown finding type",
+                    )
+                    .suggest(t, types.iter().copied()),
+                );
+            }
         }
     }
 

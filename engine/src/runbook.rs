@@ -32,6 +32,8 @@ pub struct Runbook {
     pub tenant: Option<String>,
     /// What it matches.
     pub matches: Matches,
+    /// Where its `matches` line names what it matches (its block without one).
+    pub matches_span: Span,
     /// Minutes before the operator escalates.
     pub escalate_after_minutes: i64,
     /// Ordered steps.
@@ -48,6 +50,7 @@ pub fn check_runbook(def: &RunbookDef) -> Result<Runbook, Vec<Diagnostic>> {
     let mut title = None;
     let mut tenant = None;
     let mut matches = None;
+    let mut matches_span = def.span;
     let mut sla = None;
     let mut steps = Vec::new();
     let mut auto_actions = Vec::new();
@@ -55,7 +58,10 @@ pub fn check_runbook(def: &RunbookDef) -> Result<Runbook, Vec<Diagnostic>> {
         match item {
             RunbookItem::Title(t) => title = Some(t.value.clone()),
             RunbookItem::Tenant(t) => tenant = Some(t.value.clone()),
-            RunbookItem::MatchesFinding(f) => matches = Some(Matches::Finding(f.name.clone())),
+            RunbookItem::MatchesFinding(f) => {
+                matches = Some(Matches::Finding(f.name.clone()));
+                matches_span = f.span;
+            }
             RunbookItem::MatchesClass { category, severity } => {
                 let category = crate::diag::parse_word::<Category>(category);
                 let severity = severity.as_ref().map(crate::diag::parse_word::<Severity>).transpose();
@@ -118,6 +124,7 @@ pub fn check_runbook(def: &RunbookDef) -> Result<Runbook, Vec<Diagnostic>> {
         title: title.unwrap_or_default(),
         tenant,
         matches,
+        matches_span,
         escalate_after_minutes: sla.unwrap_or(0),
         steps,
         auto_actions,

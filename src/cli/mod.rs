@@ -590,8 +590,18 @@ fn parse_duration(text: &str) -> Result<i64, CliError> {
         .ok_or_else(|| input_err(format!("--every: `{text}` is not a duration such as 5m, 15m or 1h")))
 }
 
-fn filter_of(output: &OutputArgs) -> Filter {
-    Filter { tenant: output.tenant.clone(), site: output.site.clone(), rules: output.only_rules.iter().cloned().collect() }
+/// The findings filter of the output flags; a `--rule` that names no rule of the set is
+/// an error (a typo must not print "no findings").
+fn filter_of(output: &OutputArgs, set: &RuleSet) -> Result<Filter, CliError> {
+    for id in &output.only_rules {
+        if set.find(id).is_none() {
+            let hint = vigil_engine::diag::closest(id, set.headers().map(|h| h.id.as_str()))
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            return Err(input_err(format!("--rule: no rule `{id}`{hint}")));
+        }
+    }
+    Ok(Filter { tenant: output.tenant.clone(), site: output.site.clone(), rules: output.only_rules.iter().cloned().collect() })
 }
 
 fn run(cli: Cli) -> CliResult {
@@ -601,7 +611,7 @@ fn run(cli: Cli) -> CliResult {
             let set = load_rules(&rules)?;
             let now = parse_time(&at, "--at")?;
             let sig = load_signals(&signals)?;
-            let filter = filter_of(&output);
+            let filter = filter_of(&output, &set)?;
             let (findings, failures) = exec::evaluate_all(&sig, &set, now, &filter);
             let written = state
                 .as_ref()
@@ -628,7 +638,7 @@ fn run(cli: Cli) -> CliResult {
             let set = load_rules(&rules)?;
             let ticks = span.ticks()?;
             let sig = load_signals(&span.signals)?;
-            let (findings, failures) = exec::replay_ticks(&sig, &set, &ticks, &filter_of(&output));
+            let (findings, failures) = exec::replay_ticks(&sig, &set, &ticks, &filter_of(&output, &set)?);
             print_findings(findings, &output);
             report_failures(&failures)
         }
@@ -702,7 +712,7 @@ fn run(cli: Cli) -> CliResult {
             let conn = load::open_database().map_err(input_err)?;
             generate::fill(&conn, &spec).map_err(input_err)?;
             let sig = load::Signals::from_connection(conn);
-            let (findings, failures) = exec::evaluate_all(&sig, &set, spec.end(), &filter_of(&output));
+            let (findings, failures) = exec::evaluate_all(&sig, &set, spec.end(), &filter_of(&output, &set)?);
             if output.format == Format::Table {
                 outln!(
                     "Vigil demo: {} synthetic sites, 24 h of signals, {} rules and {} anomaly rules, audited at {}\n",
