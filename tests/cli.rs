@@ -446,3 +446,26 @@ fn unknown_rule_ids_and_finding_types_are_errors_with_did_you_mean() {
     assert!(out.contains("did you mean `CORRELATION_SILENT_SITE`?"), "{out}");
     assert!(out.contains("does not match it: write `matches finding CORRELATION_SILENT_SITE` there"), "{out}");
 }
+
+/// Runaway nesting is a diagnostic, not a stack overflow (issue 11): 20,000 brackets,
+/// 20,000 `not`s and 20,000 additions.
+#[test]
+fn deep_nesting_is_refused_with_a_diagnostic() {
+    let head = "rule DEEP {\n  title \"deep\"\n  severity LOW\n  for site\n  when ";
+    let cases = [
+        (format!("{head}{}true{}\n}}\n", "(".repeat(20_000), ")".repeat(20_000)), "brackets nested more than 64 levels deep"),
+        (format!("{head}{}true\n}}\n", "not ".repeat(20_000)), "this expression is more than 256 operators deep"),
+        (format!("{head}{} > 0\n}}\n", vec!["1"; 20_000].join(" + ")), "this expression is more than 256 operators deep"),
+    ];
+    for (text, message) in cases {
+        let dir = write_dir("deep", &[("deep.vigil", &text)]);
+        let (code, out, err) = vigil(&["check", "--rules", dir.to_str().unwrap(), "--short"], &root());
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(out.contains("deep.vigil:5:") && out.contains(message), "{out}");
+    }
+    // Nesting a real rule needs stays fine.
+    let ok = format!("{head}{}true{}\n}}\n", "(".repeat(40), ")".repeat(40));
+    let dir = write_dir("not-deep", &[("ok.vigil", &ok)]);
+    let (_, out, _) = vigil(&["check", "--rules", dir.to_str().unwrap(), "--short"], &root());
+    assert!(!out.contains("E0101"), "{out}");
+}

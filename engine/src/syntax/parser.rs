@@ -18,6 +18,9 @@ type Node<'a> = Pair<'a, Rule>;
 /// Parses one file. A syntax error is returned as a diagnostic that points at the
 /// offending place and says, in words, what was expected there.
 pub fn parse(text: &str, file: FileId) -> Result<RuleFile, Diagnostic> {
+    // The grammar and every stage after it recurse into brackets: refuse what nests
+    // deeper than any rule needs before it can exhaust the stack.
+    too_deep(text, file)?;
     let mut pairs = VigilParser::parse(Rule::file, text).map_err(|e| syntax_error(e, file, text))?;
     let b = Builder { file };
     let mut out = RuleFile::default();
@@ -39,6 +42,83 @@ pub fn parse(text: &str, file: FileId) -> Result<RuleFile, Diagnostic> {
         }
     }
     Ok(out)
+}
+
+/// How deep brackets may nest, and how deep an expression's tree may be (operators,
+/// `not` and `-` included). Real rules stay far below; a limit turns a hostile or
+/// runaway file into a diagnostic instead of a stack overflow.
+pub const MAX_NESTING: usize = 64;
+/// See [`MAX_NESTING`].
+pub const MAX_EXPR_DEPTH: usize = 256;
+
+/// Refuses brackets nested deeper than [`MAX_NESTING`] (outside strings and comments),
+/// pointing at the first bracket too deep and naming where the outermost one opened.
+fn too_deep(text: &str, file: FileId) -> Result<(), Diagnostic> {
+    let mut open: Vec<usize> = Vec::new();
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '#' => {
+                for (_, c) in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '"' | '\'' => {
+                let mut escaped = false;
+                for (_, d) in chars.by_ref() {
+                    if escaped {
+                        escaped = false;
+                    } else if d == '\\' {
+                        escaped = true;
+                    } else if d == c {
+                        break;
+                    }
+                }
+            }
+            '(' | '[' => {
+                open.push(i);
+                if open.len() > MAX_NESTING {
+                    let span = Span { file, start: i, end: i + 1 };
+                    let outer = Span { file, start: open[0], end: open[0] + 1 };
+                    return Err(Diagnostic::error(
+                        codes::SYNTAX,
+                        format!("brackets nested more than {MAX_NESTING} levels deep"),
+                        span,
+                        "too deep",
+                    )
+                    .with_context(outer, "the outermost bracket opens here")
+                    .hint("name inner parts with `let` or a macro"));
+                }
+            }
+            ')' | ']' => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The depth of an expression's tree, walked without recursion.
+fn expr_depth(root: &Expr) -> usize {
+    let mut deepest = 0;
+    let mut stack: Vec<(&Expr, usize)> = vec![(root, 1)];
+    while let Some((e, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        let children: Vec<&Expr> = match &e.kind {
+            ExprKind::Lit(_) | ExprKind::Now | ExprKind::Path { .. } => vec![],
+            ExprKind::Call { args, .. } => args.iter().collect(),
+            ExprKind::Agg { source, arg, .. } => source.filter.iter().chain(arg.iter()).map(|b| &**b).collect(),
+            ExprKind::Binary { lhs, rhs, .. } => vec![lhs, rhs],
+            ExprKind::Not(a) | ExprKind::Neg(a) | ExprKind::IsNull { expr: a, .. } => vec![a],
+            ExprKind::InLast { expr, window } => vec![expr, window],
+            ExprKind::InList { expr, list } => std::iter::once(&**expr).chain(list.iter()).collect(),
+        };
+        stack.extend(children.into_iter().map(|c| (c, d + 1)));
+    }
+    deepest
 }
 
 /// The phrase an analyst reads for a grammar rule in "expected ..." messages.
@@ -435,12 +515,25 @@ impl Builder {
                 _ => Piece::Operand(self.primary(k)?),
             });
         }
+        // `not` and `-` recurse in the climb: refuse a runaway chain before it starts.
+        let operators = pieces.iter().filter(|p| !matches!(p, Piece::Operand(_))).count();
+        if operators > MAX_EXPR_DEPTH {
+            return Err(self.too_complex(span));
+        }
         let mut pieces = pieces.into_iter().peekable();
         let e = self.climb(&mut pieces, 0, span)?;
-        match pieces.next() {
-            None => Ok(e),
-            Some(_) => Err(self.incomplete(span, "expression")),
+        if pieces.next().is_some() {
+            return Err(self.incomplete(span, "expression"));
         }
+        if expr_depth(&e) > MAX_EXPR_DEPTH {
+            return Err(self.too_complex(span));
+        }
+        Ok(e)
+    }
+
+    fn too_complex(&self, span: Span) -> Diagnostic {
+        Diagnostic::error(codes::SYNTAX, format!("this expression is more than {MAX_EXPR_DEPTH} operators deep"), span, "too deep to check")
+            .hint("split it into `let` lines or several `when` lines")
     }
 
     /// Parses pieces while the next operator binds at least `min_bp`.
