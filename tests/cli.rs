@@ -469,3 +469,24 @@ fn deep_nesting_is_refused_with_a_diagnostic() {
     let (_, out, _) = vigil(&["check", "--rules", dir.to_str().unwrap(), "--short"], &root());
     assert!(!out.contains("E0101"), "{out}");
 }
+
+/// Case files (issue 11): omitted columns read as null, a bad value is reported at the
+/// case file's own line, and `-v` lists passing cases too.
+#[test]
+fn case_tables_may_omit_columns_and_errors_point_at_the_case_line() {
+    let case = "case \"only the columns that matter\"\nrules CORRELATION_SILENT_SITE\ntable sites\ntenant_id,site_id,timezone\nT1,S1,Europe/London\nend\n\
+                table phone_events\ntenant_id,site_id,guard_id,ts,kind\n# a comment line\nT1,S1,G1,yesterday,heartbeat\nend\n\
+                at 2025-10-04T12:00:00Z\nexpect none CORRELATION_SILENT_SITE\n";
+    let dir = write_dir("case-lines", &[("omit.case", case)]);
+    let (code, out, _) = vigil(&["test", dir.to_str().unwrap()], &root());
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("omit.case:10: table phone_events: column `ts`: `yesterday` is not an ISO-8601 timestamp"), "{out}");
+    let fixed = case.replace("yesterday", "2025-10-04T11:30:00Z");
+    let dir = write_dir("case-lines-ok", &[("omit.case", &fixed)]);
+    let (code, out, _) = vigil(&["test", dir.to_str().unwrap()], &root());
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("ok   "), "{out}");
+    let (code, out, _) = vigil(&["test", "-v", dir.to_str().unwrap()], &root());
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ok   ") && out.contains("omit.case (only the columns that matter)"), "{out}");
+}

@@ -52,6 +52,8 @@ pub struct Case {
     pub rules: Vec<String>,
     /// Table name -> CSV text (header and rows).
     pub tables: BTreeMap<String, String>,
+    /// Table name -> the case file's line of each CSV line (header first).
+    pub table_lines: BTreeMap<String, Vec<usize>>,
     /// One check per `at` line, in order.
     pub checks: Vec<Check>,
     /// Every rule id (`rules` lines) and finding type (`expect` lines) the case names,
@@ -144,8 +146,9 @@ pub fn parse_case(text: &str) -> Result<Case, CaseError> {
                     return Err(err(format!("`{rest}` is not a contract table")));
                 }
                 let mut csv = String::new();
+                let mut at = Vec::new();
                 let mut closed = false;
-                for (_, l) in lines.by_ref() {
+                for (line_no, l) in lines.by_ref() {
                     if l.trim() == "end" {
                         closed = true;
                         break;
@@ -155,6 +158,7 @@ pub fn parse_case(text: &str) -> Result<Case, CaseError> {
                     }
                     csv.push_str(l.trim());
                     csv.push('\n');
+                    at.push(line_no);
                 }
                 if !closed {
                     return Err(err(format!("table `{rest}` has no closing `end` line")));
@@ -162,6 +166,7 @@ pub fn parse_case(text: &str) -> Result<Case, CaseError> {
                 if case.tables.insert(rest.to_string(), csv).is_some() {
                     return Err(err(format!("table `{rest}` is given twice")));
                 }
+                case.table_lines.insert(rest.to_string(), at);
             }
             "snapshot" => match case.checks.last_mut() {
                 Some(check) => check.snapshot = true,
@@ -204,13 +209,43 @@ pub fn parse_case(text: &str) -> Result<Case, CaseError> {
     Ok(case)
 }
 
-/// Writes the case's tables as CSV files into `dir` (for the normal loader).
+/// Writes the case's tables as CSV files into `dir` (for the normal loader). Columns
+/// the header leaves out are added empty: they read as null (a non-nullable one is
+/// then refused by the loader, naming the column).
 pub fn write_tables(case: &Case, dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for (name, csv) in &case.tables {
-        std::fs::write(dir.join(format!("{name}.csv")), csv)?;
+        let mut lines = csv.lines();
+        let header = lines.next().unwrap_or_default();
+        let given: Vec<&str> = header.split(',').map(str::trim).collect();
+        let missing: Vec<&str> =
+            schema::table(name).map(|t| t.columns.iter().map(|c| c.name).filter(|c| !given.contains(c)).collect()).unwrap_or_default();
+        let mut text = String::with_capacity(csv.len());
+        text.push_str(header);
+        for m in &missing {
+            text.push(',');
+            text.push_str(m);
+        }
+        text.push('\n');
+        for row in lines {
+            text.push_str(row);
+            text.push_str(&",".repeat(missing.len()));
+            text.push('\n');
+        }
+        std::fs::write(dir.join(format!("{name}.csv")), text)?;
     }
     Ok(())
+}
+
+/// A loading error of a case's table, at the case file's own line.
+fn table_problem(case: &Case, file: &Path, e: &crate::load::LoadError) -> String {
+    let table = e.file.file_stem().and_then(|s| s.to_str()).unwrap_or("?");
+    let line = e.line.and_then(|l| case.table_lines.get(table).and_then(|at| at.get(usize::try_from(l).ok()?.checked_sub(1)?)));
+    let column = e.column.as_ref().map(|c| format!("column `{c}`: ")).unwrap_or_default();
+    match line {
+        Some(line) => format!("{}:{line}: table {table}: {column}{}", file.display(), e.message),
+        None => format!("{}: table {table}: {column}{}", file.display(), e.message),
+    }
 }
 
 fn field(f: &Finding, key: &str) -> Option<String> {
@@ -401,7 +436,7 @@ pub fn run(set: &crate::RuleSet, file: &Path, accept: bool) -> CaseOutcome {
     let signals = match loaded {
         Ok(s) => s,
         Err(e) => {
-            outcome.problems.push(format!("{}: table {e}", file.display()));
+            outcome.problems.push(table_problem(&parsed, file, &e));
             return outcome;
         }
     };

@@ -231,6 +231,9 @@ enum Command {
         /// Write or refresh the snapshot files (NAME.case.snap) of cases with `snapshot` lines.
         #[arg(long)]
         accept: bool,
+        /// List every case, passing ones too.
+        #[arg(short, long)]
+        verbose: bool,
     },
     /// Category and severity of a finding type from outside, e.g.
     /// `vigil categorize TOUR_OVERDUE --context overdue_minutes=120` (SECURITY, CRITICAL).
@@ -673,7 +676,7 @@ fn run(cli: Cli) -> CliResult {
             outln!("wrote {} sites x {} h to {}; audit it at {}", sites, hours, out.display(), exec::iso(spec.end()));
             Ok(())
         }
-        Command::Test { paths, rules, format, accept } => run_tests(&rules, &paths, format, accept),
+        Command::Test { paths, rules, format, accept, verbose } => run_tests(&rules, &paths, format, accept, verbose),
         Command::Runbook { action, rules } => runbook_command(&rules, action),
         Command::Baseline { action, rules } => baseline_command(&rules, action),
         Command::Fmt { paths, check } => fmt_command(&paths, check),

@@ -23,7 +23,7 @@ pub(super) fn case_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
     Ok(out)
 }
 
-pub(super) fn run_tests(args: &RuleArgs, paths: &[PathBuf], format: TestFormat, accept: bool) -> CliResult {
+pub(super) fn run_tests(args: &RuleArgs, paths: &[PathBuf], format: TestFormat, accept: bool, verbose: bool) -> CliResult {
     let set = load_rules(args)?;
     let files = case_files(paths)?;
     let outcomes: Vec<vigil_engine::case::CaseOutcome> = files.iter().map(|f| vigil_engine::case::run(&set, f, accept)).collect();
@@ -36,7 +36,13 @@ pub(super) fn run_tests(args: &RuleArgs, paths: &[PathBuf], format: TestFormat, 
     let passed = outcomes.len() - failed;
     match format {
         TestFormat::Text => {
-            for o in outcomes.iter().filter(|o| !o.problems.is_empty()) {
+            for o in &outcomes {
+                if o.problems.is_empty() {
+                    if verbose {
+                        outln!("ok   {} ({})", o.file.display(), o.name);
+                    }
+                    continue;
+                }
                 outln!("FAIL {} ({})", o.file.display(), o.name);
                 for p in &o.problems {
                     outln!("  {p}");
