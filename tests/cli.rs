@@ -490,3 +490,24 @@ fn case_tables_may_omit_columns_and_errors_point_at_the_case_line() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("ok   ") && out.contains("omit.case (only the columns that matter)"), "{out}");
 }
+
+/// Shared flags go after subcommands too, and `findings list` shows the entity (issue 11).
+#[test]
+fn rules_flag_after_a_subcommand_and_the_entity_column() {
+    let (code, out, err) = vigil(&["runbook", "match", "--type", "CORRELATION_SILENT_SITE", "--rules", "rules"], &root());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("-> CORRELATION_SILENT_SITE"), "{out}");
+    let state = common::temp_dir("entity-column").join("state.duckdb");
+    let signals = root().join("fixtures/demo");
+    let (code, _, err) = vigil(&["audit", "--signals", signals.to_str().unwrap(), "--at", AT, "--state", state.to_str().unwrap()], &root());
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = vigil(&["findings", "list", "--state", state.to_str().unwrap()], &root());
+    assert_eq!(code, 0, "{err}");
+    let header = out.lines().next().expect("header");
+    assert!(header.contains(" guard ") && header.contains(" entity "), "{header}");
+    // Two SLA breaches of one guard differ by their task, now on screen.
+    let breaches: Vec<&str> = out.lines().filter(|l| l.contains("SLA_BREACH")).collect();
+    assert!(breaches.len() > 1, "{out}");
+    let entities: std::collections::BTreeSet<&str> = breaches.iter().filter_map(|l| l.split_whitespace().nth(7)).collect();
+    assert_eq!(entities.len(), breaches.len(), "{out}");
+}

@@ -18,7 +18,7 @@ pub(super) fn findings_command(state: &Path, action: FindingsCommand) -> CliResu
             match format {
                 Format::Table => {
                     outln!(
-                        "{:>5}  {:<12}  {:<8}  {:<34}  {:<8}  {:<8}  {:<10}  {:<20}  {:<20}  {:>5}",
+                        "{:>5}  {:<12}  {:<8}  {:<34}  {:<8}  {:<8}  {:<10}  {:<12}  {:<20}  {:<20}  {:>5}",
                         "id",
                         "status",
                         "severity",
@@ -26,13 +26,14 @@ pub(super) fn findings_command(state: &Path, action: FindingsCommand) -> CliResu
                         "tenant",
                         "site",
                         "guard",
+                        "entity",
                         "first_seen",
                         "last_seen",
                         "seen"
                     );
                     for r in &rows {
                         outln!(
-                            "{:>5}  {:<12}  {:<8}  {:<34}  {:<8}  {:<8}  {:<10}  {:<20}  {:<20}  {:>5}{}",
+                            "{:>5}  {:<12}  {:<8}  {:<34}  {:<8}  {:<8}  {:<10}  {:<12}  {:<20}  {:<20}  {:>5}{}",
                             r.id,
                             r.status,
                             r.severity,
@@ -40,6 +41,7 @@ pub(super) fn findings_command(state: &Path, action: FindingsCommand) -> CliResu
                             r.tenant_id,
                             r.site_id,
                             r.guard_id.as_deref().unwrap_or("-"),
+                            r.entity_id.as_deref().unwrap_or("-"),
                             r.first_seen,
                             r.last_seen,
                             r.occurrences,

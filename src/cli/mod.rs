@@ -60,10 +60,10 @@ struct Cli {
 #[derive(clap::Args, Clone)]
 struct RuleArgs {
     /// Directory of rule files (*.vigil).
-    #[arg(long, default_value = "rules")]
+    #[arg(long, global = true, default_value = "rules")]
     rules: PathBuf,
     /// Directory of runbook files (*.vigil); default: `runbooks` beside the rules directory.
-    #[arg(long)]
+    #[arg(long, global = true)]
     runbooks: Option<PathBuf>,
 }
 
