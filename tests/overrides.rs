@@ -99,3 +99,27 @@ fn overrides_are_checked_like_rules() {
     assert!(text.contains("`CORRELATION_SILENT_SITE.silence` is a duration, not a number"), "{text}");
     assert!(text.contains("no rule `NO_SUCH_RULE`"), "{text}");
 }
+
+fn rules_with(overrides: &str) -> vigil_engine::RuleSet {
+    let dir = common::temp_dir("overrides-diff");
+    for entry in std::fs::read_dir(common::root().join("rules")).expect("rules") {
+        let p = entry.expect("entry").path();
+        std::fs::copy(&p, dir.join(p.file_name().expect("name"))).expect("copy");
+    }
+    std::fs::write(dir.join("overrides.vigil"), overrides).expect("write");
+    ruleset::load_dirs(&dir, &common::root().join("runbooks")).expect("rules check")
+}
+
+/// A reload that only adds or removes an override reports the rules it changes
+/// (issue 11: it used to say `changed [] removed []`).
+#[test]
+fn removing_an_override_changes_the_rules_it_named() {
+    let with = rules_with("override site \"S2\" {\n  CORRELATION_SILENT_SITE.silence = 30m\n  ANOMALY_METRIC_ABOVE.threshold = 3.5\n}\n");
+    let without = rules_with("");
+    let d = ruleset::diff(&with, &without);
+    assert_eq!(d.changed, vec!["ANOMALY_METRIC_ABOVE".to_string(), "CORRELATION_SILENT_SITE".to_string()]);
+    assert!(d.added.is_empty() && d.removed.is_empty(), "{d:?}");
+    assert_eq!(d.sections, vec!["overrides"]);
+    let same = ruleset::diff(&without, &rules_with(""));
+    assert_eq!(same, ruleset::SetDiff::default());
+}

@@ -499,17 +499,75 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
     Ok(set)
 }
 
-/// What changed between two rule sets: rule ids (rules and anomaly rules)
-/// added, changed (their text differs) and removed, each sorted.
-pub fn diff(old: &RuleSet, new: &RuleSet) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let texts = |set: &RuleSet| -> std::collections::BTreeMap<String, String> {
-        set.rules.iter().map(|r| (r.header().id.clone(), r.text(&set.sources))).collect()
+/// What changed between two rule sets.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SetDiff {
+    /// Rule ids only in the new set.
+    pub added: Vec<String>,
+    /// Rule ids in both whose meaning changed: their text, or what overrides,
+    /// severity blocks and categories make of them (their SQL, category or severity).
+    pub changed: Vec<String>,
+    /// Rule ids only in the old set.
+    pub removed: Vec<String>,
+    /// Other parts that changed: `overrides`, `categories`, `cascade`, `runbooks`.
+    pub sections: Vec<&'static str>,
+}
+
+/// What changed between two rule sets, each list sorted.
+pub fn diff(old: &RuleSet, new: &RuleSet) -> SetDiff {
+    // A rule's meaning: its text, its header's category and severity, and the SQL it
+    // runs (which holds its parameters with overrides and its severity steps).
+    let meaning = |set: &RuleSet| -> std::collections::BTreeMap<String, String> {
+        set.rules
+            .iter()
+            .map(|r| {
+                let h = r.header();
+                let sql = match r {
+                    Rule::Pattern(_, plan) => crate::sql::render(&plan.query, &[0], crate::sql::Dialect::DuckDb),
+                    Rule::Anomaly(a) => {
+                        let scoped = set.overrides_of(&h.id);
+                        let query = crate::plan::anomaly::statement(&[(a, &scoped)], 0, 0, false);
+                        crate::sql::render(&query, &[0], crate::sql::Dialect::DuckDb)
+                    }
+                };
+                (h.id.clone(), format!("{}\n{} {}\n{sql}", r.text(&set.sources), h.category, h.base_severity))
+            })
+            .collect()
     };
-    let (a, b) = (texts(old), texts(new));
-    let added = b.keys().filter(|k| !a.contains_key(*k)).cloned().collect();
-    let removed = a.keys().filter(|k| !b.contains_key(*k)).cloned().collect();
-    let changed = b.iter().filter(|(k, v)| a.get(*k).is_some_and(|old| old != *v)).map(|(k, _)| k.clone()).collect();
-    (added, changed, removed)
+    let (a, b) = (meaning(old), meaning(new));
+    let mut sections = Vec::new();
+    if old.overrides != new.overrides {
+        sections.push("overrides");
+    }
+    if old.categories != new.categories {
+        sections.push("categories");
+    }
+    if old.cascade != new.cascade {
+        sections.push("cascade");
+    }
+    let books = |set: &RuleSet| -> Vec<String> {
+        let mut all: Vec<String> = set
+            .runbooks
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {:?} {:?} {:?} {} {:?} {:?}",
+                    r.id, r.title, r.tenant, r.matches, r.escalate_after_minutes, r.steps, r.auto_actions
+                )
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    if books(old) != books(new) {
+        sections.push("runbooks");
+    }
+    SetDiff {
+        added: b.keys().filter(|k| !a.contains_key(*k)).cloned().collect(),
+        changed: b.iter().filter(|(k, v)| a.get(*k).is_some_and(|old| old != *v)).map(|(k, _)| k.clone()).collect(),
+        removed: a.keys().filter(|k| !b.contains_key(*k)).cloned().collect(),
+        sections,
+    }
 }
 
 /// Checks `metric` and `anomaly` blocks: names unique (anomaly ids also against

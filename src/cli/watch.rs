@@ -96,7 +96,7 @@ pub fn run(opts: &Options) -> Result<(), CliError> {
             let why = if hup_now { "SIGHUP" } else { "files changed" };
             match ruleset::load_dirs(&opts.rules, &opts.runbooks) {
                 Ok(new) => {
-                    let (added, changed, removed) = ruleset::diff(&current, &new);
+                    let ruleset::SetDiff { added, changed, removed, sections } = ruleset::diff(&current, &new);
                     let new_revision = store::revision(&new);
                     let record = store::Reload {
                         at: exec::iso(chrono::Utc::now().timestamp() * 1_000_000),
@@ -116,10 +116,11 @@ pub fn run(opts: &Options) -> Result<(), CliError> {
                         }
                     }
                     eprintln!(
-                        "watch: reload ({why}) ok: rule set {new_revision}; added [{}] changed [{}] removed [{}]",
+                        "watch: reload ({why}) ok: rule set {new_revision}; added [{}] changed [{}] removed [{}] sections changed [{}]",
                         added.join(", "),
                         changed.join(", "),
-                        removed.join(", ")
+                        removed.join(", "),
+                        sections.join(", ")
                     );
                     current = Arc::new(new);
                     revision = new_revision;
