@@ -459,21 +459,20 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
             );
         }
     }
-    // A runbook for a finding type no rule raises is a typo (it would never be used).
+    // A runbook for a finding type no rule raises is never used: an error when a type
+    // of the set is one typo away, a warning otherwise (a runbooks directory may serve
+    // a larger library than the rules at hand).
     let types: Vec<&str> =
         rules.iter().map(|r| &r.header).chain(anomalies.iter().map(|a| &a.header)).map(|h| h.finding_type.as_str()).collect();
     for b in &runbooks {
         if let runbook::Matches::Finding(t) = &b.matches {
             if !types.contains(&t.as_str()) {
-                diagnostics.push(
-                    Diagnostic::error(
-                        codes::UNKNOWN_NAME,
-                        format!("runbook `{}` matches finding `{t}`, which no rule raises", b.id),
-                        b.matches_span,
-                        "unknown finding type",
-                    )
-                    .suggest(t, types.iter().copied()),
-                );
+                let message = format!("runbook `{}` matches finding `{t}`, which no rule raises", b.id);
+                let d = match crate::diag::closest(t, types.iter().copied()) {
+                    Some(_) => Diagnostic::error(codes::UNKNOWN_NAME, message, b.matches_span, "unknown finding type"),
+                    None => Diagnostic::warning(codes::UNUSED_RUNBOOK, message, b.matches_span, "never used by these rules"),
+                };
+                diagnostics.push(d.suggest(t, types.iter().copied()));
             }
         }
     }

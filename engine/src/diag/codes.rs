@@ -56,4 +56,5 @@ codes! {
     NO_TEST = "W0106", "no case file runs the rule (strict)";
     RUNBOOK_STEP = "W0107", "which cascade step gives the finding type its runbook (strict)";
     NEVER_FIRES = "W0108", "a `when` line is constantly false (strict)";
+    UNUSED_RUNBOOK = "W0109", "a runbook matches a finding type no rule of the set raises";
 }
