@@ -511,3 +511,32 @@ fn rules_flag_after_a_subcommand_and_the_entity_column() {
     let entities: std::collections::BTreeSet<&str> = breaches.iter().filter_map(|l| l.split_whitespace().nth(7)).collect();
     assert_eq!(entities.len(), breaches.len(), "{out}");
 }
+
+/// `explain` shows parameters as a rule writes them, with their overrides, and `--no-sql`
+/// leaves the SQL out (issue 11: they printed as `Duration(3600000000)`).
+#[test]
+fn explain_shows_parameters_with_their_overrides_and_can_leave_out_the_sql() {
+    let lib = common::temp_dir("explain-params");
+    for sub in ["rules", "runbooks"] {
+        std::fs::create_dir_all(lib.join(sub)).expect("dir");
+        for entry in std::fs::read_dir(root().join(sub)).expect("read") {
+            let p = entry.expect("entry").path();
+            std::fs::copy(&p, lib.join(sub).join(p.file_name().expect("name"))).expect("copy");
+        }
+    }
+    std::fs::write(
+        lib.join("rules/zz_overrides.vigil"),
+        "override tenant \"T000\" {\n  CORRELATION_SILENT_SITE.silence = 20m\n}\n\
+         override tenant \"T000\" site \"S00003\" {\n  CORRELATION_SILENT_SITE.silence = 45m\n}\n",
+    )
+    .expect("write");
+    let rules = lib.join("rules");
+    let (code, out, err) = vigil(&["explain", "CORRELATION_SILENT_SITE", "--rules", rules.to_str().unwrap(), "--no-sql"], &root());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("  param        silence = 1h\n"), "{out}");
+    assert!(out.contains("silence = 45m (override tenant \"T000\" site \"S00003\")\n"), "{out}");
+    assert!(out.contains("silence = 20m (override tenant \"T000\")\n"), "{out}");
+    assert!(!out.contains("Duration(") && !out.contains("-- SQL"), "{out}");
+    let (_, with_sql, _) = vigil(&["explain", "CORRELATION_SILENT_SITE", "--rules", rules.to_str().unwrap()], &root());
+    assert!(with_sql.contains("-- SQL as of"), "{with_sql}");
+}

@@ -3,7 +3,7 @@
 
 use super::*;
 
-pub(super) fn explain(set: &RuleSet, id: &str, now: i64, signals: Option<&Path>, site: Option<&str>) -> CliResult {
+pub(super) fn explain(set: &RuleSet, id: &str, now: i64, signals: Option<&Path>, site: Option<&str>, with_sql: bool) -> CliResult {
     use vigil_engine::ruleset::Rule;
     let Some(rule) = set.find(id) else {
         let hint = vigil_engine::diag::closest(id, set.headers().map(|h| h.id.as_str()))
@@ -19,13 +19,15 @@ pub(super) fn explain(set: &RuleSet, id: &str, now: i64, signals: Option<&Path>,
             print_header(set, "rule", &r.header, &steps);
             outln!("  cadence      {}   for {} (rows of {})", r.header.cadence, r.entity.entity.name, r.entity.table.name);
             for p in &r.params {
-                outln!("  param        {} = {:?}", p.name, p.default);
+                outln!("  param        {} = {}", p.name, p.default);
+                print_overrides(set, &r.header.id, &p.name);
             }
         }
         Rule::Anomaly(a) => {
             let steps: String = a.escalations.iter().map(|(l, z)| format!(", {l} when |z| >= {z}")).collect();
             print_header(set, "anomaly", &a.header, &steps);
             describe_anomaly(a);
+            print_overrides(set, &a.header.id, "threshold");
         }
     }
     if let Some(doc) = &rule.header().doc {
@@ -34,10 +36,12 @@ pub(super) fn explain(set: &RuleSet, id: &str, now: i64, signals: Option<&Path>,
     outln!("\n-- source ------------------------------------------------------------");
     outln!("{}", rule.text(&set.sources));
     // The SQL it runs at `now`: the plan made when the set loaded, or the anomaly statement.
-    outln!("\n-- SQL as of {} ------------------------------------------", exec::iso(now));
-    match rule {
-        Rule::Pattern(_, plan) => outln!("{}", sql::render(&plan.query, &[now], sql::Dialect::DuckDb)),
-        Rule::Anomaly(a) => outln!("{}", vigil_engine::anomaly::evaluation_sql(a, &[now])),
+    if with_sql {
+        outln!("\n-- SQL as of {} ------------------------------------------", exec::iso(now));
+        match rule {
+            Rule::Pattern(_, plan) => outln!("{}", sql::render(&plan.query, &[now], sql::Dialect::DuckDb)),
+            Rule::Anomaly(a) => outln!("{}", vigil_engine::anomaly::evaluation_sql(a, &[now])),
+        }
     }
     let Some(path) = signals else { return Ok(()) };
     // With signals: every candidate and whether it fires.
@@ -66,6 +70,21 @@ pub(super) fn explain(set: &RuleSet, id: &str, now: i64, signals: Option<&Path>,
         outln!("{nothing}");
     }
     Ok(())
+}
+
+/// The overrides of one parameter, most specific first, as `explain` lists them.
+fn print_overrides(set: &RuleSet, id: &str, param: &str) {
+    let mut scoped: Vec<_> = set.overrides_of(id).into_iter().filter(|s| s.param == param).collect();
+    scoped.sort_by_key(|s| (s.site.is_none(), s.tenant.is_none(), s.tenant.clone(), s.site.clone()));
+    for s in scoped {
+        let scope = match (&s.tenant, &s.site) {
+            (Some(t), Some(site)) => format!("tenant \"{t}\" site \"{site}\""),
+            (Some(t), None) => format!("tenant \"{t}\""),
+            (None, Some(site)) => format!("site \"{site}\""),
+            (None, None) => "everywhere".to_string(),
+        };
+        outln!("               {} = {} (override {scope})", param, s.value);
+    }
 }
 
 /// What an anomaly rule's body compares: its metric, when it fires, its levels.

@@ -218,6 +218,9 @@ enum Command {
         /// Print the built-in macros (on_duty, overdue, ...) instead.
         #[arg(long)]
         prelude: bool,
+        /// Leave out the SQL.
+        #[arg(long)]
+        no_sql: bool,
     },
     /// Run analysts' rule tests (`.case` files: signal rows, times, expected findings or snapshots).
     Test {
@@ -654,7 +657,7 @@ fn run(cli: Cli) -> CliResult {
             let json = format == BacktestFormat::Json;
             backtest::run(backtest::Args { rules, span, baseline, json, fail_on_change, examples })
         }
-        Command::Explain { rule, rules, at, signals, site, prelude } => {
+        Command::Explain { rule, rules, at, signals, site, prelude, no_sql } => {
             if prelude {
                 out!("{}", ruleset::PRELUDE);
                 return Ok(());
@@ -664,7 +667,7 @@ fn run(cli: Cli) -> CliResult {
                 Some(t) => parse_time(&t, "--at")?,
                 None => parse_time("2025-01-01T00:00:00Z", "--at")?,
             };
-            explain(&set, &rule, now, signals.as_deref(), site.as_deref())
+            explain(&set, &rule, now, signals.as_deref(), site.as_deref(), !no_sql)
         }
         Command::Generate { sites, hours, seed, start, out, format, incidents } => {
             let spec = FleetSpec { sites, hours, seed, start: parse_time(&start, "--start")?, incident_percent: incidents };

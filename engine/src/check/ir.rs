@@ -94,6 +94,19 @@ pub enum Value {
     Null,
 }
 
+impl std::fmt::Display for Value {
+    /// The value as a rule would write it: `2h15m`, `0.8`, `'x'`, `true`, `null`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Number(n) => write!(f, "{n}"),
+            Value::String(s) => write!(f, "'{}'", s.replace('\'', "\\'")),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Duration(d) => f.write_str(&crate::time::format_duration(*d)),
+            Value::Null => f.write_str("null"),
+        }
+    }
+}
+
 impl Value {
     /// Its type.
     pub fn ty(&self) -> Ty {
