@@ -70,7 +70,9 @@ impl<'m> Checker<'m> {
                     return None;
                 }
                 if !w.ty.fits(Ty::Duration) {
-                    self.mismatch(window.span, "a duration such as 15m", w.ty);
+                    if !self.param_mismatch(&w, Ty::Duration) {
+                        self.mismatch(window.span, "a duration such as 15m", w.ty);
+                    }
                     return None;
                 }
                 if let TKind::Lit(Value::Duration(d)) = w.kind {
@@ -93,6 +95,39 @@ impl<'m> Checker<'m> {
                 mk(TKind::InList { expr: Box::new(v), list: items }, Ty::Bool)
             }
         }
+    }
+
+    /// When `e` is a parameter used where `wanted` is needed and its declaration has the
+    /// other unit-bearing type (a number for a duration, or the reverse): one error at the
+    /// declaration, which is where the fix goes, with this use as a label; later uses of
+    /// it add nothing. Returns whether `e` was such a parameter.
+    pub(super) fn param_mismatch(&mut self, e: &TExpr, wanted: Ty) -> bool {
+        let TKind::Param(name) = &e.kind else { return false };
+        let Some(p) = self.params.iter().find(|p| &p.name == name) else { return false };
+        let (span, default) = (p.span, p.default.clone());
+        let hint = match (&default, wanted) {
+            (Value::Number(n), Ty::Duration) => format!("declare it as a duration, e.g. `param {name} = {n}m` (s, m, h or d)"),
+            (Value::Duration(d), Ty::Number) => format!(
+                "`{}` is a duration ({} minutes); for a plain number (metres, counts) write `param {name} = {}`",
+                crate::time::format_duration(*d),
+                d / 60_000_000,
+                d / 60_000_000
+            ),
+            _ => return false,
+        };
+        if self.misdeclared.insert(name.clone()) {
+            self.err(
+                Diagnostic::error(
+                    codes::TYPE_MISMATCH,
+                    format!("parameter `{name}` is declared as {} but used as {}", default.ty().name(), wanted.name()),
+                    span,
+                    format!("declared as {}", default.ty().name()),
+                )
+                .with_context(e.span, format!("used here as {}", wanted.name()))
+                .hint(hint),
+            );
+        }
+        true
     }
 
     pub(super) fn mismatch(&mut self, span: Span, expected: &str, found: Ty) {
@@ -150,8 +185,32 @@ impl<'m> Checker<'m> {
             },
         };
         if ty.is_none() {
+            // A number parameter beside a time or duration (or a duration one beside a
+            // number) is fixed at its declaration: say so there.
+            let wanted = |other: Ty| if other == Time { Duration } else { other };
+            if (matches!(b, Number | Duration | Time) && self.param_mismatch(l, wanted(b)))
+                || (matches!(a, Number | Duration | Time) && self.param_mismatch(r, wanted(a)))
+            {
+                return None;
+            }
+            // A duration literal beside a number most likely meant the number.
+            let literal_duration = [l, r].into_iter().find_map(|e| match e.kind {
+                TKind::Lit(Value::Duration(d)) => Some(d),
+                _ => None,
+            });
+            let literal_hint;
             let hint = match (a, b) {
                 (Time, Number) | (Number, Time) => "times combine with durations: write `now - 15m`, not `now - 15`",
+                (Duration, Number) | (Number, Duration) if literal_duration.is_some() => {
+                    let d = literal_duration.unwrap_or_default();
+                    literal_hint = format!(
+                        "`{}` is {} minutes; for a plain number (metres, counts) write `{}`",
+                        crate::time::format_duration(d),
+                        d / 60_000_000,
+                        d / 60_000_000
+                    );
+                    &literal_hint
+                }
                 (Duration, Number) | (Number, Duration) => "convert with minutes(...) or write the number as a duration such as 60m",
                 (Time, Time) if op == BinOp::Add => "subtract times to get a duration",
                 _ => "both sides must have types that fit the operator",
@@ -332,7 +391,9 @@ impl<'m> Checker<'m> {
             let ok = checked.get(i).map(|a| a.ty.fits(ty)).unwrap_or(false);
             if !ok {
                 if let Some(a) = checked.get(i) {
-                    c.mismatch(a.span, ty.name(), a.ty);
+                    if !c.param_mismatch(a, ty) {
+                        c.mismatch(a.span, ty.name(), a.ty);
+                    }
                 }
             }
             ok

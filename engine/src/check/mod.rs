@@ -84,6 +84,7 @@ pub fn check_rule<'m>(
         script_files,
         pending_scripts: Vec::new(),
         used_params: HashSet::new(),
+        misdeclared: HashSet::new(),
         warnings: Vec::new(),
     };
     let out = c.rule(rule, adjustments);
@@ -110,6 +111,7 @@ pub fn check_row_condition(table: &'static Table, filter: &Expr, macros: &Macros
         script_files: &no_scripts,
         pending_scripts: Vec::new(),
         used_params: HashSet::new(),
+        misdeclared: HashSet::new(),
         warnings: Vec::new(),
     };
     let checked = c.condition(filter);
@@ -167,6 +169,8 @@ struct Checker<'m> {
     pending_scripts: Vec<(ScriptCode<'m>, crate::script::ScriptRole)>,
     /// Parameters some expression reads.
     used_params: HashSet<String>,
+    /// Parameters already reported as declared with the wrong type (reported once).
+    misdeclared: HashSet<String>,
     /// Warnings (the rule still loads).
     warnings: Vec<Diagnostic>,
 }
