@@ -237,6 +237,8 @@ fn syntax_error(e: pest::error::Error<Rule>, file: FileId, text: &str) -> Diagno
         .map(|(i, _)| start + i)
         .unwrap_or(text.len())
         .max(end);
+    // A bracket or comma is a word of its own.
+    let word_end = if word_end == start { text[start..].chars().next().map(|c| start + c.len_utf8()).unwrap_or(start) } else { word_end };
     let span = Span { file, start, end: word_end.max(start + usize::from(start < text.len())) };
     let found = &text[start..word_end.min(text.len())];
     let (message, label) = match &e.variant {
@@ -259,11 +261,88 @@ fn syntax_error(e: pest::error::Error<Rule>, file: FileId, text: &str) -> Diagno
                 return Diagnostic::error(codes::SYNTAX, format!("unknown duration unit `{unit}` in `{found}`"), span, "not a duration")
                     .hint(format!("durations are written {digits_part}ms, {digits_part}s, {digits_part}m, {digits_part}h, {digits_part}d or {digits_part}w", digits_part = &found[..digits]));
             }
-            (format!("expected {expected}"), label)
+            let mut d = Diagnostic::error(codes::SYNTAX, format!("expected {expected}"), span, label);
+            // A condition written without its keyword.
+            let line_start = text[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
+            let line = text[line_start..].lines().next().unwrap_or("").trim();
+            let at_line_start = text[line_start..start].trim().is_empty();
+            let looks_like_condition =
+                ["==", "!=", ">=", "<=", " > ", " < ", " and ", " or ", " in last "].iter().any(|op| line.contains(op));
+            if at_line_start && looks_like_condition && phrases.contains(&"`when CONDITION`") {
+                d = d.hint(format!("a condition starts with `when`: `when {line}`"));
+            }
+            // The bracket that is still open where the text stops making sense.
+            if let Some((open, c)) = open_bracket_at(text, start) {
+                let opened_before = text[open..start].contains('\n');
+                let top_level =
+                    ["rule", "runbook", "macro", "source", "categories", "severity", "override", "cascade", "metric", "anomaly"]
+                        .contains(&found)
+                        && at_line_start
+                        && start == line_start;
+                let close = match c {
+                    '(' => ')',
+                    '[' => ']',
+                    _ => '}',
+                };
+                let at_end = text[start..].trim().is_empty();
+                if (c != '{' && (opened_before || at_end)) || (c == '{' && (top_level || at_end)) {
+                    let opener = Span { file, start: open, end: open + 1 };
+                    d = d.with_context(opener, format!("this `{c}` is never closed")).hint(format!(
+                        "close it with `{close}` {}",
+                        if at_end {
+                            "at the end"
+                        } else if c == '{' {
+                            "before the next block"
+                        } else {
+                            "where the expression ends"
+                        }
+                    ));
+                }
+            }
+            return d;
         }
         pest::error::ErrorVariant::CustomError { message } => (message.clone(), String::new()),
     };
     Diagnostic::error(codes::SYNTAX, message, span, label)
+}
+
+/// The innermost bracket still open at byte `at` (strings and comments skipped):
+/// its position and kind.
+fn open_bracket_at(text: &str, at: usize) -> Option<(usize, char)> {
+    let mut open: Vec<(usize, char)> = Vec::new();
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if i >= at {
+            break;
+        }
+        match c {
+            '#' => {
+                for (_, c) in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '"' | '\'' => {
+                let mut escaped = false;
+                for (_, d) in chars.by_ref() {
+                    if escaped {
+                        escaped = false;
+                    } else if d == '\\' {
+                        escaped = true;
+                    } else if d == c {
+                        break;
+                    }
+                }
+            }
+            '(' | '[' | '{' => open.push((i, c)),
+            ')' | ']' | '}' => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
+    open.pop()
 }
 
 struct Builder {
