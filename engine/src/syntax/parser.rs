@@ -285,7 +285,7 @@ fn syntax_error(e: pest::error::Error<Rule>, file: FileId, text: &str) -> Diagno
                     _ => '}',
                 };
                 let at_end = text[start..].trim().is_empty();
-                if (c != '{' && (opened_before || at_end)) || (c == '{' && (top_level || at_end)) {
+                if at_end || (c != '{' && opened_before) || (c == '{' && top_level) {
                     let opener = Span { file, start: open, end: open + 1 };
                     d = d.with_context(opener, format!("this `{c}` is never closed")).hint(format!(
                         "close it with `{close}` {}",
