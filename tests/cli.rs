@@ -540,3 +540,16 @@ fn explain_shows_parameters_with_their_overrides_and_can_leave_out_the_sql() {
     let (_, with_sql, _) = vigil(&["explain", "CORRELATION_SILENT_SITE", "--rules", rules.to_str().unwrap()], &root());
     assert!(with_sql.contains("-- SQL as of"), "{with_sql}");
 }
+
+/// `explain --signals` says why and why not (issue 11): each `when` conjunct per candidate,
+/// values in analyst units. One site where the rule fires, one where it does not.
+#[test]
+fn explain_says_which_condition_held_for_each_candidate() {
+    let signals = root().join("fixtures/demo");
+    for (site, label) in [("S00005", "fires"), ("S00000", "does_not_fire")] {
+        let args = ["explain", "CORRELATION_SILENT_SITE", "--signals", signals.to_str().unwrap(), "--at", AT, "--no-sql", "--site", site];
+        let (code, out, err) = vigil(&args, &root());
+        assert_eq!(code, 0, "{err}");
+        insta::assert_snapshot!(format!("explain_silent_site_{label}"), out);
+    }
+}

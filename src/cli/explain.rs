@@ -51,9 +51,16 @@ pub(super) fn explain(set: &RuleSet, id: &str, now: i64, signals: Option<&Path>,
     }
     let ((columns, rows), nothing) = match rule {
         Rule::Pattern(r, _) => {
-            outln!("\n-- candidates as of {} (one row per {}) --", exec::iso(now), r.entity.entity.name);
             let found = exec::explain_candidates(&sig, r, now, &set.params_for(r)).map_err(eval)?;
-            (found, format!("no candidate rows: no {} matched the rule's `for` line", r.entity.entity.name))
+            if !found.conditions.is_empty() {
+                outln!("\n-- the `when` conditions (all must hold) ------------------------------");
+                for (i, span) in found.conditions.iter().enumerate() {
+                    let text: String = set.sources.slice(*span).split_whitespace().collect::<Vec<_>>().join(" ");
+                    outln!("  when[{}]  {text}", i + 1);
+                }
+            }
+            outln!("\n-- candidates as of {} (one row per {}) --", exec::iso(now), r.entity.entity.name);
+            ((found.columns, found.rows), format!("no candidate rows: no {} matched the rule's `for` line", r.entity.entity.name))
         }
         Rule::Anomaly(a) => {
             outln!("\n-- last complete bucket of every series as of {} --", exec::iso(now));

@@ -635,22 +635,52 @@ pub fn count_by_type(findings: &[Finding]) -> BTreeMap<String, usize> {
 
 /// For `explain`: every candidate row of a rule with its lets and whether the
 /// condition holds. Returns the column names and the rows as text.
-pub fn explain_candidates(
-    signals: &Signals,
-    rule: &CheckedRule,
-    now: i64,
-    params: &ParamValues,
-) -> Result<(Vec<String>, Vec<Vec<String>>), ExecError> {
+pub fn explain_candidates(signals: &Signals, rule: &CheckedRule, now: i64, params: &ParamValues) -> Result<Explained, ExecError> {
     let planned = plan::plan_explain(rule, params);
     let fail = |e: duckdb::Error| ExecError { rule: rule.header.id.clone(), message: e.to_string() };
     let text = sql::render(&planned.query, &[now], sql::Dialect::DuckDb);
     let mut stmt = signals.conn.prepare(&text).map_err(fail)?;
-    let width = planned.columns.len();
+    let types = planned.types.clone();
     let rows = stmt
-        .query_map([], |r| (0..width).map(|i| r.get::<_, DbValue>(i).map(|v| display_value(&v))).collect::<Result<Vec<_>, _>>())
+        .query_map([], |r| {
+            types.iter().enumerate().map(|(i, ty)| r.get::<_, DbValue>(i).map(|v| analyst_value(&v, *ty))).collect::<Result<Vec<_>, _>>()
+        })
         .map_err(fail)?;
     let rows = rows.collect::<Result<Vec<_>, _>>().map_err(fail)?;
-    Ok((planned.columns, rows))
+    Ok(Explained { columns: planned.columns, rows, conditions: planned.conditions })
+}
+
+/// What `explain` shows of a rule's candidates.
+#[derive(Debug, Clone)]
+pub struct Explained {
+    /// Column names: keys, lets, `when[N]` for each conjunct (when there are several), `fires`.
+    pub columns: Vec<String>,
+    /// Every candidate's values, in analyst units.
+    pub rows: Vec<Vec<String>>,
+    /// Where each conjunct `when[N]` is written.
+    pub conditions: Vec<crate::syntax::ast::Span>,
+}
+
+/// A value as an analyst reads it: durations as `2h15m`, numbers to at most three
+/// decimals (whole numbers whole), everything else as it is.
+fn analyst_value(v: &DbValue, ty: Option<crate::schema::Ty>) -> String {
+    use crate::schema::Ty;
+    let number = |f: f64| {
+        let rounded = (f * 1000.0).round() / 1000.0;
+        if rounded.fract() == 0.0 && rounded.abs() < 1e15 {
+            format!("{}", rounded as i64)
+        } else {
+            format!("{rounded}")
+        }
+    };
+    match (v, ty) {
+        (DbValue::BigInt(us), Some(Ty::Duration)) => crate::time::format_duration(*us),
+        (DbValue::Double(f), Some(Ty::Duration)) => crate::time::format_duration(*f as i64),
+        (DbValue::Double(f), _) => number(*f),
+        (DbValue::Float(f), _) => number(f64::from(*f)),
+        (DbValue::Text(s), Some(Ty::String)) => format!("'{s}'"),
+        _ => display_value(v),
+    }
 }
 
 fn display_value(v: &DbValue) -> String {

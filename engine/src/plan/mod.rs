@@ -95,14 +95,18 @@ fn plan_with(rule: &CheckedRule, params: &ParamValues, push_down: bool) -> SqlPl
     }
 }
 
-/// The statement `explain` runs: every candidate row, its lets as text, and
-/// whether the rule's condition holds, without filtering.
+/// The statement `explain` runs: every candidate row, its lets, each conjunct of its
+/// condition and whether the whole condition holds, without filtering.
 #[derive(Debug, Clone)]
 pub struct ExplainPlan {
     /// The statement.
     pub query: Query,
     /// Output column names.
     pub columns: Vec<String>,
+    /// The language type of each column (`None`: keys and flags, shown as they are).
+    pub types: Vec<Option<Ty>>,
+    /// The `when` conjuncts, in order, each read by a column `when[N]`.
+    pub conditions: Vec<crate::syntax::ast::Span>,
 }
 
 /// Plans the "why did it (not) fire" query of a rule (render it for one tick).
@@ -112,14 +116,36 @@ pub fn plan_explain(rule: &CheckedRule, params: &ParamValues) -> ExplainPlan {
     let condition = planned.query.body.filter.take().unwrap_or(SqlExpr::Bool(true));
     let mut items: Vec<(SqlExpr, Option<String>)> = planned.query.body.items.drain(..4).collect();
     let mut columns: Vec<String> = vec!["tenant_id".into(), "site_id".into(), "guard_id".into(), "entity_id".into()];
+    let mut types: Vec<Option<Ty>> = vec![None; 4];
     for l in &rule.lets {
-        items.push((SqlExpr::Cast(Box::new(SqlExpr::col(&r0, &let_column(&l.name))), SqlType::Varchar), Some(l.name.clone())));
+        let value = SqlExpr::col(&r0, &let_column(&l.name));
+        // Times as ISO text; the other types as they are, formatted by the caller.
+        let value = if l.value.ty == Ty::Time { SqlExpr::Func(Func::IsoUtc, vec![value]) } else { value };
+        items.push((value, Some(l.name.clone())));
         columns.push(l.name.clone());
+        types.push(Some(l.value.ty));
+    }
+    // Each conjunct of `when` as true, false or null, lowered like the whole condition
+    // (same row, same tick, same scopes).
+    let conjuncts = conjuncts(&rule.condition);
+    let mut conditions = Vec::new();
+    if conjuncts.len() > 1 {
+        let mut p = Planner::new(rule, params, Now::Ticks, false);
+        p.collect_bounds();
+        for (i, c) in conjuncts.into_iter().enumerate() {
+            let sql = p.expr(c);
+            let name = format!("when[{}]", i + 1);
+            items.push((sql, Some(name.clone())));
+            columns.push(name);
+            types.push(None);
+            conditions.push(c.span);
+        }
     }
     items.push((SqlExpr::Func(Func::Coalesce, vec![condition, SqlExpr::Bool(false)]), Some("fires".into())));
     columns.push("fires".into());
+    types.push(None);
     planned.query.body.items = items;
-    ExplainPlan { query: planned.query, columns }
+    ExplainPlan { query: planned.query, columns, types, conditions }
 }
 
 /// For each table a rule reads: how far before a tick T its event times reach
