@@ -553,3 +553,17 @@ fn explain_says_which_condition_held_for_each_candidate() {
         insta::assert_snapshot!(format!("explain_silent_site_{label}"), out);
     }
 }
+
+/// `explain --case FILE` evaluates a case file's rows, at its first `at` line or `--at`.
+#[test]
+fn explain_reads_a_case_file() {
+    let case = root().join("tests/cases/tour_overdue_virtual_clock.case");
+    let (code, out, err) = vigil(&["explain", "TOUR_OVERDUE", "--case", case.to_str().unwrap(), "--no-sql"], &root());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("candidates as of 2025-10-04T10:14:00Z"), "{out}");
+    assert!(out.contains("entity_id=TR1  overdue_minutes=14  when[1]=false  when[2]=true  fires=false"), "{out}");
+    let args = ["explain", "TOUR_OVERDUE", "--case", case.to_str().unwrap(), "--no-sql", "--at", "2025-10-04T11:00:00Z"];
+    let (code, out, err) = vigil(&args, &root());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("entity_id=TR1  overdue_minutes=60  when[1]=true  when[2]=true  fires=true"), "{out}");
+}

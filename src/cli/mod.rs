@@ -221,6 +221,9 @@ enum Command {
         /// Leave out the SQL.
         #[arg(long)]
         no_sql: bool,
+        /// Evaluate the rows of a case file (at its first `at` line unless --at is given).
+        #[arg(long, conflicts_with = "signals")]
+        case: Option<PathBuf>,
     },
     /// Run analysts' rule tests (`.case` files: signal rows, times, expected findings or snapshots).
     Test {
@@ -657,17 +660,36 @@ fn run(cli: Cli) -> CliResult {
             let json = format == BacktestFormat::Json;
             backtest::run(backtest::Args { rules, span, baseline, json, fail_on_change, examples })
         }
-        Command::Explain { rule, rules, at, signals, site, prelude, no_sql } => {
+        Command::Explain { rule, rules, at, signals, site, prelude, no_sql, case } => {
             if prelude {
                 out!("{}", ruleset::PRELUDE);
                 return Ok(());
             }
             let set = load_rules(&rules)?;
-            let now = match at {
-                Some(t) => parse_time(&t, "--at")?,
-                None => parse_time("2025-01-01T00:00:00Z", "--at")?,
+            // A case file's rows become the signals, in a directory of their own.
+            let from_case = match &case {
+                Some(file) => {
+                    let text = std::fs::read_to_string(file).map_err(|e| input_err(format!("--case {}: {e}", file.display())))?;
+                    let parsed = vigil_engine::case::parse_case(&text)
+                        .map_err(|e| input_err(format!("{}:{}: {}", file.display(), e.line, e.message)))?;
+                    let dir = std::env::temp_dir().join(format!("vigil-explain-case-{}", std::process::id()));
+                    let _ = std::fs::remove_dir_all(&dir);
+                    vigil_engine::case::write_tables(&parsed, &dir).map_err(|e| input_err(format!("--case: {e}")))?;
+                    Some((dir, parsed.checks.first().map(|c| c.at)))
+                }
+                None => None,
             };
-            explain(&set, &rule, now, signals.as_deref(), site.as_deref(), !no_sql)
+            let now = match (at, from_case.as_ref().and_then(|(_, at)| *at)) {
+                (Some(t), _) => parse_time(&t, "--at")?,
+                (None, Some(case_at)) => case_at,
+                (None, None) => parse_time("2025-01-01T00:00:00Z", "--at")?,
+            };
+            let signals = from_case.as_ref().map(|(dir, _)| dir.clone()).or(signals);
+            let result = explain(&set, &rule, now, signals.as_deref(), site.as_deref(), !no_sql);
+            if let Some((dir, _)) = &from_case {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            result
         }
         Command::Generate { sites, hours, seed, start, out, format, incidents } => {
             let spec = FleetSpec { sites, hours, seed, start: parse_time(&start, "--start")?, incident_percent: incidents };
