@@ -59,6 +59,13 @@ pub(super) fn explain(set: &RuleSet, id: &str, now: i64, signals: Option<&Path>,
                     outln!("  when[{}]  {text}", i + 1);
                 }
             }
+            if !found.severity_steps.is_empty() {
+                outln!("\n-- severity steps (the first that holds wins; otherwise {}) ----------", r.header.base_severity);
+                for (i, (level, span)) in found.severity_steps.iter().enumerate() {
+                    let text: String = set.sources.slice(*span).split_whitespace().collect::<Vec<_>>().join(" ");
+                    outln!("  severity[{}]  {level} when {text}", i + 1);
+                }
+            }
             outln!("\n-- candidates as of {} (one row per {}) --", exec::iso(now), r.entity.entity.name);
             ((found.columns, found.rows), format!("no candidate rows: no {} matched the rule's `for` line", r.entity.entity.name))
         }

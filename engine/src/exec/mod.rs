@@ -647,7 +647,7 @@ pub fn explain_candidates(signals: &Signals, rule: &CheckedRule, now: i64, param
         })
         .map_err(fail)?;
     let rows = rows.collect::<Result<Vec<_>, _>>().map_err(fail)?;
-    Ok(Explained { columns: planned.columns, rows, conditions: planned.conditions })
+    Ok(Explained { columns: planned.columns, rows, conditions: planned.conditions, severity_steps: planned.severity_steps })
 }
 
 /// What `explain` shows of a rule's candidates.
@@ -659,6 +659,8 @@ pub struct Explained {
     pub rows: Vec<Vec<String>>,
     /// Where each conjunct `when[N]` is written.
     pub conditions: Vec<crate::syntax::ast::Span>,
+    /// Each severity step `severity[N]`: its level and where its condition is written.
+    pub severity_steps: Vec<(crate::schema::Severity, crate::syntax::ast::Span)>,
 }
 
 /// A value as an analyst reads it: durations as `2h15m`, numbers to at most three

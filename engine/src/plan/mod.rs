@@ -107,6 +107,8 @@ pub struct ExplainPlan {
     pub types: Vec<Option<Ty>>,
     /// The `when` conjuncts, in order, each read by a column `when[N]`.
     pub conditions: Vec<crate::syntax::ast::Span>,
+    /// The severity steps (level, condition), in order, each read by a column `severity[N]`.
+    pub severity_steps: Vec<(schema::Severity, crate::syntax::ast::Span)>,
 }
 
 /// Plans the "why did it (not) fire" query of a rule (render it for one tick).
@@ -129,9 +131,9 @@ pub fn plan_explain(rule: &CheckedRule, params: &ParamValues) -> ExplainPlan {
     // (same row, same tick, same scopes).
     let conjuncts = conjuncts(&rule.condition);
     let mut conditions = Vec::new();
+    let mut p = Planner::new(rule, params, Now::Ticks, false);
+    p.collect_bounds();
     if conjuncts.len() > 1 {
-        let mut p = Planner::new(rule, params, Now::Ticks, false);
-        p.collect_bounds();
         for (i, c) in conjuncts.into_iter().enumerate() {
             let sql = p.expr(c);
             let name = format!("when[{}]", i + 1);
@@ -144,8 +146,17 @@ pub fn plan_explain(rule: &CheckedRule, params: &ParamValues) -> ExplainPlan {
     items.push((SqlExpr::Func(Func::Coalesce, vec![condition, SqlExpr::Bool(false)]), Some("fires".into())));
     columns.push("fires".into());
     types.push(None);
+    // Each severity step's condition (the first that holds sets the severity).
+    let mut severity_steps = Vec::new();
+    for (i, (level, cond)) in rule.severity_steps.iter().enumerate() {
+        let name = format!("severity[{}]", i + 1);
+        items.push((p.expr(cond), Some(name.clone())));
+        columns.push(name);
+        types.push(None);
+        severity_steps.push((*level, cond.span));
+    }
     planned.query.body.items = items;
-    ExplainPlan { query: planned.query, columns, types, conditions }
+    ExplainPlan { query: planned.query, columns, types, conditions, severity_steps }
 }
 
 /// For each table a rule reads: how far before a tick T its event times reach
