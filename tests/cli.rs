@@ -567,3 +567,15 @@ fn explain_reads_a_case_file() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("entity_id=TR1  overdue_minutes=60  when[1]=true  when[2]=true  fires=true"), "{out}");
 }
+
+/// Severity steps are shown per candidate too (`severity[N]`), with their legend.
+#[test]
+fn explain_shows_each_severity_step() {
+    let signals = root().join("fixtures/demo");
+    let args = ["explain", "CHECKPOINT_COVERAGE_LOW", "--signals", signals.to_str().unwrap(), "--at", AT, "--no-sql", "--site", "S00005"];
+    let (code, out, err) = vigil(&args, &root());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("severity steps (the first that holds wins; otherwise MEDIUM)"), "{out}");
+    assert!(out.contains("  severity[1]  HIGH when coverage < 0.5"), "{out}");
+    assert!(out.contains("scanned=0  coverage=0  when[1]=true  when[2]=true  when[3]=true  fires=true  severity[1]=true"), "{out}");
+}
