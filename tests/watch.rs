@@ -173,6 +173,15 @@ fn an_edit_takes_effect_a_broken_file_keeps_the_old_rules_and_quick_writes_reloa
     let b: Vec<_> = open.iter().filter(|f| f.rule == "WATCH_B").collect();
     assert!(!b.is_empty() && b.iter().all(|f| !f.holding), "{b:?}");
     assert!(reloads[2].error.as_deref().is_some_and(|e| e.contains("zz_broken.vigil")));
+    // One clock per run: with a virtual clock, reloads are stamped with its time, not the wall clock's.
+    let span = (
+        vigil_engine::load::parse_timestamp("2025-10-04T10:00:00Z").expect("start"),
+        vigil_engine::load::parse_timestamp("2025-10-05T10:00:00Z").expect("until"),
+    );
+    for r in &reloads {
+        let at = vigil_engine::load::parse_timestamp(&r.at).expect("reload time");
+        assert!(span.0 <= at && at <= span.1, "{} is not on the virtual clock", r.at);
+    }
     // Ops read them with `vigil status`.
     let (code, out, err) = common::vigil(&["status", "--state", state.to_str().expect("path")], &dir);
     assert_eq!(code, 0, "{err}");

@@ -79,6 +79,13 @@ pub fn run(opts: &Options) -> Result<(), CliError> {
         (Some(start), _) => start,
         (None, _) => next_wall_tick(opts.every),
     };
+    // The store keeps one clock per run: the virtual one when `--start` sets it (the
+    // time of the tick last started), otherwise the wall clock.
+    let mut virtual_now = now;
+    let clock = |virtual_now: i64| match opts.start {
+        Some(_) => virtual_now,
+        None => chrono::Utc::now().timestamp() * 1_000_000,
+    };
     if let (Some(done), Some(_)) = (resume, opts.start) {
         eprintln!("watch: state has ticks up to {}; resuming at {}", exec::iso(done), exec::iso(now));
     }
@@ -99,7 +106,7 @@ pub fn run(opts: &Options) -> Result<(), CliError> {
                     let ruleset::SetDiff { added, changed, removed, sections } = ruleset::diff(&current, &new);
                     let new_revision = store::revision(&new);
                     let record = store::Reload {
-                        at: exec::iso(chrono::Utc::now().timestamp() * 1_000_000),
+                        at: exec::iso(clock(virtual_now)),
                         ok: true,
                         revision: Some(new_revision.clone()),
                         added: added.join(","),
@@ -129,7 +136,7 @@ pub fn run(opts: &Options) -> Result<(), CliError> {
                     failed_reloads += 1;
                     let text = f.sources.render(&f.diagnostics, false);
                     let record = store::Reload {
-                        at: exec::iso(chrono::Utc::now().timestamp() * 1_000_000),
+                        at: exec::iso(clock(virtual_now)),
                         ok: false,
                         revision: None,
                         added: String::new(),
@@ -185,6 +192,7 @@ pub fn run(opts: &Options) -> Result<(), CliError> {
             let (signals, state, at) = (opts.signals.clone(), opts.state.clone(), now);
             let every = opts.every;
             tick = Some(std::thread::spawn(move || evaluate_tick(&set, &signals, &state, at, every)));
+            virtual_now = now;
             now += opts.every;
             next_start = Instant::now() + opts.tick_interval;
         }
