@@ -336,8 +336,10 @@ fn findings_store_upserts_by_identity_and_keeps_the_lifecycle() {
         .all(|r| r["rule_hash"].as_str().is_some_and(|h| h.len() == 16) && r["sql_hash"].as_str().is_some_and(|h| h.len() == 16)));
     let id = standing["id"].to_string();
 
-    let (code, out, _) = common::vigil(&["findings", "ack", &id, "--by", "alice", "--state", st], &root);
+    // On a virtual clock the operator passes its time: one clock in the store.
+    let (code, out, _) = common::vigil(&["findings", "ack", &id, "--by", "alice", "--at", "2025-10-04T12:01:00Z", "--state", st], &root);
     assert_eq!(code, 0, "{out}");
+    assert!(out.contains("acknowledged by alice at 2025-10-04T12:01:00Z"), "{out}");
     let (code, _, err) = common::vigil(&["findings", "ack", &id, "--by", "alice", "--state", st], &root);
     assert_eq!(code, 2, "acknowledging twice is refused: {err}");
     let (code, _, _) = common::vigil(&["findings", "resolve", &id, "--by", "bob", "--note", "guard replaced", "--state", st], &root);

@@ -95,8 +95,8 @@ pub(super) fn findings_command(state: &Path, action: FindingsCommand) -> CliResu
             }
             Ok(())
         }
-        FindingsCommand::Ack { id, by, note } => lifecycle_step(state, id, false, &by, note.as_deref()),
-        FindingsCommand::Resolve { id, by, note } => lifecycle_step(state, id, true, &by, note.as_deref()),
+        FindingsCommand::Ack { id, by, note, at } => lifecycle_step(state, id, false, &by, note.as_deref(), at.as_deref()),
+        FindingsCommand::Resolve { id, by, note, at } => lifecycle_step(state, id, true, &by, note.as_deref(), at.as_deref()),
     }
 }
 
@@ -142,8 +142,11 @@ pub(super) fn status(state: &Path) -> CliResult {
     Ok(())
 }
 
-pub(super) fn lifecycle_step(state: &Path, id: i64, resolve: bool, by: &str, note: Option<&str>) -> CliResult {
-    let at = exec::iso(chrono::Utc::now().timestamp() * 1_000_000);
+pub(super) fn lifecycle_step(state: &Path, id: i64, resolve: bool, by: &str, note: Option<&str>, at: Option<&str>) -> CliResult {
+    let at = match at {
+        Some(t) => exec::iso(parse_time(t, "--at")?),
+        None => exec::iso(chrono::Utc::now().timestamp() * 1_000_000),
+    };
     match vigil_engine::store::step(state, id, resolve, by, &at, note) {
         Ok(()) => {
             outln!("finding {id} {} by {by} at {at}", if resolve { "resolved" } else { "acknowledged" });

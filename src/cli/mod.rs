@@ -446,6 +446,10 @@ enum FindingsCommand {
         /// A note for the history.
         #[arg(long)]
         note: Option<String>,
+        /// When (ISO-8601 UTC; default now): a run on a virtual clock passes its time, so
+        /// the store keeps one clock.
+        #[arg(long)]
+        at: Option<String>,
     },
     /// NEW or ACKNOWLEDGED -> RESOLVED.
     Resolve {
@@ -457,6 +461,10 @@ enum FindingsCommand {
         /// A note for the history.
         #[arg(long)]
         note: Option<String>,
+        /// When (ISO-8601 UTC; default now): a run on a virtual clock passes its time, so
+        /// the store keeps one clock.
+        #[arg(long)]
+        at: Option<String>,
     },
 }
 
