@@ -581,3 +581,36 @@ fn explain_shows_each_severity_step() {
     assert!(out.contains("  severity[1]  HIGH when coverage < 0.5"), "{out}");
     assert!(out.contains("scanned=0  coverage=0  when[1]=true  when[2]=true  when[3]=true  fires=true  severity[1]=true"), "{out}");
 }
+
+/// A case may take a table's rows from a file beside it (`table NAME from FILE`), CSV or Parquet.
+#[test]
+fn a_case_reads_tables_from_files_beside_it() {
+    let dir = common::temp_dir("case-files");
+    let fleet = dir.join("fleet");
+    let (code, _, err) = vigil(&["generate", "--sites", "3", "--hours", "2", "--seed", "1", "--out", fleet.to_str().unwrap()], &root());
+    assert_eq!(code, 0, "{err}");
+    std::fs::copy(fleet.join("sites.parquet"), dir.join("sites.parquet")).expect("copy");
+    let (code, _, err) =
+        vigil(&["generate", "--sites", "3", "--hours", "2", "--seed", "1", "--format", "csv", "--out", fleet.to_str().unwrap()], &root());
+    assert_eq!(code, 0, "{err}");
+    std::fs::copy(fleet.join("phone_events.csv"), dir.join("phone_events.csv")).expect("copy");
+    let case = "case \"rows from files beside the case\"\nrules CORRELATION_SILENT_SITE\n\
+                table sites from sites.parquet\ntable phone_events from phone_events.csv\n\
+                at 2025-10-03T14:00:00Z\nexpect none CORRELATION_SILENT_SITE\n";
+    std::fs::write(dir.join("files.case"), case).expect("write");
+    let (code, out, _) = vigil(&["test", "-v", dir.join("files.case").to_str().unwrap()], &root());
+    assert_eq!(code, 0, "{out}");
+    // The rows were read: every generated site is a candidate, with its phone events.
+    let case_file = dir.join("files.case");
+    let args = ["explain", "CORRELATION_SILENT_SITE", "--case", case_file.to_str().unwrap(), "--no-sql"];
+    let (code, out, err) = vigil(&args, &root());
+    assert_eq!(code, 0, "{err}");
+    for site in ["S00000", "S00001", "S00002"] {
+        assert!(out.contains(&format!("site_id={site}  guard_id=null  entity_id=null  guards_on_duty=0  recent_activity=24")), "{out}");
+    }
+    // A missing file is named.
+    std::fs::write(dir.join("missing.case"), case.replace("phone_events.csv", "nope.csv")).expect("write");
+    let (code, out, _) = vigil(&["test", dir.join("missing.case").to_str().unwrap()], &root());
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("table phone_events: cannot read") && out.contains("nope.csv"), "{out}");
+}

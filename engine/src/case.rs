@@ -54,6 +54,9 @@ pub struct Case {
     pub tables: BTreeMap<String, String>,
     /// Table name -> the case file's line of each CSV line (header first).
     pub table_lines: BTreeMap<String, Vec<usize>>,
+    /// Table name -> a file beside the case holding its rows (`table NAME from FILE`:
+    /// CSV, Parquet or JSON lines, read like any signal file).
+    pub table_files: BTreeMap<String, String>,
     /// One check per `at` line, in order.
     pub checks: Vec<Check>,
     /// Every rule id (`rules` lines) and finding type (`expect` lines) the case names,
@@ -141,9 +144,25 @@ pub fn parse_case(text: &str) -> Result<Case, CaseError> {
                 }
             }
             "at" => case.checks.push(Check { at: parse_timestamp(rest).map_err(err)?, ..Check::default() }),
+            "table" if rest.split_whitespace().nth(1) == Some("from") => {
+                let words: Vec<&str> = rest.split_whitespace().collect();
+                let (name, file) = match words.as_slice() {
+                    [name, "from", file] => (*name, *file),
+                    _ => return Err(err("write `table NAME from FILE`".into())),
+                };
+                if schema::contract_tables().all(|t| t.name != name) {
+                    return Err(err(format!("`{name}` is not a contract table")));
+                }
+                if case.tables.contains_key(name) || case.table_files.insert(name.to_string(), file.to_string()).is_some() {
+                    return Err(err(format!("table `{name}` is given twice")));
+                }
+            }
             "table" => {
                 if schema::contract_tables().all(|t| t.name != rest) {
                     return Err(err(format!("`{rest}` is not a contract table")));
+                }
+                if case.table_files.contains_key(rest) {
+                    return Err(err(format!("table `{rest}` is given twice")));
                 }
                 let mut csv = String::new();
                 let mut at = Vec::new();
@@ -211,9 +230,16 @@ pub fn parse_case(text: &str) -> Result<Case, CaseError> {
 
 /// Writes the case's tables as CSV files into `dir` (for the normal loader). Columns
 /// the header leaves out are added empty: they read as null (a non-nullable one is
-/// then refused by the loader, naming the column).
-pub fn write_tables(case: &Case, dir: &Path) -> std::io::Result<()> {
+/// then refused by the loader, naming the column). Tables read from files are copied
+/// from `base` (the case file's directory), keeping their format.
+pub fn write_tables(case: &Case, base: &Path, dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
+    for (name, file) in &case.table_files {
+        let from = base.join(file);
+        let ext = from.extension().and_then(|e| e.to_str()).unwrap_or("csv").to_ascii_lowercase();
+        std::fs::copy(&from, dir.join(format!("{name}.{ext}")))
+            .map_err(|e| std::io::Error::new(e.kind(), format!("table {name}: cannot read {}: {e}", from.display())))?;
+    }
     for (name, csv) in &case.tables {
         let mut lines = csv.lines();
         let header = lines.next().unwrap_or_default();
@@ -427,22 +453,27 @@ pub fn run(set: &crate::RuleSet, file: &Path, accept: bool) -> CaseOutcome {
     }
     let dir = std::env::temp_dir().join(format!("vigil-case-{}-{stem}-{}", std::process::id(), unique()));
     let _ = std::fs::remove_dir_all(&dir);
-    if let Err(e) = write_tables(&parsed, &dir) {
+    let base = file.parent().unwrap_or(Path::new("."));
+    if let Err(e) = write_tables(&parsed, base, &dir) {
+        let _ = std::fs::remove_dir_all(&dir);
         outcome.problems.push(format!("cannot write the case's tables: {e}"));
         return outcome;
     }
     let loaded = crate::load::load(&dir);
-    let _ = std::fs::remove_dir_all(&dir);
     let signals = match loaded {
         Ok(s) => s,
         Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
             outcome.problems.push(table_problem(&parsed, file, &e));
             return outcome;
         }
     };
     let filter = crate::exec::Filter { rules: parsed.rules.iter().cloned().collect(), ..Default::default() };
     let ticks: Vec<i64> = parsed.checks.iter().map(|c| c.at).collect();
+    // Parquet tables are read where they lie, during evaluation: the directory goes after.
     let (findings, failures) = crate::exec::evaluate_ticks(&signals, set, &ticks, &filter);
+    drop(signals);
+    let _ = std::fs::remove_dir_all(&dir);
     outcome.problems.extend(failures.iter().map(|f| f.to_string()));
     let snap_file = snapshot_path(file);
     let stored = std::fs::read_to_string(&snap_file).ok().map(|t| parse_snapshot(&t));

@@ -445,7 +445,8 @@ pub fn format_case(text: &str) -> String {
             "case" | "at" | "table" if !rest.is_empty() => format!("{word} {rest}"),
             _ => line.to_string(),
         };
-        let kind = if word == "table" {
+        // `table NAME from FILE` is one line; `table NAME` opens rows up to `end`.
+        let kind = if word == "table" && !rest.split_whitespace().any(|w| w == "from") {
             in_table = true;
             CaseKind::Table
         } else {

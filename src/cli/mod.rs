@@ -682,7 +682,8 @@ fn run(cli: Cli) -> CliResult {
                         .map_err(|e| input_err(format!("{}:{}: {}", file.display(), e.line, e.message)))?;
                     let dir = std::env::temp_dir().join(format!("vigil-explain-case-{}", std::process::id()));
                     let _ = std::fs::remove_dir_all(&dir);
-                    vigil_engine::case::write_tables(&parsed, &dir).map_err(|e| input_err(format!("--case: {e}")))?;
+                    let base = file.parent().unwrap_or(Path::new("."));
+                    vigil_engine::case::write_tables(&parsed, base, &dir).map_err(|e| input_err(format!("--case: {e}")))?;
                     Some((dir, parsed.checks.first().map(|c| c.at)))
                 }
                 None => None,
