@@ -51,11 +51,11 @@ pub const MAX_NESTING: usize = 64;
 /// See [`MAX_NESTING`].
 pub const MAX_EXPR_DEPTH: usize = 256;
 
-/// Refuses brackets nested deeper than [`MAX_NESTING`] (outside strings and comments),
-/// pointing at the first bracket too deep and naming where the outermost one opened.
-fn too_deep(text: &str, file: FileId) -> Result<(), Diagnostic> {
-    let mut open: Vec<usize> = Vec::new();
-    let mut chars = text.char_indices().peekable();
+/// The brackets of a text (`(`, `)`, `[`, `]`, `{`, `}`) with their byte offsets,
+/// outside strings and comments: what both nesting checks below walk.
+fn brackets(text: &str) -> Vec<(usize, char)> {
+    let mut out = Vec::new();
+    let mut chars = text.char_indices();
     while let Some((i, c)) = chars.next() {
         match c {
             '#' => {
@@ -77,6 +77,19 @@ fn too_deep(text: &str, file: FileId) -> Result<(), Diagnostic> {
                     }
                 }
             }
+            '(' | ')' | '[' | ']' | '{' | '}' => out.push((i, c)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Refuses brackets nested deeper than [`MAX_NESTING`] (outside strings and comments),
+/// pointing at the first bracket too deep and naming where the outermost one opened.
+fn too_deep(text: &str, file: FileId) -> Result<(), Diagnostic> {
+    let mut open: Vec<usize> = Vec::new();
+    for (i, c) in brackets(text) {
+        match c {
             '(' | '[' => {
                 open.push(i);
                 if open.len() > MAX_NESTING {
@@ -310,36 +323,12 @@ fn syntax_error(e: pest::error::Error<Rule>, file: FileId, text: &str) -> Diagno
 /// its position and kind.
 fn open_bracket_at(text: &str, at: usize) -> Option<(usize, char)> {
     let mut open: Vec<(usize, char)> = Vec::new();
-    let mut chars = text.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        if i >= at {
-            break;
-        }
+    for (i, c) in brackets(text).into_iter().take_while(|(i, _)| *i < at) {
         match c {
-            '#' => {
-                for (_, c) in chars.by_ref() {
-                    if c == '\n' {
-                        break;
-                    }
-                }
-            }
-            '"' | '\'' => {
-                let mut escaped = false;
-                for (_, d) in chars.by_ref() {
-                    if escaped {
-                        escaped = false;
-                    } else if d == '\\' {
-                        escaped = true;
-                    } else if d == c {
-                        break;
-                    }
-                }
-            }
             '(' | '[' | '{' => open.push((i, c)),
-            ')' | ']' | '}' => {
+            _ => {
                 open.pop();
             }
-            _ => {}
         }
     }
     open.pop()
