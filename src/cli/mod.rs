@@ -14,6 +14,7 @@ mod check;
 mod explain;
 mod findings;
 mod fmt;
+mod lsp;
 mod output;
 mod rulebook;
 mod test;
@@ -283,6 +284,9 @@ enum Command {
         #[arg(long)]
         until: Option<String>,
     },
+    /// A language server over stdio for editors: vigil check's diagnostics as you type, hover,
+    /// go to definition, completion of tables and columns, formatting.
+    Lsp,
     /// What the state database says: last tick, open findings, baselines, reloads (failed ones with their errors).
     Status {
         /// The state database.
@@ -716,6 +720,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Fmt { paths, check } => fmt_command(&paths, check),
         Command::Findings { action, state } => findings_command(&state, action),
         Command::Status { state } => status(&state),
+        Command::Lsp => lsp::serve(),
         Command::Watch { rules, signals, every, state, start, tick_interval, until } => {
             if !rules.rules.is_dir() {
                 return Err(input_err(format!("rules directory `{}` does not exist (use --rules DIR)", rules.rules.display())));
