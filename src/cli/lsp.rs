@@ -190,7 +190,8 @@ fn library(path: &Path, docs: &HashMap<String, String>) -> Vec<(String, String)>
         }
     }
     for (p, t) in open {
-        if p.parent() == Some(dir) || p.parent().and_then(Path::parent) == dir.parent() {
+        let beside = p.parent() == Some(dir) || p.parent().and_then(Path::parent) == dir.parent();
+        if beside && p.extension().is_some_and(|x| x == "vigil") {
             files.push((p.display().to_string(), t.clone()));
         }
     }
@@ -200,6 +201,11 @@ fn library(path: &Path, docs: &HashMap<String, String>) -> Vec<(String, String)>
 fn publish(uri: &str, docs: &HashMap<String, String>) {
     let path = path_of(uri);
     let Some(text) = docs.get(uri) else { return };
+    if path.extension().is_none_or(|x| x != "vigil") {
+        // Case files and others: formatting only.
+        notify("textDocument/publishDiagnostics", json!({ "uri": uri, "diagnostics": [] }));
+        return;
+    }
     let name = path.display().to_string();
     let mut files = library(&path, docs);
     if !files.iter().any(|(n, _)| *n == name) {
