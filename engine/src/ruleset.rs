@@ -37,6 +37,21 @@ pub struct RuleSet {
     pub sources: Sources,
     /// Warnings found while checking.
     pub warnings: Vec<Diagnostic>,
+    /// `inhibit` lines: which findings another one's presence marks as inhibited.
+    pub inhibitions: Vec<Inhibition>,
+}
+
+/// A checked `inhibit A, B while C holds at the same site|guard`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inhibition {
+    /// The finding types inhibited.
+    pub inhibited: Vec<String>,
+    /// The finding type whose finding inhibits them.
+    pub by: String,
+    /// Same guard rather than same site.
+    pub same_guard: bool,
+    /// Where it is written.
+    pub span: crate::syntax::ast::Span,
 }
 
 /// One rule of a set. Every kind has the same header (id, finding type, title, doc,
@@ -478,6 +493,7 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
     }
 
     let overrides = check_overrides(&files, &rules, &anomalies, &mut diagnostics);
+    let inhibitions = check_inhibitions(&files, &types, &mut diagnostics);
 
     let blocks = files.iter().flat_map(|f| f.cascades.iter()).map(|b| (b, b.span));
     let cascade = single_block(blocks, "cascade", &mut diagnostics, |b| runbook::check_cascade(b, &runbooks)).unwrap_or_default();
@@ -485,7 +501,8 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
     if diagnostics.iter().any(Diagnostic::is_error) {
         return Err(LoadFailure { sources, diagnostics });
     }
-    let mut set = RuleSet { rules: Vec::new(), metrics, runbooks, categories, cascade, overrides, sources, warnings: diagnostics };
+    let mut set =
+        RuleSet { rules: Vec::new(), metrics, runbooks, categories, cascade, overrides, sources, warnings: diagnostics, inhibitions };
     let planned: Vec<Rule> = rules
         .into_iter()
         .map(|r| {
@@ -498,6 +515,47 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
     Ok(set)
 }
 
+/// Checks `inhibit` lines: every type is raised by a rule of the set, and no type
+/// inhibits itself.
+fn check_inhibitions(files: &[RuleFile], types: &[&str], diagnostics: &mut Vec<Diagnostic>) -> Vec<Inhibition> {
+    let mut out = Vec::new();
+    for def in files.iter().flat_map(|f| f.inhibits.iter()) {
+        let mut ok = true;
+        for name in def.inhibited.iter().chain(std::iter::once(&def.by)) {
+            if !types.contains(&name.name.as_str()) {
+                ok = false;
+                diagnostics.push(
+                    Diagnostic::error(
+                        codes::UNKNOWN_NAME,
+                        format!("no rule raises finding type `{}`", name.name),
+                        name.span,
+                        "unknown finding type",
+                    )
+                    .suggest(&name.name, types.iter().copied()),
+                );
+            }
+        }
+        if let Some(same) = def.inhibited.iter().find(|n| n.name == def.by.name) {
+            ok = false;
+            diagnostics.push(Diagnostic::error(
+                codes::UNKNOWN_NAME,
+                format!("`{}` cannot inhibit itself", same.name),
+                same.span,
+                "inhibits itself",
+            ));
+        }
+        if ok {
+            out.push(Inhibition {
+                inhibited: def.inhibited.iter().map(|n| n.name.clone()).collect(),
+                by: def.by.name.clone(),
+                same_guard: def.same_guard,
+                span: def.span,
+            });
+        }
+    }
+    out
+}
+
 /// What changed between two rule sets.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SetDiff {
@@ -508,7 +566,7 @@ pub struct SetDiff {
     pub changed: Vec<String>,
     /// Rule ids only in the old set.
     pub removed: Vec<String>,
-    /// Other parts that changed: `overrides`, `categories`, `cascade`, `runbooks`.
+    /// Other parts that changed: `overrides`, `categories`, `cascade`, `inhibitions`, `runbooks`.
     pub sections: Vec<&'static str>,
 }
 
@@ -543,6 +601,12 @@ pub fn diff(old: &RuleSet, new: &RuleSet) -> SetDiff {
     }
     if old.cascade != new.cascade {
         sections.push("cascade");
+    }
+    let inhibits = |set: &RuleSet| -> Vec<(Vec<String>, String, bool)> {
+        set.inhibitions.iter().map(|i| (i.inhibited.clone(), i.by.clone(), i.same_guard)).collect()
+    };
+    if inhibits(old) != inhibits(new) {
+        sections.push("inhibitions");
     }
     let books = |set: &RuleSet| -> Vec<String> {
         let mut all: Vec<String> = set

@@ -30,6 +30,11 @@ pub(super) fn explain(set: &RuleSet, id: &str, now: i64, signals: Option<&Path>,
             print_overrides(set, &a.header.id, "threshold");
         }
     }
+    for inh in set.inhibitions.iter().filter(|i| i.inhibited.contains(&rule.header().finding_type)) {
+        let (line, _) = set.sources.line_col(inh.span);
+        let scope = if inh.same_guard { "guard" } else { "site" };
+        outln!("  inhibited    while {} holds at the same {scope} ({}:{line})", inh.by, set.sources.name(inh.span.file));
+    }
     if let Some(doc) = &rule.header().doc {
         outln!("\n{doc}");
     }

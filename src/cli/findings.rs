@@ -78,6 +78,9 @@ pub(super) fn findings_command(state: &Path, action: FindingsCommand) -> CliResu
                 if r.holding { "" } else { ", no longer holds" }
             );
             outln!("  evidence     {}", r.evidence);
+            if let Some(by) = &r.inhibited_by {
+                outln!("  inhibited by {by}");
+            }
             outln!("  provenance   rule {} (text {}), SQL {}, rule set {}", r.rule, r.rule_hash, r.sql_hash, r.ruleset_revision);
             if let (Some(by), Some(at)) = (&r.acknowledged_by, &r.acknowledged_at) {
                 outln!("  acknowledged by {by} at {at}");

@@ -32,7 +32,11 @@ pub(super) fn table(findings: &[Finding]) -> String {
                 .collect();
             vec![
                 f.detected_at.clone(),
-                if f.suppressed { format!("{} (suppressed)", f.severity) } else { f.severity.clone() },
+                match (f.suppressed, f.inhibited_by.is_some()) {
+                    (true, _) => format!("{} (suppressed)", f.severity),
+                    (false, true) => format!("{} (inhibited)", f.severity),
+                    (false, false) => f.severity.clone(),
+                },
                 f.finding_type.clone(),
                 f.tenant_id.clone(),
                 f.site_id.clone(),

@@ -246,7 +246,17 @@ fn crossed(period: i64, now: i64, every: i64) -> bool {
 /// new ones as JSON lines, update baselines on the hour. Returns the summary line.
 fn evaluate_tick(set: &RuleSet, signals: &Path, state: &Path, now: i64, every: i64) -> Result<String, String> {
     let sig = load::load(signals).map_err(|e| e.to_string())?;
-    let ids: Vec<String> = set.headers().filter(|h| due(h.cadence, now, every)).map(|h| h.id.clone()).collect();
+    let mut ids: Vec<String> = set.headers().filter(|h| due(h.cadence, now, every)).map(|h| h.id.clone()).collect();
+    // An inhibited rule that is due brings the rules of its inhibitor, so that the
+    // inhibition is judged on the same tick.
+    let due_types: Vec<String> = set.headers().filter(|h| ids.contains(&h.id)).map(|h| h.finding_type.clone()).collect();
+    for inh in set.inhibitions.iter().filter(|i| i.inhibited.iter().any(|t| due_types.contains(t))) {
+        for h in set.headers().filter(|h| h.finding_type == inh.by) {
+            if !ids.contains(&h.id) {
+                ids.push(h.id.clone());
+            }
+        }
+    }
     if ids.is_empty() {
         return Ok(format!("tick {}: no rule due", exec::iso(now)));
     }
@@ -261,16 +271,18 @@ fn evaluate_tick(set: &RuleSet, signals: &Path, state: &Path, now: i64, every: i
     {
         use std::io::Write as _;
         let mut out = std::io::stdout().lock();
-        for f in findings.iter().filter(|f| new.contains(&f.identity())) {
+        // Inhibited findings are stored, not raised as alarms of their own.
+        for f in findings.iter().filter(|f| new.contains(&f.identity()) && f.inhibited_by.is_none()) {
             let _ = writeln!(out, "{}", serde_json::to_string(f).unwrap_or_default());
         }
         let _ = out.flush();
     }
     let mut line = format!(
-        "tick {}: {} rule(s) due, {} finding(s), {} new, {} no longer holding, rule set {}",
+        "tick {}: {} rule(s) due, {} finding(s) ({} inhibited), {} new, {} no longer holding, rule set {}",
         exec::iso(now),
         evaluated.len(),
         findings.len(),
+        findings.iter().filter(|f| f.inhibited_by.is_some()).count(),
         written.new.len(),
         written.cleared,
         store::revision(set)

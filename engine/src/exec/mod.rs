@@ -56,6 +56,11 @@ pub struct Finding {
     pub suppressed: bool,
     /// what the rule recommends doing
     pub recommended_actions: Vec<String>,
+    /// The finding whose presence inhibits this one (an `inhibit` line of the rules):
+    /// it is still computed and stored, not raised as an alarm of its own. Absent from
+    /// the output when nothing inhibits it, so the contract's fields are unchanged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inhibited_by: Option<String>,
 }
 
 /// A finding's identity: (finding_type, tenant_id, site_id, guard_id, entity_id).
@@ -220,6 +225,7 @@ pub fn evaluate_ticks(signals: &Signals, rules: &RuleSet, ticks: &[i64], filter:
         out.extend(found);
         failures.extend(failed);
     }
+    inhibit(&mut out, &rules.inhibitions);
     out.retain(|f| filter.tenant.as_ref().is_none_or(|t| *t == f.tenant_id) && filter.site.as_ref().is_none_or(|s| *s == f.site_id));
     sort_findings(&mut out);
     // A finding is its identity: duplicated input rows (a site listed twice) give one finding.
@@ -443,6 +449,36 @@ fn build_finding(
         runbook_match: step,
         suppressed,
         recommended_actions: header.actions.clone(),
+        inhibited_by: None,
+    }
+}
+
+/// Marks findings inhibited by another finding of the same tick at the same site (or
+/// guard), as the rule set's `inhibit` lines say. The inhibitor is named by its type,
+/// tenant, site and guard.
+pub fn inhibit(findings: &mut [Finding], inhibitions: &[crate::ruleset::Inhibition]) {
+    if inhibitions.is_empty() {
+        return;
+    }
+    let mut marks: Vec<(usize, String)> = Vec::new();
+    for (i, f) in findings.iter().enumerate() {
+        for inh in inhibitions.iter().filter(|inh| inh.inhibited.contains(&f.finding_type)) {
+            let by = findings.iter().find(|g| {
+                g.finding_type == inh.by
+                    && g.detected_at == f.detected_at
+                    && g.tenant_id == f.tenant_id
+                    && g.site_id == f.site_id
+                    && (!inh.same_guard || (g.guard_id.is_some() && g.guard_id == f.guard_id))
+            });
+            if let Some(g) = by {
+                let guard = g.guard_id.as_deref().map(|x| format!(" guard={x}")).unwrap_or_default();
+                marks.push((i, format!("{} tenant={} site={}{guard}", g.finding_type, g.tenant_id, g.site_id)));
+                break;
+            }
+        }
+    }
+    for (i, by) in marks {
+        findings[i].inhibited_by = Some(by);
     }
 }
 

@@ -20,7 +20,10 @@ struct Migration {
 }
 
 /// Every migration, in order. Add new ones at the end; never edit a shipped one.
-const MIGRATIONS: &[Migration] = &[Migration { version: 1, what: "findings store and baselines", statements: version_1 }];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, what: "findings store and baselines", statements: version_1 },
+    Migration { version: 2, what: "inhibited findings", statements: version_2 },
+];
 
 /// A column: name, type, NOT NULL.
 type Col = (&'static str, SqlType, bool);
@@ -32,6 +35,14 @@ fn table(db: &str, name: &str, columns: &[Col], primary_key: &[&str]) -> Stateme
         primary_key: primary_key.iter().map(|k| k.to_string()).collect(),
         temporary: false,
     }
+}
+
+/// Version 2: a finding records the finding that inhibits it (`inhibit` lines).
+fn version_2(db: &str) -> Vec<Statement> {
+    vec![Statement::AddColumn {
+        table: TableName::in_schema(db, "findings"),
+        column: ColumnDef { name: "inhibited_by".into(), ty: SqlType::Varchar, not_null: false },
+    }]
 }
 
 /// Version 1: the findings store (findings, history, ticks, reloads) and the
@@ -113,7 +124,7 @@ fn version_1(db: &str) -> Vec<Statement> {
 }
 
 /// The schema version this binary writes.
-pub const CURRENT: i64 = 1;
+pub const CURRENT: i64 = 2;
 
 /// The state layer's error: a file this binary must not use, or DuckDB's refusal.
 #[derive(Debug)]
@@ -332,7 +343,31 @@ mod tests {
         let kept: String = conn.query_row("SELECT attempted_at FROM st.reloads", [], |r| r.get(0)).expect("row");
         assert_eq!(kept, "then");
         let v: i64 = conn.query_row("SELECT max(version) FROM st.schema_version", [], |r| r.get(0)).expect("version");
-        assert_eq!(v, 1);
+        assert_eq!(v, CURRENT);
+        // Later versions were applied on top: version 2's column is there.
+        let n: i64 = conn.query_row("SELECT count(inhibited_by) FROM st.findings", [], |r| r.get(0)).expect("version 2 column");
+        assert_eq!(n, 0);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_version_1_file_is_upgraded_to_version_2_and_keeps_its_rows() {
+        let path = temp("v1");
+        let conn = attached(&path);
+        conn.execute_batch(&render_batch(&version_1("st"), Dialect::DuckDb)).expect("version 1");
+        conn.execute_batch(
+            "CREATE TABLE st.schema_version (version BIGINT PRIMARY KEY, what VARCHAR NOT NULL);
+             INSERT INTO st.schema_version VALUES (1, 'findings store and baselines');
+             INSERT INTO st.reloads (attempted_at, ok) VALUES ('then', true);",
+        )
+        .expect("a version 1 file");
+        assert_eq!(upgrade(&conn, "st").expect("upgrade"), 1);
+        let v: i64 = conn.query_row("SELECT max(version) FROM st.schema_version", [], |r| r.get(0)).expect("version");
+        assert_eq!(v, 2);
+        let kept: String = conn.query_row("SELECT attempted_at FROM st.reloads", [], |r| r.get(0)).expect("row");
+        assert_eq!(kept, "then");
+        let n: i64 = conn.query_row("SELECT count(inhibited_by) FROM st.findings", [], |r| r.get(0)).expect("new column");
+        assert_eq!(n, 0);
         let _ = std::fs::remove_file(&path);
     }
 

@@ -241,13 +241,14 @@ pub fn record(path: &Path, set: &RuleSet, evaluated: &[String], now: i64, findin
                     if !was_holding {
                         conn.execute(&history, params![id, at, "holds again", None::<String>, None::<String>])?;
                     }
-                    let set = ["last_seen", "severity", "evidence", "suppressed", "runbook", "rule"].map(|c| (c, SqlExpr::Param));
+                    let set =
+                        ["last_seen", "severity", "evidence", "suppressed", "runbook", "rule", "inhibited_by"].map(|c| (c, SqlExpr::Param));
                     let mut set = set.to_vec();
                     set.push(("occurrences", SqlExpr::bin(Op::Add, q::col("occurrences"), SqlExpr::Int(1))));
                     set.push(("holding", SqlExpr::Bool(true)));
                     conn.execute(
                         &q::update(set, vec![q::is_param("id")]),
-                        params![at, f.severity, evidence, f.suppressed, f.runbook, f.rule, id],
+                        params![at, f.severity, evidence, f.suppressed, f.runbook, f.rule, f.inhibited_by, id],
                     )?;
                     if *severity != f.severity {
                         out.severity_changes += 1;
@@ -264,6 +265,8 @@ pub fn record(path: &Path, set: &RuleSet, evaluated: &[String], now: i64, findin
                     values.extend([SqlExpr::Param, SqlExpr::Param, SqlExpr::Int(1), SqlExpr::Bool(true)]);
                     values.extend([SqlExpr::Null, SqlExpr::Null, SqlExpr::Null, SqlExpr::Null]);
                     values.extend([SqlExpr::Param, SqlExpr::Param, SqlExpr::Param]);
+                    // Version 2: the inhibiting finding.
+                    values.push(SqlExpr::Param);
                     conn.execute(
                         &q::insert("findings", values),
                         params![
@@ -284,7 +287,8 @@ pub fn record(path: &Path, set: &RuleSet, evaluated: &[String], now: i64, findin
                             at,
                             rule_hash,
                             sql_hash,
-                            revision
+                            revision,
+                            f.inhibited_by
                         ],
                     )?;
                     conn.execute(&history, params![id, at, "raised", f.severity, None::<String>])?;
@@ -447,6 +451,8 @@ pub struct Stored {
     pub sql_hash: String,
     /// Rule-set revision when it was raised.
     pub ruleset_revision: String,
+    /// The finding that inhibits it, as of the last evaluation that saw it.
+    pub inhibited_by: Option<String>,
 }
 
 /// Which stored findings to list.
@@ -504,6 +510,7 @@ pub fn list(path: &Path, listing: Listing) -> Result<Vec<Stored>, StateError> {
         "rule_hash",
         "sql_hash",
         "ruleset_revision",
+        "inhibited_by",
     ];
     with_store(path, |conn| {
         let mut stmt = conn.prepare(&q::select("findings", &columns, filter, &["id"]))?;
@@ -534,6 +541,7 @@ pub fn list(path: &Path, listing: Listing) -> Result<Vec<Stored>, StateError> {
                 rule_hash: r.get(22)?,
                 sql_hash: r.get(23)?,
                 ruleset_revision: r.get(24)?,
+                inhibited_by: r.get(25)?,
             })
         })?;
         rows.collect()

@@ -64,6 +64,22 @@ pub struct RuleFile {
     pub metrics: Vec<MetricDef>,
     /// `anomaly ID { ... }` rules.
     pub anomalies: Vec<AnomalyDef>,
+    /// `inhibit ... while ... holds at the same site|guard` lines.
+    pub inhibits: Vec<InhibitDef>,
+}
+
+/// `inhibit A, B while C holds at the same site`: findings of A and B at a site (or
+/// guard) where a C finding holds at the same time are marked as inhibited by it.
+#[derive(Debug, Clone)]
+pub struct InhibitDef {
+    /// The finding types inhibited.
+    pub inhibited: Vec<Ident>,
+    /// The finding type that inhibits them.
+    pub by: Ident,
+    /// Same guard rather than same site.
+    pub same_guard: bool,
+    /// The whole line.
+    pub span: Span,
 }
 
 /// `source NAME = TABLE [where CONDITION]`: a filtered table named once and

@@ -37,6 +37,7 @@ pub fn parse(text: &str, file: FileId) -> Result<RuleFile, Diagnostic> {
             Rule::cascade_def => out.cascades.push(b.cascade_def(item)?),
             Rule::metric_def => out.metrics.push(b.metric_def(item)?),
             Rule::anomaly_def => out.anomalies.push(b.anomaly_def(item)?),
+            Rule::inhibit_def => out.inhibits.push(b.inhibit_def(item)?),
             Rule::EOI => {}
             other => return Err(b.unexpected(&item, other)),
         }
@@ -159,6 +160,12 @@ fn rule_phrase(rule: &Rule) -> &'static str {
         Rule::category_keywords => "a line such as `SAFETY: PANIC, DISTRESS`",
         Rule::severity_def => "`severity TYPE { LEVEL when CONDITION ... }`",
         Rule::cascade_def | Rule::kw_cascade => "`cascade { step ... otherwise GENERIC }`",
+        Rule::inhibit_def | Rule::kw_inhibit => "`inhibit TYPE, ... while TYPE holds at the same site`",
+        Rule::kw_while => "`while TYPE holds at the same site`",
+        Rule::kw_holds => "`holds`",
+        Rule::kw_the => "`the`",
+        Rule::kw_same => "`same`",
+        Rule::inhibit_scope | Rule::kw_guard => "`site` or `guard`",
         Rule::cascade_step => "a line such as `step category + severity`",
         Rule::match_field => "`finding`, `category` or `severity`",
         Rule::cascade_fallback => "`otherwise RUNBOOK`",
@@ -732,6 +739,24 @@ impl Builder {
             }
         }
         Ok(Source { table: table.ok_or_else(|| self.incomplete(span, "source"))?, alias, keys, filter, span })
+    }
+
+    fn inhibit_def(&self, p: Node) -> Result<InhibitDef, Diagnostic> {
+        let span = self.span(&p);
+        let mut names = Vec::new();
+        let mut same_guard = false;
+        for c in p.into_inner() {
+            match c.as_rule() {
+                Rule::ident => names.push(Ident { name: c.as_str().to_string(), span: self.span(&c) }),
+                Rule::inhibit_scope => same_guard = c.into_inner().next().is_some_and(|k| k.as_rule() == Rule::kw_guard),
+                _ => {}
+            }
+        }
+        let by = names.pop().ok_or_else(|| self.incomplete(span, "inhibit"))?;
+        if names.is_empty() {
+            return Err(self.incomplete(span, "inhibit"));
+        }
+        Ok(InhibitDef { inhibited: names, by, same_guard, span })
     }
 
     fn cascade_def(&self, p: Node) -> Result<CascadeDef, Diagnostic> {

@@ -583,6 +583,13 @@ pub enum Statement {
     },
     /// `DESCRIBE select`: the name and type of each column it returns
     Describe(Box<Select>),
+    /// `ALTER TABLE table ADD COLUMN IF NOT EXISTS column`
+    AddColumn {
+        /// The table.
+        table: TableName,
+        /// The new column.
+        column: ColumnDef,
+    },
     /// `CREATE SEQUENCE IF NOT EXISTS name`
     CreateSequence(TableName),
     /// `INSERT [OR REPLACE] INTO table source`

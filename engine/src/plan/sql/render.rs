@@ -133,6 +133,13 @@ impl Renderer<'_> {
             }
             Statement::CreateView { view, select } => format!("CREATE VIEW {} AS {}", self.table_name(view), self.select(select, 0)),
             Statement::Describe(select) => format!("DESCRIBE {}", self.select(select, 0)),
+            Statement::AddColumn { table, column } => format!(
+                "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}{}",
+                self.table_name(table),
+                ident(&column.name),
+                self.sql_type(column.ty),
+                if column.not_null { " NOT NULL" } else { "" }
+            ),
             Statement::CreateSequence(name) => format!("CREATE SEQUENCE IF NOT EXISTS {}", self.table_name(name)),
             Statement::Insert { table, source, replace } => {
                 let head = if *replace { "INSERT OR REPLACE INTO" } else { "INSERT INTO" };
