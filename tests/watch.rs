@@ -242,3 +242,26 @@ fn killed_mid_run_and_restarted_loses_and_duplicates_nothing() {
     assert!(status.success());
     assert_eq!(stored(&state), expected);
 }
+
+/// Inhibited findings are stored and counted but not printed as alarms (issue 11).
+#[test]
+fn inhibited_findings_are_not_raised_as_alarms() {
+    let dir = library("watch-inhibit");
+    std::fs::write(
+        dir.join("rules/inhibit.vigil"),
+        "inhibit CRITICAL_SIGNAL_PHONE_EVENTS_LOW, CRITICAL_SIGNAL_LOCATION_UPDATES_LOW\n  while CORRELATION_SILENT_SITE holds at the same site\n",
+    )
+    .expect("write");
+    let state = dir.join("state.duckdb");
+    let mut w = Watch::start(&dir, &state, &["--tick-interval", "50ms", "--until", "2025-10-04T12:00:00Z"]);
+    let tick = w.wait_for("tick 2025-10-04T12:00:00Z");
+    assert!(tick.contains("(2 inhibited)"), "{tick}");
+    std::thread::sleep(Duration::from_millis(300)); // stdout is a separate pipe
+    let printed = w.findings();
+    assert!(printed.iter().any(|l| l.contains("\"CORRELATION_SILENT_SITE\"") && l.contains("S00005")), "{printed:?}");
+    assert!(printed.iter().all(|l| !l.contains("inhibited_by")), "{printed:?}");
+    drop(w);
+    let stored = vigil_engine::store::list(&state, vigil_engine::store::Listing::Open).expect("list");
+    let marked: Vec<_> = stored.iter().filter(|f| f.inhibited_by.is_some()).collect();
+    assert_eq!(marked.len(), 2, "{marked:?}");
+}
