@@ -120,6 +120,10 @@ fn diagnostics_hover_definition_completion_and_formatting() {
     let hover = s.request(3, "textDocument/hover", json!({ "textDocument": { "uri": uri }, "position": { "line": 5, "character": 44 } }));
     assert!(hover["result"]["contents"]["value"].as_str().unwrap_or_default().contains("param quiet = 1h"), "{hover}");
 
+    // Hover on a built-in aggregate explains it.
+    let hover = s.request(9, "textDocument/hover", json!({ "textDocument": { "uri": uri }, "position": { "line": 5, "character": 8 } }));
+    assert!(hover["result"]["contents"]["value"].as_str().unwrap_or_default().contains("`count(SOURCE [where ...])`"), "{hover}");
+
     // Definition of the parameter: its `param` line.
     let def =
         s.request(4, "textDocument/definition", json!({ "textDocument": { "uri": uri }, "position": { "line": 5, "character": 44 } }));

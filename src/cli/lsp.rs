@@ -296,6 +296,34 @@ fn declaration(text: &str, word: &str) -> Option<(usize, usize)> {
     None
 }
 
+/// The built-in functions and aggregates, as hover shows them.
+const BUILTINS: &[(&str, &str)] = &[
+    ("minutes", "`minutes(DURATION)`: the duration in minutes (fractional)"),
+    ("hours", "`hours(DURATION)`: the duration in hours (fractional)"),
+    ("days", "`days(DURATION)`: the duration in days (fractional)"),
+    ("distance_m", "`distance_m(lat1, lon1, lat2, lon2)`: great-circle distance in metres"),
+    ("greatest", "`greatest(a, b, ...)`: the largest argument"),
+    ("least", "`least(a, b, ...)`: the smallest argument"),
+    ("coalesce", "`coalesce(a, b, ...)`: the first argument that is not null"),
+    ("abs", "`abs(x)`: absolute value"),
+    ("lower", "`lower(text)`: lower-case text"),
+    ("upper", "`upper(text)`: upper-case text"),
+    ("contains", "`contains(text, part)`: does the text contain the part?"),
+    ("count", "`count(SOURCE [where ...])`: rows of the source related to this row"),
+    ("count_distinct", "`count_distinct(SOURCE, column)`: distinct values among the related rows"),
+    ("exists", "`exists(SOURCE)`: is there a related row?"),
+    ("none", "`none(SOURCE)`: is there no related row?"),
+    ("all", "`all(SOURCE, CONDITION)`: does every related row meet the condition?"),
+    ("any", "`any(SOURCE, CONDITION)`: does some related row meet the condition?"),
+    ("sum", "`sum(SOURCE, expr)`: sum over the related rows (0 without rows)"),
+    ("avg", "`avg(SOURCE, expr)`: mean over the related rows"),
+    ("min", "`min(SOURCE, expr)`: smallest value over the related rows"),
+    ("max", "`max(SOURCE, expr)`: largest value over the related rows"),
+    ("script", "`script('...')`: a sandboxed Rhai expression over the rule's figures"),
+    ("script_file", "`script_file('name.rhai')`: a Rhai script beside the rules"),
+    ("now", "`now`: the evaluation time T"),
+];
+
 fn hover(text: &str, word: &str, span: (usize, usize), _uri: &str) -> Value {
     let mut lines = Vec::new();
     if let Some(t) = schema::table(word) {
@@ -325,6 +353,9 @@ fn hover(text: &str, word: &str, span: (usize, usize), _uri: &str) -> Value {
         .collect();
     if !tables.is_empty() && schema::table(word).is_none() {
         lines.push(format!("**column `{word}`** of {}", tables.join(", ")));
+    }
+    if let Some((_, doc)) = BUILTINS.iter().find(|(name, _)| *name == word) {
+        lines.push(format!("**`{word}`** (built in): {doc}"));
     }
     if let Some((s, e)) = declaration(text, word) {
         lines.push(format!("```\n{}\n```", &text[s..e]));
