@@ -460,21 +460,31 @@ pub fn inhibit(findings: &mut [Finding], inhibitions: &[crate::ruleset::Inhibiti
     if inhibitions.is_empty() {
         return;
     }
+    // Every inhibiting finding by (type, time, tenant, site), with its guard: one pass,
+    // then one lookup per inhibited finding (replays hold many ticks of findings).
+    type Place<'a> = (&'a str, &'a str, &'a str, &'a str);
+    let by_types: std::collections::HashSet<&str> = inhibitions.iter().map(|i| i.by.as_str()).collect();
+    let mut holding: HashMap<Place, Vec<Option<&str>>> = HashMap::new();
+    for g in findings.iter().filter(|g| by_types.contains(g.finding_type.as_str())) {
+        holding.entry((&g.finding_type, &g.detected_at, &g.tenant_id, &g.site_id)).or_default().push(g.guard_id.as_deref());
+    }
     let mut marks: Vec<(usize, String)> = Vec::new();
     for (i, f) in findings.iter().enumerate() {
         for inh in inhibitions.iter().filter(|inh| inh.inhibited.contains(&f.finding_type)) {
-            let by = findings.iter().find(|g| {
-                g.finding_type == inh.by
-                    && g.detected_at == f.detected_at
-                    && g.tenant_id == f.tenant_id
-                    && g.site_id == f.site_id
-                    && (!inh.same_guard || (g.guard_id.is_some() && g.guard_id == f.guard_id))
-            });
-            if let Some(g) = by {
-                let guard = g.guard_id.as_deref().map(|x| format!(" guard={x}")).unwrap_or_default();
-                marks.push((i, format!("{} tenant={} site={}{guard}", g.finding_type, g.tenant_id, g.site_id)));
-                break;
-            }
+            let Some(guards) = holding.get(&(inh.by.as_str(), f.detected_at.as_str(), f.tenant_id.as_str(), f.site_id.as_str())) else {
+                continue;
+            };
+            let guard = if inh.same_guard {
+                match guards.iter().find(|g| g.is_some() && **g == f.guard_id.as_deref()) {
+                    Some(g) => *g,
+                    None => continue,
+                }
+            } else {
+                guards.first().copied().flatten()
+            };
+            let guard = guard.map(|x| format!(" guard={x}")).unwrap_or_default();
+            marks.push((i, format!("{} tenant={} site={}{guard}", inh.by, f.tenant_id, f.site_id)));
+            break;
         }
     }
     for (i, by) in marks {
