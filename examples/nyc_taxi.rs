@@ -11,8 +11,9 @@
 //! that one pass yields z for every stable hour; the thresholds of LOW, MEDIUM
 //! and HIGH and the replay rule (a finding is reported at the first tick where
 //! it holds; one that clears and holds again is new) are then applied here.
-//! Prints markdown: detections of the five NAB events with lead times, and false
-//! alarms per week once a baseline is stable.
+//! Prints markdown: detections of the five NAB events with lead times, false
+//! alarms per week once a baseline is stable, and NAB's normalized scores (standard,
+//! low-FP and low-FN profiles; `vigil_engine::nab`) of each variant's findings.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -29,6 +30,8 @@ const EVENTS: &[(&str, &str, &str, &str)] = &[
 ];
 
 const HOUR: i64 = 3_600_000_000;
+/// The series' step: one point every 30 minutes.
+const STEP: i64 = HOUR / 2;
 
 fn ny(local: &str) -> i64 {
     use chrono::TimeZone;
@@ -90,8 +93,15 @@ fn main() {
     }
 
     println!("Evaluated {} hourly ticks x {} variants through the engine in {seconds:.0} s.\n", ticks.len(), variants.len());
-    println!("| levels | statistic | sensitivity | events found | false alarms | weeks stable | per week | findings |");
-    println!("|---|---|---|---|---|---|---|---|");
+    // NAB scores by points of the series: a finding at tick T is the point at T - 30 min
+    // (the last point of the bucket it judged); windows by their first and last points.
+    let series_start = ny("2014-07-01T00:00");
+    let point = |t: i64| usize::try_from((t - series_start).div_euclid(STEP)).unwrap_or(0);
+    let points = point(ny("2015-01-31T23:30")) + 1;
+    let windows: Vec<vigil_engine::nab::Window> =
+        EVENTS.iter().map(|(_, _, from, to)| vigil_engine::nab::Window { start: point(ny(from)), end: point(ny(to)) }).collect();
+    println!("| levels | statistic | sensitivity | events found | false alarms | weeks stable | per week | findings | NAB standard | NAB low FP | NAB low FN |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let mut details = BTreeMap::new();
     for (i, (cfg, levels, stat, _)) in variants.iter().enumerate() {
         let evaluated = &per_variant[i];
@@ -123,11 +133,16 @@ fn main() {
                     found.push(format!("{name} {} {:+.1} h ({}, z {:.2})", f.1, lead, local(f.0), f.2 .1));
                 }
             }
+            let detections: Vec<usize> = findings.iter().map(|f| point(f.0 - STEP)).collect();
+            let nab = |profile| vigil_engine::nab::score(points, &detections, &windows, profile).normalized;
             println!(
-                "| {cfg}: {levels} | {stat} | {sens} | {}/5 | {false_alarms} | {weeks:.1} | {:.2} | {} |",
+                "| {cfg}: {levels} | {stat} | {sens} | {}/5 | {false_alarms} | {weeks:.1} | {:.2} | {} | {:.1} | {:.1} | {:.1} |",
                 found.len(),
                 false_alarms as f64 / weeks.max(1e-9),
-                findings.len()
+                findings.len(),
+                nab(vigil_engine::nab::STANDARD),
+                nab(vigil_engine::nab::LOW_FP),
+                nab(vigil_engine::nab::LOW_FN)
             );
             details.insert((i, sens), found);
         }

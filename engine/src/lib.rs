@@ -28,6 +28,7 @@
 //! - [`fmt`]: `vigil fmt`, the canonical layout of rule, runbook and case files.
 //! - [`case`]: case files (rows, a time, expected findings) for `vigil test`.
 //! - [`generate`]: synthetic fleets for demos and benchmarks.
+//! - [`nab`]: scoring detections against labelled windows as the Numenta Anomaly Benchmark does.
 //! - [`time`]: every timestamp and duration helper (parse, format, durations).
 #![deny(clippy::unwrap_used)]
 // Diagnostics are the error type of the parse and check stages; they are built once per
@@ -44,6 +45,7 @@ pub mod diag;
 pub mod exec;
 pub mod fmt;
 pub mod generate;
+pub mod nab;
 pub mod plan;
 pub mod ruleset;
 pub mod runbook;
