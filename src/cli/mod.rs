@@ -11,6 +11,7 @@ mod backtest;
 mod baseline;
 mod bench;
 mod check;
+mod evaluate;
 mod explain;
 mod findings;
 mod fmt;
@@ -283,6 +284,24 @@ enum Command {
         /// Stop after the tick at this time (default: run until SIGINT/SIGTERM).
         #[arg(long)]
         until: Option<String>,
+    },
+    /// Replay the anomaly rules over a labelled series (`timestamp,value`; labels `start,end`)
+    /// and score them with the Numenta Anomaly Benchmark's scoring.
+    EvaluateAnomalies {
+        /// The series: CSV `timestamp,value` (ISO with a zone, or local in --timezone).
+        #[arg(long)]
+        series: PathBuf,
+        /// The labelled windows: CSV `start,end` (same time formats).
+        #[arg(long)]
+        labels: PathBuf,
+        /// The series' site time zone (local times are read in it).
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+        /// Only these anomaly rules (default: every one over the metrics table).
+        #[arg(long = "rule")]
+        only_rules: Vec<String>,
+        #[command(flatten)]
+        rules: RuleArgs,
     },
     /// A language server over stdio for editors: vigil check's diagnostics as you type, hover,
     /// go to definition, completion of tables and columns, formatting.
@@ -721,6 +740,9 @@ fn run(cli: Cli) -> CliResult {
         Command::Findings { action, state } => findings_command(&state, action),
         Command::Status { state } => status(&state),
         Command::Lsp => lsp::serve(),
+        Command::EvaluateAnomalies { series, labels, timezone, only_rules, rules } => {
+            evaluate::evaluate_anomalies(&rules, &series, &labels, &timezone, &only_rules)
+        }
         Command::Watch { rules, signals, every, state, start, tick_interval, until } => {
             if !rules.rules.is_dir() {
                 return Err(input_err(format!("rules directory `{}` does not exist (use --rules DIR)", rules.rules.display())));
