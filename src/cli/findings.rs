@@ -98,8 +98,8 @@ pub(super) fn findings_command(state: &Path, action: FindingsCommand) -> CliResu
             }
             Ok(())
         }
-        FindingsCommand::Ack { id, by, note, at } => lifecycle_step(state, id, false, &by, note.as_deref(), at.as_deref()),
-        FindingsCommand::Resolve { id, by, note, at } => lifecycle_step(state, id, true, &by, note.as_deref(), at.as_deref()),
+        FindingsCommand::Ack(step) => lifecycle_step(state, &step, false),
+        FindingsCommand::Resolve(step) => lifecycle_step(state, &step, true),
     }
 }
 
@@ -145,7 +145,9 @@ pub(super) fn status(state: &Path) -> CliResult {
     Ok(())
 }
 
-pub(super) fn lifecycle_step(state: &Path, id: i64, resolve: bool, by: &str, note: Option<&str>, at: Option<&str>) -> CliResult {
+pub(super) fn lifecycle_step(state: &Path, step: &StepArgs, resolve: bool) -> CliResult {
+    let StepArgs { id, by, note, at } = step;
+    let (id, by, note) = (*id, by.as_str(), note.as_deref());
     let at = match at {
         Some(t) => exec::iso(parse_time(t, "--at")?),
         None => exec::iso(chrono::Utc::now().timestamp() * 1_000_000),

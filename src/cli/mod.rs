@@ -460,35 +460,26 @@ enum FindingsCommand {
         id: i64,
     },
     /// NEW -> ACKNOWLEDGED.
-    Ack {
-        /// The finding's id.
-        id: i64,
-        /// Who acknowledges it.
-        #[arg(long)]
-        by: String,
-        /// A note for the history.
-        #[arg(long)]
-        note: Option<String>,
-        /// When (ISO-8601 UTC; default now): a run on a virtual clock passes its time, so
-        /// the store keeps one clock.
-        #[arg(long)]
-        at: Option<String>,
-    },
+    Ack(StepArgs),
     /// NEW or ACKNOWLEDGED -> RESOLVED.
-    Resolve {
-        /// The finding's id.
-        id: i64,
-        /// Who resolves it.
-        #[arg(long)]
-        by: String,
-        /// A note for the history.
-        #[arg(long)]
-        note: Option<String>,
-        /// When (ISO-8601 UTC; default now): a run on a virtual clock passes its time, so
-        /// the store keeps one clock.
-        #[arg(long)]
-        at: Option<String>,
-    },
+    Resolve(StepArgs),
+}
+
+/// One lifecycle step of a finding: which, by whom, when.
+#[derive(clap::Args)]
+struct StepArgs {
+    /// The finding's id.
+    id: i64,
+    /// Who takes the step.
+    #[arg(long)]
+    by: String,
+    /// A note for the history.
+    #[arg(long)]
+    note: Option<String>,
+    /// When (ISO-8601 UTC; default now): a run on a virtual clock passes its time, so
+    /// the store keeps one clock.
+    #[arg(long)]
+    at: Option<String>,
 }
 
 #[derive(Subcommand)]
