@@ -149,6 +149,39 @@ impl RuleSet {
         (metrics, self.anomalies().map(|a| a.window).max().unwrap_or(52))
     }
 
+    /// For each signal table any rule reads, how far before a tick its event times
+    /// reach (`None`: every row up to the tick). The activity view reads its source
+    /// tables, and anomaly rules their metric's table, without a window.
+    pub fn read_ranges(&self) -> std::collections::BTreeMap<&'static str, Option<i64>> {
+        let mut out: std::collections::BTreeMap<&'static str, Option<i64>> = std::collections::BTreeMap::new();
+        let mut merge = |table: &'static str, lookback: Option<i64>| {
+            let slot = out.entry(table).or_insert(lookback);
+            *slot = match (*slot, lookback) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                _ => None,
+            };
+        };
+        for rule in self.patterns() {
+            for (table, lookback) in crate::plan::read_ranges(rule, &self.params_for(rule)) {
+                match crate::schema::table(table) {
+                    Some(t) if t.derived => {
+                        for source in crate::plan::ACTIVITY_SOURCES {
+                            merge(source, None);
+                        }
+                    }
+                    _ => merge(table, lookback),
+                }
+            }
+        }
+        for a in self.anomalies() {
+            merge(a.metric.table.name, None);
+        }
+        // Every rule reads sites (time zones, activity) and maintenance windows (suppression).
+        merge("sites", None);
+        merge("maintenance_windows", None);
+        out
+    }
+
     /// The ids of the rules and anomaly rules an evaluation with `filter` ran to
     /// completion: their open findings that did not come back no longer hold.
     pub fn completed_rules(&self, filter: &crate::exec::Filter, failures: &[crate::exec::ExecError]) -> Vec<String> {

@@ -152,7 +152,7 @@ pub(super) fn lifecycle_step(state: &Path, step: &StepArgs, resolve: bool) -> Cl
         Some(t) => exec::iso(parse_time(t, "--at")?),
         None => exec::iso(chrono::Utc::now().timestamp() * 1_000_000),
     };
-    match vigil_engine::store::step(state, id, resolve, by, &at, note) {
+    match vigil_engine::store::step(state, id, resolve, by, &at, note, None) {
         Ok(()) => {
             outln!("finding {id} {} by {by} at {at}", if resolve { "resolved" } else { "acknowledged" });
             Ok(())

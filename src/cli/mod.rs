@@ -10,7 +10,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod backtest;
 mod baseline;
 mod bench;
+mod bench_serve;
 mod check;
+mod config;
 mod evaluate;
 mod explain;
 mod findings;
@@ -18,6 +20,7 @@ mod fmt;
 mod lsp;
 mod output;
 mod rulebook;
+mod serve;
 mod test;
 mod watch;
 
@@ -114,6 +117,26 @@ struct OutputArgs {
     /// Leave out findings covered by a maintenance window (they are still computed).
     #[arg(long)]
     hide_suppressed: bool,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a new token: prints the token once (stdout) and its tokens-file line (stderr,
+    /// or appended to --append FILE). Only the line's SHA-256 digest is ever stored.
+    New {
+        /// Who holds it (shown as who acknowledged or resolved).
+        #[arg(long)]
+        name: String,
+        /// viewer, operator or admin.
+        #[arg(long, default_value = "operator")]
+        role: String,
+        /// Tenants it may see, comma-separated, or `*` for every tenant.
+        #[arg(long)]
+        tenants: String,
+        /// Append the line to this tokens file.
+        #[arg(long)]
+        append: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -284,6 +307,95 @@ enum Command {
         /// Stop after the tick at this time (default: run until SIGINT/SIGTERM).
         #[arg(long)]
         until: Option<String>,
+    },
+    /// Run `watch` as a service: the findings API, the live feed (SSE) and the operators'
+    /// console over HTTP, with tenant-scoped tokens, health, readiness and metrics.
+    Serve {
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// Settings from a file (`key = "value"` per line, keys are these flags' names);
+        /// flags given here win over it. See deploy/vigil.toml.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A DuckDB file, or a directory of <table>.csv|.parquet|.jsonl files (read again at every
+        /// tick), besides the signals pushed to POST /api/v1/signals/{table}.
+        #[arg(long)]
+        signals: Option<PathBuf>,
+        /// The database of pushed signals (default: beside the state database, `<state>.signals.duckdb`).
+        #[arg(long)]
+        ingest_db: Option<PathBuf>,
+        /// How long pushed rows are kept, by event time (per table: --retain shifts=60d).
+        #[arg(long, default_value = "35d")]
+        retention: String,
+        /// Keep one table's pushed rows longer or shorter: TABLE=DURATION (repeatable).
+        #[arg(long = "retain")]
+        retain: Vec<String>,
+        /// A tenant whose pushed rows stop arriving for this long has a stale feed: its
+        /// absence-of-activity findings are held and one FEED_STALE finding stands for them.
+        #[arg(long, default_value = "10m")]
+        feed_stale_after: String,
+        /// The finding types held while a tenant's feed is stale (comma-separated).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "CORRELATION_SILENT_SITE,CRITICAL_SIGNAL_PHONE_EVENTS_LOW,CRITICAL_SIGNAL_LOCATION_UPDATES_LOW,CORRELATION_DEVICE_GPS_FAILURE,CORRELATION_DEVICE_PHONE_FAILURE"
+        )]
+        feed_dependent: Vec<String>,
+        /// Tick length; each rule runs on the ticks that are multiples of its cadence.
+        #[arg(long, default_value = "5m")]
+        every: String,
+        /// The state database (findings, baselines, reloads).
+        #[arg(long, default_value = "vigil-state.duckdb")]
+        state: PathBuf,
+        /// The tokens file (`name role tenants sha256:<hex>` per line; `vigil token new` makes lines).
+        #[arg(long, required_unless_present = "demo")]
+        tokens: Option<PathBuf>,
+        /// Try it: the demo signals on a virtual clock (a tick every 3 s from 2025-10-04T10:00Z),
+        /// a fresh state in a temporary directory, and a one-off admin token printed at start.
+        #[arg(long)]
+        demo: bool,
+        /// Address to listen on (loopback by default; port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Time between heartbeat comments on idle live-feed streams.
+        #[arg(long, default_value = "15s")]
+        heartbeat: String,
+        /// Virtual clock for demos and tests: the first evaluation time (default: the wall clock).
+        #[arg(long)]
+        start: Option<String>,
+        /// With --start: real time between ticks.
+        #[arg(long, default_value = "1s")]
+        tick_interval: String,
+        /// Stop after the tick at this time (default: run until SIGINT/SIGTERM).
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// The service under load: a synthetic fleet streams its signals into `vigil serve`
+    /// over HTTP while live-feed clients listen; ingest latency, tick durations,
+    /// finding-to-client latency and peak memory.
+    BenchServe {
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// Sites in the fleet.
+        #[arg(long, default_value_t = 1000)]
+        sites: u32,
+        /// Rows pushed per second (wall clock).
+        #[arg(long, default_value_t = 2000)]
+        rate: u32,
+        /// Virtual time streamed (minutes; ticks every 5).
+        #[arg(long, default_value_t = 30)]
+        minutes: u32,
+        /// Live-feed clients listening.
+        #[arg(long, default_value_t = 50)]
+        clients: u32,
+        /// Rows per pushed batch at most.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+    },
+    /// API tokens for `vigil serve`.
+    Token {
+        #[command(subcommand)]
+        action: TokenCommand,
     },
     /// Replay the anomaly rules over a labelled series (`timestamp,value`; labels `start,end`)
     /// and score them with the Numenta Anomaly Benchmark's scoring.
@@ -529,7 +641,14 @@ enum GenFormat {
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = match config::expand(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_INPUT);
+        }
+    };
+    let cli = Cli::parse_from(args);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -644,9 +763,9 @@ fn run(cli: Cli) -> CliResult {
             let sig = load_signals(&signals)?;
             let filter = filter_of(&output, &set)?;
             let (findings, failures) = exec::evaluate_all(&sig, &set, now, &filter);
-            let written = state
-                .as_ref()
-                .map(|st| (st, vigil_engine::store::record(st, &set, &set.completed_rules(&filter, &failures), now, &findings)));
+            let written = state.as_ref().map(|st| {
+                (st, vigil_engine::store::record(st, &set, &set.completed_rules(&filter, &failures), now, &findings, &Default::default()))
+            });
             print_findings(findings, &output);
             if let Some((st, written)) = written {
                 let w = written.map_err(|e| CliError::Eval(format!("error: {}: {e}", st.display())))?;
@@ -735,23 +854,58 @@ fn run(cli: Cli) -> CliResult {
             evaluate::evaluate_anomalies(&rules, &series, &labels, &timezone, &only_rules)
         }
         Command::Watch { rules, signals, every, state, start, tick_interval, until } => {
-            if !rules.rules.is_dir() {
-                return Err(input_err(format!("rules directory `{}` does not exist (use --rules DIR)", rules.rules.display())));
-            }
-            let interval = vigil_engine::syntax::duration_micros(&tick_interval)
-                .filter(|d| *d >= 0)
-                .ok_or_else(|| input_err(format!("--tick-interval: `{tick_interval}` is not a duration such as 200ms or 1s")))?;
-            let opts = watch::Options {
-                runbooks: rules.runbooks.clone().unwrap_or_else(|| sibling(&rules.rules, "runbooks")),
-                rules: rules.rules.clone(),
-                signals,
-                every: parse_duration(&every)?,
-                state,
-                start: start.as_deref().map(|s| parse_time(s, "--start")).transpose()?,
-                tick_interval: std::time::Duration::from_micros(interval.unsigned_abs()),
-                until: until.as_deref().map(|s| parse_time(s, "--until")).transpose()?,
-            };
+            let opts = watch_options(&rules, Some(signals), &every, state, start.as_deref(), &tick_interval, until.as_deref())?;
             watch::run(&opts)
+        }
+        Command::Serve {
+            rules,
+            config: _,
+            signals,
+            ingest_db,
+            retention,
+            retain,
+            feed_stale_after,
+            feed_dependent,
+            every,
+            state,
+            tokens,
+            demo,
+            listen,
+            heartbeat,
+            start,
+            tick_interval,
+            until,
+        } => {
+            let (signals, state, tokens, start, tick_interval) = if demo {
+                let (state, tokens) = demo_service(&state)?;
+                let start = start.or_else(|| Some("2025-10-04T10:00:00Z".into()));
+                let tick = if tick_interval == "1s" { "3s".to_string() } else { tick_interval };
+                (signals.or_else(|| Some(PathBuf::from("fixtures/demo"))), state, tokens, start, tick)
+            } else {
+                (signals, state, tokens.unwrap_or_default(), start, tick_interval)
+            };
+            let mut watch = watch_options(&rules, signals, &every, state, start.as_deref(), &tick_interval, until.as_deref())?;
+            let ingest = ingest_db.unwrap_or_else(|| watch.state.with_extension("signals.duckdb"));
+            watch.ingest = Some(ingest);
+            let stale_after = vigil_engine::syntax::duration_micros(&feed_stale_after)
+                .filter(|d| *d > 0)
+                .ok_or_else(|| input_err(format!("--feed-stale-after: `{feed_stale_after}` is not a duration such as 10m")))?;
+            watch.feed = Some(watch::FeedPolicy {
+                stale_after: std::time::Duration::from_micros(stale_after.unsigned_abs()),
+                dependent: feed_dependent.into_iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect(),
+            });
+            let retention = retention_of(&retention, &retain)?;
+            let heartbeat = vigil_engine::syntax::duration_micros(&heartbeat)
+                .filter(|d| *d > 0)
+                .ok_or_else(|| input_err(format!("--heartbeat: `{heartbeat}` is not a duration such as 15s")))?;
+            let heartbeat = std::time::Duration::from_micros(heartbeat.unsigned_abs());
+            serve::run(serve::Options { watch, listen, tokens, heartbeat, retention })
+        }
+        Command::BenchServe { rules, sites, rate, minutes, clients, batch } => {
+            bench_serve::bench_serve(&rules, &bench_serve::BenchServe { sites, rate, minutes, clients, batch })
+        }
+        Command::Token { action: TokenCommand::New { name, role, tenants, append } } => {
+            token_new(&name, &role, &tenants, append.as_deref())
         }
         Command::Categorize { finding_type, context, rules } => categorize(&rules, &finding_type, &context),
         Command::Bench { rules, signals, at, from: Some(from), every, runs } => {
@@ -781,6 +935,107 @@ fn run(cli: Cli) -> CliResult {
             report_failures(&failures)
         }
     }
+}
+
+/// `serve --demo`: a fresh state and a tokens file with one admin token, in a temporary
+/// directory (unless --state names another file); prints the token.
+fn demo_service(state: &Path) -> Result<(PathBuf, PathBuf), CliError> {
+    let dir = std::env::temp_dir().join(format!("vigil-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| input_err(format!("{}: {e}", dir.display())))?;
+    let state = if state == Path::new("vigil-state.duckdb") { dir.join("state.duckdb") } else { state.to_path_buf() };
+    let token = serve::new_token().map_err(input_err)?;
+    let tokens = dir.join("tokens");
+    std::fs::write(&tokens, serve::file_line("demo", "admin", "*", &token) + "\n")
+        .map_err(|e| input_err(format!("{}: {e}", tokens.display())))?;
+    eprintln!("serve --demo: state in {}; log in to the console with the token\n\n    {token}\n", state.display());
+    Ok((state, tokens))
+}
+
+/// Retention per signal table (µs) from `--retention` and `--retain TABLE=DURATION`.
+fn retention_of(default: &str, per_table: &[String]) -> Result<std::collections::BTreeMap<&'static str, i64>, CliError> {
+    let keep = |text: &str, flag: &str| {
+        vigil_engine::syntax::duration_micros(text)
+            .filter(|d| *d > 0)
+            .ok_or_else(|| input_err(format!("{flag}: `{text}` is not a duration such as 35d or 12h")))
+    };
+    let all = keep(default, "--retention")?;
+    let mut out: std::collections::BTreeMap<&'static str, i64> =
+        vigil_engine::schema::contract_tables().filter(|t| t.event_time.is_some()).map(|t| (t.name, all)).collect();
+    for item in per_table {
+        let (name, duration) =
+            item.split_once('=').ok_or_else(|| input_err(format!("--retain: `{item}` is not TABLE=DURATION such as shifts=60d")))?;
+        let table = vigil_engine::schema::contract_tables().find(|t| t.name == name).ok_or_else(|| {
+            input_err(format!(
+                "--retain: `{name}` is not a signal table ({})",
+                vigil_engine::schema::contract_tables().map(|t| t.name).collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        if table.event_time.is_none() {
+            return Err(input_err(format!("--retain: `{name}` has no event time; its rows are kept until replaced")));
+        }
+        out.insert(table.name, keep(duration, "--retain")?);
+    }
+    Ok(out)
+}
+
+/// The loop's options from the flags `watch` and `serve` share.
+fn watch_options(
+    rules: &RuleArgs,
+    signals: Option<PathBuf>,
+    every: &str,
+    state: PathBuf,
+    start: Option<&str>,
+    tick_interval: &str,
+    until: Option<&str>,
+) -> Result<watch::Options, CliError> {
+    if !rules.rules.is_dir() {
+        return Err(input_err(format!("rules directory `{}` does not exist (use --rules DIR)", rules.rules.display())));
+    }
+    let interval = vigil_engine::syntax::duration_micros(tick_interval)
+        .filter(|d| *d >= 0)
+        .ok_or_else(|| input_err(format!("--tick-interval: `{tick_interval}` is not a duration such as 200ms or 1s")))?;
+    Ok(watch::Options {
+        runbooks: rules.runbooks.clone().unwrap_or_else(|| sibling(&rules.rules, "runbooks")),
+        rules: rules.rules.clone(),
+        signals,
+        ingest: None,
+        feed: None,
+        every: parse_duration(every)?,
+        state,
+        start: start.map(|s| parse_time(s, "--start")).transpose()?,
+        tick_interval: std::time::Duration::from_micros(interval.unsigned_abs()),
+        until: until.map(|s| parse_time(s, "--until")).transpose()?,
+    })
+}
+
+/// `vigil token new`: the token once on stdout, its tokens-file line on stderr or appended.
+fn token_new(name: &str, role: &str, tenants: &str, append: Option<&Path>) -> CliResult {
+    if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '#') {
+        return Err(input_err(format!("--name: `{name}` must be one word (no spaces or `#`)")));
+    }
+    if !["viewer", "operator", "admin"].contains(&role) {
+        return Err(input_err(format!("--role: unknown role `{role}` (viewer, operator or admin)")));
+    }
+    if tenants.is_empty() || tenants.chars().any(|c| c.is_whitespace() || c == '#') {
+        return Err(input_err(format!("--tenants: `{tenants}` must be comma-separated tenant ids or `*`")));
+    }
+    let token = serve::new_token().map_err(input_err)?;
+    let line = serve::file_line(name, role, tenants, &token);
+    match append {
+        Some(file) => {
+            use std::io::Write as _;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(file)
+                .map_err(|e| input_err(format!("--append {}: {e}", file.display())))?;
+            writeln!(f, "{line}").map_err(|e| input_err(format!("--append {}: {e}", file.display())))?;
+            eprintln!("added `{name}` ({role}, tenants {tenants}) to {}; the token is shown once:", file.display());
+        }
+        None => eprintln!("add this line to the tokens file (it holds only the token's digest):\n{line}\nthe token is shown once:"),
+    }
+    outln!("{token}");
+    Ok(())
 }
 
 /// Rules that failed are reported after the findings of the others (exit 3).

@@ -34,8 +34,12 @@ pub struct Options {
     pub rules: PathBuf,
     /// Runbook directory.
     pub runbooks: PathBuf,
-    /// Signals path, reloaded at every tick.
-    pub signals: PathBuf,
+    /// Signals path, reloaded at every tick (`serve` may have only ingested signals).
+    pub signals: Option<PathBuf>,
+    /// The database of ingested signals (`serve`), read at every tick beside `signals`.
+    pub ingest: Option<PathBuf>,
+    /// What a stale feed of pushed signals holds (`serve`).
+    pub feed: Option<FeedPolicy>,
     /// Tick length (microseconds).
     pub every: i64,
     /// State database.
@@ -48,27 +52,102 @@ pub struct Options {
     pub until: Option<i64>,
 }
 
+/// The finding type of a tenant's stale feed.
+pub const FEED_STALE: &str = "FEED_STALE";
+
+/// A tenant's pushed signals are stale when none arrived for `stale_after`; while
+/// they are, the findings of the `dependent` types (those that read an absence of
+/// activity) are held for that tenant and one FEED_STALE finding stands for them.
+#[derive(Debug, Clone)]
+pub struct FeedPolicy {
+    /// Quiet time (wall clock) after which a tenant's feed is stale.
+    pub stale_after: Duration,
+    /// Finding types held while a tenant's feed is stale.
+    pub dependent: Vec<String>,
+}
+
+/// What one tick did, for whoever watches the loop (`vigil serve`).
+#[derive(Debug, Clone)]
+pub struct TickReport {
+    /// The evaluation time.
+    pub at: i64,
+    /// The longest cadence among the rules due (the tick's label in metrics).
+    pub cadence: Option<vigil_engine::schema::Cadence>,
+    /// Wall time the tick took.
+    pub took: Duration,
+    /// Rules evaluated, and rules that failed.
+    pub evaluated: usize,
+    /// Rules that failed.
+    pub failed: usize,
+    /// The findings of the new rows (type, severity).
+    pub raised: Vec<(String, String)>,
+    /// What the store did.
+    pub written: store::Written,
+    /// The summary line.
+    pub line: String,
+}
+
+/// A reload attempt's outcome.
+pub struct ReloadReport {
+    /// As recorded in the store.
+    pub record: store::Reload,
+    /// The set now in force (the new one, or the one kept).
+    pub set: Arc<RuleSet>,
+}
+
+/// Someone who follows the loop: `watch` prints, `serve` also pushes events and counts.
+pub trait Observer: Send + Sync {
+    /// A tick committed (or failed, with its message).
+    fn tick(&self, _report: Result<&TickReport, &str>) {}
+    /// A reload was attempted.
+    fn reload(&self, _report: &ReloadReport) {}
+    /// The loop's clock moved to a tick about to start.
+    fn clock(&self, _now: i64) {}
+}
+
+/// `vigil watch` only prints.
+struct Quiet;
+impl Observer for Quiet {}
+
+/// Flags others may raise: stop (SIGINT/SIGTERM), reload (SIGHUP, or an API call).
+#[derive(Clone, Default)]
+pub struct Control {
+    /// Finish the tick in flight and return.
+    pub stop: Arc<AtomicBool>,
+    /// Reload the rule set now.
+    pub reload: Arc<AtomicBool>,
+}
+
 /// Runs until SIGINT/SIGTERM, or past `until`. Errors are (exit code, message).
 pub fn run(opts: &Options) -> Result<(), CliError> {
-    // Watch first, then load: an edit made while the first set loads still triggers a reload.
-    let (tx, rx) = mpsc::channel::<()>();
-    let mut watcher = watch_dirs(&[&opts.rules, &opts.runbooks], &tx)?;
-    let initial = ruleset::load_dirs(&opts.rules, &opts.runbooks).map_err(|f| {
+    let initial = first_set(opts)?;
+    run_with(opts, Arc::new(initial), &Quiet, &Control::default())
+}
+
+/// Loads the rule set a run starts with (it must check clean).
+pub fn first_set(opts: &Options) -> Result<RuleSet, CliError> {
+    ruleset::load_dirs(&opts.rules, &opts.runbooks).map_err(|f| {
         CliError::Rules(format!(
             "{}error: the rule set does not check; watch needs a clean one to start",
             f.sources.render(&f.diagnostics, false)
         ))
-    })?;
-    let mut current = Arc::new(initial);
+    })
+}
+
+/// The loop of `watch` and `serve`: ticks at their cadences, reloads, until stopped.
+pub fn run_with(opts: &Options, initial: Arc<RuleSet>, observer: &dyn Observer, control: &Control) -> Result<(), CliError> {
+    // Watch first, then load: an edit made while the first set loads still triggers a reload.
+    let (tx, rx) = mpsc::channel::<()>();
+    let mut watcher = watch_dirs(&[&opts.rules, &opts.runbooks], &tx)?;
+    let mut current = initial;
     let mut revision = store::revision(&current);
     let mut failed_reloads = 0u64;
     eprintln!("watch: rule set {revision}: {} rules, {} anomaly rules", current.patterns().count(), current.anomalies().count());
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let hup = Arc::new(AtomicBool::new(false));
+    let (stop, hup) = (&control.stop, &control.reload);
     for (signal, flag) in [(signal_hook::consts::SIGINT, &stop), (signal_hook::consts::SIGTERM, &stop), (signal_hook::consts::SIGHUP, &hup)]
     {
-        signal_hook::flag::register(signal, Arc::clone(flag))
+        signal_hook::flag::register(signal, Arc::clone(*flag))
             .map_err(|e| CliError::Eval(format!("error: cannot handle signal {signal}: {e}")))?;
     }
     let resume = store::last_tick(&opts.state)
@@ -90,7 +169,7 @@ pub fn run(opts: &Options) -> Result<(), CliError> {
         eprintln!("watch: state has ticks up to {}; resuming at {}", exec::iso(done), exec::iso(now));
     }
     let mut reload_due: Option<Instant> = None;
-    let mut tick: Option<std::thread::JoinHandle<Result<String, String>>> = None;
+    let mut tick: Option<std::thread::JoinHandle<Result<TickReport, String>>> = None;
     let mut next_start = Instant::now();
     loop {
         // File events: wait until they are quiet, then reload (watches re-added).
@@ -100,7 +179,7 @@ pub fn run(opts: &Options) -> Result<(), CliError> {
         let hup_now = hup.swap(false, Ordering::SeqCst);
         if hup_now || reload_due.is_some_and(|d| Instant::now() >= d) {
             reload_due = None;
-            let why = if hup_now { "SIGHUP" } else { "files changed" };
+            let why = if hup_now { "SIGHUP or a reload request" } else { "files changed" };
             match ruleset::load_dirs(&opts.rules, &opts.runbooks) {
                 Ok(new) => {
                     let ruleset::SetDiff { added, changed, removed, sections } = ruleset::diff(&current, &new);
@@ -131,6 +210,7 @@ pub fn run(opts: &Options) -> Result<(), CliError> {
                     );
                     current = Arc::new(new);
                     revision = new_revision;
+                    observer.reload(&ReloadReport { record, set: Arc::clone(&current) });
                 }
                 Err(f) => {
                     failed_reloads += 1;
@@ -149,6 +229,7 @@ pub fn run(opts: &Options) -> Result<(), CliError> {
                     }
                     eprint!("{text}");
                     eprintln!("watch: reload ({why}) failed ({failed_reloads} so far): keeping rule set {revision}");
+                    observer.reload(&ReloadReport { record, set: Arc::clone(&current) });
                 }
             }
             // Editors replace files (and sometimes directories): watch afresh. The new
@@ -167,9 +248,18 @@ pub fn run(opts: &Options) -> Result<(), CliError> {
         if tick.as_ref().is_some_and(|h| h.is_finished()) {
             if let Some(h) = tick.take() {
                 match h.join() {
-                    Ok(Ok(line)) => eprintln!("{line}"),
-                    Ok(Err(e)) => eprintln!("watch: tick failed: {e}"),
-                    Err(_) => eprintln!("watch: tick panicked"),
+                    Ok(Ok(report)) => {
+                        eprintln!("{}", report.line);
+                        observer.tick(Ok(&report));
+                    }
+                    Ok(Err(e)) => {
+                        eprintln!("watch: tick failed: {e}");
+                        observer.tick(Err(&e));
+                    }
+                    Err(_) => {
+                        eprintln!("watch: tick panicked");
+                        observer.tick(Err("the tick panicked"));
+                    }
                 }
                 if opts.until.is_some_and(|u| now > u) {
                     return Ok(());
@@ -177,8 +267,16 @@ pub fn run(opts: &Options) -> Result<(), CliError> {
             }
         }
         if stop.load(Ordering::SeqCst) {
+            // Drain: the tick in flight commits (and is reported) before the loop returns.
             if let Some(h) = tick.take() {
-                let _ = h.join();
+                match h.join() {
+                    Ok(Ok(report)) => {
+                        eprintln!("{}", report.line);
+                        observer.tick(Ok(&report));
+                    }
+                    Ok(Err(e)) => eprintln!("watch: tick failed: {e}"),
+                    Err(_) => eprintln!("watch: tick panicked"),
+                }
             }
             eprintln!("watch: stopped");
             return Ok(());
@@ -189,10 +287,11 @@ pub fn run(opts: &Options) -> Result<(), CliError> {
         };
         if tick.is_none() && due {
             let set = Arc::clone(&current);
-            let (signals, state, at) = (opts.signals.clone(), opts.state.clone(), now);
-            let every = opts.every;
-            tick = Some(std::thread::spawn(move || evaluate_tick(&set, &signals, &state, at, every)));
+            let sources = Sources { files: opts.signals.clone(), ingest: opts.ingest.clone(), feed: opts.feed.clone() };
+            let (state, at, every) = (opts.state.clone(), now, opts.every);
+            tick = Some(std::thread::spawn(move || evaluate_tick(&set, &sources, &state, at, every)));
             virtual_now = now;
+            observer.clock(now);
             now += opts.every;
             next_start = Instant::now() + opts.tick_interval;
         }
@@ -244,8 +343,84 @@ fn crossed(period: i64, now: i64, every: i64) -> bool {
 
 /// One tick: load the signals, run the rules due, record the findings, print the
 /// new ones as JSON lines, update baselines on the hour. Returns the summary line.
-fn evaluate_tick(set: &RuleSet, signals: &Path, state: &Path, now: i64, every: i64) -> Result<String, String> {
-    let sig = load::load(signals).map_err(|e| e.to_string())?;
+/// Where a tick's signals come from.
+struct Sources {
+    /// A DuckDB file or a directory of table files.
+    files: Option<PathBuf>,
+    /// The ingested-signals database.
+    ingest: Option<PathBuf>,
+    /// What a stale feed holds.
+    feed: Option<FeedPolicy>,
+}
+
+/// A tenant whose pushed signals stopped arriving.
+struct StaleFeed {
+    tenant: String,
+    last_received: i64,
+    tables: Vec<&'static str>,
+}
+
+impl Sources {
+    /// The signals as of `now`: the files, plus the ingested rows the rules' windows read.
+    fn load(&self, set: &RuleSet, now: i64) -> Result<load::Signals, String> {
+        let sig = match &self.files {
+            Some(path) => load::load(path).map_err(|e| e.to_string())?,
+            None => load::empty().map_err(|e| e.to_string())?,
+        };
+        if let Some(db) = &self.ingest {
+            vigil_engine::ingest::copy_window(db, &sig, now, &set.read_ranges())
+                .map_err(|e| format!("{}: cannot read the ingested signals: {e}", db.display()))?;
+        }
+        Ok(sig)
+    }
+
+    /// Tenants whose pushed rows (of any table) last arrived longer ago than the policy allows.
+    fn stale(&self) -> Result<Vec<StaleFeed>, String> {
+        let (Some(db), Some(policy)) = (&self.ingest, &self.feed) else { return Ok(Vec::new()) };
+        let arrivals = vigil_engine::ingest::arrivals(db).map_err(|e| format!("{}: {e}", db.display()))?;
+        let mut last: std::collections::BTreeMap<String, StaleFeed> = std::collections::BTreeMap::new();
+        for a in arrivals {
+            let feed = last.entry(a.tenant.clone()).or_insert(StaleFeed { tenant: a.tenant, last_received: 0, tables: Vec::new() });
+            feed.last_received = feed.last_received.max(a.last_received);
+            feed.tables.push(a.table);
+        }
+        let now = chrono::Utc::now().timestamp_micros();
+        let limit = i64::try_from(policy.stale_after.as_micros()).unwrap_or(i64::MAX);
+        Ok(last.into_values().filter(|f| now - f.last_received > limit).collect())
+    }
+}
+
+/// The one finding that stands for a tenant's stale feed (and the findings it holds).
+fn feed_stale_finding(feed: &StaleFeed, now: i64, held: usize) -> exec::Finding {
+    let quiet_minutes = (chrono::Utc::now().timestamp_micros() - feed.last_received) / 60_000_000;
+    let mut evidence = serde_json::Map::new();
+    evidence.insert("last_received".into(), exec::iso(feed.last_received).into());
+    evidence.insert("minutes_without_rows".into(), quiet_minutes.into());
+    evidence.insert("tables".into(), feed.tables.join(",").into());
+    evidence.insert("findings_held".into(), held.into());
+    exec::Finding {
+        finding_type: FEED_STALE.into(),
+        rule: FEED_STALE.into(),
+        tenant_id: feed.tenant.clone(),
+        site_id: "*".into(),
+        guard_id: None,
+        entity_id: None,
+        category: "OPERATIONAL".into(),
+        severity: "HIGH".into(),
+        detected_at: exec::iso(now),
+        title: format!("Vigil's signal feed for tenant {} is stale: no rows for {quiet_minutes} min (not a silent site)", feed.tenant),
+        evidence,
+        runbook: vigil_engine::runbook::GENERIC.into(),
+        runbook_match: vigil_engine::runbook::RunbookMatch::Otherwise,
+        suppressed: false,
+        recommended_actions: vec!["check the platform's connection to Vigil".into()],
+        inhibited_by: None,
+    }
+}
+
+fn evaluate_tick(set: &RuleSet, sources: &Sources, state: &Path, now: i64, every: i64) -> Result<TickReport, String> {
+    let started = Instant::now();
+    let sig = sources.load(set, now)?;
     let mut ids: Vec<String> = set.headers().filter(|h| due(h.cadence, now, every)).map(|h| h.id.clone()).collect();
     // An inhibited rule that is due brings the rules of its inhibitor, so that the
     // inhibition is judged on the same tick.
@@ -257,16 +432,37 @@ fn evaluate_tick(set: &RuleSet, signals: &Path, state: &Path, now: i64, every: i
             }
         }
     }
+    let cadence = set.headers().filter(|h| ids.contains(&h.id)).map(|h| h.cadence).max_by_key(|c| c.minutes());
     if ids.is_empty() {
-        return Ok(format!("tick {}: no rule due", exec::iso(now)));
+        return Ok(TickReport {
+            at: now,
+            cadence,
+            took: started.elapsed(),
+            evaluated: 0,
+            failed: 0,
+            raised: Vec::new(),
+            written: store::Written::default(),
+            line: format!("tick {}: no rule due", exec::iso(now)),
+        });
     }
     let filter = Filter { rules: ids.iter().cloned().collect(), ..Filter::default() };
-    let (findings, failures) = exec::evaluate_all(&sig, set, now, &filter);
+    let (mut findings, failures) = exec::evaluate_all(&sig, set, now, &filter);
     for f in &failures {
         eprintln!("watch: {f}");
     }
-    let evaluated = set.completed_rules(&filter, &failures);
-    let written = store::record(state, set, &evaluated, now, &findings).map_err(|e| format!("{}: {e}", state.display()))?;
+    let mut evaluated = set.completed_rules(&filter, &failures);
+    // A stale feed: its tenant's absence-of-activity findings are held, one finding stands for them.
+    let mut held = store::Held::new();
+    if let Some(policy) = &sources.feed {
+        for feed in sources.stale()? {
+            let before = findings.len();
+            findings.retain(|f| !(f.tenant_id == feed.tenant && policy.dependent.contains(&f.finding_type)));
+            held.extend(policy.dependent.iter().map(|t| (t.clone(), feed.tenant.clone())));
+            findings.push(feed_stale_finding(&feed, now, before - findings.len()));
+        }
+        evaluated.push(FEED_STALE.to_string());
+    }
+    let written = store::record(state, set, &evaluated, now, &findings, &held).map_err(|e| format!("{}: {e}", state.display()))?;
     let new: std::collections::HashSet<&exec::Identity> = written.new_identities.iter().collect();
     {
         use std::io::Write as _;
@@ -294,7 +490,8 @@ fn evaluate_tick(set: &RuleSet, signals: &Path, state: &Path, now: i64, every: i
             Err(e) => line.push_str(&format!(", baselines failed: {e}")),
         }
     }
-    Ok(line)
+    let raised = findings.iter().filter(|f| new.contains(&f.identity())).map(|f| (f.finding_type.clone(), f.severity.clone())).collect();
+    Ok(TickReport { at: now, cadence, took: started.elapsed(), evaluated: evaluated.len(), failed: failures.len(), raised, written, line })
 }
 
 #[cfg(test)]

@@ -119,6 +119,16 @@ fn format_of(path: &Path) -> Option<Format> {
     }
 }
 
+/// No signals yet: every contract table, empty (ingested rows are copied in).
+pub fn empty() -> Result<Signals, LoadError> {
+    let nowhere = Path::new("(ingested signals)");
+    let conn = open_database().map_err(|e| file_error(nowhere, format!("cannot open an in-memory database: {e}")))?;
+    for table in schema::contract_tables() {
+        create_table(&conn, table).map_err(|e| file_error(nowhere, e.to_string()))?;
+    }
+    Ok(Signals::from_connection(conn))
+}
+
 /// Loads `--signals PATH`: a DuckDB database file or a directory of table files.
 pub fn load(path: &Path) -> Result<Signals, LoadError> {
     let conn = open_database().map_err(|e| file_error(path, format!("cannot open an in-memory database: {e}")))?;
@@ -198,10 +208,7 @@ fn load_database_file(signals: &mut Signals, path: &Path) -> Result<(), LoadErro
 }
 
 fn create_table(conn: &Connection, table: &Table) -> Result<(), duckdb::Error> {
-    let columns = table.columns.iter().map(|c| ColumnDef { name: c.name.into(), ty: c.storage.sql_type(), not_null: false }).collect();
-    let create =
-        Statement::CreateTable { table: TableName::in_schema(RAW_SCHEMA, table.name), columns, primary_key: vec![], temporary: false };
-    conn.execute_batch(&sql(create))
+    create_contract_table(conn, RAW_SCHEMA, table.name, table, &[])
 }
 
 /// Checks the column types of a typed source (Parquet, DuckDB) and exposes it
@@ -347,11 +354,57 @@ struct RawRow {
 }
 
 fn load_csv(conn: &Connection, table: &Table, path: &Path) -> Result<(), LoadError> {
-    let mut reader = csv::ReaderBuilder::new()
+    let reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
         .from_path(path)
         .map_err(|e| file_error(path, format!("cannot open: {e}")))?;
+    let rows = csv_rows(table, reader, path)?;
+    insert_rows(conn, table, path, rows)
+}
+
+/// The formats of an ingested batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchFormat {
+    /// CSV with a header row.
+    Csv,
+    /// One JSON object per line.
+    JsonLines,
+}
+
+/// Parses and types a batch of rows of `table` exactly as a file of that format is
+/// read (the same checks and messages: line, row, column, reason); `origin` names
+/// the batch in errors. Nothing is stored: a bad row fails the whole batch.
+pub fn parse_batch(table: &Table, format: BatchFormat, text: &str, origin: &Path) -> Result<Vec<Vec<DbValue>>, LoadError> {
+    let rows = match format {
+        BatchFormat::Csv => {
+            let reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(text.as_bytes());
+            csv_rows(table, reader, origin)?
+        }
+        BatchFormat::JsonLines => jsonl_rows(table, text, origin)?,
+    };
+    type_rows(table, origin, rows)
+}
+
+/// Appends typed rows to `schema.table` (which must exist).
+pub fn append_rows(conn: &Connection, schema: &str, table: &str, rows: Vec<Vec<DbValue>>) -> Result<(), duckdb::Error> {
+    let mut app = conn.appender_to_db(table, schema)?;
+    for values in rows {
+        app.append_row(duckdb::appender_params_from_iter(values))?;
+    }
+    app.flush()
+}
+
+/// Creates `schema.name` with the contract columns of `table` (plus `extra`).
+pub fn create_contract_table(conn: &Connection, schema: &str, name: &str, table: &Table, extra: &[ColumnDef]) -> Result<(), duckdb::Error> {
+    let mut columns: Vec<ColumnDef> =
+        table.columns.iter().map(|c| ColumnDef { name: c.name.into(), ty: c.storage.sql_type(), not_null: false }).collect();
+    columns.extend(extra.iter().cloned());
+    let create = Statement::CreateTable { table: TableName::in_schema(schema, name), columns, primary_key: vec![], temporary: false };
+    conn.execute_batch(&sql(create))
+}
+
+fn csv_rows<R: std::io::Read>(table: &Table, mut reader: csv::Reader<R>, path: &Path) -> Result<Vec<RawRow>, LoadError> {
     let headers: Vec<String> = reader
         .headers()
         .map_err(|e| file_error(path, format!("cannot read the header row: {e}")))?
@@ -370,11 +423,16 @@ fn load_csv(conn: &Connection, table: &Table, path: &Path) -> Result<(), LoadErr
         let fields = positions.iter().map(|p| rec.get(*p).filter(|v| !v.is_empty()).map(str::to_string)).collect();
         rows.push(RawRow { row, line, fields });
     }
-    insert_rows(conn, table, path, rows)
+    Ok(rows)
 }
 
 fn load_jsonl(conn: &Connection, table: &Table, path: &Path) -> Result<(), LoadError> {
     let text = std::fs::read_to_string(path).map_err(|e| file_error(path, format!("cannot read: {e}")))?;
+    let rows = jsonl_rows(table, &text, path)?;
+    insert_rows(conn, table, path, rows)
+}
+
+fn jsonl_rows(table: &Table, text: &str, path: &Path) -> Result<Vec<RawRow>, LoadError> {
     let mut rows = Vec::new();
     let mut row = 0;
     for (i, line) in text.lines().enumerate() {
@@ -406,7 +464,7 @@ fn load_jsonl(conn: &Connection, table: &Table, path: &Path) -> Result<(), LoadE
         }
         rows.push(RawRow { row, line: line_no, fields });
     }
-    insert_rows(conn, table, path, rows)
+    Ok(rows)
 }
 
 fn column_positions(table: &Table, headers: &[String], path: &Path) -> Result<Vec<usize>, LoadError> {
@@ -428,6 +486,12 @@ fn column_positions(table: &Table, headers: &[String], path: &Path) -> Result<Ve
 
 fn insert_rows(conn: &Connection, table: &Table, path: &Path, rows: Vec<RawRow>) -> Result<(), LoadError> {
     // Type every field first, so a bad row leaves nothing behind.
+    let typed = type_rows(table, path, rows)?;
+    create_table(conn, table).map_err(|e| file_error(path, e.to_string()))?;
+    append_rows(conn, RAW_SCHEMA, table.name, typed).map_err(|e| file_error(path, e.to_string()))
+}
+
+fn type_rows(table: &Table, path: &Path, rows: Vec<RawRow>) -> Result<Vec<Vec<DbValue>>, LoadError> {
     let mut typed: Vec<Vec<DbValue>> = Vec::with_capacity(rows.len());
     for r in rows {
         let mut values = Vec::with_capacity(table.columns.len());
@@ -447,12 +511,7 @@ fn insert_rows(conn: &Connection, table: &Table, path: &Path, rows: Vec<RawRow>)
         }
         typed.push(values);
     }
-    create_table(conn, table).map_err(|e| file_error(path, e.to_string()))?;
-    let mut app = conn.appender_to_db(table.name, RAW_SCHEMA).map_err(|e| file_error(path, e.to_string()))?;
-    for values in typed {
-        app.append_row(duckdb::appender_params_from_iter(values)).map_err(|e| file_error(path, e.to_string()))?;
-    }
-    app.flush().map_err(|e| file_error(path, e.to_string()))
+    Ok(typed)
 }
 
 /// Parses one text field into its contract type.

@@ -159,6 +159,9 @@ pub fn plan_explain(rule: &CheckedRule, params: &ParamValues) -> ExplainPlan {
     ExplainPlan { query: planned.query, columns, types, conditions, severity_steps }
 }
 
+/// The signal tables the derived `activity` table is built from.
+pub const ACTIVITY_SOURCES: [&str; 5] = ["phone_events", "location_updates", "checkpoint_scans", "tasks", "shifts"];
+
 /// For each table a rule reads: how far before a tick T its event times reach
 /// (rows with event time in (T - lookback, T]; `None`: all rows up to T, for plans
 /// and tables read without a window).

@@ -7,5 +7,6 @@
 //! binary knows.
 
 pub mod baseline;
+pub mod ingest;
 pub mod migrations;
 pub mod store;

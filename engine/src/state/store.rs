@@ -40,7 +40,7 @@ mod q {
     fn table(name: &str) -> TableName {
         TableName::in_schema(DB, name)
     }
-    fn rows(name: &str) -> From {
+    pub fn rows(name: &str) -> From {
         From::InSchema { schema: DB.into(), name: name.into(), alias: name.into() }
     }
     pub fn col(c: &str) -> SqlExpr {
@@ -188,16 +188,32 @@ pub struct Written {
     pub severity_changes: usize,
     /// Open findings of the evaluated rules that no longer hold.
     pub cleared: usize,
+    /// Their ids.
+    pub cleared_ids: Vec<i64>,
+    /// Open findings whose severity changed or that hold again after a pause.
+    pub changed_ids: Vec<i64>,
     /// The time was at or before the last one written: nothing was written.
     pub skipped: bool,
 }
 
 type Key = (String, String, String, Option<String>, Option<String>);
 
+/// (finding type, tenant) pairs whose open findings an evaluation holds as they
+/// are: not seen again and not cleared (`vigil serve` while a tenant's feed is stale).
+pub type Held = std::collections::HashSet<(String, String)>;
+
 /// Records the findings of one evaluation at `now` of the rules in `evaluated`
 /// (rule ids): upsert by identity while open, history for severity changes, and
-/// `holding = false` for open findings of those rules that did not come back.
-pub fn record(path: &Path, set: &RuleSet, evaluated: &[String], now: i64, findings: &[Finding]) -> Result<Written, StateError> {
+/// `holding = false` for open findings of those rules that did not come back
+/// (except those `held`).
+pub fn record(
+    path: &Path,
+    set: &RuleSet,
+    evaluated: &[String],
+    now: i64,
+    findings: &[Finding],
+    held: &Held,
+) -> Result<Written, StateError> {
     let at = exec::iso(now);
     let revision = revision(set);
     let mut hashes: HashMap<String, (String, String)> = HashMap::new();
@@ -212,6 +228,7 @@ pub fn record(path: &Path, set: &RuleSet, evaluated: &[String], now: i64, findin
             return Ok(Written { skipped: true, ..Written::default() });
         }
         let mut open: HashMap<Key, (i64, String, String)> = HashMap::new();
+        let is_held = |k: &Key| held.contains(&(k.0.clone(), k.1.clone()));
         {
             let columns = ["id", "finding_type", "tenant_id", "site_id", "guard_id", "entity_id", "severity", "rule"];
             let mut stmt = conn.prepare(&q::select("findings", &columns, vec![q::open()], &[]))?;
@@ -240,6 +257,7 @@ pub fn record(path: &Path, set: &RuleSet, evaluated: &[String], now: i64, findin
                         conn.query_row(&q::select("findings", &["holding"], vec![q::is_param("id")], &[]), params![id], |r| r.get(0))?;
                     if !was_holding {
                         conn.execute(&history, params![id, at, "holds again", None::<String>, None::<String>])?;
+                        out.changed_ids.push(*id);
                     }
                     let set =
                         ["last_seen", "severity", "evidence", "suppressed", "runbook", "rule", "inhibited_by"].map(|c| (c, SqlExpr::Param));
@@ -252,6 +270,9 @@ pub fn record(path: &Path, set: &RuleSet, evaluated: &[String], now: i64, findin
                     )?;
                     if *severity != f.severity {
                         out.severity_changes += 1;
+                        if !out.changed_ids.contains(id) {
+                            out.changed_ids.push(*id);
+                        }
                         conn.execute(&history, params![id, at, "severity", format!("{severity} -> {}", f.severity), None::<String>])?;
                     }
                 }
@@ -299,17 +320,20 @@ pub fn record(path: &Path, set: &RuleSet, evaluated: &[String], now: i64, findin
                 }
             }
         }
-        for (id, _, rule) in open.values() {
-            if !seen.contains(id) && evaluated.contains(rule) {
+        for (key, (id, _, rule)) in &open {
+            if !seen.contains(id) && evaluated.contains(rule) && !is_held(key) {
                 let clear = q::update(vec![("holding", SqlExpr::Bool(false))], vec![q::is_param("id"), q::col("holding")]);
                 let changed = conn.execute(&clear, params![id])?;
                 if changed > 0 {
                     out.cleared += 1;
+                    out.cleared_ids.push(*id);
                     conn.execute(&history, params![id, at, "cleared", None::<String>, None::<String>])?;
                 }
             }
         }
         out.new.sort_unstable();
+        out.cleared_ids.sort_unstable();
+        out.changed_ids.sort_unstable();
         conn.execute(&q::insert_params("ticks", 4), params![now, at, findings.len() as i64, revision])?;
         conn.execute_batch(&q::text(Statement::Commit))?;
         Ok(out)
@@ -479,11 +503,68 @@ impl Listing {
 
 /// Stored findings of a listing, by id.
 pub fn list(path: &Path, listing: Listing) -> Result<Vec<Stored>, StateError> {
-    let filter = match listing {
+    find(path, &Query { listing, ..Query::default() })
+}
+
+/// Which stored findings to read: every condition given must hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    /// By status.
+    pub listing: Listing,
+    /// Only these ids.
+    pub ids: Option<Vec<i64>>,
+    /// Only these tenants (`None`: every tenant).
+    pub tenants: Option<Vec<String>>,
+    /// Only this site.
+    pub site: Option<String>,
+    /// Only this finding type.
+    pub finding_type: Option<String>,
+    /// Only this severity.
+    pub severity: Option<String>,
+    /// Only findings seen at or after this time (ISO-8601; compared as an instant).
+    pub since: Option<i64>,
+}
+
+impl Default for Query {
+    fn default() -> Query {
+        Query { listing: Listing::All, ids: None, tenants: None, site: None, finding_type: None, severity: None, since: None }
+    }
+}
+
+/// Stored findings matching a query, by id. Every value is bound as a parameter.
+pub fn find(path: &Path, query: &Query) -> Result<Vec<Stored>, StateError> {
+    use duckdb::types::Value;
+    let mut filter = match query.listing {
         Listing::All => vec![],
         Listing::Open => vec![q::open()],
         Listing::Only(s) => vec![SqlExpr::eq(q::col("status"), SqlExpr::Str(s.name().into()))],
     };
+    let mut values: Vec<Value> = Vec::new();
+    if let Some(ids) = &query.ids {
+        filter.push(SqlExpr::InList(Box::new(q::col("id")), vec![SqlExpr::Param; ids.len()]));
+        values.extend(ids.iter().map(|i| Value::BigInt(*i)));
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+    }
+    if let Some(tenants) = &query.tenants {
+        if tenants.is_empty() {
+            return Ok(Vec::new());
+        }
+        filter.push(SqlExpr::InList(Box::new(q::col("tenant_id")), vec![SqlExpr::Param; tenants.len()]));
+        values.extend(tenants.iter().map(|t| Value::Text(t.clone())));
+    }
+    for (column, value) in [("site_id", &query.site), ("finding_type", &query.finding_type), ("severity", &query.severity)] {
+        if let Some(v) = value {
+            filter.push(q::is_param(column));
+            values.push(Value::Text(v.clone()));
+        }
+    }
+    if let Some(since) = query.since {
+        // last_seen is ISO-8601 UTC text, so it orders as the instant it names.
+        filter.push(SqlExpr::bin(Op::Ge, q::col("last_seen"), SqlExpr::Param));
+        values.push(Value::Text(exec::iso(since)));
+    }
     let columns = [
         "id",
         "status",
@@ -514,7 +595,7 @@ pub fn list(path: &Path, listing: Listing) -> Result<Vec<Stored>, StateError> {
     ];
     with_store(path, |conn| {
         let mut stmt = conn.prepare(&q::select("findings", &columns, filter, &["id"]))?;
-        let rows = stmt.query_map([], |r| {
+        let rows = stmt.query_map(duckdb::params_from_iter(values.iter()), |r| {
             Ok(Stored {
                 id: r.get(0)?,
                 status: status_at(r, 1)?,
@@ -568,6 +649,8 @@ pub enum StepError {
     NotFound(i64),
     /// The step does not follow from the finding's status.
     Refused { id: i64, status: Status, step: &'static str },
+    /// Someone changed the finding since the caller read it (its version moved on).
+    Conflict { id: i64, expected: i64, actual: i64 },
     /// The database failed.
     Db(String),
 }
@@ -577,21 +660,47 @@ impl std::fmt::Display for StepError {
         match self {
             StepError::NotFound(id) => write!(f, "no finding {id}"),
             StepError::Refused { id, status, step } => write!(f, "finding {id} is {status}; it cannot be {step}"),
+            StepError::Conflict { id, expected, actual } => {
+                write!(f, "finding {id} changed since it was read (version {actual}, not {expected}); read it again")
+            }
             StepError::Db(e) => f.write_str(e),
         }
     }
 }
 
-/// NEW -> ACKNOWLEDGED (`ack`) or NEW/ACKNOWLEDGED -> RESOLVED (`resolve`), by `who` at `at`.
-pub fn step(path: &Path, id: i64, resolve: bool, who: &str, at: &str, note: Option<&str>) -> Result<(), StepError> {
+/// A finding's version: 1 when raised, one more for every step a person took
+/// (history entries with a `who`). A lifecycle step may name the version it was
+/// decided on, and is refused when another step came first.
+pub fn version(history: &[HistoryEntry]) -> i64 {
+    1 + history.iter().filter(|h| h.3.is_some()).count() as i64
+}
+
+/// NEW -> ACKNOWLEDGED (`ack`) or NEW/ACKNOWLEDGED -> RESOLVED (`resolve`), by `who` at `at`;
+/// with `expected_version`, only if nobody else took a step since that version.
+pub fn step(
+    path: &Path,
+    id: i64,
+    resolve: bool,
+    who: &str,
+    at: &str,
+    note: Option<&str>,
+    expected_version: Option<i64>,
+) -> Result<(), StepError> {
     let result = with_store(path, |conn| {
         conn.execute_batch(&q::text(Statement::Begin))?;
         let status: Option<Status> =
             conn.query_row(&q::select("findings", &["status"], vec![q::is_param("id")], &[]), params![id], |r| status_at(r, 0)).ok();
+        let taken = Select::new(q::rows("finding_history"), vec![(SqlExpr::func(Func::Count, vec![q::col("who")]), None)])
+            .filtered(vec![q::is_param("finding_id")]);
+        let steps_taken: i64 = conn.query_row(&q::text(Statement::select(taken)), params![id], |r| r.get(0))?;
         let event = if resolve { "resolved" } else { "acknowledged" };
         let outcome = match status {
             None => Err(StepError::NotFound(id)),
             Some(s) => s.step(resolve).ok_or(StepError::Refused { id, status: s, step: event }),
+        };
+        let outcome = match (outcome, expected_version) {
+            (Ok(_), Some(expected)) if expected != 1 + steps_taken => Err(StepError::Conflict { id, expected, actual: 1 + steps_taken }),
+            (outcome, _) => outcome,
         };
         match outcome {
             Ok(to) => {

@@ -1,0 +1,29 @@
+//! The operators' console: one page, its script and its style sheet, compiled
+//! into the binary (no Node toolchain, nothing fetched at run time). The page
+//! talks only to the API and the live feed, with the session cookie.
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+const INDEX: &str = include_str!("console/index.html");
+const SCRIPT: &str = include_str!("console/console.js");
+const STYLE: &str = include_str!("console/console.css");
+
+fn asset(kind: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+/// `GET /`
+pub async fn index() -> Response {
+    asset("text/html; charset=utf-8", INDEX)
+}
+
+/// `GET /console.js`
+pub async fn script() -> Response {
+    asset("text/javascript; charset=utf-8", SCRIPT)
+}
+
+/// `GET /console.css`
+pub async fn style() -> Response {
+    asset("text/css; charset=utf-8", STYLE)
+}

@@ -1,0 +1,393 @@
+// Vigil operations console. Plain script, no build step: it talks to /api/v1 with
+// the session cookie and follows the live feed (Server-Sent Events); nothing polls.
+"use strict";
+
+const SEVERITIES = { CRITICAL: 4, HIGH: 3, MEDIUM: 2, LOW: 1 };
+// Shapes tell severities apart without colour.
+const GLYPH = { CRITICAL: "■", HIGH: "▲", MEDIUM: "●", LOW: "○" };
+
+const state = {
+  csrf: null,
+  principal: null,
+  findings: new Map(), // id -> finding (open ones shown)
+  pending: new Map(), // raised while the operator was busy: id -> finding
+  order: [], // ids as shown
+  selected: null, // id
+  panel: null, // detail of the open panel
+  source: null,
+  serverOffset: 0, // server clock minus local clock (ms)
+};
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v;
+    else if (k === "dataset") Object.assign(e.dataset, v);
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(c == null ? "" : String(c)));
+  return e;
+}
+
+async function api(method, path, body) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET" && state.csrf) headers["X-CSRF-Token"] = state.csrf;
+  const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
+  const text = await r.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch (_) { data = { error: text }; }
+  if (!r.ok) {
+    const err = new Error((data && data.error) || r.statusText);
+    err.status = r.status;
+    throw err;
+  }
+  return data;
+}
+
+// ---- time ----
+function serverNow() { return Date.now() + state.serverOffset; }
+function syncClock(iso) { if (iso) state.serverOffset = Date.parse(iso) - Date.now(); }
+function fmtTime(iso) { return iso ? iso.replace("T", " ").replace("Z", " UTC") : "—"; }
+function fmtLeft(ms) {
+  const neg = ms < 0, s = Math.floor(Math.abs(ms) / 1000);
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
+  if (neg) return h > 0 ? `overdue ${h}h ${String(m).padStart(2, "0")}m` : `overdue ${m}m`;
+  return h > 0 ? `${h}h ${String(m).padStart(2, "0")}m` : `${m}m ${String(sec).padStart(2, "0")}s`;
+}
+
+// ---- filters (kept in the URL) ----
+function filters() {
+  const p = new URLSearchParams(location.search);
+  return { severity: p.get("severity") || "", tenant: p.get("tenant") || "", site: p.get("site") || "", q: p.get("q") || "" };
+}
+function writeFilters() {
+  const p = new URLSearchParams();
+  for (const k of ["severity", "tenant", "site", "q"]) {
+    const v = $("f-" + k).value.trim();
+    if (v) p.set(k, v);
+  }
+  const qs = p.toString();
+  history.replaceState(null, "", qs ? "?" + qs : location.pathname);
+  render();
+}
+function readFilters() {
+  const f = filters();
+  for (const k of ["severity", "tenant", "site", "q"]) $("f-" + k).value = f[k];
+}
+function matches(f, flt) {
+  if (flt.severity && f.severity !== flt.severity) return false;
+  if (flt.tenant && f.tenant_id !== flt.tenant) return false;
+  if (flt.site && f.site_id !== flt.site) return false;
+  if (flt.q) {
+    const hay = `${f.finding_type} ${f.title} ${f.guard_id || ""} ${f.site_id}`.toLowerCase();
+    if (!hay.includes(flt.q.toLowerCase())) return false;
+  }
+  return true;
+}
+
+// Most urgent first: severity, then the escalation deadline nearest.
+function urgency(a, b) {
+  return (SEVERITIES[b.severity] || 0) - (SEVERITIES[a.severity] || 0)
+    || (a.escalation_due || "~").localeCompare(b.escalation_due || "~")
+    || a.id - b.id;
+}
+
+// ---- busy: the operator has a panel open or is typing ----
+function busy() {
+  const a = document.activeElement;
+  const typing = a && (a.tagName === "INPUT" || a.tagName === "TEXTAREA" || a.tagName === "SELECT");
+  return !$("panel").hidden || typing;
+}
+
+// ---- rendering ----
+function sevBadge(sev) {
+  return el("span", { class: "sev", dataset: { sev } }, `${GLYPH[sev] || "?"} ${sev}`);
+}
+
+function render() {
+  const flt = filters();
+  const list = [...state.findings.values()].filter((f) => f.status !== "RESOLVED" && matches(f, flt));
+  if (!busy()) list.sort(urgency);
+  else {
+    // Keep the order the operator is looking at; updated rows stay in place.
+    const pos = new Map(state.order.map((id, i) => [id, i]));
+    list.sort((a, b) => (pos.get(a.id) ?? 1e9) - (pos.get(b.id) ?? 1e9) || urgency(a, b));
+  }
+  state.order = list.map((f) => f.id);
+  // A stale feed is Vigil's own problem, not a silent site: its own banner.
+  const stale = [...state.findings.values()].filter((f) => f.finding_type === "FEED_STALE" && f.holding && f.status !== "RESOLVED");
+  $("feed-banner").hidden = stale.length === 0;
+  $("feed-text").textContent = stale.map((f) => `tenant ${f.tenant_id}: no rows since ${fmtTime(f.evidence && f.evidence.last_received)}.`).join(" ");
+  const rows = $("rows");
+  rows.replaceChildren(...list.map(row));
+  $("empty").hidden = list.length > 0;
+  $("count").textContent = `${list.length} open`;
+  const n = state.pending.size;
+  $("new-bar").dataset.count = String(n);
+  $("show-new").textContent = `${n} new — show (n)`;
+  tick();
+}
+
+function row(f) {
+  const tr = el("tr", { dataset: { id: String(f.id), sev: f.severity }, class: f.id === state.selected ? "selected" : "", tabindex: "-1" },
+    el("td", { class: "c-sev" }, sevBadge(f.severity)),
+    el("td", { class: "c-type" }, el("div", { class: "type" }, f.finding_type), el("div", { class: "title" }, f.title)),
+    el("td", { class: "c-where" }, `${f.tenant_id} / ${f.site_id}`),
+    el("td", { class: "c-guard" }, f.guard_id || "—"),
+    el("td", { class: "c-status" }, el("span", { class: "status", dataset: { status: f.status } }, f.status), f.holding ? "" : el("span", { class: "cleared" }, " no longer holds")),
+    el("td", { class: "c-due", dataset: { due: f.escalation_due || "" } }, "—"));
+  tr.addEventListener("click", () => { select(f.id); openPanel(f.id); });
+  return tr;
+}
+
+// Countdowns move every second locally; nothing is fetched.
+function tick() {
+  const now = serverNow();
+  $("clock").textContent = new Date(now).toISOString().slice(0, 19).replace("T", " ") + " UTC";
+  for (const td of document.querySelectorAll("td.c-due")) {
+    const due = td.dataset.due;
+    if (!due) continue;
+    const left = Date.parse(due) - now;
+    td.textContent = fmtLeft(left);
+    td.classList.toggle("overdue", left < 0);
+  }
+  if (state.panel && state.panel.escalation_due) {
+    const left = Date.parse(state.panel.escalation_due) - now;
+    $("p-due").textContent = `${fmtTime(state.panel.escalation_due)} (${fmtLeft(left)})`;
+  }
+}
+
+function select(id) {
+  state.selected = id;
+  for (const tr of $("rows").children) tr.classList.toggle("selected", tr.dataset.id === String(id));
+  const tr = document.querySelector(`tr[data-id="${id}"]`);
+  if (tr) tr.scrollIntoView({ block: "nearest" });
+}
+
+function move(delta) {
+  if (!state.order.length) return;
+  let i = state.order.indexOf(state.selected);
+  i = i < 0 ? 0 : Math.max(0, Math.min(state.order.length - 1, i + delta));
+  select(state.order[i]);
+  if (!$("panel").hidden) openPanel(state.order[i]);
+}
+
+// ---- the panel ----
+async function openPanel(id) {
+  $("p-error").textContent = "";
+  try {
+    const d = await api("GET", `/api/v1/findings/${id}`);
+    state.panel = d;
+    fillPanel(d);
+    $("panel").hidden = false;
+  } catch (e) {
+    $("p-error").textContent = e.message;
+  }
+}
+
+function fillPanel(d) {
+  $("p-sev").replaceChildren(sevBadge(d.severity));
+  $("p-title").textContent = d.title;
+  $("p-type").textContent = `${d.finding_type} (${d.category})`;
+  $("p-site").textContent = `${d.tenant_id} / ${d.site_id}`;
+  $("p-guard").textContent = d.guard_id || "—";
+  $("p-status").textContent = d.status + (d.holding ? "" : " — no longer holds") + (d.inhibited_by ? ` — inhibited by ${d.inhibited_by}` : "");
+  $("p-seen").textContent = `${fmtTime(d.first_seen)} → ${fmtTime(d.last_seen)} (${d.occurrences}×)`;
+  const ev = d.evidence && typeof d.evidence === "object" ? Object.entries(d.evidence) : [];
+  $("p-evidence").replaceChildren(...ev.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, typeof v === "object" ? JSON.stringify(v) : v))));
+  const rb = d.runbook_detail;
+  $("p-runbook-title").textContent = rb ? `Runbook: ${rb.title} (escalate after ${rb.escalate_after_minutes} min)` : `Runbook ${d.runbook}`;
+  const steps = rb ? rb.steps : [];
+  $("p-steps").replaceChildren(...steps.map((s, i) => {
+    const id = `step-${d.id}-${i}`;
+    return el("li", {}, el("input", { type: "checkbox", id }), el("label", { for: id }, s));
+  }));
+  $("p-history").replaceChildren(...(d.history || []).map((h) =>
+    el("li", { dataset: { event: h.event } }, el("time", {}, fmtTime(h.at)), " ", el("strong", {}, h.event),
+      h.who ? ` by ${h.who}` : "", h.detail ? ` — ${h.detail}` : "")));
+  $("p-provenance").textContent = JSON.stringify(d.provenance, null, 2);
+  const open = d.status !== "RESOLVED";
+  $("p-ack").disabled = d.status !== "NEW";
+  $("p-resolve").disabled = !open;
+  tick();
+}
+
+function closePanel() {
+  $("panel").hidden = true;
+  state.panel = null;
+  if (document.activeElement) document.activeElement.blur();
+  flushIfIdle();
+}
+
+async function act(resolve) {
+  const d = state.panel;
+  if (!d) return;
+  const note = $("p-note").value.trim();
+  if (!note) {
+    $("p-error").textContent = "A note is required.";
+    $("p-note").focus();
+    return;
+  }
+  $("p-error").textContent = "";
+  try {
+    const updated = await api("POST", `/api/v1/findings/${d.id}/${resolve ? "resolve" : "acknowledge"}`, { note, version: d.version });
+    $("p-note").value = "";
+    state.panel = updated;
+    fillPanel(updated);
+    upsert(updated, true);
+  } catch (e) {
+    $("p-error").textContent = e.status === 409 ? `${e.message}. The panel shows it as it is now.` : e.message;
+    if (e.status === 409) openPanel(d.id);
+  }
+}
+
+// ---- the feed ----
+function upsert(f, direct) {
+  // Findings carry the time of the tick that saw them: the clock never lags behind it
+  // (on a virtual clock it moves with the ticks).
+  if (f.last_seen && Date.parse(f.last_seen) > serverNow()) syncClock(f.last_seen);
+  if (f.status === "RESOLVED") {
+    state.findings.delete(f.id);
+    state.pending.delete(f.id);
+  } else if (state.findings.has(f.id) || direct || !busy()) {
+    state.findings.set(f.id, f);
+  } else {
+    state.pending.set(f.id, f);
+  }
+  render();
+  if (state.panel && state.panel.id === f.id && !direct) openPanel(f.id);
+}
+
+function flushIfIdle() {
+  if (busy() || !state.pending.size) return;
+  showPending();
+}
+
+function showPending() {
+  for (const [id, f] of state.pending) state.findings.set(id, f);
+  state.pending.clear();
+  render();
+}
+
+function connect() {
+  if (state.source) state.source.close();
+  const src = new EventSource("/api/v1/events");
+  state.source = src;
+  const conn = $("conn");
+  src.onopen = () => { conn.dataset.state = "live"; conn.textContent = "live"; $("stream-banner").hidden = true; };
+  src.onerror = () => {
+    conn.dataset.state = "down"; conn.textContent = "reconnecting…";
+    $("stream-banner").hidden = false;
+    if (src.readyState === EventSource.CLOSED) setTimeout(checkSession, 2000);
+  };
+  src.addEventListener("snapshot", (e) => {
+    const s = JSON.parse(e.data);
+    syncClock(s.now);
+    state.findings = new Map(s.findings.map((f) => [f.id, f]));
+    state.pending.clear();
+    showReload(s.last_reload);
+    render();
+  });
+  for (const kind of ["finding.raised", "finding.changed", "finding.cleared", "finding.acknowledged", "finding.resolved"]) {
+    src.addEventListener(kind, (e) => upsert(JSON.parse(e.data), false));
+  }
+  src.addEventListener("reload.ok", (e) => showReload(JSON.parse(e.data)));
+  src.addEventListener("reload.failed", (e) => showReload(JSON.parse(e.data)));
+}
+
+function showReload(r) {
+  const failed = r && !r.ok;
+  $("reload-banner").hidden = !failed;
+  if (failed) {
+    $("reload-diagnostics").textContent = r.diagnostics || "";
+    $("reload-revision").textContent = `attempted ${fmtTime(r.at)}`;
+  }
+}
+
+// ---- session ----
+async function checkSession() {
+  try {
+    const s = await api("GET", "/api/v1/session");
+    start(s);
+  } catch (_) {
+    showLogin();
+  }
+}
+
+function showLogin() {
+  if (state.source) state.source.close();
+  $("app").hidden = true;
+  $("login").hidden = false;
+  $("logout").hidden = true;
+  $("who").textContent = "";
+  $("token").focus();
+}
+
+function start(s) {
+  state.csrf = s.csrf;
+  state.principal = s.principal;
+  $("login").hidden = true;
+  $("app").hidden = false;
+  $("logout").hidden = false;
+  $("who").textContent = `${s.principal.name} · ${s.principal.role} · ${s.principal.tenants.join(", ")}`;
+  const canAct = s.principal.role !== "viewer";
+  $("p-act").hidden = !canAct;
+  readFilters();
+  connect();
+}
+
+// ---- keyboard ----
+function onKey(e) {
+  const a = document.activeElement;
+  const typing = a && (a.tagName === "INPUT" || a.tagName === "TEXTAREA" || a.tagName === "SELECT");
+  if (e.key === "Escape") {
+    if ($("help").open) $("help").close();
+    else if (typing) a.blur();
+    else closePanel();
+    flushIfIdle();
+    return;
+  }
+  if (typing || e.ctrlKey || e.metaKey || e.altKey || $("app").hidden) return;
+  switch (e.key) {
+    case "j": move(1); break;
+    case "k": move(-1); break;
+    case "Enter": if (state.selected != null) openPanel(state.selected); break;
+    case "a": if (state.panel) act(false); else if (state.selected != null) openPanel(state.selected).then(() => $("p-note").focus()); break;
+    case "r": if (state.panel) act(true); else if (state.selected != null) openPanel(state.selected).then(() => $("p-note").focus()); break;
+    case "/": e.preventDefault(); $("f-q").focus(); break;
+    case "n": showPending(); break;
+    case "?": $("help").showModal(); break;
+    default: return;
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("login-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    $("login-error").textContent = "";
+    try {
+      const s = await api("POST", "/api/v1/session", { token: $("token").value });
+      $("token").value = "";
+      start(s);
+    } catch (err) {
+      $("login-error").textContent = err.status === 401 ? "Unknown token." : err.message;
+    }
+  });
+  $("logout").addEventListener("click", async () => {
+    try { await api("DELETE", "/api/v1/session"); } catch (_) { /* the session is gone either way */ }
+    showLogin();
+  });
+  $("filters").addEventListener("input", writeFilters);
+  $("filters").addEventListener("submit", (e) => e.preventDefault());
+  $("show-new").addEventListener("click", showPending);
+  $("p-close").addEventListener("click", closePanel);
+  $("p-ack").addEventListener("click", () => act(false));
+  $("p-resolve").addEventListener("click", () => act(true));
+  document.addEventListener("focusout", () => setTimeout(flushIfIdle, 0));
+  document.addEventListener("keydown", onKey);
+  setInterval(tick, 1000);
+  checkSession();
+});
