@@ -5,23 +5,10 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
-
-/// A copy of the shipped rules and runbooks to edit.
-fn library(label: &str) -> PathBuf {
-    let dir = common::temp_dir(label);
-    for sub in ["rules", "runbooks"] {
-        std::fs::create_dir_all(dir.join(sub)).expect("mkdir");
-        for f in std::fs::read_dir(common::root().join(sub)).expect("read") {
-            let p = f.expect("entry").path();
-            std::fs::copy(&p, dir.join(sub).join(p.file_name().expect("name"))).expect("copy");
-        }
-    }
-    dir
-}
 
 struct Watch {
     child: Child,
@@ -100,7 +87,7 @@ const ALWAYS: &str = "rule WATCH_ALWAYS {\n  finding WATCH_ALWAYS\n  title \"Alw
 
 #[test]
 fn an_edit_takes_effect_a_broken_file_keeps_the_old_rules_and_quick_writes_reload_once() {
-    let dir = library("watch-edit");
+    let dir = common::library("watch-edit");
     let state = dir.join("state.duckdb");
     let mut w = Watch::start(&dir, &state, &["--tick-interval", "300ms", "--until", "2025-10-05T10:00:00Z"]);
     w.wait_for("tick 2025-10-04T10:00:00Z");
@@ -216,7 +203,7 @@ fn stored(state: &Path) -> Vec<String> {
 
 #[test]
 fn killed_mid_run_and_restarted_loses_and_duplicates_nothing() {
-    let dir = library("watch-kill");
+    let dir = common::library("watch-kill");
     let until = ["--tick-interval", "0s", "--until", "2025-10-04T12:00:00Z"];
     let clean = dir.join("clean.duckdb");
     let mut w = Watch::start(&dir, &clean, &until);
@@ -246,7 +233,7 @@ fn killed_mid_run_and_restarted_loses_and_duplicates_nothing() {
 /// Inhibited findings are stored and counted but not printed as alarms (issue 11).
 #[test]
 fn inhibited_findings_are_not_raised_as_alarms() {
-    let dir = library("watch-inhibit");
+    let dir = common::library("watch-inhibit");
     std::fs::write(
         dir.join("rules/inhibit.vigil"),
         "inhibit CRITICAL_SIGNAL_PHONE_EVENTS_LOW, CRITICAL_SIGNAL_LOCATION_UPDATES_LOW\n  while CORRELATION_SILENT_SITE holds at the same site\n",

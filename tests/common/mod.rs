@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use vigil_engine::ruleset::{self, RuleSet};
 
+pub mod server;
+
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -23,6 +25,19 @@ pub fn temp_dir(label: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("vigil-test-{}-{label}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// A fresh directory with a copy of the shipped rules and runbooks (to edit).
+pub fn library(label: &str) -> PathBuf {
+    let dir = temp_dir(label);
+    for sub in ["rules", "runbooks"] {
+        std::fs::create_dir_all(dir.join(sub)).expect("mkdir");
+        for f in std::fs::read_dir(root().join(sub)).expect("read") {
+            let p = f.expect("entry").path();
+            std::fs::copy(&p, dir.join(sub).join(p.file_name().expect("name"))).expect("copy");
+        }
+    }
     dir
 }
 

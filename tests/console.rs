@@ -1,0 +1,164 @@
+//! The operators' console in real headless Chromium (Debian's `chromium`, driven
+//! through `chromedriver`): log in, see a finding arrive without reloading the
+//! page, acknowledge it with a note, see the timeline update. Screenshots are
+//! saved as artifacts under the target directory's `tmp/`.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::server::{twins, Server};
+use fantoccini::{ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+fn artifact(name: &str, png: &[u8]) {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console");
+    std::fs::create_dir_all(&dir).expect("artifact dir");
+    std::fs::write(dir.join(name), png).expect("write screenshot");
+    eprintln!("screenshot: {}", dir.join(name).display());
+}
+
+async fn eval(c: &fantoccini::Client, script: &str) -> Value {
+    c.execute(script, vec![]).await.expect("script")
+}
+
+/// Waits until `script` returns a truthy value (20 s).
+async fn until(c: &fantoccini::Client, what: &str, script: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = eval(c, script).await;
+        if !(v.is_null() || v == json!(false) || v == json!(0) || v == json!("")) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "the console never showed {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn operators_log_in_see_findings_arrive_and_acknowledge_one() {
+    assert!(
+        std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists(),
+        "this test needs Debian's chromium and chromium-driver (`.ci/run` installs them)"
+    );
+    let dir = common::library("console");
+    let signals = twins("console-signals");
+    // Ticks every 2 s: the 10:20 tick raises new findings a few seconds after login.
+    let mut server = Server::start(&dir, &signals, &["--tick-interval", "2s"]);
+    server.wait_for("tick 2025-10-04T10:00:00Z");
+
+    let port = free_port();
+    let driver = Driver(
+        Command::new(CHROMEDRIVER)
+            .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver"),
+    );
+    let profile = common::temp_dir("chromium-profile");
+    let caps: serde_json::Map<String, Value> = serde_json::from_value(json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1440,900", format!("--user-data-dir={}", profile.display()),
+            ]
+        }
+    }))
+    .expect("capabilities");
+    let mut connected = None;
+    for _ in 0..50 {
+        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(c) => {
+                connected = Some(c);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let c = connected.expect("chromedriver answers");
+
+    c.goto(&server.url("/")).await.expect("open the console");
+    let token = c.wait().for_element(Locator::Css("#token")).await.expect("login form");
+    token.send_keys(&server.tokens["ana"]).await.expect("type the token");
+    c.find(Locator::Css("#login-form button")).await.expect("button").click().await.expect("log in");
+    until(&c, "the findings", "return document.querySelectorAll('#rows tr').length").await;
+    until(&c, "a live feed", "return document.getElementById('conn').dataset.state === 'live'").await;
+    // A marker that a page reload would wipe.
+    eval(&c, "window.__stayed = true; return null").await;
+    let first: Vec<i64> =
+        serde_json::from_value(eval(&c, "return [...document.querySelectorAll('#rows tr')].map(r => +r.dataset.id)").await).expect("ids");
+    let who = eval(&c, "return document.getElementById('who').textContent").await;
+    assert!(who.as_str().is_some_and(|w| w.starts_with("ana · operator · T000")), "{who}");
+    // Only ana's tenant is listed (the twin tenant has the same sites).
+    let tenants =
+        eval(&c, "return [...new Set([...document.querySelectorAll('#rows td.c-where')].map(t => t.textContent.split(' /')[0]))]").await;
+    assert_eq!(tenants, json!(["T000"]));
+    artifact("console-list.png", &c.screenshot().await.expect("screenshot"));
+
+    // A finding raised by a later tick appears without reloading the page.
+    let script = format!(
+        "const known = new Set({first:?}); return [...document.querySelectorAll('#rows tr')].map(r => +r.dataset.id).find(id => !known.has(id)) || null"
+    );
+    let new_id = until(&c, "a finding raised after login", &script).await;
+    assert_eq!(eval(&c, "return window.__stayed === true").await, json!(true), "the page was not reloaded");
+
+    // Open it, acknowledge it with a note, and see the timeline update.
+    c.execute("document.querySelector(`tr[data-id=\"${arguments[0]}\"]`).click(); return null", vec![new_id.clone()])
+        .await
+        .expect("click the row");
+    until(&c, "the panel", "return !document.getElementById('panel').hidden && document.getElementById('p-history').children.length").await;
+    let steps = eval(&c, "return document.querySelectorAll('#p-steps li').length").await;
+    assert!(steps.as_u64().is_some_and(|n| n > 0), "the runbook's steps are a checklist");
+    c.find(Locator::Css("#p-note")).await.expect("note").send_keys("Called the guard; on his way").await.expect("type");
+    c.find(Locator::Css("#p-ack")).await.expect("ack").click().await.expect("acknowledge");
+    let timeline = until(
+        &c,
+        "the acknowledgement on the timeline",
+        "const t = document.getElementById('p-history').textContent; return t.includes('acknowledged by ana') ? t : null",
+    )
+    .await;
+    assert!(timeline.as_str().is_some_and(|t| t.contains("Called the guard; on his way")), "{timeline}");
+    artifact("console-panel.png", &c.screenshot().await.expect("screenshot"));
+
+    // Keyboard: Escape closes the panel, ? opens the help.
+    c.execute("document.activeElement && document.activeElement.blur(); return null", vec![]).await.expect("blur");
+    c.find(Locator::Css("body")).await.expect("body").send_keys("\u{E00C}").await.expect("escape");
+    until(&c, "the panel closed", "return document.getElementById('panel').hidden").await;
+    c.find(Locator::Css("body")).await.expect("body").send_keys("?").await.expect("?");
+    until(&c, "the help", "return document.getElementById('help').open").await;
+    artifact("console-help.png", &c.screenshot().await.expect("screenshot"));
+
+    // The store agrees.
+    let id = new_id.as_i64().expect("id");
+    let (_, stored) = server.get("ana", &format!("/api/v1/findings/{id}"));
+    assert_eq!((stored["status"].as_str(), stored["acknowledged_by"].as_str()), (Some("ACKNOWLEDGED"), Some("ana")));
+    assert!(stored["history"].to_string().contains("Called the guard; on his way"));
+    c.close().await.expect("close the browser");
+    drop(driver);
+    assert!(server.terminate().success());
+}
