@@ -118,7 +118,7 @@ fn killed_during_ingestion_no_batch_is_half_stored_and_a_retry_stores_once() {
     let per_batch = || -> BTreeMap<String, i64> {
         let conn = vigil_engine::load::open_database().expect("db");
         let path = dir.join("state.signals.duckdb");
-        let _lock = vigil_engine::store::state_lock();
+        let _lock = vigil_engine::ingest::signals_lock();
         vigil_engine::store::attach_file(&conn, &path, "sig").expect("attach");
         let mut stmt = conn.prepare("SELECT device_id, count(*) FROM sig.phone_events GROUP BY device_id").expect("query");
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).expect("rows");

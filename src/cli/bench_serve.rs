@@ -134,7 +134,7 @@ pub(super) fn bench_serve(args: &RuleArgs, b: &BenchServe) -> CliResult {
         .arg(&args.rules)
         .arg("--runbooks")
         .arg(&runbooks)
-        .args(["--start", &exec::iso(cut), "--until", &exec::iso(end)])
+        .args(["--start", &exec::iso(cut)])
         .args(["--tick-interval", &format!("{}ms", tick_interval.as_millis())])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -199,7 +199,7 @@ pub(super) fn bench_serve(args: &RuleArgs, b: &BenchServe) -> CliResult {
     while i < streams.len() {
         // The next `batch` rows in time order, sent when the last one's time is reached, one request per table.
         let j = (i + b.batch.max(1)).min(streams.len());
-        let due = Duration::from_secs_f64(((streams[j - 1].0 - cut) as f64 / virtual_per_wall / 1e6).max(0.0));
+        let due = Duration::from_secs_f64(((streams[j - 1].0 - cut) as f64 / virtual_per_wall).max(0.0));
         if let Some(wait) = due.checked_sub(started.elapsed()) {
             std::thread::sleep(wait);
         }
@@ -259,10 +259,21 @@ pub(super) fn bench_serve(args: &RuleArgs, b: &BenchServe) -> CliResult {
         refused
     );
     outln!("ingest latency per batch: {}", millis(&mut ingest_latency));
-    for line in
-        metrics.lines().filter(|l| l.starts_with("vigil_tick_duration_seconds_sum") || l.starts_with("vigil_tick_duration_seconds_count"))
-    {
-        outln!("  {line}");
+    // Mean tick duration per cadence, from the service's own histogram.
+    let series = |prefix: &str| -> Vec<(String, f64)> {
+        metrics
+            .lines()
+            .filter_map(|l| l.strip_prefix(prefix))
+            .filter_map(|rest| {
+                let (labels, value) = rest.split_once("} ")?;
+                Some((labels.trim_start_matches("{cadence=\"").trim_end_matches('"').to_string(), value.parse().ok()?))
+            })
+            .collect()
+    };
+    let counts = series("vigil_tick_duration_seconds_count");
+    for (cadence, sum) in series("vigil_tick_duration_seconds_sum") {
+        let n = counts.iter().find(|(c, _)| *c == cadence).map_or(0.0, |(_, n)| *n);
+        outln!("tick duration, longest cadence due {cadence}: mean {:.2} s over {n} tick(s)", sum / n.max(1.0));
     }
     let mut latencies: Vec<f64> = received
         .lock()
@@ -271,6 +282,15 @@ pub(super) fn bench_serve(args: &RuleArgs, b: &BenchServe) -> CliResult {
         .filter_map(|(seen, got)| committed.get(seen).map(|c| got.saturating_duration_since(*c).as_secs_f64()))
         .collect();
     outln!("finding-to-client after the tick committed (all clients): {}", millis(&mut latencies));
+    let mut per_tick: std::collections::BTreeMap<String, Vec<f64>> = std::collections::BTreeMap::new();
+    for (seen, got) in received.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        if let Some(c) = committed.get(seen) {
+            per_tick.entry(seen.clone()).or_default().push(got.saturating_duration_since(*c).as_secs_f64());
+        }
+    }
+    for (tick, mut v) in per_tick {
+        outln!("  tick {tick}: {} events to {} clients: {}", v.len() / b.clients.max(1) as usize, b.clients, millis(&mut v));
+    }
     outln!("peak memory of vigil serve (VmHWM): {:.1} MiB", peak as f64 / 1024.0);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

@@ -48,9 +48,17 @@ fn received_col() -> ColumnDef {
     ColumnDef { name: RECEIVED.into(), ty: SqlType::BigInt, not_null: true }
 }
 
+/// Serializes this process's use of the signals database (as [`crate::store::state_lock`]
+/// does for the state database: one lock per file, so a batch is stored while a
+/// tick writes its findings).
+pub fn signals_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Runs `f` with the signals database attached (created when missing).
 fn with_signals<T>(path: &Path, f: impl FnOnce(&Connection) -> Result<T, duckdb::Error>) -> Result<T, StateError> {
-    let _guard = crate::store::state_lock();
+    let _guard = signals_lock();
     let conn = load::open_database()?;
     crate::store::attach_file(&conn, path, DB)?;
     let prepared = (|| {
@@ -148,7 +156,7 @@ pub fn copy_window(path: &Path, signals: &Signals, now: i64, ranges: &BTreeMap<&
         return Ok(());
     }
     let conn = &signals.conn;
-    let _guard = crate::store::state_lock();
+    let _guard = signals_lock();
     crate::store::attach_file(conn, path, DB)?;
     let copied = (|| {
         for table in schema::contract_tables() {

@@ -719,12 +719,19 @@ impl Drop for ClientGuard {
 }
 
 fn sse(e: &Event) -> SseEvent {
-    SseEvent::default().id(e.id.to_string()).event(e.kind).data(e.data.to_string())
+    SseEvent::default().id(e.id.to_string()).event(e.kind).data(&e.text)
 }
 
 /// The snapshot event: open findings in scope, the rule-set revision and the last reload.
-async fn snapshot(app: &Arc<App>, scope: &Scope) -> Result<SseEvent, ApiError> {
+async fn snapshot(app: &Arc<App>, scope: &Scope) -> Result<(SseEvent, u64), ApiError> {
+    // Clients that connect together (a console reloaded by every operator, a proxy
+    // restart) share one snapshot while no event happened in between: it is read once.
+    let mut cache = app.snapshots.lock().await;
     let id = app.bus.last_id();
+    cache.retain(|(_, _, at, _)| at.elapsed() < Duration::from_secs(5));
+    if let Some((_, _, _, data)) = cache.iter().find(|(s, i, _, _)| s == scope && *i == id) {
+        return Ok((SseEvent::default().id(id.to_string()).event("snapshot").data(data.as_str()), id));
+    }
     let state = app.state.clone();
     let query = StoreQuery { listing: Listing::Open, tenants: scope.tenants(), ..StoreQuery::default() };
     let (rows, reloads) = blocking(move || {
@@ -740,8 +747,14 @@ async fn snapshot(app: &Arc<App>, scope: &Scope) -> Result<SseEvent, ApiError> {
         "revision": store::revision(&app.rules()),
         "last_reload": reloads.last().map(ReloadView::from),
         "now": exec::iso(app.now()),
-    });
-    Ok(SseEvent::default().id(id.to_string()).event("snapshot").data(data.to_string()))
+    })
+    .to_string();
+    let data = Arc::new(data);
+    if cache.len() >= 16 {
+        cache.remove(0);
+    }
+    cache.push((scope.clone(), id, std::time::Instant::now(), Arc::clone(&data)));
+    Ok((SseEvent::default().id(id.to_string()).event("snapshot").data(data.as_str()), id))
 }
 
 /// `GET /api/v1/events`: the live feed as Server-Sent Events. Without
@@ -772,9 +785,12 @@ async fn events(State(app): State<Arc<App>>, caller: Caller, headers: HeaderMap)
             }
             match std::mem::replace(&mut s.next, Next::Live) {
                 Next::Snapshot => {
-                    s.last_sent = s.app.bus.last_id();
                     match snapshot(&s.app, &s.scope).await {
-                        Ok(event) => return Some((Ok(event), s)),
+                        Ok((event, id)) => {
+                            // Events after the snapshot's id follow; earlier ones are in it.
+                            s.last_sent = id;
+                            return Some((Ok(event), s));
+                        }
                         Err(e) => {
                             eprintln!("serve: cannot build a snapshot for a stream: {}", e.message);
                             return None;

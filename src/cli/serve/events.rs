@@ -31,6 +31,9 @@ pub struct Event {
     pub tenant: Option<String>,
     /// The payload (a finding, a reload record).
     pub data: serde_json::Value,
+    /// The payload as sent (serialized once, whatever the number of clients).
+    #[serde(skip)]
+    pub text: String,
 }
 
 struct Ring {
@@ -56,7 +59,8 @@ impl Bus {
         let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
         let id = ring.next;
         ring.next += 1;
-        let event = Arc::new(Event { id, kind, tenant, data });
+        let text = data.to_string();
+        let event = Arc::new(Event { id, kind, tenant, data, text });
         ring.kept.push_back(Arc::clone(&event));
         while ring.kept.len() > KEEP {
             ring.kept.pop_front();

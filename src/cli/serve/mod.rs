@@ -47,6 +47,10 @@ pub struct Options {
     pub retention: BTreeMap<&'static str, i64>,
 }
 
+/// A live-feed snapshot kept for clients connecting together: (scope, the last event
+/// id it includes, when it was built, its JSON).
+pub type Snapshot = (auth::Scope, u64, std::time::Instant, Arc<String>);
+
 /// Everything the handlers share.
 pub struct App {
     /// The state database.
@@ -79,6 +83,8 @@ pub struct App {
     pub stale_after: Duration,
     /// Heartbeat interval of the live feed.
     pub heartbeat: Duration,
+    /// Recent live-feed snapshots: (scope, last event id, built at, JSON).
+    pub snapshots: tokio::sync::Mutex<Vec<Snapshot>>,
     /// Becomes true when the service stops: streams end.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -229,6 +235,7 @@ pub fn run(opts: Options) -> Result<(), CliError> {
         last_tick_wall: AtomicI64::new(0),
         stale_after: (tick_wall * 3).max(Duration::from_secs(60)),
         heartbeat: opts.heartbeat,
+        snapshots: tokio::sync::Mutex::new(Vec::new()),
         shutdown: stop_rx.clone(),
     });
     let router = api::router(Arc::clone(&app));
