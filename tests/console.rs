@@ -146,12 +146,41 @@ async fn operators_log_in_see_findings_arrive_and_acknowledge_one() {
     artifact("console-panel.png", &c.screenshot().await.expect("screenshot"));
 
     // Keyboard: Escape closes the panel, ? opens the help.
-    c.execute("document.activeElement && document.activeElement.blur(); return null", vec![]).await.expect("blur");
-    c.find(Locator::Css("body")).await.expect("body").send_keys("\u{E00C}").await.expect("escape");
-    until(&c, "the panel closed", "return document.getElementById('panel').hidden").await;
-    c.find(Locator::Css("body")).await.expect("body").send_keys("?").await.expect("?");
+    // (A closed dialog gives the focus back to its opener a moment later: wait, then blur.)
+    eval(&c, "return new Promise(r => setTimeout(() => { document.activeElement && document.activeElement.blur(); r(null); }, 300))").await;
+    c.active_element().await.expect("focus").send_keys("\u{E00C}").await.expect("escape");
+    let closed = eval(&c, "return new Promise(r => setTimeout(() => r(document.getElementById('panel').hidden), 1500))").await;
+    if closed != json!(true) {
+        let why = eval(&c, "const a = document.activeElement; return `${a && a.tagName}#${a && a.id} panel=${!document.getElementById('panel').hidden} help=${document.getElementById('help').open} silences=${document.getElementById('silences').open}`").await;
+        panic!("Escape did not close the panel: {why}");
+    }
+    c.active_element().await.expect("focus").send_keys("?").await.expect("?");
     until(&c, "the help", "return document.getElementById('help').open").await;
     artifact("console-help.png", &c.screenshot().await.expect("screenshot"));
+    c.active_element().await.expect("focus").send_keys("\u{E00C}").await.expect("escape");
+    until(&c, "the help closed", "return !document.getElementById('help').open").await;
+
+    // Silence it from the panel: preview, then silence with a reason; then lift it in the list.
+    c.execute("document.querySelector(`tr[data-id=\"${arguments[0]}\"]`).click(); return null", vec![new_id.clone()])
+        .await
+        .expect("click the row again");
+    until(&c, "the panel again", "return !document.getElementById('panel').hidden").await;
+    eval(&c, "document.getElementById('p-silence').open = true; return null").await;
+    c.find(Locator::Css("#s-preview-btn")).await.expect("preview").click().await.expect("preview");
+    let preview = until(&c, "the preview", "return document.getElementById('s-preview').textContent").await;
+    assert!(preview.as_str().is_some_and(|p| p.starts_with("Would mute 1 open finding(s) now")), "{preview}");
+    c.find(Locator::Css("#s-reason")).await.expect("reason").send_keys("Client confirmed planned works").await.expect("type");
+    c.find(Locator::Css("#s-create")).await.expect("silence").click().await.expect("silence");
+    until(&c, "the silence on the timeline", "return document.getElementById('p-history').textContent.includes('silenced by ana')").await;
+    until(&c, "the row marked silenced", &format!("return (document.querySelector('tr[data-id=\"{new_id}\"]') || {{}}).className === 'muted' || document.querySelector('tr[data-id=\"{new_id}\"] .silenced') !== null")).await;
+    c.find(Locator::Css("#open-silences")).await.expect("silences").click().await.expect("open silences");
+    until(&c, "the silences list", "return document.querySelectorAll('#silence-rows tr').length").await;
+    artifact("console-silences.png", &c.screenshot().await.expect("screenshot"));
+    eval(&c, "[...document.querySelectorAll('#silence-rows button')].find(b => b.textContent === 'Lift').click(); return null").await;
+    until(&c, "the lifted silence", "return document.getElementById('silence-rows').textContent.includes('lifted')").await;
+    eval(&c, "document.getElementById('silences').close(); return null").await;
+    until(&c, "the lifted silence on the timeline", "return document.getElementById('p-history').textContent.includes('silence lifted')")
+        .await;
 
     // The store agrees.
     let id = new_id.as_i64().expect("id");

@@ -57,7 +57,7 @@ pub mod time;
 
 pub use exec::{backtest, load};
 pub use plan::sql;
-pub use state::{baseline, ingest, migrations, store};
+pub use state::{baseline, ingest, migrations, silences, store};
 
 pub use exec::{evaluate, replay, Finding};
 pub use load::load;

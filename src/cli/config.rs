@@ -10,7 +10,7 @@
 use std::ffi::OsString;
 
 /// The settings `serve` takes, as flag names; the last ones are repeatable.
-const SERVE_KEYS: [&str; 16] = [
+const SERVE_KEYS: [&str; 17] = [
     "rules",
     "runbooks",
     "signals",
@@ -25,6 +25,7 @@ const SERVE_KEYS: [&str; 16] = [
     "tick-interval",
     "until",
     "feed-stale-after",
+    "silence-max",
     "retain",
     "feed-dependent",
 ];

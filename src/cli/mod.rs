@@ -119,6 +119,72 @@ struct OutputArgs {
     hide_suppressed: bool,
 }
 
+/// The flags of `vigil serve`.
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    rules: RuleArgs,
+    /// Settings from a file (`key = "value"` per line, keys are these flags' names);
+    /// flags given here win over it. See deploy/vigil.toml.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// A DuckDB file, or a directory of <table>.csv|.parquet|.jsonl files (read again at every
+    /// tick), besides the signals pushed to POST /api/v1/signals/{table}.
+    #[arg(long)]
+    signals: Option<PathBuf>,
+    /// The database of pushed signals (default: beside the state database, `<state>.signals.duckdb`).
+    #[arg(long)]
+    ingest_db: Option<PathBuf>,
+    /// How long pushed rows are kept, by event time (per table: --retain shifts=60d).
+    #[arg(long, default_value = "35d")]
+    retention: String,
+    /// Keep one table's pushed rows longer or shorter: TABLE=DURATION (repeatable).
+    #[arg(long = "retain")]
+    retain: Vec<String>,
+    /// A tenant whose pushed rows stop arriving for this long has a stale feed: its
+    /// absence-of-activity findings are held and one FEED_STALE finding stands for them.
+    #[arg(long, default_value = "10m")]
+    feed_stale_after: String,
+    /// The longest a silence may last.
+    #[arg(long, default_value = "24h")]
+    silence_max: String,
+    /// The finding types held while a tenant's feed is stale (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "CORRELATION_SILENT_SITE,CRITICAL_SIGNAL_PHONE_EVENTS_LOW,CRITICAL_SIGNAL_LOCATION_UPDATES_LOW,CORRELATION_DEVICE_GPS_FAILURE,CORRELATION_DEVICE_PHONE_FAILURE"
+    )]
+    feed_dependent: Vec<String>,
+    /// Tick length; each rule runs on the ticks that are multiples of its cadence.
+    #[arg(long, default_value = "5m")]
+    every: String,
+    /// The state database (findings, baselines, reloads).
+    #[arg(long, default_value = "vigil-state.duckdb")]
+    state: PathBuf,
+    /// The tokens file (`name role tenants sha256:<hex>` per line; `vigil token new` makes lines).
+    #[arg(long, required_unless_present = "demo")]
+    tokens: Option<PathBuf>,
+    /// Try it: the demo signals on a virtual clock (a tick every 3 s from 2025-10-04T10:00Z),
+    /// a fresh state in a temporary directory, and a one-off admin token printed at start.
+    #[arg(long)]
+    demo: bool,
+    /// Address to listen on (loopback by default; port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Time between heartbeat comments on idle live-feed streams.
+    #[arg(long, default_value = "15s")]
+    heartbeat: String,
+    /// Virtual clock for demos and tests: the first evaluation time (default: the wall clock).
+    #[arg(long)]
+    start: Option<String>,
+    /// With --start: real time between ticks.
+    #[arg(long, default_value = "1s")]
+    tick_interval: String,
+    /// Stop after the tick at this time (default: run until SIGINT/SIGTERM).
+    #[arg(long)]
+    until: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum TokenCommand {
     /// Make a new token: prints the token once (stdout) and its tokens-file line (stderr,
@@ -310,66 +376,7 @@ enum Command {
     },
     /// Run `watch` as a service: the findings API, the live feed (SSE) and the operators'
     /// console over HTTP, with tenant-scoped tokens, health, readiness and metrics.
-    Serve {
-        #[command(flatten)]
-        rules: RuleArgs,
-        /// Settings from a file (`key = "value"` per line, keys are these flags' names);
-        /// flags given here win over it. See deploy/vigil.toml.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// A DuckDB file, or a directory of <table>.csv|.parquet|.jsonl files (read again at every
-        /// tick), besides the signals pushed to POST /api/v1/signals/{table}.
-        #[arg(long)]
-        signals: Option<PathBuf>,
-        /// The database of pushed signals (default: beside the state database, `<state>.signals.duckdb`).
-        #[arg(long)]
-        ingest_db: Option<PathBuf>,
-        /// How long pushed rows are kept, by event time (per table: --retain shifts=60d).
-        #[arg(long, default_value = "35d")]
-        retention: String,
-        /// Keep one table's pushed rows longer or shorter: TABLE=DURATION (repeatable).
-        #[arg(long = "retain")]
-        retain: Vec<String>,
-        /// A tenant whose pushed rows stop arriving for this long has a stale feed: its
-        /// absence-of-activity findings are held and one FEED_STALE finding stands for them.
-        #[arg(long, default_value = "10m")]
-        feed_stale_after: String,
-        /// The finding types held while a tenant's feed is stale (comma-separated).
-        #[arg(
-            long,
-            value_delimiter = ',',
-            default_value = "CORRELATION_SILENT_SITE,CRITICAL_SIGNAL_PHONE_EVENTS_LOW,CRITICAL_SIGNAL_LOCATION_UPDATES_LOW,CORRELATION_DEVICE_GPS_FAILURE,CORRELATION_DEVICE_PHONE_FAILURE"
-        )]
-        feed_dependent: Vec<String>,
-        /// Tick length; each rule runs on the ticks that are multiples of its cadence.
-        #[arg(long, default_value = "5m")]
-        every: String,
-        /// The state database (findings, baselines, reloads).
-        #[arg(long, default_value = "vigil-state.duckdb")]
-        state: PathBuf,
-        /// The tokens file (`name role tenants sha256:<hex>` per line; `vigil token new` makes lines).
-        #[arg(long, required_unless_present = "demo")]
-        tokens: Option<PathBuf>,
-        /// Try it: the demo signals on a virtual clock (a tick every 3 s from 2025-10-04T10:00Z),
-        /// a fresh state in a temporary directory, and a one-off admin token printed at start.
-        #[arg(long)]
-        demo: bool,
-        /// Address to listen on (loopback by default; port 0 picks a free one).
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: String,
-        /// Time between heartbeat comments on idle live-feed streams.
-        #[arg(long, default_value = "15s")]
-        heartbeat: String,
-        /// Virtual clock for demos and tests: the first evaluation time (default: the wall clock).
-        #[arg(long)]
-        start: Option<String>,
-        /// With --start: real time between ticks.
-        #[arg(long, default_value = "1s")]
-        tick_interval: String,
-        /// Stop after the tick at this time (default: run until SIGINT/SIGTERM).
-        #[arg(long)]
-        until: Option<String>,
-    },
+    Serve(Box<ServeArgs>),
     /// The service under load: a synthetic fleet streams its signals into `vigil serve`
     /// over HTTP while live-feed clients listen; ingest latency, tick durations,
     /// finding-to-client latency and peak memory.
@@ -857,25 +864,27 @@ fn run(cli: Cli) -> CliResult {
             let opts = watch_options(&rules, Some(signals), &every, state, start.as_deref(), &tick_interval, until.as_deref())?;
             watch::run(&opts)
         }
-        Command::Serve {
-            rules,
-            config: _,
-            signals,
-            ingest_db,
-            retention,
-            retain,
-            feed_stale_after,
-            feed_dependent,
-            every,
-            state,
-            tokens,
-            demo,
-            listen,
-            heartbeat,
-            start,
-            tick_interval,
-            until,
-        } => {
+        Command::Serve(args) => {
+            let ServeArgs {
+                rules,
+                config: _,
+                signals,
+                ingest_db,
+                retention,
+                retain,
+                feed_stale_after,
+                feed_dependent,
+                silence_max,
+                every,
+                state,
+                tokens,
+                demo,
+                listen,
+                heartbeat,
+                start,
+                tick_interval,
+                until,
+            } = *args;
             let (signals, state, tokens, start, tick_interval) = if demo {
                 let (state, tokens) = demo_service(&state)?;
                 let start = start.or_else(|| Some("2025-10-04T10:00:00Z".into()));
@@ -899,7 +908,11 @@ fn run(cli: Cli) -> CliResult {
                 .filter(|d| *d > 0)
                 .ok_or_else(|| input_err(format!("--heartbeat: `{heartbeat}` is not a duration such as 15s")))?;
             let heartbeat = std::time::Duration::from_micros(heartbeat.unsigned_abs());
-            serve::run(serve::Options { watch, listen, tokens, heartbeat, retention })
+            let silence_max = vigil_engine::syntax::duration_micros(&silence_max)
+                .filter(|d| *d > 0)
+                .ok_or_else(|| input_err(format!("--silence-max: `{silence_max}` is not a duration such as 24h")))?;
+            let silence_max = std::time::Duration::from_micros(silence_max.unsigned_abs());
+            serve::run(serve::Options { watch, listen, tokens, heartbeat, retention, silence_max })
         }
         Command::BenchServe { rules, sites, rate, minutes, clients, batch } => {
             bench_serve::bench_serve(&rules, &bench_serve::BenchServe { sites, rate, minutes, clients, batch })

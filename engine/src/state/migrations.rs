@@ -23,6 +23,7 @@ struct Migration {
 const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, what: "findings store and baselines", statements: version_1 },
     Migration { version: 2, what: "inhibited findings", statements: version_2 },
+    Migration { version: 3, what: "silences", statements: version_3 },
 ];
 
 /// A column: name, type, NOT NULL.
@@ -35,6 +36,35 @@ fn table(db: &str, name: &str, columns: &[Col], primary_key: &[&str]) -> Stateme
         primary_key: primary_key.iter().map(|k| k.to_string()).collect(),
         temporary: false,
     }
+}
+
+/// Version 3: silences with an owner, a reason and an expiry (`vigil serve`).
+fn version_3(db: &str) -> Vec<Statement> {
+    use SqlType::{BigInt, Varchar};
+    let text = |name| (name, Varchar, true);
+    let maybe = |name| (name, Varchar, false);
+    vec![
+        Statement::CreateSequence(TableName::in_schema(db, "silence_ids")),
+        table(
+            db,
+            "silences",
+            &[
+                ("id", BigInt, true),
+                text("tenant_id"),
+                maybe("finding_type"),
+                maybe("site_id"),
+                maybe("guard_id"),
+                text("owner"),
+                text("reason"),
+                text("created_at"),
+                text("expires_at"),
+                maybe("ended_at"),
+                maybe("ended_by"),
+                maybe("ended_how"),
+            ],
+            &["id"],
+        ),
+    ]
 }
 
 /// Version 2: a finding records the finding that inhibits it (`inhibit` lines).
@@ -124,7 +154,7 @@ fn version_1(db: &str) -> Vec<Statement> {
 }
 
 /// The schema version this binary writes.
-pub const CURRENT: i64 = 2;
+pub const CURRENT: i64 = 3;
 
 /// The state layer's error: a file this binary must not use, or DuckDB's refusal.
 #[derive(Debug)]

@@ -9,4 +9,5 @@
 pub mod baseline;
 pub mod ingest;
 pub mod migrations;
+pub mod silences;
 pub mod store;

@@ -29,9 +29,11 @@ use crate::ruleset::RuleSet;
 use crate::sql::{render_statement, Dialect, From, Func, InsertSource, Op, OrderKey, Select, SqlExpr, Statement, TableName};
 
 const DB: &str = "vigil_store";
+/// The alias the state database is attached as while the store uses it.
+pub(crate) const STORE_DB: &str = DB;
 
 /// The store's statements, each built from the SQL tree (values are bound as `?`).
-mod q {
+pub(crate) mod q {
     use super::*;
 
     pub fn text(s: Statement) -> String {
@@ -160,7 +162,7 @@ fn detach(conn: &Connection) {
 }
 
 /// Runs `f` with the store attached to a private in-memory connection.
-fn with_store<T>(path: &Path, f: impl FnOnce(&Connection) -> Result<T, duckdb::Error>) -> Result<T, StateError> {
+pub(crate) fn with_store<T>(path: &Path, f: impl FnOnce(&Connection) -> Result<T, duckdb::Error>) -> Result<T, StateError> {
     let _guard = state_lock();
     let conn = crate::load::open_database()?;
     if let Err(e) = attach(&conn, path) {

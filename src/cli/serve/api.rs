@@ -27,6 +27,7 @@ use super::auth::{same_secret, Principal, Role, Scope};
 use super::events::Event;
 use super::App;
 use vigil_engine::exec;
+use vigil_engine::silences::{self, Matcher};
 use vigil_engine::store::{self, Listing, Query as StoreQuery, StepError, Stored};
 
 /// The console's session cookie.
@@ -186,6 +187,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/events", get(events))
         .route("/api/v1/signals/{table}", post(ingest))
         .route("/api/v1/feed", get(feed))
+        .route("/api/v1/silences", get(list_silences).post(create_silence))
+        .route("/api/v1/silences/preview", post(preview_silence))
+        .route("/api/v1/silences/{id}", axum::routing::patch(edit_silence).delete(lift_silence))
         .fallback(|| async { ApiError::not_found("no such endpoint; see /api/v1/openapi.json") })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT));
     for (name, value) in headers {
@@ -297,6 +301,10 @@ pub struct FindingView {
     pub escalate_after_minutes: Option<i64>,
     /// first_seen + the SLA: when the operator escalates if it is still open.
     pub escalation_due: Option<String>,
+    /// The silence in force that matches it, if any (it is still shown and stored).
+    pub silenced_by: Option<i64>,
+    /// Until when.
+    pub silenced_until: Option<String>,
 }
 
 /// A reload attempt as the API shows it.
@@ -687,6 +695,192 @@ async fn feed(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Json<Val
         })
         .collect();
     Ok(Json(json!({ "feeds": rows })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SilenceBody {
+    tenant_id: String,
+    #[serde(default)]
+    finding_type: Option<String>,
+    #[serde(default)]
+    site_id: Option<String>,
+    #[serde(default)]
+    guard_id: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+    /// How long, e.g. `2h` (or `expires_at`).
+    #[serde(default)]
+    duration: Option<String>,
+    #[serde(default)]
+    expires_at: Option<String>,
+}
+
+/// The expiry a request asks for: `duration` from now or `expires_at`, in the future
+/// and no longer than the service allows.
+fn expiry(app: &App, duration: Option<&str>, expires_at: Option<&str>) -> ApiResult<String> {
+    let now = app.now();
+    let (field, until) = match (duration, expires_at) {
+        (Some(d), None) => {
+            let micros = vigil_engine::syntax::duration_micros(d)
+                .filter(|m| *m > 0)
+                .ok_or_else(|| ApiError::field("duration", format!("`{d}` is not a duration such as 30m or 4h")))?;
+            ("duration", now.saturating_add(micros))
+        }
+        (None, Some(t)) => {
+            let at = vigil_engine::load::parse_timestamp(t).map_err(|e| ApiError::field("expires_at", format!("`{t}`: {e}")))?;
+            ("expires_at", at)
+        }
+        _ => return Err(ApiError::field("duration", "give either `duration` (e.g. 2h) or `expires_at`")),
+    };
+    if until <= now {
+        return Err(ApiError::field(field, "a silence must end in the future"));
+    }
+    let max = i64::try_from(app.silence_max.as_micros()).unwrap_or(i64::MAX);
+    if until - now > max {
+        return Err(ApiError::field(
+            field,
+            format!("a silence may last at most {} h; lift and renew it if it must go on", max / 3_600_000_000),
+        ));
+    }
+    Ok(exec::iso(until))
+}
+
+/// Role and scope for making or changing a silence of `m`.
+fn may_silence(caller: &Caller, m: &Matcher) -> ApiResult<()> {
+    caller.need(Role::Operator)?;
+    if !caller.sees(&m.tenant_id) {
+        return Err(ApiError::forbidden(format!("tenant `{}` is not in this token's scope", m.tenant_id)));
+    }
+    if m.whole_tenant() {
+        caller
+            .need(Role::Admin)
+            .map_err(|_| ApiError::forbidden("silencing a whole tenant needs the admin role; name a type, site or guard"))?;
+    }
+    Ok(())
+}
+
+/// The open findings a silence would mute now.
+async fn muted_now(app: &Arc<App>, m: &Matcher) -> ApiResult<Vec<FindingView>> {
+    let state = app.state.clone();
+    let query = StoreQuery { listing: Listing::Open, tenants: Some(vec![m.tenant_id.clone()]), ..StoreQuery::default() };
+    let rows = blocking(move || store::find(&state, &query).map_err(ApiError::internal)).await?;
+    Ok(rows.into_iter().filter(|f| m.matches(f)).map(|f| app.view(f)).collect())
+}
+
+/// `POST /api/v1/silences/preview`: what a silence would mute right now.
+async fn preview_silence(State(app): State<Arc<App>>, caller: Caller, raw: Bytes) -> ApiResult<Json<Value>> {
+    let m: Matcher = body(&raw)?;
+    may_silence(&caller, &m)?;
+    let muted = muted_now(&app, &m).await?;
+    Ok(Json(json!({ "matches": m.describe(), "count": muted.len(), "findings": muted })))
+}
+
+/// `POST /api/v1/silences`: the caller owns it; a reason and an expiry are required.
+async fn create_silence(State(app): State<Arc<App>>, caller: Caller, raw: Bytes) -> ApiResult<Response> {
+    let b: SilenceBody = body(&raw)?;
+    let m = Matcher { tenant_id: b.tenant_id, finding_type: b.finding_type, site_id: b.site_id, guard_id: b.guard_id };
+    may_silence(&caller, &m)?;
+    let reason =
+        b.reason.as_deref().map(str::trim).filter(|r| !r.is_empty()).ok_or_else(|| ApiError::field("reason", "a reason is required"))?;
+    let reason = reason.to_string();
+    let until = expiry(&app, b.duration.as_deref(), b.expires_at.as_deref())?;
+    let (state, at, owner) = (app.state.clone(), exec::iso(app.now()), caller.0.name.clone());
+    let changed = blocking(move || silences::create(&state, &m, &owner, &reason, &at, &until).map_err(ApiError::internal)).await?;
+    publish_silence(&app, "silence.created", &changed).await;
+    Ok((StatusCode::CREATED, Json(json!({ "silence": changed.silence, "muted": changed.findings }))).into_response())
+}
+
+async fn publish_silence(app: &Arc<App>, kind: &'static str, changed: &silences::Changed) {
+    let (app, changed) = (Arc::clone(app), changed.clone());
+    let _ = tokio::task::spawn_blocking(move || app.publish_silence(kind, &changed)).await;
+}
+
+fn silence_in_scope(app: &App, caller: &Caller, id: &str) -> ApiResult<silences::Silence> {
+    let id: i64 = id.parse().map_err(|_| ApiError::field("id", format!("`{id}` is not a silence id")))?;
+    app.silences
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .find(|s| s.id == id && caller.sees(&s.matcher.tenant_id))
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("no silence {id}")))
+}
+
+fn silence_error(e: silences::SilenceError) -> ApiError {
+    match e {
+        silences::SilenceError::NotFound(_) => ApiError::not_found(e.to_string()),
+        silences::SilenceError::Ended(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+        silences::SilenceError::Db(m) => ApiError::internal(m),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EditBody {
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    duration: Option<String>,
+    #[serde(default)]
+    expires_at: Option<String>,
+}
+
+/// `PATCH /api/v1/silences/{id}`: a new reason or expiry (its owner, or an admin).
+async fn edit_silence(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, raw: Bytes) -> ApiResult<Json<Value>> {
+    let s = silence_in_scope(&app, &caller, &id)?;
+    may_silence(&caller, &s.matcher)?;
+    if s.owner != caller.0.name {
+        caller
+            .need(Role::Admin)
+            .map_err(|_| ApiError::forbidden(format!("silence {} is {}'s; only they or an admin may change it", s.id, s.owner)))?;
+    }
+    let b: EditBody = body(&raw)?;
+    let reason = match b.reason.as_deref().map(str::trim) {
+        Some("") => return Err(ApiError::field("reason", "a reason cannot be empty")),
+        other => other.map(str::to_string),
+    };
+    let until = match (b.duration.as_deref(), b.expires_at.as_deref()) {
+        (None, None) => None,
+        (d, t) => Some(expiry(&app, d, t)?),
+    };
+    if reason.is_none() && until.is_none() {
+        return Err(ApiError::field("body", "give a new `reason`, `duration` or `expires_at`"));
+    }
+    let (state, at, who, id) = (app.state.clone(), exec::iso(app.now()), caller.0.name.clone(), s.id);
+    let changed =
+        blocking(move || silences::edit(&state, id, reason.as_deref(), until.as_deref(), &who, &at).map_err(silence_error)).await?;
+    publish_silence(&app, "silence.changed", &changed).await;
+    Ok(Json(json!({ "silence": changed.silence })))
+}
+
+/// `DELETE /api/v1/silences/{id}`: lift it now.
+async fn lift_silence(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let s = silence_in_scope(&app, &caller, &id)?;
+    may_silence(&caller, &s.matcher)?;
+    let (state, at, who, id) = (app.state.clone(), exec::iso(app.now()), caller.0.name.clone(), s.id);
+    let changed = blocking(move || silences::end(&state, id, Some(&who), &at).map_err(silence_error)).await?;
+    publish_silence(&app, "silence.ended", &changed).await;
+    Ok(Json(json!({ "silence": changed.silence })))
+}
+
+/// `GET /api/v1/silences`: every silence of the tenants in scope, newest first.
+async fn list_silences(State(app): State<Arc<App>>, caller: Caller) -> Json<Value> {
+    let now = exec::iso(app.now());
+    let list: Vec<Value> = app
+        .silences
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .rev()
+        .filter(|s| caller.sees(&s.matcher.tenant_id))
+        .map(|s| {
+            let mut v = serde_json::to_value(s).unwrap_or_default();
+            v["active"] = json!(s.active(&now));
+            v
+        })
+        .collect();
+    Json(json!({ "silences": list, "now": now }))
 }
 
 /// What a stream sends next.

@@ -45,6 +45,8 @@ pub struct Options {
     pub heartbeat: Duration,
     /// How long pushed rows are kept, per table with an event time (µs).
     pub retention: BTreeMap<&'static str, i64>,
+    /// The longest a silence may last.
+    pub silence_max: Duration,
 }
 
 /// A live-feed snapshot kept for clients connecting together: (scope, the last event
@@ -83,6 +85,10 @@ pub struct App {
     pub stale_after: Duration,
     /// Heartbeat interval of the live feed.
     pub heartbeat: Duration,
+    /// Every silence (kept in step with the store by the handlers and the tick).
+    pub silences: RwLock<Vec<vigil_engine::silences::Silence>>,
+    /// The longest a silence may last.
+    pub silence_max: Duration,
     /// Recent live-feed snapshots: (scope, last event id, built at, JSON).
     pub snapshots: tokio::sync::Mutex<Vec<Snapshot>>,
     /// Becomes true when the service stops: streams end.
@@ -109,7 +115,22 @@ impl App {
         let runbook = set.runbooks.iter().find(|r| r.id == f.runbook);
         let sla = runbook.map(|r| r.escalate_after_minutes);
         let due = sla.and_then(|m| vigil_engine::load::parse_timestamp(&f.first_seen).ok().map(|t| exec::iso(t + m * 60_000_000)));
-        api::FindingView { runbook_title: runbook.map(|r| r.title.clone()), escalate_after_minutes: sla, escalation_due: due, finding: f }
+        let now = exec::iso(self.now());
+        let silence = self
+            .silences
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|s| s.active(&now) && s.matcher.matches(&f))
+            .map(|s| (s.id, s.expires_at.clone()));
+        api::FindingView {
+            runbook_title: runbook.map(|r| r.title.clone()),
+            escalate_after_minutes: sla,
+            escalation_due: due,
+            silenced_by: silence.as_ref().map(|s| s.0),
+            silenced_until: silence.map(|s| s.1),
+            finding: f,
+        }
     }
 
     /// Publishes the current state of stored findings as events of one kind.
@@ -142,6 +163,39 @@ impl App {
 }
 
 impl App {
+    /// Reads the silences again from the store (after a change).
+    pub fn reload_silences(&self) {
+        match vigil_engine::silences::list(&self.state) {
+            Ok(all) => *self.silences.write().unwrap_or_else(|p| p.into_inner()) = all,
+            Err(e) => eprintln!("serve: cannot read the silences: {e}"),
+        }
+    }
+
+    /// A silence changed: the feed says so, and its findings' new state follows.
+    pub fn publish_silence(&self, kind: &'static str, changed: &vigil_engine::silences::Changed) {
+        self.reload_silences();
+        let data = serde_json::to_value(&changed.silence).unwrap_or_default();
+        self.bus.publish(kind, Some(changed.silence.matcher.tenant_id.clone()), data);
+        self.publish_findings("finding.changed", &changed.findings);
+    }
+
+    /// Silences whose expiry the run's clock passed end, on their findings' timelines.
+    fn expire_silences(&self, now: i64) {
+        let at = exec::iso(now);
+        let any_due = self.silences.read().unwrap_or_else(|p| p.into_inner()).iter().any(|s| s.ended_at.is_none() && s.expires_at <= at);
+        if !any_due {
+            return;
+        }
+        match vigil_engine::silences::expire_due(&self.state, &at) {
+            Ok(ended) => {
+                for changed in &ended {
+                    self.publish_silence("silence.ended", changed);
+                }
+            }
+            Err(e) => eprintln!("serve: cannot expire silences: {e}"),
+        }
+    }
+
     /// Retention: on the first tick and then once an hour of the run's clock.
     fn prune(&self, now: i64) {
         let last = self.last_prune.load(Ordering::SeqCst);
@@ -175,6 +229,7 @@ impl Observer for App {
                 self.publish_findings("finding.changed", &r.written.changed_ids);
                 self.publish_findings("finding.cleared", &r.written.cleared_ids);
                 self.prune(r.at);
+                self.expire_silences(r.at);
             }
             Err(_) => self.metrics.tick_failed(),
         }
@@ -224,6 +279,11 @@ pub fn run(opts: Options) -> Result<(), CliError> {
         ingest: opts.watch.ingest.clone().unwrap_or_else(|| opts.watch.state.with_extension("signals.duckdb")),
         retention: opts.retention.clone(),
         last_prune: AtomicI64::new(0),
+        silences: RwLock::new(
+            vigil_engine::silences::list(&opts.watch.state)
+                .map_err(|e| CliError::Eval(format!("error: {}: {e}", opts.watch.state.display())))?,
+        ),
+        silence_max: opts.silence_max,
         set: RwLock::new(Arc::clone(&initial)),
         tokens,
         sessions: auth::Sessions::default(),

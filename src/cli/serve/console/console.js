@@ -132,12 +132,15 @@ function render() {
 }
 
 function row(f) {
-  const tr = el("tr", { dataset: { id: String(f.id), sev: f.severity }, class: f.id === state.selected ? "selected" : "", tabindex: "-1" },
+  const cls = [f.id === state.selected ? "selected" : "", f.silenced_by ? "muted" : ""].join(" ").trim();
+  const tr = el("tr", { dataset: { id: String(f.id), sev: f.severity }, class: cls, tabindex: "-1" },
     el("td", { class: "c-sev" }, sevBadge(f.severity)),
     el("td", { class: "c-type" }, el("div", { class: "type" }, f.finding_type), el("div", { class: "title" }, f.title)),
     el("td", { class: "c-where" }, `${f.tenant_id} / ${f.site_id}`),
     el("td", { class: "c-guard" }, f.guard_id || "—"),
-    el("td", { class: "c-status" }, el("span", { class: "status", dataset: { status: f.status } }, f.status), f.holding ? "" : el("span", { class: "cleared" }, " no longer holds")),
+    el("td", { class: "c-status" }, el("span", { class: "status", dataset: { status: f.status } }, f.status),
+      f.silenced_by ? el("span", { class: "silenced", title: `silence #${f.silenced_by} until ${fmtTime(f.silenced_until)}` }, " · silenced") : "",
+      f.holding ? "" : el("span", { class: "cleared" }, " no longer holds")),
     el("td", { class: "c-due", dataset: { due: f.escalation_due || "" } }, "—"));
   tr.addEventListener("click", () => { select(f.id); openPanel(f.id); });
   return tr;
@@ -176,10 +179,12 @@ function move(delta) {
 }
 
 // ---- the panel ----
-async function openPanel(id) {
+// `refresh`: the finding changed while its panel is open; a panel closed meanwhile stays closed.
+async function openPanel(id, refresh) {
   $("p-error").textContent = "";
   try {
     const d = await api("GET", `/api/v1/findings/${id}`);
+    if (refresh && (!state.panel || state.panel.id !== id || $("panel").hidden)) return;
     state.panel = d;
     fillPanel(d);
     $("panel").hidden = false;
@@ -194,7 +199,12 @@ function fillPanel(d) {
   $("p-type").textContent = `${d.finding_type} (${d.category})`;
   $("p-site").textContent = `${d.tenant_id} / ${d.site_id}`;
   $("p-guard").textContent = d.guard_id || "—";
-  $("p-status").textContent = d.status + (d.holding ? "" : " — no longer holds") + (d.inhibited_by ? ` — inhibited by ${d.inhibited_by}` : "");
+  $("p-status").textContent = d.status + (d.holding ? "" : " — no longer holds") + (d.inhibited_by ? ` — inhibited by ${d.inhibited_by}` : "")
+    + (d.silenced_by ? ` — silenced (#${d.silenced_by}) until ${fmtTime(d.silenced_until)}` : "");
+  $("s-preview").textContent = "";
+  $("s-error").textContent = "";
+  $("s-scope").querySelector('option[value="guard"]').disabled = !d.guard_id;
+  $("s-scope").querySelector('option[value="tenant"]').disabled = !(state.principal && state.principal.role === "admin");
   $("p-seen").textContent = `${fmtTime(d.first_seen)} → ${fmtTime(d.last_seen)} (${d.occurrences}×)`;
   const ev = d.evidence && typeof d.evidence === "object" ? Object.entries(d.evidence) : [];
   $("p-evidence").replaceChildren(...ev.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, typeof v === "object" ? JSON.stringify(v) : v))));
@@ -244,6 +254,78 @@ async function act(resolve) {
   }
 }
 
+// ---- silences ----
+function silenceMatcher() {
+  const d = state.panel;
+  const m = { tenant_id: d.tenant_id };
+  switch ($("s-scope").value) {
+    case "type-site": m.finding_type = d.finding_type; m.site_id = d.site_id; break;
+    case "guard": m.guard_id = d.guard_id; break;
+    case "site": m.site_id = d.site_id; break;
+    default: break;
+  }
+  return m;
+}
+
+async function previewSilence() {
+  $("s-error").textContent = "";
+  try {
+    const p = await api("POST", "/api/v1/silences/preview", silenceMatcher());
+    const types = [...new Set(p.findings.map((f) => f.finding_type))].join(", ");
+    $("s-preview").textContent = `Would mute ${p.count} open finding(s) now (${p.matches})${types ? ": " + types : ""}.`;
+  } catch (e) {
+    $("s-error").textContent = e.message;
+  }
+}
+
+async function createSilence() {
+  $("s-error").textContent = "";
+  const reason = $("s-reason").value.trim();
+  if (!reason) { $("s-error").textContent = "A reason is required."; $("s-reason").focus(); return; }
+  try {
+    const r = await api("POST", "/api/v1/silences", { ...silenceMatcher(), reason, duration: $("s-duration").value });
+    $("s-reason").value = "";
+    $("s-preview").textContent = `Silence #${r.silence.id} until ${fmtTime(r.silence.expires_at)}: ${r.muted.length} finding(s) muted.`;
+    openPanel(state.panel.id);
+  } catch (e) {
+    $("s-error").textContent = e.message;
+  }
+}
+
+async function showSilences() {
+  $("silences-error").textContent = "";
+  try {
+    const r = await api("GET", "/api/v1/silences");
+    const rows = r.silences.map((s) => {
+      const what = [s.finding_type, s.site_id && `site ${s.site_id}`, s.guard_id && `guard ${s.guard_id}`].filter(Boolean).join(", ") || "every finding";
+      const until = s.active ? fmtTime(s.expires_at) : `${s.ended_how || "expired"} ${fmtTime(s.ended_at || s.expires_at)}`;
+      const actions = el("td", { class: "actions" });
+      if (s.active && state.principal.role !== "viewer") {
+        const extend = el("button", { type: "button" }, "+1h");
+        extend.addEventListener("click", () => changeSilence("PATCH", s, { expires_at: new Date(Date.parse(s.expires_at) + 3600e3).toISOString().replace(/\.\d+Z$/, "Z") }));
+        const lift = el("button", { type: "button" }, "Lift");
+        lift.addEventListener("click", () => changeSilence("DELETE", s));
+        actions.append(extend, " ", lift);
+      }
+      return el("tr", { class: s.active ? "" : "ended" }, el("td", {}, `#${s.id}`), el("td", {}, `${s.tenant_id}: ${what}`),
+        el("td", {}, s.owner), el("td", {}, s.reason), el("td", {}, until), actions);
+    });
+    $("silence-rows").replaceChildren(...rows);
+    if (!$("silences").open) $("silences").showModal();
+  } catch (e) {
+    $("silences-error").textContent = e.message;
+  }
+}
+
+async function changeSilence(method, s, body) {
+  try {
+    await api(method, `/api/v1/silences/${s.id}`, body);
+    showSilences();
+  } catch (e) {
+    $("silences-error").textContent = e.message;
+  }
+}
+
 // ---- the feed ----
 function upsert(f, direct) {
   // Findings carry the time of the tick that saw them: the clock never lags behind it
@@ -258,7 +340,7 @@ function upsert(f, direct) {
     state.pending.set(f.id, f);
   }
   render();
-  if (state.panel && state.panel.id === f.id && !direct) openPanel(f.id);
+  if (state.panel && state.panel.id === f.id && !direct) openPanel(f.id, true);
 }
 
 function flushIfIdle() {
@@ -294,6 +376,9 @@ function connect() {
   for (const kind of ["finding.raised", "finding.changed", "finding.cleared", "finding.acknowledged", "finding.resolved"]) {
     src.addEventListener(kind, (e) => upsert(JSON.parse(e.data), false));
   }
+  for (const kind of ["silence.created", "silence.changed", "silence.ended"]) {
+    src.addEventListener(kind, () => { if ($("silences").open) showSilences(); });
+  }
   src.addEventListener("reload.ok", (e) => showReload(JSON.parse(e.data)));
   src.addEventListener("reload.failed", (e) => showReload(JSON.parse(e.data)));
 }
@@ -322,6 +407,7 @@ function showLogin() {
   $("app").hidden = true;
   $("login").hidden = false;
   $("logout").hidden = true;
+  $("open-silences").hidden = true;
   $("who").textContent = "";
   $("token").focus();
 }
@@ -332,9 +418,11 @@ function start(s) {
   $("login").hidden = true;
   $("app").hidden = false;
   $("logout").hidden = false;
+  $("open-silences").hidden = false;
   $("who").textContent = `${s.principal.name} · ${s.principal.role} · ${s.principal.tenants.join(", ")}`;
   const canAct = s.principal.role !== "viewer";
   $("p-act").hidden = !canAct;
+  $("p-silence").hidden = !canAct;
   readFilters();
   connect();
 }
@@ -345,6 +433,7 @@ function onKey(e) {
   const typing = a && (a.tagName === "INPUT" || a.tagName === "TEXTAREA" || a.tagName === "SELECT");
   if (e.key === "Escape") {
     if ($("help").open) $("help").close();
+    else if ($("silences").open) $("silences").close();
     else if (typing) a.blur();
     else closePanel();
     flushIfIdle();
@@ -386,6 +475,10 @@ document.addEventListener("DOMContentLoaded", () => {
   $("p-close").addEventListener("click", closePanel);
   $("p-ack").addEventListener("click", () => act(false));
   $("p-resolve").addEventListener("click", () => act(true));
+  $("s-preview-btn").addEventListener("click", previewSilence);
+  $("s-create").addEventListener("click", createSilence);
+  $("s-scope").addEventListener("change", () => { $("s-preview").textContent = ""; });
+  $("open-silences").addEventListener("click", showSilences);
   document.addEventListener("focusout", () => setTimeout(flushIfIdle, 0));
   document.addEventListener("keydown", onKey);
   setInterval(tick, 1000);
