@@ -119,9 +119,31 @@ struct OutputArgs {
     hide_suppressed: bool,
 }
 
+/// The loop's clock and store, the same for `watch` and `serve`.
+#[derive(clap::Args, Clone)]
+struct LoopArgs {
+    /// Tick length; each rule runs on the ticks that are multiples of its cadence.
+    #[arg(long, default_value = "5m")]
+    every: String,
+    /// The state database (findings, baselines, reloads).
+    #[arg(long, default_value = "vigil-state.duckdb")]
+    state: PathBuf,
+    /// Virtual clock for demos and tests: the first evaluation time (default: the wall clock).
+    #[arg(long)]
+    start: Option<String>,
+    /// With --start: real time between ticks.
+    #[arg(long, default_value = "1s")]
+    tick_interval: String,
+    /// Stop after the tick at this time (default: run until SIGINT/SIGTERM).
+    #[arg(long)]
+    until: Option<String>,
+}
+
 /// The flags of `vigil serve`.
 #[derive(clap::Args)]
 struct ServeArgs {
+    #[command(flatten)]
+    clock: LoopArgs,
     #[command(flatten)]
     rules: RuleArgs,
     /// Settings from a file (`key = "value"` per line, keys are these flags' names);
@@ -155,12 +177,6 @@ struct ServeArgs {
         default_value = "CORRELATION_SILENT_SITE,CRITICAL_SIGNAL_PHONE_EVENTS_LOW,CRITICAL_SIGNAL_LOCATION_UPDATES_LOW,CORRELATION_DEVICE_GPS_FAILURE,CORRELATION_DEVICE_PHONE_FAILURE"
     )]
     feed_dependent: Vec<String>,
-    /// Tick length; each rule runs on the ticks that are multiples of its cadence.
-    #[arg(long, default_value = "5m")]
-    every: String,
-    /// The state database (findings, baselines, reloads).
-    #[arg(long, default_value = "vigil-state.duckdb")]
-    state: PathBuf,
     /// The tokens file (`name role tenants sha256:<hex>` per line; `vigil token new` makes lines).
     #[arg(long, required_unless_present = "demo")]
     tokens: Option<PathBuf>,
@@ -174,15 +190,6 @@ struct ServeArgs {
     /// Time between heartbeat comments on idle live-feed streams.
     #[arg(long, default_value = "15s")]
     heartbeat: String,
-    /// Virtual clock for demos and tests: the first evaluation time (default: the wall clock).
-    #[arg(long)]
-    start: Option<String>,
-    /// With --start: real time between ticks.
-    #[arg(long, default_value = "1s")]
-    tick_interval: String,
-    /// Stop after the tick at this time (default: run until SIGINT/SIGTERM).
-    #[arg(long)]
-    until: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -358,21 +365,8 @@ enum Command {
         /// A DuckDB file, or a directory of <table>.csv|.parquet|.jsonl files (read again at every tick).
         #[arg(long)]
         signals: PathBuf,
-        /// Tick length; each rule runs on the ticks that are multiples of its cadence.
-        #[arg(long, default_value = "5m")]
-        every: String,
-        /// The state database (findings, baselines, reloads).
-        #[arg(long, default_value = "vigil-state.duckdb")]
-        state: PathBuf,
-        /// Virtual clock for demos and tests: the first evaluation time (default: the wall clock).
-        #[arg(long)]
-        start: Option<String>,
-        /// With --start: real time between ticks.
-        #[arg(long, default_value = "1s")]
-        tick_interval: String,
-        /// Stop after the tick at this time (default: run until SIGINT/SIGTERM).
-        #[arg(long)]
-        until: Option<String>,
+        #[command(flatten)]
+        clock: LoopArgs,
     },
     /// Run `watch` as a service: the findings API, the live feed (SSE) and the operators'
     /// console over HTTP, with tenant-scoped tokens, health, readiness and metrics.
@@ -860,8 +854,8 @@ fn run(cli: Cli) -> CliResult {
         Command::EvaluateAnomalies { series, labels, timezone, only_rules, rules } => {
             evaluate::evaluate_anomalies(&rules, &series, &labels, &timezone, &only_rules)
         }
-        Command::Watch { rules, signals, every, state, start, tick_interval, until } => {
-            let opts = watch_options(&rules, Some(signals), &every, state, start.as_deref(), &tick_interval, until.as_deref())?;
+        Command::Watch { rules, signals, clock } => {
+            let opts = watch_options(&rules, Some(signals), &clock)?;
             watch::run(&opts)
         }
         Command::Serve(args) => {
@@ -875,25 +869,21 @@ fn run(cli: Cli) -> CliResult {
                 feed_stale_after,
                 feed_dependent,
                 silence_max,
-                every,
-                state,
+                clock,
                 tokens,
                 demo,
                 listen,
                 heartbeat,
-                start,
-                tick_interval,
-                until,
             } = *args;
-            let (signals, state, tokens, start, tick_interval) = if demo {
-                let (state, tokens) = demo_service(&state)?;
-                let start = start.or_else(|| Some("2025-10-04T10:00:00Z".into()));
-                let tick = if tick_interval == "1s" { "3s".to_string() } else { tick_interval };
-                (signals.or_else(|| Some(PathBuf::from("fixtures/demo"))), state, tokens, start, tick)
+            let (signals, tokens, clock) = if demo {
+                let (state, tokens) = demo_service(&clock.state)?;
+                let start = clock.start.or_else(|| Some("2025-10-04T10:00:00Z".into()));
+                let tick_interval = if clock.tick_interval == "1s" { "3s".to_string() } else { clock.tick_interval };
+                (signals.or_else(|| Some(PathBuf::from("fixtures/demo"))), tokens, LoopArgs { state, start, tick_interval, ..clock })
             } else {
-                (signals, state, tokens.unwrap_or_default(), start, tick_interval)
+                (signals, tokens.unwrap_or_default(), clock)
             };
-            let mut watch = watch_options(&rules, signals, &every, state, start.as_deref(), &tick_interval, until.as_deref())?;
+            let mut watch = watch_options(&rules, signals, &clock)?;
             let ingest = ingest_db.unwrap_or_else(|| watch.state.with_extension("signals.duckdb"));
             watch.ingest = Some(ingest);
             let stale_after = vigil_engine::syntax::duration_micros(&feed_stale_after)
@@ -992,15 +982,8 @@ fn retention_of(default: &str, per_table: &[String]) -> Result<std::collections:
 }
 
 /// The loop's options from the flags `watch` and `serve` share.
-fn watch_options(
-    rules: &RuleArgs,
-    signals: Option<PathBuf>,
-    every: &str,
-    state: PathBuf,
-    start: Option<&str>,
-    tick_interval: &str,
-    until: Option<&str>,
-) -> Result<watch::Options, CliError> {
+fn watch_options(rules: &RuleArgs, signals: Option<PathBuf>, clock: &LoopArgs) -> Result<watch::Options, CliError> {
+    let LoopArgs { every, state, start, tick_interval, until } = clock;
     if !rules.rules.is_dir() {
         return Err(input_err(format!("rules directory `{}` does not exist (use --rules DIR)", rules.rules.display())));
     }
@@ -1014,10 +997,10 @@ fn watch_options(
         ingest: None,
         feed: None,
         every: parse_duration(every)?,
-        state,
-        start: start.map(|s| parse_time(s, "--start")).transpose()?,
+        state: state.clone(),
+        start: start.as_deref().map(|s| parse_time(s, "--start")).transpose()?,
         tick_interval: std::time::Duration::from_micros(interval.unsigned_abs()),
-        until: until.map(|s| parse_time(s, "--until")).transpose()?,
+        until: until.as_deref().map(|s| parse_time(s, "--until")).transpose()?,
     })
 }
 

@@ -144,8 +144,10 @@ pub fn run_with(opts: &Options, initial: Arc<RuleSet>, observer: &dyn Observer, 
     let mut failed_reloads = 0u64;
     eprintln!("watch: rule set {revision}: {} rules, {} anomaly rules", current.patterns().count(), current.anomalies().count());
 
-    let (stop, hup) = (&control.stop, &control.reload);
-    for (signal, flag) in [(signal_hook::consts::SIGINT, &stop), (signal_hook::consts::SIGTERM, &stop), (signal_hook::consts::SIGHUP, &hup)]
+    let hup = Arc::new(AtomicBool::new(false));
+    let stop = &control.stop;
+    for (signal, flag) in
+        [(signal_hook::consts::SIGINT, &stop), (signal_hook::consts::SIGTERM, &stop), (signal_hook::consts::SIGHUP, &&hup)]
     {
         signal_hook::flag::register(signal, Arc::clone(*flag))
             .map_err(|e| CliError::Eval(format!("error: cannot handle signal {signal}: {e}")))?;
@@ -177,9 +179,16 @@ pub fn run_with(opts: &Options, initial: Arc<RuleSet>, observer: &dyn Observer, 
             reload_due = Some(Instant::now() + DEBOUNCE);
         }
         let hup_now = hup.swap(false, Ordering::SeqCst);
-        if hup_now || reload_due.is_some_and(|d| Instant::now() >= d) {
+        let asked = control.reload.swap(false, Ordering::SeqCst);
+        if hup_now || asked || reload_due.is_some_and(|d| Instant::now() >= d) {
             reload_due = None;
-            let why = if hup_now { "SIGHUP or a reload request" } else { "files changed" };
+            let why = if hup_now {
+                "SIGHUP"
+            } else if asked {
+                "reload request"
+            } else {
+                "files changed"
+            };
             match ruleset::load_dirs(&opts.rules, &opts.runbooks) {
                 Ok(new) => {
                     let ruleset::SetDiff { added, changed, removed, sections } = ruleset::diff(&current, &new);

@@ -381,7 +381,7 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_file_is_upgraded_to_version_2_and_keeps_its_rows() {
+    fn a_version_1_file_is_upgraded_to_the_current_version_and_keeps_its_rows() {
         let path = temp("v1");
         let conn = attached(&path);
         conn.execute_batch(&render_batch(&version_1("st"), Dialect::DuckDb)).expect("version 1");
@@ -393,7 +393,9 @@ mod tests {
         .expect("a version 1 file");
         assert_eq!(upgrade(&conn, "st").expect("upgrade"), 1);
         let v: i64 = conn.query_row("SELECT max(version) FROM st.schema_version", [], |r| r.get(0)).expect("version");
-        assert_eq!(v, 2);
+        assert_eq!(v, 3);
+        let silences: i64 = conn.query_row("SELECT count(*) FROM st.silences", [], |r| r.get(0)).expect("version 3's table");
+        assert_eq!(silences, 0);
         let kept: String = conn.query_row("SELECT attempted_at FROM st.reloads", [], |r| r.get(0)).expect("row");
         assert_eq!(kept, "then");
         let n: i64 = conn.query_row("SELECT count(inhibited_by) FROM st.findings", [], |r| r.get(0)).expect("new column");

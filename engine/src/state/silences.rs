@@ -217,29 +217,31 @@ fn db(e: StateError) -> SilenceError {
     SilenceError::Db(e.to_string())
 }
 
-/// Changes the reason or the expiry of a silence in force.
-pub fn edit(path: &Path, id: i64, reason: Option<&str>, expires_at: Option<&str>, who: &str, at: &str) -> Result<Changed, SilenceError> {
+/// One change of a silence in force: `apply` writes it and says what to put on the
+/// timelines (event, detail); all in one transaction.
+fn change(
+    path: &Path,
+    id: i64,
+    who: Option<&str>,
+    at: &str,
+    apply: impl FnOnce(&Connection, &Silence) -> Result<(&'static str, String), duckdb::Error>,
+) -> Result<Changed, SilenceError> {
     let out = with_store(path, |conn| {
         conn.execute_batch(&q::text(Statement::Begin))?;
-        let Some(s) = one(conn, id)? else {
-            conn.execute_batch(&q::text(Statement::Rollback))?;
-            return Ok(Err(SilenceError::NotFound(id)));
+        let refused = match one(conn, id)? {
+            None => Err(SilenceError::NotFound(id)),
+            Some(s) if s.ended_at.is_some() => Err(SilenceError::Ended(id)),
+            Some(s) => Ok(s),
         };
-        if s.ended_at.is_some() {
-            conn.execute_batch(&q::text(Statement::Rollback))?;
-            return Ok(Err(SilenceError::Ended(id)));
-        }
-        let (reason, expires) = (reason.unwrap_or(&s.reason), expires_at.unwrap_or(&s.expires_at));
-        conn.execute(
-            &q::text(Statement::Update {
-                table: crate::sql::TableName::in_schema(crate::store::STORE_DB, "silences"),
-                set: vec![("reason".into(), SqlExpr::Param), ("expires_at".into(), SqlExpr::Param)],
-                filter: Some(q::is_param("id")),
-            }),
-            params![reason, expires, id],
-        )?;
-        let detail = format!("silence #{id} changed by {who}: until {expires}: {reason}");
-        let findings = on_timelines(conn, &s.matcher, at, "silence changed", &detail, Some(who))?;
+        let s = match refused {
+            Ok(s) => s,
+            Err(e) => {
+                conn.execute_batch(&q::text(Statement::Rollback))?;
+                return Ok(Err(e));
+            }
+        };
+        let (event, detail) = apply(conn, &s)?;
+        let findings = on_timelines(conn, &s.matcher, at, event, &detail, who)?;
         let silence = one(conn, id)?.ok_or(duckdb::Error::QueryReturnedNoRows)?;
         conn.execute_batch(&q::text(Statement::Commit))?;
         Ok(Ok(Changed { silence, findings }))
@@ -247,38 +249,34 @@ pub fn edit(path: &Path, id: i64, reason: Option<&str>, expires_at: Option<&str>
     out.map_err(db)?
 }
 
+/// `UPDATE silences SET columns = ? WHERE id = ?`
+fn update(columns: &[&str]) -> String {
+    q::text(Statement::Update {
+        table: crate::sql::TableName::in_schema(crate::store::STORE_DB, "silences"),
+        set: columns.iter().map(|c| (c.to_string(), SqlExpr::Param)).collect(),
+        filter: Some(q::is_param("id")),
+    })
+}
+
+/// Changes the reason or the expiry of a silence in force.
+pub fn edit(path: &Path, id: i64, reason: Option<&str>, expires_at: Option<&str>, who: &str, at: &str) -> Result<Changed, SilenceError> {
+    change(path, id, Some(who), at, |conn, s| {
+        let (reason, expires) = (reason.unwrap_or(&s.reason), expires_at.unwrap_or(&s.expires_at));
+        conn.execute(&update(&["reason", "expires_at"]), params![reason, expires, id])?;
+        Ok(("silence changed", format!("silence #{id} changed by {who}: until {expires}: {reason}")))
+    })
+}
+
 /// Ends a silence: `lifted` by `who`, or `expired` (who: None).
 pub fn end(path: &Path, id: i64, who: Option<&str>, at: &str) -> Result<Changed, SilenceError> {
     let how = if who.is_some() { "lifted" } else { "expired" };
-    let out = with_store(path, |conn| {
-        conn.execute_batch(&q::text(Statement::Begin))?;
-        let Some(s) = one(conn, id)? else {
-            conn.execute_batch(&q::text(Statement::Rollback))?;
-            return Ok(Err(SilenceError::NotFound(id)));
-        };
-        if s.ended_at.is_some() {
-            conn.execute_batch(&q::text(Statement::Rollback))?;
-            return Ok(Err(SilenceError::Ended(id)));
-        }
-        conn.execute(
-            &q::text(Statement::Update {
-                table: crate::sql::TableName::in_schema(crate::store::STORE_DB, "silences"),
-                set: vec![("ended_at".into(), SqlExpr::Param), ("ended_by".into(), SqlExpr::Param), ("ended_how".into(), SqlExpr::Param)],
-                filter: Some(q::is_param("id")),
-            }),
-            params![at, who, how, id],
-        )?;
-        let detail = match who {
-            Some(w) => format!("silence #{id} lifted by {w}"),
-            None => format!("silence #{id} expired"),
-        };
-        let event = if who.is_some() { "silence lifted" } else { "silence expired" };
-        let findings = on_timelines(conn, &s.matcher, at, event, &detail, who)?;
-        let silence = one(conn, id)?.ok_or(duckdb::Error::QueryReturnedNoRows)?;
-        conn.execute_batch(&q::text(Statement::Commit))?;
-        Ok(Ok(Changed { silence, findings }))
-    });
-    out.map_err(db)?
+    change(path, id, who, at, |conn, _| {
+        conn.execute(&update(&["ended_at", "ended_by", "ended_how"]), params![at, who, how, id])?;
+        Ok(match who {
+            Some(w) => ("silence lifted", format!("silence #{id} lifted by {w}")),
+            None => ("silence expired", format!("silence #{id} expired")),
+        })
+    })
 }
 
 /// Ends every silence in force whose expiry is at or before `at`.
