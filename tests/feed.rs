@@ -78,7 +78,8 @@ fn a_stale_feed_is_one_finding_not_a_silent_site_storm() {
     let keep_alive = {
         let (base, token, stop) = (s.base.clone(), s.tokens["ana"].clone(), Arc::clone(&stop));
         std::thread::spawn(move || {
-            let body = phones("T000", &[1], 10, 11).lines().take(2).collect::<Vec<_>>().join("\n") + "\n";
+            // (Rows of 23:00: fresh arrivals that no tick run so far is missing.)
+            let body = phones("T000", &[1], 23, 24).lines().take(2).collect::<Vec<_>>().join("\n") + "\n";
             while !stop.load(Ordering::SeqCst) {
                 let _ = common::server::client()
                     .post(format!("{base}/api/v1/signals/phone_events"))
@@ -121,5 +122,45 @@ fn a_stale_feed_is_one_finding_not_a_silent_site_storm() {
     assert_eq!(t900.iter().map(|f| f["holding"].as_bool()).collect::<Vec<_>>(), vec![Some(false)]);
     stop.store(true, Ordering::SeqCst);
     let _ = keep_alive.join();
+    assert!(s.terminate().success());
+}
+
+#[test]
+fn rows_that_arrive_late_are_evaluated_at_the_ticks_they_belong_to() {
+    let dir = common::library("late");
+    let mut s = Server::start_with(&dir, None, &["--tick-interval", "400ms"]);
+    s.wait_for("tick 2025-10-04T10:00:00Z");
+    push(&s, "ana", "phone_events", &phones("T000", &[1], 9, 12));
+    push(&s, "ana", "shifts", &shifts("T000"));
+    push(&s, "ana", "sites", &sites("T000"));
+    // The ticks up to 10:40 have run when a panic of 10:07 arrives. PANIC_RAISED looks
+    // 15 minutes back, so no tick from now on would see it: it belongs to 10:10 .. 10:20.
+    s.wait_for("tick 2025-10-04T10:40:00Z");
+    push(&s, "ana", "panic_events", "tenant_id,site_id,guard_id,ts,kind\nT000,S1,G1,2025-10-04T10:07:00Z,button\n");
+    let line = s.wait_for("late finding(s)");
+    // (The batch lands after the 10:40 tick, maybe after the next one too.)
+    assert!(line.contains(" late finding(s) from rows that arrived after ticks 2025-10-04T10:10:00Z .. "), "{line}");
+    // The panic and its unhandled escalation (no alert followed it), both at their own ticks.
+    let late: Vec<(String, String)> = open_of(&s, "ana", "status=all")
+        .iter()
+        .filter(|x| x["late"] == true && x["first_seen"].as_str().is_some_and(|t| t >= "2025-10-04T10:10:00Z"))
+        .map(|x| (x["finding_type"].as_str().unwrap_or("").to_string(), x["first_seen"].as_str().unwrap_or("").to_string()))
+        .collect();
+    assert!(late.iter().all(|(t, _)| t == "PANIC_RAISED" || t == "EMERGENCY_ESCALATION_DELAYED"), "{late:?}");
+    let found = open_of(&s, "ana", "type=PANIC_RAISED&status=all");
+    assert_eq!(found.len(), 1, "{found:?}");
+    let f = &found[0];
+    assert_eq!(
+        (f["late"].as_bool(), f["first_seen"].as_str(), f["guard_id"].as_str()),
+        (Some(true), Some("2025-10-04T10:10:00Z"), Some("G1"))
+    );
+    let (_, detail) = s.get("ana", &format!("/api/v1/findings/{}", f["id"]));
+    assert_eq!(detail["history"][0]["event"], "raised late");
+    // Nothing else after the start is late: the rows pushed at the start were late only
+    // for the 10:00 and 10:05 ticks that had run before them.
+    let after_start = open_of(&s, "ana", "status=all");
+    let late_after: Vec<&Value> =
+        after_start.iter().filter(|x| x["late"] == true && x["first_seen"].as_str().is_some_and(|t| t > "2025-10-04T10:05:00Z")).collect();
+    assert!(late_after.iter().all(|x| x["finding_type"] == "PANIC_RAISED" || x["finding_type"] == "EMERGENCY_ESCALATION_DELAYED"));
     assert!(s.terminate().success());
 }

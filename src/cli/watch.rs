@@ -83,6 +83,11 @@ pub struct TickReport {
     pub raised: Vec<(String, String)>,
     /// What the store did.
     pub written: store::Written,
+    /// Wall time (µs) just before this tick read the pushed signals: rows stored after it
+    /// with an event time at or before `at` are late for it.
+    pub read_wall: i64,
+    /// Findings of past ticks revealed by rows that arrived late (stored as new, marked late).
+    pub late: Vec<i64>,
     /// The summary line.
     pub line: String,
 }
@@ -172,6 +177,8 @@ pub fn run_with(opts: &Options, initial: Arc<RuleSet>, observer: &dyn Observer, 
     }
     let mut reload_due: Option<Instant> = None;
     let mut tick: Option<std::thread::JoinHandle<Result<TickReport, String>>> = None;
+    // The last tick committed: (its time, when it read the pushed signals).
+    let mut last_done: Option<(i64, i64)> = None;
     let mut next_start = Instant::now();
     loop {
         // File events: wait until they are quiet, then reload (watches re-added).
@@ -259,6 +266,7 @@ pub fn run_with(opts: &Options, initial: Arc<RuleSet>, observer: &dyn Observer, 
                 match h.join() {
                     Ok(Ok(report)) => {
                         eprintln!("{}", report.line);
+                        last_done = Some((report.at, report.read_wall));
                         observer.tick(Ok(&report));
                     }
                     Ok(Err(e)) => {
@@ -296,7 +304,7 @@ pub fn run_with(opts: &Options, initial: Arc<RuleSet>, observer: &dyn Observer, 
         };
         if tick.is_none() && due {
             let set = Arc::clone(&current);
-            let sources = Sources { files: opts.signals.clone(), ingest: opts.ingest.clone(), feed: opts.feed.clone() };
+            let sources = Sources { files: opts.signals.clone(), ingest: opts.ingest.clone(), feed: opts.feed.clone(), late: last_done };
             let (state, at, every) = (opts.state.clone(), now, opts.every);
             tick = Some(std::thread::spawn(move || evaluate_tick(&set, &sources, &state, at, every)));
             virtual_now = now;
@@ -360,6 +368,8 @@ struct Sources {
     ingest: Option<PathBuf>,
     /// What a stale feed holds.
     feed: Option<FeedPolicy>,
+    /// The previous tick: (its time, when it read the pushed signals).
+    late: Option<(i64, i64)>,
 }
 
 /// A tenant whose pushed signals stopped arriving.
@@ -372,12 +382,19 @@ struct StaleFeed {
 impl Sources {
     /// The signals as of `now`: the files, plus the ingested rows the rules' windows read.
     fn load(&self, set: &RuleSet, now: i64) -> Result<load::Signals, String> {
+        self.load_span(set, now, now)
+    }
+
+    /// The signals for the ticks `from..=now`: each window reaches back from `from`.
+    fn load_span(&self, set: &RuleSet, from: i64, now: i64) -> Result<load::Signals, String> {
         let sig = match &self.files {
             Some(path) => load::load(path).map_err(|e| e.to_string())?,
             None => load::empty().map_err(|e| e.to_string())?,
         };
         if let Some(db) = &self.ingest {
-            vigil_engine::ingest::copy_window(db, &sig, now, &set.read_ranges())
+            let widen = now - from;
+            let ranges = set.read_ranges().into_iter().map(|(t, l)| (t, l.map(|l| l + widen))).collect();
+            vigil_engine::ingest::copy_window(db, &sig, now, &ranges)
                 .map_err(|e| format!("{}: cannot read the ingested signals: {e}", db.display()))?;
         }
         Ok(sig)
@@ -427,8 +444,42 @@ fn feed_stale_finding(feed: &StaleFeed, now: i64, held: usize) -> exec::Finding 
     }
 }
 
+/// The most ticks of the past that late rows re-evaluate (a day of 5-minute ticks).
+const LATE_TICKS: usize = 288;
+
+/// Rows that arrived after the previous tick read the pushed signals, with event times
+/// at or before it, belong to ticks already run: those ticks are evaluated again with
+/// them, and findings they reveal are stored at their tick, marked late.
+fn evaluate_late(set: &RuleSet, sources: &Sources, state: &Path, every: i64) -> Result<(Vec<i64>, String), String> {
+    let (Some(db), Some((prev_tick, prev_read))) = (&sources.ingest, sources.late) else { return Ok((Vec::new(), String::new())) };
+    let late_from = vigil_engine::ingest::late_since(db, prev_read, prev_tick).map_err(|e| format!("{}: {e}", db.display()))?;
+    let Some(&first) = late_from.values().min() else { return Ok((Vec::new(), String::new())) };
+    // The ticks of the grid (prev_tick - k * every) at or after the earliest late row.
+    let mut ticks: Vec<i64> = (0..LATE_TICKS as i64).map(|k| prev_tick - k * every).take_while(|t| *t >= first).collect();
+    ticks.reverse();
+    let (Some(&from), Some(&to)) = (ticks.first(), ticks.last()) else { return Ok((Vec::new(), String::new())) };
+    let sig = sources.load_span(set, from, to)?;
+    let (mut found, failures) = exec::replay_ticks(&sig, set, &ticks, &Filter::default());
+    for f in &failures {
+        eprintln!("watch: late rows: {f}");
+    }
+    // Only the tenants whose rows were late, at the ticks their rows reach; a stale
+    // feed's absence-of-activity findings stay held, as at the current tick.
+    let stale: Vec<String> = sources.stale()?.into_iter().map(|f| f.tenant).collect();
+    let dependent = sources.feed.as_ref().map(|p| p.dependent.clone()).unwrap_or_default();
+    found.retain(|f| {
+        let reached = late_from.get(&f.tenant_id).is_some_and(|from| load::parse_timestamp(&f.detected_at).is_ok_and(|t| t >= *from));
+        reached && !(stale.contains(&f.tenant_id) && dependent.contains(&f.finding_type))
+    });
+    let ids = store::record_late(state, set, &found).map_err(|e| format!("{}: {e}", state.display()))?;
+    let line = format!(", {} late finding(s) from rows that arrived after ticks {} .. {} ran", ids.len(), exec::iso(from), exec::iso(to));
+    Ok((ids, line))
+}
+
 fn evaluate_tick(set: &RuleSet, sources: &Sources, state: &Path, now: i64, every: i64) -> Result<TickReport, String> {
     let started = Instant::now();
+    let read_wall = chrono::Utc::now().timestamp_micros();
+    let (late, late_line) = evaluate_late(set, sources, state, every)?;
     let sig = sources.load(set, now)?;
     let mut ids: Vec<String> = set.headers().filter(|h| due(h.cadence, now, every)).map(|h| h.id.clone()).collect();
     // An inhibited rule that is due brings the rules of its inhibitor, so that the
@@ -451,7 +502,9 @@ fn evaluate_tick(set: &RuleSet, sources: &Sources, state: &Path, now: i64, every
             failed: 0,
             raised: Vec::new(),
             written: store::Written::default(),
-            line: format!("tick {}: no rule due", exec::iso(now)),
+            read_wall,
+            line: format!("tick {}: no rule due{late_line}", exec::iso(now)),
+            late,
         });
     }
     let filter = Filter { rules: ids.iter().cloned().collect(), ..Filter::default() };
@@ -500,7 +553,19 @@ fn evaluate_tick(set: &RuleSet, sources: &Sources, state: &Path, now: i64, every
         }
     }
     let raised = findings.iter().filter(|f| new.contains(&f.identity())).map(|f| (f.finding_type.clone(), f.severity.clone())).collect();
-    Ok(TickReport { at: now, cadence, took: started.elapsed(), evaluated: evaluated.len(), failed: failures.len(), raised, written, line })
+    line.push_str(&late_line);
+    Ok(TickReport {
+        at: now,
+        cadence,
+        took: started.elapsed(),
+        evaluated: evaluated.len(),
+        failed: failures.len(),
+        raised,
+        written,
+        read_wall,
+        late,
+        line,
+    })
 }
 
 #[cfg(test)]

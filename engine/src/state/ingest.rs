@@ -184,6 +184,37 @@ pub fn copy_window(path: &Path, signals: &Signals, now: i64, ranges: &BTreeMap<&
     copied.map_err(StateError::Db)
 }
 
+/// Per tenant, the earliest event time among rows that arrived after `received_after`
+/// (µs, wall clock) with an event time at or before `event_until`: rows late for ticks
+/// already run.
+pub fn late_since(path: &Path, received_after: i64, event_until: i64) -> Result<BTreeMap<String, i64>, StateError> {
+    if !path.exists() {
+        return Ok(BTreeMap::new());
+    }
+    with_signals(path, |conn| {
+        let mut earliest: BTreeMap<String, i64> = BTreeMap::new();
+        for table in schema::contract_tables() {
+            let Some(ev) = table.event_time else { continue };
+            let s = "s";
+            let first = SqlExpr::func(Func::EpochMicros, vec![SqlExpr::func(Func::Min, vec![SqlExpr::col(s, ev)])]);
+            let from = From::InSchema { schema: DB.into(), name: table.name.into(), alias: s.into() };
+            let mut select = Select::new(from, vec![(SqlExpr::col(s, "tenant_id"), None), (first, None)]).filtered(vec![
+                SqlExpr::bin(Op::Gt, SqlExpr::col(s, RECEIVED), SqlExpr::Int(received_after)),
+                SqlExpr::bin(Op::Le, SqlExpr::col(s, ev), SqlExpr::Timestamp(event_until)),
+            ]);
+            select.group_by = vec![SqlExpr::col(s, "tenant_id")];
+            let mut stmt = conn.prepare(&text(Statement::select(select)))?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            for row in rows {
+                let (tenant, t) = row?;
+                let slot = earliest.entry(tenant).or_insert(t);
+                *slot = (*slot).min(t);
+            }
+        }
+        Ok(earliest)
+    })
+}
+
 /// When rows of one tenant's table last arrived, and how far behind event time was.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Arrival {

@@ -24,6 +24,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, what: "findings store and baselines", statements: version_1 },
     Migration { version: 2, what: "inhibited findings", statements: version_2 },
     Migration { version: 3, what: "silences", statements: version_3 },
+    Migration { version: 4, what: "late findings", statements: version_4 },
 ];
 
 /// A column: name, type, NOT NULL.
@@ -36,6 +37,14 @@ fn table(db: &str, name: &str, columns: &[Col], primary_key: &[&str]) -> Stateme
         primary_key: primary_key.iter().map(|k| k.to_string()).collect(),
         temporary: false,
     }
+}
+
+/// Version 4: a finding raised at a past tick, from rows that arrived after it.
+fn version_4(db: &str) -> Vec<Statement> {
+    vec![Statement::AddColumn {
+        table: TableName::in_schema(db, "findings"),
+        column: ColumnDef { name: "late".into(), ty: SqlType::Boolean, not_null: false },
+    }]
 }
 
 /// Version 3: silences with an owner, a reason and an expiry (`vigil serve`).
@@ -154,7 +163,7 @@ fn version_1(db: &str) -> Vec<Statement> {
 }
 
 /// The schema version this binary writes.
-pub const CURRENT: i64 = 3;
+pub const CURRENT: i64 = 4;
 
 /// The state layer's error: a file this binary must not use, or DuckDB's refusal.
 #[derive(Debug)]
@@ -393,7 +402,7 @@ mod tests {
         .expect("a version 1 file");
         assert_eq!(upgrade(&conn, "st").expect("upgrade"), 1);
         let v: i64 = conn.query_row("SELECT max(version) FROM st.schema_version", [], |r| r.get(0)).expect("version");
-        assert_eq!(v, 3);
+        assert_eq!(v, CURRENT);
         let silences: i64 = conn.query_row("SELECT count(*) FROM st.silences", [], |r| r.get(0)).expect("version 3's table");
         assert_eq!(silences, 0);
         let kept: String = conn.query_row("SELECT attempted_at FROM st.reloads", [], |r| r.get(0)).expect("row");

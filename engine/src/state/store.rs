@@ -279,42 +279,8 @@ pub fn record(
                     }
                 }
                 None => {
-                    let (rule_hash, sql_hash) = hashes.entry(f.rule.clone()).or_insert_with(|| provenance(set, &f.rule, now)).clone();
-                    let id: i64 = conn.query_row(&q::next_id(), [], |r| r.get(0))?;
-                    // id .. suppressed; NEW; first and last seen; once, holding; nobody acknowledged or
-                    // resolved it; provenance.
-                    let mut values = vec![SqlExpr::Param; 13];
-                    values.push(SqlExpr::Str(Status::New.name().into()));
-                    values.extend([SqlExpr::Param, SqlExpr::Param, SqlExpr::Int(1), SqlExpr::Bool(true)]);
-                    values.extend([SqlExpr::Null, SqlExpr::Null, SqlExpr::Null, SqlExpr::Null]);
-                    values.extend([SqlExpr::Param, SqlExpr::Param, SqlExpr::Param]);
-                    // Version 2: the inhibiting finding.
-                    values.push(SqlExpr::Param);
-                    conn.execute(
-                        &q::insert("findings", values),
-                        params![
-                            id,
-                            f.finding_type,
-                            f.tenant_id,
-                            f.site_id,
-                            f.guard_id,
-                            f.entity_id,
-                            f.rule,
-                            f.category,
-                            f.severity,
-                            f.title,
-                            evidence,
-                            f.runbook,
-                            f.suppressed,
-                            at,
-                            at,
-                            rule_hash,
-                            sql_hash,
-                            revision,
-                            f.inhibited_by
-                        ],
-                    )?;
-                    conn.execute(&history, params![id, at, "raised", f.severity, None::<String>])?;
+                    let provenance = hashes.entry(f.rule.clone()).or_insert_with(|| provenance(set, &f.rule, now)).clone();
+                    let id = insert_new(conn, f, &at, &provenance, &revision, false)?;
                     open.insert(key.clone(), (id, f.severity.clone(), f.rule.clone()));
                     seen.insert(id);
                     out.new.push(id);
@@ -340,6 +306,90 @@ pub fn record(
         conn.execute_batch(&q::text(Statement::Commit))?;
         Ok(out)
     })
+}
+
+/// Inserts a finding seen for the first time at `at` (NEW, once, holding), with its
+/// provenance and the `raised` (or `raised late`) history entry; returns its id.
+fn insert_new(
+    conn: &Connection,
+    f: &Finding,
+    at: &str,
+    provenance: &(String, String),
+    revision: &str,
+    late: bool,
+) -> Result<i64, duckdb::Error> {
+    let id: i64 = conn.query_row(&q::next_id(), [], |r| r.get(0))?;
+    let evidence = serde_json::Value::Object(f.evidence.clone()).to_string();
+    // id .. suppressed; NEW; first and last seen; once, holding; nobody acknowledged or
+    // resolved it; provenance; version 2: the inhibiting finding; version 4: late.
+    let mut values = vec![SqlExpr::Param; 13];
+    values.push(SqlExpr::Str(Status::New.name().into()));
+    values.extend([SqlExpr::Param, SqlExpr::Param, SqlExpr::Int(1), SqlExpr::Bool(true)]);
+    values.extend([SqlExpr::Null, SqlExpr::Null, SqlExpr::Null, SqlExpr::Null]);
+    values.extend([SqlExpr::Param, SqlExpr::Param, SqlExpr::Param]);
+    values.extend([SqlExpr::Param, SqlExpr::Bool(late)]);
+    conn.execute(
+        &q::insert("findings", values),
+        params![
+            id,
+            f.finding_type,
+            f.tenant_id,
+            f.site_id,
+            f.guard_id,
+            f.entity_id,
+            f.rule,
+            f.category,
+            f.severity,
+            f.title,
+            evidence,
+            f.runbook,
+            f.suppressed,
+            at,
+            at,
+            provenance.0,
+            provenance.1,
+            revision,
+            f.inhibited_by
+        ],
+    )?;
+    let event = if late { "raised late" } else { "raised" };
+    conn.execute(&q::insert_params("finding_history", 5), params![id, at, event, f.severity, None::<String>])?;
+    Ok(id)
+}
+
+/// Records findings of past ticks that rows arriving after those ticks revealed
+/// (each at its `detected_at`): those whose identity is not open become new
+/// findings marked late; open ones are left to the regular ticks. Returns the new ids.
+pub fn record_late(path: &Path, set: &RuleSet, findings: &[Finding]) -> Result<Vec<i64>, StateError> {
+    let revision = revision(set);
+    with_store(path, |conn| {
+        conn.execute_batch(&q::text(Statement::Begin))?;
+        let mut open: std::collections::HashSet<Key> = std::collections::HashSet::new();
+        {
+            let columns = ["finding_type", "tenant_id", "site_id", "guard_id", "entity_id"];
+            let mut stmt = conn.prepare(&q::select("findings", &columns, vec![q::open()], &[]))?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+            for row in rows {
+                open.insert(row?);
+            }
+        }
+        let mut out = Vec::new();
+        for f in findings {
+            if !open.insert(f.identity()) {
+                continue;
+            }
+            let at = load_time(&f.detected_at);
+            let provenance = provenance(set, &f.rule, at);
+            out.push(insert_new(conn, f, &f.detected_at, &provenance, &revision, true)?);
+        }
+        conn.execute_batch(&q::text(Statement::Commit))?;
+        Ok(out)
+    })
+}
+
+/// A finding's `detected_at` as microseconds (0 when it is not a time: provenance only).
+fn load_time(iso: &str) -> i64 {
+    crate::load::parse_timestamp(iso).unwrap_or(0)
 }
 
 /// The latest evaluation time written (ISO-8601), if any: where `vigil watch` resumes.
@@ -479,6 +529,9 @@ pub struct Stored {
     pub ruleset_revision: String,
     /// The finding that inhibits it, as of the last evaluation that saw it.
     pub inhibited_by: Option<String>,
+    /// Raised at a past tick from rows that arrived after that tick ran (`vigil serve`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub late: bool,
 }
 
 /// Which stored findings to list.
@@ -594,6 +647,7 @@ pub fn find(path: &Path, query: &Query) -> Result<Vec<Stored>, StateError> {
         "sql_hash",
         "ruleset_revision",
         "inhibited_by",
+        "late",
     ];
     with_store(path, |conn| {
         let mut stmt = conn.prepare(&q::select("findings", &columns, filter, &["id"]))?;
@@ -625,6 +679,7 @@ pub fn find(path: &Path, query: &Query) -> Result<Vec<Stored>, StateError> {
                 sql_hash: r.get(23)?,
                 ruleset_revision: r.get(24)?,
                 inhibited_by: r.get(25)?,
+                late: r.get::<_, Option<bool>>(26)?.unwrap_or(false),
             })
         })?;
         rows.collect()

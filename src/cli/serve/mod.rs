@@ -226,6 +226,7 @@ impl Observer for App {
                 self.metrics.tick(cadence, r.took.as_secs_f64(), r.evaluated, r.failed, &r.raised, r.at);
                 self.last_tick_wall.store(chrono::Utc::now().timestamp_micros(), Ordering::SeqCst);
                 self.publish_findings("finding.raised", &r.written.new);
+                self.publish_findings("finding.raised", &r.late);
                 self.publish_findings("finding.changed", &r.written.changed_ids);
                 self.publish_findings("finding.cleared", &r.written.cleared_ids);
                 self.prune(r.at);

@@ -140,6 +140,7 @@ function row(f) {
     el("td", { class: "c-guard" }, f.guard_id || "—"),
     el("td", { class: "c-status" }, el("span", { class: "status", dataset: { status: f.status } }, f.status),
       f.silenced_by ? el("span", { class: "silenced", title: `silence #${f.silenced_by} until ${fmtTime(f.silenced_until)}` }, " · silenced") : "",
+      f.late ? el("span", { class: "silenced", title: "raised at a past tick from rows that arrived after it ran" }, " · late") : "",
       f.holding ? "" : el("span", { class: "cleared" }, " no longer holds")),
     el("td", { class: "c-due", dataset: { due: f.escalation_due || "" } }, "—"));
   tr.addEventListener("click", () => { select(f.id); openPanel(f.id); });
