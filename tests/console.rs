@@ -175,6 +175,13 @@ async fn operators_log_in_see_findings_arrive_and_acknowledge_one() {
     until(&c, "the row marked silenced", &format!("return (document.querySelector('tr[data-id=\"{new_id}\"]') || {{}}).className === 'muted' || document.querySelector('tr[data-id=\"{new_id}\"] .silenced') !== null")).await;
     c.find(Locator::Css("#open-silences")).await.expect("silences").click().await.expect("open silences");
     until(&c, "the silences list", "return document.querySelectorAll('#silence-rows tr').length").await;
+    // Edit its reason in the list, then lift it.
+    eval(&c, "[...document.querySelectorAll('#silence-rows button')].find(b => b.textContent === 'Edit reason').click(); return null")
+        .await;
+    let input = c.wait().for_element(Locator::Css("#silence-rows td.reason input")).await.expect("reason input");
+    input.clear().await.expect("clear");
+    input.send_keys("Works moved to 11:00\u{E007}").await.expect("type and Enter");
+    until(&c, "the new reason", "return document.getElementById('silence-rows').textContent.includes('Works moved to 11:00')").await;
     artifact("console-silences.png", &c.screenshot().await.expect("screenshot"));
     eval(&c, "[...document.querySelectorAll('#silence-rows button')].find(b => b.textContent === 'Lift').click(); return null").await;
     until(&c, "the lifted silence", "return document.getElementById('silence-rows').textContent.includes('lifted')").await;
@@ -187,6 +194,7 @@ async fn operators_log_in_see_findings_arrive_and_acknowledge_one() {
     let (_, stored) = server.get("ana", &format!("/api/v1/findings/{id}"));
     assert_eq!((stored["status"].as_str(), stored["acknowledged_by"].as_str()), (Some("ACKNOWLEDGED"), Some("ana")));
     assert!(stored["history"].to_string().contains("Called the guard; on his way"));
+    assert!(stored["history"].to_string().contains("Works moved to 11:00"), "the edit is on the timeline");
     c.close().await.expect("close the browser");
     drop(driver);
     assert!(server.terminate().success());

@@ -306,10 +306,22 @@ async function showSilences() {
         extend.addEventListener("click", () => changeSilence("PATCH", s, { expires_at: new Date(Date.parse(s.expires_at) + 3600e3).toISOString().replace(/\.\d+Z$/, "Z") }));
         const lift = el("button", { type: "button" }, "Lift");
         lift.addEventListener("click", () => changeSilence("DELETE", s));
-        actions.append(extend, " ", lift);
+        const edit = el("button", { type: "button" }, "Edit reason");
+        actions.append(extend, " ", edit, " ", lift);
+        edit.addEventListener("click", () => {
+          // The reason cell becomes an input; Enter saves, Escape leaves it as it was.
+          const input = el("input", { value: s.reason, "aria-label": "New reason" });
+          reason.replaceChildren(input);
+          input.focus();
+          input.addEventListener("keydown", (e) => {
+            if (e.key === "Enter") changeSilence("PATCH", s, { reason: input.value });
+            if (e.key === "Escape") { e.stopPropagation(); e.preventDefault(); reason.replaceChildren(s.reason); }
+          });
+        });
       }
+      const reason = el("td", { class: "reason" }, s.reason);
       return el("tr", { class: s.active ? "" : "ended" }, el("td", {}, `#${s.id}`), el("td", {}, `${s.tenant_id}: ${what}`),
-        el("td", {}, s.owner), el("td", {}, s.reason), el("td", {}, until), actions);
+        el("td", {}, s.owner), reason, el("td", {}, until), actions);
     });
     $("silence-rows").replaceChildren(...rows);
     if (!$("silences").open) $("silences").showModal();
