@@ -116,10 +116,10 @@ fn a_tick_copies_only_the_rows_its_windows_read() {
     let origin = std::path::Path::new("batch");
     let times = ["2025-10-04T08:59:00Z", "2025-10-04T09:30:00Z", "2025-10-04T10:00:00Z", "2025-10-04T10:05:00Z"];
     let rows = load::parse_batch(phones, BatchFormat::JsonLines, &phone_lines(&times), origin).expect("parses");
-    ingest::store_batch(&db, phones, rows, Some("k"), 1).expect("stored");
+    ingest::store_batch(&db, phones, rows, Some("k"), Some(1)).expect("stored");
     let sites = schema::table("sites").expect("table");
     let rows = load::parse_batch(sites, BatchFormat::Csv, SITES, origin).expect("parses");
-    ingest::store_batch(&db, sites, rows, None, 2).expect("stored");
+    ingest::store_batch(&db, sites, rows, None, Some(2)).expect("stored");
     let at = load::parse_timestamp("2025-10-04T10:00:00Z").expect("time");
     let count = |ranges: &BTreeMap<&'static str, Option<i64>>| {
         let sig = load::empty().expect("empty");
@@ -146,7 +146,7 @@ fn a_tick_copies_only_the_rows_its_windows_read() {
     assert_eq!(removed.get("phone_events"), Some(&1), "only 08:59 is older than an hour before 10:00");
     // A repeated key stores nothing and answers with the first batch's size.
     let rows = load::parse_batch(phones, BatchFormat::JsonLines, &phone_lines(&times[..1]), origin).expect("parses");
-    let again = ingest::store_batch(&db, phones, rows, Some("k"), 3).expect("stored");
+    let again = ingest::store_batch(&db, phones, rows, Some("k"), Some(3)).expect("stored");
     assert_eq!((again.rows, again.duplicate), (4, true));
     assert_eq!(ingest::arrivals(&db).expect("arrivals").iter().find(|a| a.table == "phone_events").map(|a| a.rows), Some(3));
 }

@@ -109,8 +109,7 @@ pub(super) fn bench_serve(args: &RuleArgs, b: &BenchServe) -> CliResult {
             let text = format!("{}\n{}\n", rows.header, rows.before.join("\n"));
             let parsed = load::parse_batch(table, load::BatchFormat::Csv, &text, Path::new(table.name)).map_err(input_err)?;
             history += parsed.len();
-            vigil_engine::ingest::store_batch(&ingest_db, table, parsed, None, chrono::Utc::now().timestamp_micros())
-                .map_err(|e| CliError::Eval(format!("error: {e}")))?;
+            vigil_engine::ingest::store_batch(&ingest_db, table, parsed, None, None).map_err(|e| CliError::Eval(format!("error: {e}")))?;
         }
         streams.extend(rows.stream.into_iter().map(|(t, l)| (t, table.name, l)));
         headers.insert(table.name, rows.header);

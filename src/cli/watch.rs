@@ -380,13 +380,14 @@ struct StaleFeed {
 }
 
 impl Sources {
-    /// The signals as of `now`: the files, plus the ingested rows the rules' windows read.
-    fn load(&self, set: &RuleSet, now: i64) -> Result<load::Signals, String> {
+    /// The signals as of `now`: the files, plus the ingested rows the rules' windows read;
+    /// and the wall time the pushed rows were read.
+    fn load(&self, set: &RuleSet, now: i64) -> Result<(load::Signals, i64), String> {
         self.load_span(set, now, now)
     }
 
     /// The signals for the ticks `from..=now`: each window reaches back from `from`.
-    fn load_span(&self, set: &RuleSet, from: i64, now: i64) -> Result<load::Signals, String> {
+    fn load_span(&self, set: &RuleSet, from: i64, now: i64) -> Result<(load::Signals, i64), String> {
         let sig = match &self.files {
             Some(path) => load::load(path).map_err(|e| e.to_string())?,
             None => load::empty().map_err(|e| e.to_string())?,
@@ -394,10 +395,11 @@ impl Sources {
         if let Some(db) = &self.ingest {
             let widen = now - from;
             let ranges = set.read_ranges().into_iter().map(|(t, l)| (t, l.map(|l| l + widen))).collect();
-            vigil_engine::ingest::copy_window(db, &sig, now, &ranges)
+            let read = vigil_engine::ingest::copy_window(db, &sig, now, &ranges)
                 .map_err(|e| format!("{}: cannot read the ingested signals: {e}", db.display()))?;
+            return Ok((sig, read));
         }
-        Ok(sig)
+        Ok((sig, chrono::Utc::now().timestamp_micros()))
     }
 
     /// Tenants whose pushed rows (of any table) last arrived longer ago than the policy allows.
@@ -447,18 +449,20 @@ fn feed_stale_finding(feed: &StaleFeed, now: i64, held: usize) -> exec::Finding 
 /// The most ticks of the past that late rows re-evaluate (a day of 5-minute ticks).
 const LATE_TICKS: usize = 288;
 
-/// Rows that arrived after the previous tick read the pushed signals, with event times
-/// at or before it, belong to ticks already run: those ticks are evaluated again with
-/// them, and findings they reveal are stored at their tick, marked late.
-fn evaluate_late(set: &RuleSet, sources: &Sources, state: &Path, every: i64) -> Result<(Vec<i64>, String), String> {
+/// Rows that arrived after the previous tick read the pushed signals and before this
+/// one did (`read`), with event times at or before the previous tick, belong to ticks
+/// already run: those ticks are evaluated again with them, and findings they reveal
+/// are stored at their tick, marked late. (Each row is judged by the first tick that
+/// read it, so none is missed and none is judged twice.)
+fn evaluate_late(set: &RuleSet, sources: &Sources, state: &Path, every: i64, read: i64) -> Result<(Vec<i64>, String), String> {
     let (Some(db), Some((prev_tick, prev_read))) = (&sources.ingest, sources.late) else { return Ok((Vec::new(), String::new())) };
-    let late_from = vigil_engine::ingest::late_since(db, prev_read, prev_tick).map_err(|e| format!("{}: {e}", db.display()))?;
+    let late_from = vigil_engine::ingest::late_since(db, prev_read, read, prev_tick).map_err(|e| format!("{}: {e}", db.display()))?;
     let Some(&first) = late_from.values().min() else { return Ok((Vec::new(), String::new())) };
     // The ticks of the grid (prev_tick - k * every) at or after the earliest late row.
     let mut ticks: Vec<i64> = (0..LATE_TICKS as i64).map(|k| prev_tick - k * every).take_while(|t| *t >= first).collect();
     ticks.reverse();
     let (Some(&from), Some(&to)) = (ticks.first(), ticks.last()) else { return Ok((Vec::new(), String::new())) };
-    let sig = sources.load_span(set, from, to)?;
+    let (sig, _) = sources.load_span(set, from, to)?;
     let (mut found, failures) = exec::replay_ticks(&sig, set, &ticks, &Filter::default());
     for f in &failures {
         eprintln!("watch: late rows: {f}");
@@ -478,9 +482,9 @@ fn evaluate_late(set: &RuleSet, sources: &Sources, state: &Path, every: i64) -> 
 
 fn evaluate_tick(set: &RuleSet, sources: &Sources, state: &Path, now: i64, every: i64) -> Result<TickReport, String> {
     let started = Instant::now();
-    let read_wall = chrono::Utc::now().timestamp_micros();
-    let (late, late_line) = evaluate_late(set, sources, state, every)?;
-    let sig = sources.load(set, now)?;
+
+    let (sig, read_wall) = sources.load(set, now)?;
+    let (late, late_line) = evaluate_late(set, sources, state, every, read_wall)?;
     let mut ids: Vec<String> = set.headers().filter(|h| due(h.cadence, now, every)).map(|h| h.id.clone()).collect();
     // An inhibited rule that is due brings the rules of its inhibitor, so that the
     // inhibition is judged on the same tick.

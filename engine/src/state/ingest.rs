@@ -86,10 +86,19 @@ fn with_signals<T>(path: &Path, f: impl FnOnce(&Connection) -> Result<T, duckdb:
     prepared.map_err(StateError::Db)
 }
 
-/// Stores a parsed batch of `table` received at `received` (µs), once per `key`.
-pub fn store_batch(path: &Path, table: &Table, rows: Vec<Vec<Value>>, key: Option<&str>, received: i64) -> Result<Outcome, StateError> {
+/// Stores a parsed batch of `table` once per `key`, stamped as received at `received`
+/// (µs), or by default at the wall time it is stored (taken under the lock, so a tick
+/// that read before it never misses it: see [`copy_window`]).
+pub fn store_batch(
+    path: &Path,
+    table: &Table,
+    rows: Vec<Vec<Value>>,
+    key: Option<&str>,
+    received: Option<i64>,
+) -> Result<Outcome, StateError> {
     let n = rows.len() as i64;
     with_signals(path, |conn| {
+        let received = received.unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
         // Stage the rows in memory first: the appender is fast and the copy below is one statement.
         load::create_contract_table(conn, "main", "batch", table, &[])?;
         load::append_rows(conn, "main", "batch", rows)?;
@@ -150,13 +159,15 @@ pub fn prune(path: &Path, now: i64, keep: &BTreeMap<&'static str, i64>) -> Resul
 /// Copies into `signals` (its `raw` tables, which must exist and be tables) the
 /// stored rows the rules read at `now`: for a table with an event time and a
 /// lookback in `ranges`, event time in (now - lookback, now]; with `None`, every
-/// row up to now; tables without an event time, every row.
-pub fn copy_window(path: &Path, signals: &Signals, now: i64, ranges: &BTreeMap<&'static str, Option<i64>>) -> Result<(), StateError> {
-    if !path.exists() {
-        return Ok(());
-    }
+/// row up to now; tables without an event time, every row. Returns the wall time (µs)
+/// of the read, taken under the lock: every batch stamped later arrived after it.
+pub fn copy_window(path: &Path, signals: &Signals, now: i64, ranges: &BTreeMap<&'static str, Option<i64>>) -> Result<i64, StateError> {
     let conn = &signals.conn;
     let _guard = signals_lock();
+    let read = chrono::Utc::now().timestamp_micros();
+    if !path.exists() {
+        return Ok(read);
+    }
     crate::store::attach_file(conn, path, DB)?;
     let copied = (|| {
         for table in schema::contract_tables() {
@@ -181,13 +192,13 @@ pub fn copy_window(path: &Path, signals: &Signals, now: i64, ranges: &BTreeMap<&
         Ok(())
     })();
     let _ = conn.execute_batch(&text(Statement::Detach(DB.into())));
-    copied.map_err(StateError::Db)
+    copied.map_err(StateError::Db).map(|()| read)
 }
 
-/// Per tenant, the earliest event time among rows that arrived after `received_after`
-/// (µs, wall clock) with an event time at or before `event_until`: rows late for ticks
-/// already run.
-pub fn late_since(path: &Path, received_after: i64, event_until: i64) -> Result<BTreeMap<String, i64>, StateError> {
+/// Per tenant, the earliest event time among rows that arrived in (`received_after`,
+/// `received_until`] (µs, wall clock) with an event time at or before `event_until`:
+/// rows late for ticks already run.
+pub fn late_since(path: &Path, received_after: i64, received_until: i64, event_until: i64) -> Result<BTreeMap<String, i64>, StateError> {
     if !path.exists() {
         return Ok(BTreeMap::new());
     }
@@ -200,6 +211,7 @@ pub fn late_since(path: &Path, received_after: i64, event_until: i64) -> Result<
             let from = From::InSchema { schema: DB.into(), name: table.name.into(), alias: s.into() };
             let mut select = Select::new(from, vec![(SqlExpr::col(s, "tenant_id"), None), (first, None)]).filtered(vec![
                 SqlExpr::bin(Op::Gt, SqlExpr::col(s, RECEIVED), SqlExpr::Int(received_after)),
+                SqlExpr::bin(Op::Le, SqlExpr::col(s, RECEIVED), SqlExpr::Int(received_until)),
                 SqlExpr::bin(Op::Le, SqlExpr::col(s, ev), SqlExpr::Timestamp(event_until)),
             ]);
             select.group_by = vec![SqlExpr::col(s, "tenant_id")];

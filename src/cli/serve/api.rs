@@ -640,7 +640,7 @@ async fn ingest(
     let text = String::from_utf8(raw.to_vec()).map_err(|e| ApiError::field("body", format!("the body is not UTF-8: {e}")))?;
     let origin = std::path::PathBuf::from(format!("POST /api/v1/signals/{}", t.name));
     let scope = caller.0.tenants.clone();
-    let (state, received) = (app.ingest.clone(), chrono::Utc::now().timestamp_micros());
+    let state = app.ingest.clone();
     let app2 = Arc::clone(&app);
     let outcome = blocking(move || {
         let rows = vigil_engine::load::parse_batch(t, format, &text, &origin).map_err(|e| {
@@ -665,7 +665,7 @@ async fn ingest(
                 )));
             }
         }
-        vigil_engine::ingest::store_batch(&state, t, rows, key.as_deref(), received).map_err(ApiError::internal)
+        vigil_engine::ingest::store_batch(&state, t, rows, key.as_deref(), None).map_err(ApiError::internal)
     })
     .await?;
     if !outcome.duplicate {

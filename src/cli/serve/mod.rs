@@ -229,6 +229,15 @@ impl Observer for App {
                 self.publish_findings("finding.raised", &r.late);
                 self.publish_findings("finding.changed", &r.written.changed_ids);
                 self.publish_findings("finding.cleared", &r.written.cleared_ids);
+                // Every tick says it ran: consoles show the service is alive and keep their clock.
+                let tick = serde_json::json!({
+                    "at": exec::iso(r.at),
+                    "now": exec::iso(self.now()),
+                    "took_ms": r.took.as_millis() as u64,
+                    "rules": r.evaluated,
+                    "failed": r.failed,
+                });
+                self.bus.publish("tick", None, tick);
                 self.prune(r.at);
                 self.expire_silences(r.at);
             }

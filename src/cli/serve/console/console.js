@@ -392,6 +392,11 @@ function connect() {
   for (const kind of ["silence.created", "silence.changed", "silence.ended"]) {
     src.addEventListener(kind, () => { if ($("silences").open) showSilences(); });
   }
+  src.addEventListener("tick", (e) => {
+    const t = JSON.parse(e.data);
+    syncClock(t.now);
+    $("last-tick").textContent = `last tick ${fmtTime(t.at).replace(" UTC", "")} (${t.rules} rules${t.failed ? `, ${t.failed} failed` : ""})`;
+  });
   src.addEventListener("reload.ok", (e) => showReload(JSON.parse(e.data)));
   src.addEventListener("reload.failed", (e) => showReload(JSON.parse(e.data)));
 }
