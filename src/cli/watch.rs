@@ -484,7 +484,11 @@ fn evaluate_tick(set: &RuleSet, sources: &Sources, state: &Path, now: i64, every
     let started = Instant::now();
 
     let (sig, read_wall) = sources.load(set, now)?;
-    let (late, late_line) = evaluate_late(set, sources, state, every, read_wall)?;
+    // A failure here costs the late findings, not the tick.
+    let (late, late_line) = evaluate_late(set, sources, state, every, read_wall).unwrap_or_else(|e| {
+        eprintln!("watch: cannot evaluate late rows: {e}");
+        (Vec::new(), String::new())
+    });
     let mut ids: Vec<String> = set.headers().filter(|h| due(h.cadence, now, every)).map(|h| h.id.clone()).collect();
     // An inhibited rule that is due brings the rules of its inhibitor, so that the
     // inhibition is judged on the same tick.
