@@ -736,9 +736,19 @@ fn parse_time(text: &str, flag: &str) -> Result<i64, CliError> {
 }
 
 fn parse_duration(text: &str) -> Result<i64, CliError> {
+    positive_micros(text, "--every")
+}
+
+/// A positive duration flag (`5m`, `24h`, `35d`) in microseconds; the error names the flag.
+fn positive_micros(text: &str, flag: &str) -> Result<i64, CliError> {
     vigil_engine::syntax::duration_micros(text)
         .filter(|d| *d > 0)
-        .ok_or_else(|| input_err(format!("--every: `{text}` is not a duration such as 5m, 15m or 1h")))
+        .ok_or_else(|| input_err(format!("{flag}: `{text}` is not a duration such as 15s, 5m, 24h or 35d")))
+}
+
+/// [`positive_micros`] as a `Duration`.
+fn positive_duration(text: &str, flag: &str) -> Result<std::time::Duration, CliError> {
+    positive_micros(text, flag).map(|d| std::time::Duration::from_micros(d.unsigned_abs()))
 }
 
 /// The findings filter of the output flags; a `--rule` that names no rule of the set is
@@ -886,22 +896,13 @@ fn run(cli: Cli) -> CliResult {
             let mut watch = watch_options(&rules, signals, &clock)?;
             let ingest = ingest_db.unwrap_or_else(|| watch.state.with_extension("signals.duckdb"));
             watch.ingest = Some(ingest);
-            let stale_after = vigil_engine::syntax::duration_micros(&feed_stale_after)
-                .filter(|d| *d > 0)
-                .ok_or_else(|| input_err(format!("--feed-stale-after: `{feed_stale_after}` is not a duration such as 10m")))?;
             watch.feed = Some(watch::FeedPolicy {
-                stale_after: std::time::Duration::from_micros(stale_after.unsigned_abs()),
+                stale_after: positive_duration(&feed_stale_after, "--feed-stale-after")?,
                 dependent: feed_dependent.into_iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect(),
             });
             let retention = retention_of(&retention, &retain)?;
-            let heartbeat = vigil_engine::syntax::duration_micros(&heartbeat)
-                .filter(|d| *d > 0)
-                .ok_or_else(|| input_err(format!("--heartbeat: `{heartbeat}` is not a duration such as 15s")))?;
-            let heartbeat = std::time::Duration::from_micros(heartbeat.unsigned_abs());
-            let silence_max = vigil_engine::syntax::duration_micros(&silence_max)
-                .filter(|d| *d > 0)
-                .ok_or_else(|| input_err(format!("--silence-max: `{silence_max}` is not a duration such as 24h")))?;
-            let silence_max = std::time::Duration::from_micros(silence_max.unsigned_abs());
+            let heartbeat = positive_duration(&heartbeat, "--heartbeat")?;
+            let silence_max = positive_duration(&silence_max, "--silence-max")?;
             serve::run(serve::Options { watch, listen, tokens, heartbeat, retention, silence_max })
         }
         Command::BenchServe { rules, sites, rate, minutes, clients, batch } => {
@@ -956,12 +957,7 @@ fn demo_service(state: &Path) -> Result<(PathBuf, PathBuf), CliError> {
 
 /// Retention per signal table (µs) from `--retention` and `--retain TABLE=DURATION`.
 fn retention_of(default: &str, per_table: &[String]) -> Result<std::collections::BTreeMap<&'static str, i64>, CliError> {
-    let keep = |text: &str, flag: &str| {
-        vigil_engine::syntax::duration_micros(text)
-            .filter(|d| *d > 0)
-            .ok_or_else(|| input_err(format!("{flag}: `{text}` is not a duration such as 35d or 12h")))
-    };
-    let all = keep(default, "--retention")?;
+    let all = positive_micros(default, "--retention")?;
     let mut out: std::collections::BTreeMap<&'static str, i64> =
         vigil_engine::schema::contract_tables().filter(|t| t.event_time.is_some()).map(|t| (t.name, all)).collect();
     for item in per_table {
@@ -976,7 +972,7 @@ fn retention_of(default: &str, per_table: &[String]) -> Result<std::collections:
         if table.event_time.is_none() {
             return Err(input_err(format!("--retain: `{name}` has no event time; its rows are kept until replaced")));
         }
-        out.insert(table.name, keep(duration, "--retain")?);
+        out.insert(table.name, positive_micros(duration, "--retain")?);
     }
     Ok(out)
 }

@@ -454,7 +454,14 @@ const LATE_TICKS: usize = 288;
 /// already run: those ticks are evaluated again with them, and findings they reveal
 /// are stored at their tick, marked late. (Each row is judged by the first tick that
 /// read it, so none is missed and none is judged twice.)
-fn evaluate_late(set: &RuleSet, sources: &Sources, state: &Path, every: i64, read: i64) -> Result<(Vec<i64>, String), String> {
+fn evaluate_late(
+    set: &RuleSet,
+    sources: &Sources,
+    state: &Path,
+    every: i64,
+    read: i64,
+    stale: &[StaleFeed],
+) -> Result<(Vec<i64>, String), String> {
     let (Some(db), Some((prev_tick, prev_read))) = (&sources.ingest, sources.late) else { return Ok((Vec::new(), String::new())) };
     let late_from = vigil_engine::ingest::late_since(db, prev_read, read, prev_tick).map_err(|e| format!("{}: {e}", db.display()))?;
     let Some(&first) = late_from.values().min() else { return Ok((Vec::new(), String::new())) };
@@ -469,11 +476,11 @@ fn evaluate_late(set: &RuleSet, sources: &Sources, state: &Path, every: i64, rea
     }
     // Only the tenants whose rows were late, at the ticks their rows reach; a stale
     // feed's absence-of-activity findings stay held, as at the current tick.
-    let stale: Vec<String> = sources.stale()?.into_iter().map(|f| f.tenant).collect();
     let dependent = sources.feed.as_ref().map(|p| p.dependent.clone()).unwrap_or_default();
     found.retain(|f| {
         let reached = late_from.get(&f.tenant_id).is_some_and(|from| load::parse_timestamp(&f.detected_at).is_ok_and(|t| t >= *from));
-        reached && !(stale.contains(&f.tenant_id) && dependent.contains(&f.finding_type))
+        let held = stale.iter().any(|s| s.tenant == f.tenant_id) && dependent.contains(&f.finding_type);
+        reached && !held
     });
     let ids = store::record_late(state, set, &found).map_err(|e| format!("{}: {e}", state.display()))?;
     let line = format!(", {} late finding(s) from rows that arrived after ticks {} .. {} ran", ids.len(), exec::iso(from), exec::iso(to));
@@ -484,8 +491,10 @@ fn evaluate_tick(set: &RuleSet, sources: &Sources, state: &Path, now: i64, every
     let started = Instant::now();
 
     let (sig, read_wall) = sources.load(set, now)?;
+    // Whose feed is stale: read once, for the late ticks and this one.
+    let stale = sources.stale()?;
     // A failure here costs the late findings, not the tick.
-    let (late, late_line) = evaluate_late(set, sources, state, every, read_wall).unwrap_or_else(|e| {
+    let (late, late_line) = evaluate_late(set, sources, state, every, read_wall, &stale).unwrap_or_else(|e| {
         eprintln!("watch: cannot evaluate late rows: {e}");
         (Vec::new(), String::new())
     });
@@ -524,11 +533,11 @@ fn evaluate_tick(set: &RuleSet, sources: &Sources, state: &Path, now: i64, every
     // A stale feed: its tenant's absence-of-activity findings are held, one finding stands for them.
     let mut held = store::Held::new();
     if let Some(policy) = &sources.feed {
-        for feed in sources.stale()? {
+        for feed in &stale {
             let before = findings.len();
             findings.retain(|f| !(f.tenant_id == feed.tenant && policy.dependent.contains(&f.finding_type)));
             held.extend(policy.dependent.iter().map(|t| (t.clone(), feed.tenant.clone())));
-            findings.push(feed_stale_finding(&feed, now, before - findings.len()));
+            findings.push(feed_stale_finding(feed, now, before - findings.len()));
         }
         evaluated.push(FEED_STALE.to_string());
     }

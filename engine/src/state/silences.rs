@@ -39,10 +39,14 @@ pub struct Matcher {
 impl Matcher {
     /// Does it match a finding?
     pub fn matches(&self, f: &Stored) -> bool {
-        self.tenant_id == f.tenant_id
-            && self.finding_type.as_ref().is_none_or(|t| *t == f.finding_type)
-            && self.site_id.as_ref().is_none_or(|s| *s == f.site_id)
-            && self.guard_id.as_ref().is_none_or(|g| f.guard_id.as_ref() == Some(g))
+        self.tenant_id == f.tenant_id && self.hits(&f.finding_type, &f.site_id, f.guard_id.as_deref())
+    }
+
+    /// Does it match a finding of its tenant with this type, site and guard?
+    fn hits(&self, finding_type: &str, site: &str, guard: Option<&str>) -> bool {
+        self.finding_type.as_deref().is_none_or(|t| t == finding_type)
+            && self.site_id.as_deref().is_none_or(|s| s == site)
+            && self.guard_id.as_deref().is_none_or(|g| guard == Some(g))
     }
 
     /// Matches every finding of the tenant (no type, site or guard given).
@@ -144,10 +148,7 @@ fn on_timelines(conn: &Connection, m: &Matcher, at: &str, event: &str, detail: &
     let mut ids = Vec::new();
     for row in rows {
         let (id, ty, site, guard) = row?;
-        let hit = m.finding_type.as_ref().is_none_or(|t| *t == ty)
-            && m.site_id.as_ref().is_none_or(|s| *s == site)
-            && m.guard_id.as_ref().is_none_or(|g| guard.as_ref() == Some(g));
-        if hit {
+        if m.hits(&ty, &site, guard.as_deref()) {
             ids.push(id);
         }
     }

@@ -411,6 +411,17 @@ fn parse_id(text: &str) -> ApiResult<i64> {
     text.parse().map_err(|_| ApiError::field("id", format!("`{text}` is not a finding id (a whole number)")))
 }
 
+/// 404 unless finding `id` exists in the caller's tenants (one read, no history).
+async fn in_scope(app: &Arc<App>, caller: &Caller, id: i64) -> ApiResult<()> {
+    let (state, tenants) = (app.state.clone(), caller.0.tenants.tenants());
+    let query = StoreQuery { ids: Some(vec![id]), tenants, ..StoreQuery::default() };
+    let found = blocking(move || store::find(&state, &query).map_err(ApiError::internal)).await?;
+    if found.is_empty() {
+        return Err(ApiError::not_found(format!("no finding {id}")));
+    }
+    Ok(())
+}
+
 /// The finding with its history, runbook and version, if the caller may see it.
 async fn detail(app: &Arc<App>, caller: &Caller, id: i64) -> ApiResult<Value> {
     let state = app.state.clone();
@@ -424,15 +435,7 @@ async fn detail(app: &Arc<App>, caller: &Caller, id: i64) -> ApiResult<Value> {
     .await?;
     let f = found.into_iter().next().ok_or_else(|| ApiError::not_found(format!("no finding {id}")))?;
     let set = app.rules();
-    let runbook = set.runbooks.iter().find(|r| r.id == f.runbook).map(|r| {
-        json!({
-            "id": r.id,
-            "title": r.title,
-            "steps": r.steps,
-            "escalate_after_minutes": r.escalate_after_minutes,
-            "auto_actions": r.auto_actions.iter().map(|(a, on)| json!({ "action": a, "enabled": on })).collect::<Vec<_>>(),
-        })
-    });
+    let runbook = set.runbooks.iter().find(|r| r.id == f.runbook).map(runbook_json);
     let version = store::version(&history);
     let timeline: Vec<Value> =
         history.into_iter().map(|(at, event, detail, who)| json!({ "at": at, "event": event, "detail": detail, "who": who })).collect();
@@ -481,7 +484,7 @@ async fn lifecycle(app: Arc<App>, caller: Caller, id: &str, raw: &Bytes, resolve
         return Err(ApiError::field("note", "a note is required: say what was done or why"));
     }
     // Scope first: a finding of another tenant does not exist for this caller.
-    detail(&app, &caller, id).await?;
+    in_scope(&app, &caller, id).await?;
     step(&app, &caller, id, resolve, note.trim(), version).await?;
     Ok(Json(detail(&app, &caller, id).await?))
 }
@@ -522,7 +525,7 @@ async fn bulk_acknowledge(State(app): State<Arc<App>>, caller: Caller, raw: Byte
     }
     let mut results = Vec::new();
     for id in ids {
-        let outcome = match detail(&app, &caller, id).await {
+        let outcome = match in_scope(&app, &caller, id).await {
             Ok(_) => step(&app, &caller, id, false, note.trim(), None).await,
             Err(e) => Err(e),
         };

@@ -135,29 +135,42 @@ impl App {
 
     /// Publishes the current state of stored findings as events of one kind.
     fn publish_findings(&self, kind: &'static str, ids: &[i64]) {
+        self.publish_groups(&[(kind, ids)]);
+    }
+
+    /// Publishes several kinds of events for stored findings, in the order given, from
+    /// one read of the store (a tick's raised, changed and cleared findings).
+    fn publish_groups(&self, groups: &[(&'static str, &[i64])]) {
+        let ids: Vec<i64> = groups.iter().flat_map(|(_, ids)| ids.iter().copied()).collect();
         if ids.is_empty() {
             return;
         }
-        let query = store::Query { ids: Some(ids.to_vec()), ..store::Query::default() };
-        match store::find(&self.state, &query) {
-            Ok(rows) => {
-                for f in rows {
-                    let tenant = Some(f.tenant_id.clone());
-                    let feed = f.finding_type == watch::FEED_STALE;
-                    let data = serde_json::to_value(self.view(f)).unwrap_or_default();
-                    // A tenant's feed going stale or recovering is also an event of its own.
-                    let also = match (feed, kind) {
-                        (true, "finding.raised") => Some("feed.stale"),
-                        (true, "finding.cleared") => Some("feed.recovered"),
-                        _ => None,
-                    };
-                    if let Some(also) = also {
-                        self.bus.publish(also, tenant.clone(), data.clone());
-                    }
-                    self.bus.publish(kind, tenant, data);
-                }
+        let query = store::Query { ids: Some(ids), ..store::Query::default() };
+        let rows = match store::find(&self.state, &query) {
+            Ok(rows) => rows,
+            Err(e) => {
+                eprintln!("serve: cannot read findings for the live feed: {e}");
+                return;
             }
-            Err(e) => eprintln!("serve: cannot read findings for the live feed: {e}"),
+        };
+        let by_id: std::collections::HashMap<i64, &Stored> = rows.iter().map(|f| (f.id, f)).collect();
+        for (kind, ids) in groups {
+            let kind = *kind;
+            for f in ids.iter().filter_map(|id| by_id.get(id)) {
+                let tenant = Some(f.tenant_id.clone());
+                let feed = f.finding_type == watch::FEED_STALE;
+                let data = serde_json::to_value(self.view((*f).clone())).unwrap_or_default();
+                // A tenant's feed going stale or recovering is also an event of its own.
+                let also = match (feed, kind) {
+                    (true, "finding.raised") => Some("feed.stale"),
+                    (true, "finding.cleared") => Some("feed.recovered"),
+                    _ => None,
+                };
+                if let Some(also) = also {
+                    self.bus.publish(also, tenant.clone(), data.clone());
+                }
+                self.bus.publish(kind, tenant, data);
+            }
         }
     }
 }
@@ -225,10 +238,12 @@ impl Observer for App {
                 let cadence = r.cadence.map_or("none", |c| c.name());
                 self.metrics.tick(cadence, r.took.as_secs_f64(), r.evaluated, r.failed, &r.raised, r.at);
                 self.last_tick_wall.store(chrono::Utc::now().timestamp_micros(), Ordering::SeqCst);
-                self.publish_findings("finding.raised", &r.written.new);
-                self.publish_findings("finding.raised", &r.late);
-                self.publish_findings("finding.changed", &r.written.changed_ids);
-                self.publish_findings("finding.cleared", &r.written.cleared_ids);
+                self.publish_groups(&[
+                    ("finding.raised", &r.written.new),
+                    ("finding.raised", &r.late),
+                    ("finding.changed", &r.written.changed_ids),
+                    ("finding.cleared", &r.written.cleared_ids),
+                ]);
                 // Every tick says it ran: consoles show the service is alive and keep their clock.
                 let tick = serde_json::json!({
                     "at": exec::iso(r.at),
