@@ -37,6 +37,7 @@
 
 pub use duckdb;
 
+pub mod actions;
 pub mod anomaly;
 pub mod case;
 pub mod categorize;
@@ -57,7 +58,7 @@ pub mod time;
 
 pub use exec::{backtest, load};
 pub use plan::sql;
-pub use state::{baseline, ingest, migrations, silences, store};
+pub use state::{baseline, ingest, migrations, outbox, silences, store};
 
 pub use exec::{evaluate, replay, Finding};
 pub use load::load;

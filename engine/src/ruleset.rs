@@ -648,7 +648,13 @@ pub fn diff(old: &RuleSet, new: &RuleSet) -> SetDiff {
             .map(|r| {
                 format!(
                     "{} {:?} {:?} {:?} {} {:?} {:?}",
-                    r.id, r.title, r.tenant, r.matches, r.escalate_after_minutes, r.steps, r.auto_actions
+                    r.id,
+                    r.title,
+                    r.tenant,
+                    r.matches,
+                    r.escalate_after_minutes,
+                    r.steps,
+                    r.auto_actions.iter().map(|a| (a.label(), a.switch)).collect::<Vec<_>>()
                 )
             })
             .collect();

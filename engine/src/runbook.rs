@@ -38,10 +38,59 @@ pub struct Runbook {
     pub escalate_after_minutes: i64,
     /// Ordered steps.
     pub steps: Vec<String>,
-    /// Auto-actions with their switch (off by default, never run by the engine yet).
-    pub auto_actions: Vec<(String, bool)>,
+    /// Auto-actions in order, with their switch (see [`AutoAction`]).
+    pub auto_actions: Vec<AutoAction>,
     /// Where it was defined.
     pub span: Span,
+}
+
+/// A runbook's own switch for one auto-action: `auto X off` never runs it, `auto X`
+/// runs it at most in dry-run (records what it would send), `auto X on` lets it go
+/// live where the actions configuration also says so (see `actions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Switch {
+    /// `auto X off`
+    Off,
+    /// `auto X` (no switch written)
+    Default,
+    /// `auto X on`
+    On,
+}
+
+impl Switch {
+    /// As written in a runbook (`default` when no switch is written).
+    pub fn name(self) -> &'static str {
+        match self {
+            Switch::Off => "off",
+            Switch::Default => "default",
+            Switch::On => "on",
+        }
+    }
+}
+
+/// One `auto NAME[:TARGET] [on|off]` line of a runbook, in order: the runbook's steps
+/// that act. `escalate:ops_manager` is the action `escalate` to the target `ops_manager`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutoAction {
+    /// The action's name (defined in the actions configuration).
+    pub name: String,
+    /// Who or what it is for, after the colon.
+    pub target: Option<String>,
+    /// The runbook's switch.
+    pub switch: Switch,
+    /// Where the line names the action.
+    pub span: Span,
+}
+
+impl AutoAction {
+    /// `name` or `name:target`, as written.
+    pub fn label(&self) -> String {
+        match &self.target {
+            Some(t) => format!("{}:{t}", self.name),
+            None => self.name.clone(),
+        }
+    }
 }
 
 /// Checks a parsed runbook.
@@ -91,7 +140,18 @@ pub fn check_runbook(def: &RunbookDef) -> Result<Runbook, Vec<Diagnostic>> {
                 "not a duration",
             )),
             RunbookItem::Step(s) => steps.push(s.value.clone()),
-            RunbookItem::Auto { action, enabled } => auto_actions.push((action.name.clone(), *enabled)),
+            RunbookItem::Auto { action, enabled } => {
+                let (name, target) = match action.name.split_once(':') {
+                    Some((name, target)) => (name.to_string(), Some(target.to_string())),
+                    None => (action.name.clone(), None),
+                };
+                let switch = match enabled {
+                    None => Switch::Default,
+                    Some(true) => Switch::On,
+                    Some(false) => Switch::Off,
+                };
+                auto_actions.push(AutoAction { name, target, switch, span: action.span });
+            }
         }
     }
     let head = Span { file: def.span.file, start: def.span.start, end: def.id.span.end };

@@ -3,7 +3,13 @@
 
 use super::*;
 
-pub(super) fn check(args: &RuleArgs, short: bool, strict_tests: Option<&[PathBuf]>, format: CheckFormat) -> CliResult {
+pub(super) fn check(
+    args: &RuleArgs,
+    short: bool,
+    strict_tests: Option<&[PathBuf]>,
+    format: CheckFormat,
+    actions: Option<&Path>,
+) -> CliResult {
     let runbooks = args.runbooks.clone().unwrap_or_else(|| sibling(&args.rules, "runbooks"));
     if !args.rules.is_dir() {
         return Err(input_err(format!("rules directory `{}` does not exist (use --rules DIR)", args.rules.display())));
@@ -24,7 +30,18 @@ pub(super) fn check(args: &RuleArgs, short: bool, strict_tests: Option<&[PathBuf
                 }
             }
             let (r, a, b) = (set.patterns().count(), set.anomalies().count(), set.runbooks.len());
-            (set.sources, warnings, true, (r, a), b)
+            let mut sources = set.sources;
+            let mut ok = true;
+            if let Some(file) = actions {
+                let text = std::fs::read_to_string(file).map_err(|e| input_err(format!("--actions {}: {e}", file.display())))?;
+                let env = |name: &str| std::env::var(name).ok();
+                match vigil_engine::actions::load(&mut sources, &file.display().to_string(), &text, &env) {
+                    Ok(config) => warnings.extend(vigil_engine::actions::check_runbooks(&config, &set.runbooks)),
+                    Err(errors) => warnings.extend(errors),
+                }
+                ok = !warnings.iter().any(|d| d.is_error());
+            }
+            (sources, warnings, ok, (r, a), b)
         }
         Err(f) => (f.sources, f.diagnostics, false, (0, 0), 0),
     };

@@ -10,7 +10,7 @@
 use std::ffi::OsString;
 
 /// The settings `serve` takes, as flag names; the last ones are repeatable.
-const SERVE_KEYS: [&str; 17] = [
+const SERVE_KEYS: [&str; 18] = [
     "rules",
     "runbooks",
     "signals",
@@ -26,6 +26,7 @@ const SERVE_KEYS: [&str; 17] = [
     "until",
     "feed-stale-after",
     "silence-max",
+    "actions",
     "retain",
     "feed-dependent",
 ];

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod actions;
 mod backtest;
 mod baseline;
 mod bench;
@@ -190,6 +191,10 @@ struct ServeArgs {
     /// Time between heartbeat comments on idle live-feed streams.
     #[arg(long, default_value = "15s")]
     heartbeat: String,
+    /// The runbook actions' configuration (channels, endpoints, actions, guardrails; see
+    /// deploy/actions.toml). Without it no action is planned or sent.
+    #[arg(long)]
+    actions: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -243,6 +248,9 @@ enum Command {
         /// Output: rendered diagnostics, or one JSON object per diagnostic (editors, CI annotations).
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,
+        /// Also check a runbook actions configuration against the runbooks (as `serve --actions` does).
+        #[arg(long)]
+        actions: Option<PathBuf>,
     },
     /// Evaluate every rule once, as of --at, and print the findings.
     Audit {
@@ -433,6 +441,15 @@ enum Command {
         #[arg(long, global = true, default_value = "vigil-state.duckdb")]
         state: PathBuf,
     },
+    /// Runbook actions (`vigil serve --actions`): the outbox and its log; approve, reject,
+    /// replay the dead-letter list, and the kill switches.
+    Actions {
+        #[command(subcommand)]
+        action: ActionsCommand,
+        /// The state database.
+        #[arg(long, global = true, default_value = "vigil-state.duckdb")]
+        state: PathBuf,
+    },
     /// Lay out rule, runbook and case files canonically (comments kept); --check only reports.
     Fmt {
         /// Files or directories (default: rules, runbooks, tests/cases).
@@ -576,6 +593,65 @@ enum FindingsCommand {
     Ack(StepArgs),
     /// NEW or ACKNOWLEDGED -> RESOLVED.
     Resolve(StepArgs),
+}
+
+#[derive(Subcommand)]
+enum ActionsCommand {
+    /// Actions, oldest first.
+    List {
+        /// Only these statuses (comma-separated): pending, awaiting_approval, held, sent,
+        /// would_send, dropped, limited, rejected, suppressed, dead.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only the actions of this finding.
+        #[arg(long)]
+        finding: Option<i64>,
+        /// Only this action (by name).
+        #[arg(long)]
+        action: Option<String>,
+        /// table for people, jsonl for tools.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// One action with its log: every attempt, response, timing and decision.
+    Show {
+        /// The action's id.
+        id: i64,
+    },
+    /// Let an action awaiting approval go.
+    Approve(DecideArgs),
+    /// Refuse an action awaiting approval.
+    Reject(DecideArgs),
+    /// Try a dead (or suppressed) action again from its first attempt.
+    Replay(DecideArgs),
+    /// Throw the global kill switch (or a tenant's with --tenant); --off releases it.
+    Kill {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Who throws it.
+        #[arg(long)]
+        by: String,
+        /// Why.
+        #[arg(long)]
+        note: String,
+        /// Release it.
+        #[arg(long)]
+        off: bool,
+    },
+}
+
+/// A decision about one action.
+#[derive(clap::Args)]
+struct DecideArgs {
+    /// The action's id.
+    id: i64,
+    /// Who decides.
+    #[arg(long)]
+    by: String,
+    /// Why.
+    #[arg(long)]
+    note: String,
 }
 
 /// One lifecycle step of a finding: which, by whom, when.
@@ -767,7 +843,9 @@ fn filter_of(output: &OutputArgs, set: &RuleSet) -> Result<Filter, CliError> {
 
 fn run(cli: Cli) -> CliResult {
     match cli.command {
-        Command::Check { rules, short, strict, tests, format } => check(&rules, short, strict.then_some(tests.as_slice()), format),
+        Command::Check { rules, short, strict, tests, format, actions } => {
+            check(&rules, short, strict.then_some(tests.as_slice()), format, actions.as_deref())
+        }
         Command::Audit { rules, signals, at, state, output } => {
             let set = load_rules(&rules)?;
             let now = parse_time(&at, "--at")?;
@@ -859,6 +937,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Baseline { action, rules } => baseline_command(&rules, action),
         Command::Fmt { paths, check } => fmt_command(&paths, check),
         Command::Findings { action, state } => findings_command(&state, action),
+        Command::Actions { action, state } => actions::actions_command(&state, action),
         Command::Status { state } => status(&state),
         Command::Lsp => lsp::serve(),
         Command::EvaluateAnomalies { series, labels, timezone, only_rules, rules } => {
@@ -884,7 +963,13 @@ fn run(cli: Cli) -> CliResult {
                 demo,
                 listen,
                 heartbeat,
+                actions,
             } = *args;
+            // The demo shows runbook actions too, all in dry-run (see fixtures/actions-demo.toml).
+            let actions = match (demo, actions) {
+                (true, None) => Some(PathBuf::from("fixtures/actions-demo.toml")).filter(|p| p.exists()),
+                (_, actions) => actions,
+            };
             let (signals, tokens, clock) = if demo {
                 let (state, tokens) = demo_service(&clock.state)?;
                 let start = clock.start.or_else(|| Some("2025-10-04T10:00:00Z".into()));
@@ -903,7 +988,7 @@ fn run(cli: Cli) -> CliResult {
             let retention = retention_of(&retention, &retain)?;
             let heartbeat = positive_duration(&heartbeat, "--heartbeat")?;
             let silence_max = positive_duration(&silence_max, "--silence-max")?;
-            serve::run(serve::Options { watch, listen, tokens, heartbeat, retention, silence_max })
+            serve::run(serve::Options { watch, listen, tokens, heartbeat, retention, silence_max, actions })
         }
         Command::BenchServe { rules, sites, rate, minutes, clients, batch } => {
             bench_serve::bench_serve(&rules, &bench_serve::BenchServe { sites, rate, minutes, clients, batch })

@@ -111,8 +111,8 @@ pub(super) fn runbook_command(args: &RuleArgs, action: RunbookCommand) -> CliRes
             }
             if !book.auto_actions.is_empty() {
                 outln!();
-                for (action, on) in &book.auto_actions {
-                    outln!("  auto {action}: {}", if *on { "on" } else { "off" });
+                for auto in &book.auto_actions {
+                    outln!("  auto {}: {}", auto.label(), auto.switch.name());
                 }
             }
             Ok(())

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use vigil_engine::ruleset::{self, RuleSet};
 
+pub mod receiver;
 pub mod server;
 
 /// The repository root.

@@ -47,6 +47,11 @@ codes! {
     AGG_ARGUMENT = "E0404", "an aggregate gets an argument it cannot use";
     RUNBOOK_INCOMPLETE = "E0501", "a runbook lacks its title, match or steps";
     SCRIPT = "E0601", "a Rhai script does not compile or is used where it cannot run";
+    ACTION_CONFIG = "E0701", "the actions configuration does not follow its format";
+    UNKNOWN_ACTION = "E0702", "a runbook's `auto` line names an action the configuration does not define";
+    UNKNOWN_TARGET = "E0703", "an action names a channel or endpoint the configuration does not define";
+    MISSING_SECRET = "E0704", "a secret's environment variable or file is missing";
+    TEMPLATE_FIELD = "E0705", "a template names a field a finding does not have";
     INTERNAL = "E0901", "an internal error; please report it";
     CATEGORY_DISAGREES = "W0101", "the stated category differs from the keyword categories";
     UNUSED_PARAM = "W0102", "a parameter is never used";

@@ -25,6 +25,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, what: "inhibited findings", statements: version_2 },
     Migration { version: 3, what: "silences", statements: version_3 },
     Migration { version: 4, what: "late findings", statements: version_4 },
+    Migration { version: 5, what: "runbook actions: outbox, action log, kill switches", statements: version_5 },
 ];
 
 /// A column: name, type, NOT NULL.
@@ -37,6 +38,68 @@ fn table(db: &str, name: &str, columns: &[Col], primary_key: &[&str]) -> Stateme
         primary_key: primary_key.iter().map(|k| k.to_string()).collect(),
         temporary: false,
     }
+}
+
+/// Version 5: runbook actions (`vigil serve`): the outbox (one row per action, keyed by
+/// its idempotency key), the append-only action log, and the kill switches.
+fn version_5(db: &str) -> Vec<Statement> {
+    use SqlType::{BigInt, Boolean, Varchar};
+    let text = |name| (name, Varchar, true);
+    let maybe = |name| (name, Varchar, false);
+    let int = |name| (name, BigInt, true);
+    let maybe_int = |name| (name, BigInt, false);
+    vec![
+        Statement::CreateSequence(TableName::in_schema(db, "action_ids")),
+        table(
+            db,
+            "actions",
+            &[
+                int("id"),
+                text("key"),
+                int("finding_id"),
+                int("epoch"),
+                text("tenant_id"),
+                text("site_id"),
+                text("runbook"),
+                int("step"),
+                text("action"),
+                text("kind"),
+                text("via"),
+                text("target"),
+                text("mode"),
+                ("critical", Boolean, true),
+                maybe("approval"),
+                text("status"),
+                int("due_us"),
+                int("next_wall_us"),
+                int("attempts"),
+                text("payload"),
+                text("payload_hash"),
+                text("created_at"),
+                maybe_int("deadline_us"),
+                maybe("decided_by"),
+                maybe("last_error"),
+                maybe_int("done_us"),
+            ],
+            &["key"],
+        ),
+        table(
+            db,
+            "action_log",
+            &[
+                int("action_id"),
+                text("at"),
+                int("wall_us"),
+                text("event"),
+                maybe("detail"),
+                maybe("who"),
+                maybe_int("code"),
+                maybe_int("took_ms"),
+            ],
+            &[],
+        ),
+        table(db, "action_switches", &[text("scope"), ("killed", Boolean, true), text("by"), text("at")], &["scope"]),
+    ]
 }
 
 /// Version 4: a finding raised at a past tick, from rows that arrived after it.
@@ -163,7 +226,7 @@ fn version_1(db: &str) -> Vec<Statement> {
 }
 
 /// The schema version this binary writes.
-pub const CURRENT: i64 = 4;
+pub const CURRENT: i64 = 5;
 
 /// The state layer's error: a file this binary must not use, or DuckDB's refusal.
 #[derive(Debug)]

@@ -9,5 +9,6 @@
 pub mod baseline;
 pub mod ingest;
 pub mod migrations;
+pub mod outbox;
 pub mod silences;
 pub mod store;

@@ -524,6 +524,6 @@ pub enum RunbookItem {
     EscalateAfter(Literal),
     /// `step "..."`
     Step(StringLit),
-    /// `auto sms_guard [on|off]`
-    Auto { action: Ident, enabled: bool },
+    /// `auto sms_guard [on|off]` (`None`: no switch written)
+    Auto { action: Ident, enabled: Option<bool> },
 }

@@ -1053,12 +1053,12 @@ impl Builder {
             }
             Rule::auto_item => {
                 let mut action = None;
-                let mut enabled = false;
+                let mut enabled = None;
                 for k in kids {
                     match k.as_rule() {
                         Rule::kw_auto => {}
                         Rule::action_name => action = Some(self.ident(k)),
-                        Rule::auto_state => enabled = k.into_inner().next().map(|s| s.as_rule() == Rule::kw_on).unwrap_or(false),
+                        Rule::auto_state => enabled = k.into_inner().next().map(|s| s.as_rule() == Rule::kw_on),
                         other => return Err(self.unexpected(&k, other)),
                     }
                 }

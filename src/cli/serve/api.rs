@@ -40,29 +40,29 @@ const MAX_LIMIT: usize = 1000;
 /// An error answer: `{"error": message, "field": name}` with its status.
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
-    message: String,
+    pub(super) status: StatusCode,
+    pub(super) message: String,
     field: Option<String>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+    pub(super) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError { status, message: message.into(), field: None }
     }
     fn unauthorized(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, message)
     }
-    fn forbidden(message: impl Into<String>) -> ApiError {
+    pub(super) fn forbidden(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::FORBIDDEN, message)
     }
-    fn not_found(message: impl Into<String>) -> ApiError {
+    pub(super) fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, message)
     }
     /// 422 naming the request field at fault.
-    fn field(field: &str, message: impl Into<String>) -> ApiError {
+    pub(super) fn field(field: &str, message: impl Into<String>) -> ApiError {
         ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, message: message.into(), field: Some(field.to_string()) }
     }
-    fn internal(message: impl std::fmt::Display) -> ApiError {
+    pub(super) fn internal(message: impl std::fmt::Display) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message.to_string())
     }
 }
@@ -81,7 +81,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(super) type ApiResult<T> = Result<T, ApiError>;
 
 /// The principal of a request: a bearer token, or the console's session cookie
 /// (then state-changing requests must carry the session's `X-CSRF-Token`).
@@ -114,14 +114,14 @@ impl FromRequestParts<Arc<App>> for Caller {
 }
 
 impl Caller {
-    fn need(&self, role: Role) -> ApiResult<()> {
+    pub(super) fn need(&self, role: Role) -> ApiResult<()> {
         if self.0.role >= role {
             Ok(())
         } else {
             Err(ApiError::forbidden(format!("this needs the {} role; `{}` is {}", role.name(), self.0.name, self.0.role.name())))
         }
     }
-    fn sees(&self, tenant: &str) -> bool {
+    pub(super) fn sees(&self, tenant: &str) -> bool {
         self.0.tenants.allows(tenant)
     }
 }
@@ -139,7 +139,7 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// A JSON body, or 422 saying where it is wrong (line, column, field).
-fn body<T: DeserializeOwned>(bytes: &Bytes) -> ApiResult<T> {
+pub(super) fn body<T: DeserializeOwned>(bytes: &Bytes) -> ApiResult<T> {
     serde_json::from_slice(bytes).map_err(|e| {
         let text = e.to_string();
         // serde names the field in its message: "missing field `note` at line 1 column 2".
@@ -149,7 +149,7 @@ fn body<T: DeserializeOwned>(bytes: &Bytes) -> ApiResult<T> {
 }
 
 /// Runs store work on the blocking pool.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
+pub(super) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
     tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)?
 }
 
@@ -190,6 +190,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/silences", get(list_silences).post(create_silence))
         .route("/api/v1/silences/preview", post(preview_silence))
         .route("/api/v1/silences/{id}", axum::routing::patch(edit_silence).delete(lift_silence))
+        .route("/api/v1/actions", get(super::api_actions::list))
+        .route("/api/v1/actions/switches", get(super::api_actions::switches).post(super::api_actions::set_switch))
+        .route("/api/v1/actions/{id}", get(super::api_actions::one))
+        .route("/api/v1/actions/{id}/{decision}", post(super::api_actions::decide))
         .fallback(|| async { ApiError::not_found("no such endpoint; see /api/v1/openapi.json") })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT));
     for (name, value) in headers {
@@ -594,7 +598,7 @@ fn runbook_json(r: &vigil_engine::runbook::Runbook) -> Value {
         "tenant": r.tenant,
         "steps": r.steps,
         "escalate_after_minutes": r.escalate_after_minutes,
-        "auto_actions": r.auto_actions.iter().map(|(a, on)| json!({ "action": a, "enabled": on })).collect::<Vec<_>>(),
+        "auto_actions": r.auto_actions.iter().map(|a| json!({ "action": a.label(), "switch": a.switch })).collect::<Vec<_>>(),
     })
 }
 

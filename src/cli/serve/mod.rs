@@ -13,10 +13,13 @@
 //!   end, the server stops accepting and the process exits 0.
 
 mod api;
+mod api_actions;
 mod auth;
 mod console;
+mod deliver;
 mod events;
 mod metrics;
+mod sign;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -47,6 +50,8 @@ pub struct Options {
     pub retention: BTreeMap<&'static str, i64>,
     /// The longest a silence may last.
     pub silence_max: Duration,
+    /// The runbook actions' configuration (none: no action is planned or sent).
+    pub actions: Option<PathBuf>,
 }
 
 /// A live-feed snapshot kept for clients connecting together: (scope, the last event
@@ -93,6 +98,8 @@ pub struct App {
     pub snapshots: tokio::sync::Mutex<Vec<Snapshot>>,
     /// Becomes true when the service stops: streams end.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Runbook actions (with `--actions`).
+    pub outbox: Option<deliver::Outbox>,
 }
 
 impl App {
@@ -253,6 +260,10 @@ impl Observer for App {
                     "failed": r.failed,
                 });
                 self.bus.publish("tick", None, tick);
+                if let Some(outbox) = &self.outbox {
+                    let ids: Vec<i64> = r.written.new.iter().chain(&r.late).chain(&r.written.changed_ids).copied().collect();
+                    deliver::enqueue_for(self, outbox, &ids, r.at);
+                }
                 self.prune(r.at);
                 self.expire_silences(r.at);
             }
@@ -263,6 +274,9 @@ impl Observer for App {
     fn reload(&self, report: &ReloadReport) {
         *self.set.write().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&report.set);
         self.metrics.reload(report.record.ok);
+        if let (Some(outbox), true) = (&self.outbox, report.record.ok) {
+            outbox.reload(&report.set);
+        }
         let kind = if report.record.ok { "reload.ok" } else { "reload.failed" };
         self.bus.publish(kind, None, serde_json::to_value(api::ReloadView::from(&report.record)).unwrap_or_default());
         self.reloads.send_modify(|n| *n += 1);
@@ -283,6 +297,10 @@ pub fn run(opts: Options) -> Result<(), CliError> {
         .parse()
         .map_err(|_| CliError::Input(format!("error: --listen: `{}` is not an address such as 127.0.0.1:8080", opts.listen)))?;
     let initial = Arc::new(watch::first_set(&opts.watch)?);
+    let outbox = match &opts.actions {
+        Some(file) => Some(deliver::Outbox::new(deliver::load_config(file, &initial).map_err(CliError::Rules)?, file.clone())),
+        None => None,
+    };
     let listener = std::net::TcpListener::bind(addr).map_err(|e| CliError::Input(format!("error: --listen {addr}: {e}")))?;
     let bound = listener.local_addr().map_err(|e| CliError::Input(format!("error: --listen {addr}: {e}")))?;
     listener.set_nonblocking(true).map_err(|e| CliError::Eval(format!("error: {e}")))?;
@@ -322,7 +340,11 @@ pub fn run(opts: Options) -> Result<(), CliError> {
         heartbeat: opts.heartbeat,
         snapshots: tokio::sync::Mutex::new(Vec::new()),
         shutdown: stop_rx.clone(),
+        outbox,
     });
+    if let Some(outbox) = &app.outbox {
+        deliver::sweep(&app, outbox);
+    }
     let router = api::router(Arc::clone(&app));
     let server = runtime.spawn(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -333,6 +355,7 @@ pub fn run(opts: Options) -> Result<(), CliError> {
             })
             .await
     });
+    let worker = runtime.spawn(deliver::run(Arc::clone(&app)));
     eprintln!("serve: listening on http://{bound}/ (console at /, API at /api/v1, OpenAPI at /api/v1/openapi.json)");
 
     let result = watch::run_with(&opts.watch, initial, app.as_ref(), &app.control);
@@ -345,6 +368,7 @@ pub fn run(opts: Options) -> Result<(), CliError> {
         Ok(Err(e)) => eprintln!("serve: the HTTP server task failed: {e}"),
         Err(_) => eprintln!("serve: requests still open after 10 s; closing them"),
     }
+    let _ = runtime.block_on(async { tokio::time::timeout(Duration::from_secs(5), worker).await });
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
 }

@@ -15,6 +15,8 @@ const state = {
   selected: null, // id
   panel: null, // detail of the open panel
   source: null,
+  actionsOn: true, // false when the service runs without --actions
+  storms: [],
   serverOffset: 0, // server clock minus local clock (ms)
 };
 
@@ -220,6 +222,7 @@ function fillPanel(d) {
     el("li", { dataset: { event: h.event } }, el("time", {}, fmtTime(h.at)), " ", el("strong", {}, h.event),
       h.who ? ` by ${h.who}` : "", h.detail ? ` — ${h.detail}` : "")));
   $("p-provenance").textContent = JSON.stringify(d.provenance, null, 2);
+  loadActions(d.id);
   const open = d.status !== "RESOLVED";
   $("p-ack").disabled = d.status !== "NEW";
   $("p-resolve").disabled = !open;
@@ -252,6 +255,112 @@ async function act(resolve) {
   } catch (e) {
     $("p-error").textContent = e.status === 409 ? `${e.message}. The panel shows it as it is now.` : e.message;
     if (e.status === 409) openPanel(d.id);
+  }
+}
+
+// ---- runbook actions ----
+function actionLine(a) {
+  const badge = el("span", { class: "astatus", dataset: { status: a.status } }, a.status.replace("_", " "));
+  const meta = [a.mode, `due ${fmtTime(a.due)}`, a.attempts ? `${a.attempts} attempt(s)` : "", a.decided_by ? `decided by ${a.decided_by}` : "",
+    a.status === "awaiting_approval" && a.deadline ? `decide by ${fmtTime(a.deadline)}` : ""].filter(Boolean).join(" · ");
+  return [badge, el("span", { class: "what" }, `${a.action} → ${a.target}`), el("div", { class: "meta" }, meta)];
+}
+
+async function loadActions(findingId) {
+  if (!state.actionsOn) return;
+  try {
+    const r = await api("GET", `/api/v1/actions?finding=${findingId}`);
+    if (!state.panel || state.panel.id !== findingId) return;
+    const canAct = state.principal && state.principal.role !== "viewer";
+    const items = r.actions.slice().reverse().map((a) => {
+      const li = el("li", { dataset: { action: a.id, status: a.status } }, ...actionLine(a));
+      if (canAct && (a.status === "awaiting_approval" || a.status === "dead" || a.status === "suppressed")) {
+        const buttons = el("div", { class: "buttons" });
+        const decisions = a.status === "awaiting_approval" ? [["approve", "Approve"], ["reject", "Reject"]] : [["replay", "Replay"]];
+        for (const [d, label] of decisions) {
+          const b = el("button", { type: "button", dataset: { decision: d } }, label);
+          b.addEventListener("click", () => decideAction(a, d));
+          buttons.append(b);
+        }
+        li.append(buttons);
+      }
+      return li;
+    });
+    $("p-actions").replaceChildren(...items);
+    $("p-actions-box").hidden = items.length === 0;
+  } catch (e) {
+    if (e.status === 404) { state.actionsOn = false; $("p-actions-box").hidden = true; return; }
+    $("pa-error").textContent = e.message;
+  }
+}
+
+async function decideAction(a, decision) {
+  const note = $("p-note").value.trim();
+  $("pa-error").textContent = "";
+  if (!note) {
+    $("pa-error").textContent = "A note is required (write it in the Note box below).";
+    $("p-note").focus();
+    return;
+  }
+  try {
+    await api("POST", `/api/v1/actions/${a.id}/${decision}`, { note });
+    $("p-note").value = "";
+    openPanel(a.finding_id, true);
+  } catch (e) {
+    $("pa-error").textContent = e.message;
+  }
+}
+
+async function showActions() {
+  $("actions-error").textContent = "";
+  const q = new URLSearchParams();
+  if ($("a-status").value) q.set("status", $("a-status").value);
+  if ($("a-action").value.trim()) q.set("action", $("a-action").value.trim());
+  try {
+    const r = await api("GET", `/api/v1/actions?${q}`);
+    const rows = r.actions.map((a) => {
+      const tr = el("tr", { dataset: { action: a.id } }, el("td", {}, `#${a.id}`),
+        el("td", {}, el("span", { class: "astatus", dataset: { status: a.status } }, a.status.replace("_", " "))),
+        el("td", {}, `${a.action} → ${a.target}`), el("td", {}, `#${a.finding_id} ${a.tenant_id}/${a.site_id}`),
+        el("td", {}, a.mode), el("td", {}, fmtTime(a.due)), el("td", {}, a.attempts));
+      tr.addEventListener("click", () => { $("actions").close(); openPanel(a.finding_id); });
+      return tr;
+    });
+    $("action-rows").replaceChildren(...rows);
+    showStorms(r.storms);
+    showKill(r.switches);
+    if (!$("actions").open) $("actions").showModal();
+  } catch (e) {
+    if (e.status === 404) { state.actionsOn = false; $("open-actions").hidden = true; return; }
+    $("actions-error").textContent = e.message;
+  }
+}
+
+function showStorms(storms) {
+  state.storms = storms || [];
+  $("storm-banner").hidden = state.storms.length === 0;
+  $("storm-text").textContent = state.storms.map((s) =>
+    `${s.findings} findings raised ${s.site ? `at site ${s.tenant}/${s.site}` : `at tenant ${s.tenant}`} since ${fmtTime(s.since)}.`).join(" ");
+}
+
+function showKill(sw) {
+  if (!sw) return;
+  const on = (sw.thrown || []).filter((s) => s.killed).map((s) => s.scope === "*" ? `global (by ${s.by})` : `tenant ${s.scope} (by ${s.by})`);
+  if (sw.configured_global) on.push("global (configured)");
+  for (const t of sw.configured_tenants || []) on.push(`tenant ${t} (configured)`);
+  $("kill-banner").hidden = on.length === 0;
+  $("kill-text").textContent = on.join(", ") + ".";
+}
+
+async function refreshActionState() {
+  if (!state.actionsOn) return;
+  try {
+    const r = await api("GET", "/api/v1/actions?limit=1");
+    $("open-actions").hidden = false;
+    showStorms(r.storms);
+    showKill(r.switches);
+  } catch (e) {
+    if (e.status === 404) { state.actionsOn = false; $("open-actions").hidden = true; }
   }
 }
 
@@ -397,6 +506,18 @@ function connect() {
     syncClock(t.now);
     $("last-tick").textContent = `last tick ${fmtTime(t.at).replace(" UTC", "")} (${t.rules} rules${t.failed ? `, ${t.failed} failed` : ""})`;
   });
+  src.addEventListener("action.changed", (e) => {
+    const a = JSON.parse(e.data);
+    if (state.panel && state.panel.id === a.finding_id) openPanel(a.finding_id, true);
+    if ($("actions").open) showActions();
+  });
+  for (const kind of ["actions.storm", "actions.calm"]) {
+    src.addEventListener(kind, (e) => {
+      const d = JSON.parse(e.data);
+      showStorms(state.storms.filter((s) => s.tenant !== d.tenant).concat(d.storms));
+    });
+  }
+  src.addEventListener("actions.switch", refreshActionState);
   src.addEventListener("reload.ok", (e) => showReload(JSON.parse(e.data)));
   src.addEventListener("reload.failed", (e) => showReload(JSON.parse(e.data)));
 }
@@ -426,6 +547,7 @@ function showLogin() {
   $("login").hidden = false;
   $("logout").hidden = true;
   $("open-silences").hidden = true;
+  $("open-actions").hidden = true;
   $("who").textContent = "";
   $("token").focus();
 }
@@ -443,6 +565,8 @@ function start(s) {
   $("p-silence").hidden = !canAct;
   readFilters();
   connect();
+  state.actionsOn = true;
+  refreshActionState();
 }
 
 // ---- keyboard ----
@@ -452,6 +576,7 @@ function onKey(e) {
   if (e.key === "Escape") {
     if ($("help").open) $("help").close();
     else if ($("silences").open) $("silences").close();
+    else if ($("actions").open) $("actions").close();
     else if (typing) a.blur();
     else closePanel();
     flushIfIdle();
@@ -497,6 +622,9 @@ document.addEventListener("DOMContentLoaded", () => {
   $("s-create").addEventListener("click", createSilence);
   $("s-scope").addEventListener("change", () => { $("s-preview").textContent = ""; });
   $("open-silences").addEventListener("click", showSilences);
+  $("open-actions").addEventListener("click", showActions);
+  $("actions-filter").addEventListener("input", showActions);
+  $("actions-filter").addEventListener("submit", (e) => e.preventDefault());
   document.addEventListener("focusout", () => setTimeout(flushIfIdle, 0));
   document.addEventListener("keydown", onKey);
   setInterval(tick, 1000);
