@@ -10,46 +10,14 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::receiver::{Receiver, Reply};
 use common::server::Server;
 use serde_json::{json, Value};
 
-const NEW_SECRET: &str = "new-secret-0123456789";
-const OLD_SECRET: &str = "old-secret-9876543210";
-
-/// A library whose runbooks have no `auto` lines but `autos` (runbook file -> lines),
-/// an actions file, and the two signing secrets in files.
-fn setup(label: &str, autos: &[(&str, &str)], actions: &str) -> PathBuf {
-    let dir = common::library(label);
-    for entry in std::fs::read_dir(dir.join("runbooks")).expect("runbooks") {
-        let path = entry.expect("entry").path();
-        let text = std::fs::read_to_string(&path).expect("read");
-        let mut kept: Vec<&str> = text.lines().filter(|l| !l.trim_start().starts_with("auto ")).collect();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-        for (file, lines) in autos {
-            if name == *file {
-                let close = kept.iter().rposition(|l| l.trim() == "}").expect("a closing brace");
-                kept.insert(close, lines);
-            }
-        }
-        std::fs::write(&path, kept.join("\n") + "\n").expect("write");
-    }
-    std::fs::write(dir.join("new.secret"), NEW_SECRET).expect("secret");
-    std::fs::write(dir.join("old.secret"), OLD_SECRET).expect("secret");
-    std::fs::write(dir.join("actions.toml"), actions).expect("actions");
-    dir
-}
-
-/// An endpoint section at the receiver, allowed on loopback, signed with both secrets.
-fn endpoint(kind: &str, name: &str, r: &Receiver) -> String {
-    format!(
-        "[{kind}.{name}]\nurl = \"{}\"\nsecret = [\"file:new.secret\", \"file:old.secret\"]\ntimeout = \"2s\"\nallow_private = true\n\n",
-        r.url
-    )
-}
+use common::receiver::{endpoint, library_with_actions as setup, NEW_SECRET, OLD_SECRET};
 
 fn start(dir: &Path, interval: &str) -> Server {
     let signals = common::root().join("fixtures/demo");
@@ -411,6 +379,59 @@ fn approvals_are_approved_rejected_and_time_out() {
     let f = by_site(&esc, "S00012")["finding_id"].as_i64().expect("finding");
     let (_, detail) = s.get("root", &format!("/api/v1/findings/{f}"));
     assert!(detail["history"].to_string().contains("esc -> ops_manager: approved by ana: manager must know"), "{}", detail["history"]);
+}
+
+#[test]
+fn escalation_follows_the_runbook_chain_until_acknowledged() {
+    let r = Receiver::start(&[NEW_SECRET, OLD_SECRET]);
+    // ATTENDANCE_NO_SHOW's escalation SLA is 15 minutes: the supervisor at 10:15, the
+    // operations manager at 10:30, unless someone acknowledges first.
+    let config = format!(
+        "{}[action.esc]\nkind = \"escalate\"\nendpoint = \"hook\"\nmode = \"live\"\ntemplate = \"{{title}} at {{site}} is not acknowledged\"\n",
+        endpoint("endpoint", "hook", &r)
+    );
+    let dir = setup("actions-chain", &[("attendance_no_show.vigil", "  auto esc:supervisor on\n  auto esc:ops_manager on")], &config);
+    let s = start(&dir, "2s");
+    let chain = settled(&s, "esc", 6, &["pending"]);
+    let due = |site: &str, target: &str| {
+        chain.iter().find(|a| a["site_id"] == site && a["target"] == target).map(|a| a["due"].as_str().unwrap_or("").to_string())
+    };
+    assert_eq!(due("S00012", "supervisor").as_deref(), Some("2025-10-04T10:15:00Z"));
+    assert_eq!(due("S00012", "ops_manager").as_deref(), Some("2025-10-04T10:30:00Z"));
+    // Level 1 goes out; then ana acknowledges S00012's no-show, which stops its chain.
+    let first = until("the supervisor escalations", || {
+        let all = actions(&s, "root", "&action=esc&status=sent");
+        (all.len() == 3).then_some(all)
+    });
+    assert!(first.iter().all(|a| a["target"] == "supervisor"));
+    let f12 = by_site(&first, "S00012")["finding_id"].as_i64().expect("finding");
+    let (status, body) = s.post("ana", &format!("/api/v1/findings/{f12}/acknowledge"), json!({ "note": "supervisor on it" }));
+    assert_eq!(status, 200, "{body}");
+    let all = settled(&s, "esc", 6, &["sent", "dropped"]);
+    let dropped: Vec<(String, String)> = all
+        .iter()
+        .filter(|a| a["status"] == "dropped")
+        .map(|a| (a["site_id"].as_str().unwrap_or("").to_string(), a["target"].as_str().unwrap_or("").to_string()))
+        .collect();
+    assert_eq!(dropped, [("S00012".to_string(), "ops_manager".to_string())]);
+    assert_eq!(r.got().len(), 5);
+    let bodies: Vec<Value> = r.got().iter().map(|g| serde_json::from_str(&g.body).expect("json")).collect();
+    let levels: BTreeSet<(String, i64)> =
+        bodies.iter().map(|b| (b["target"].as_str().unwrap_or("").to_string(), b["level"].as_i64().unwrap_or(0))).collect();
+    assert_eq!(levels, BTreeSet::from([("ops_manager".to_string(), 2), ("supervisor".to_string(), 1)]));
+    // Every step is on the finding's timeline.
+    let (_, detail) = s.get("root", &format!("/api/v1/findings/{f12}"));
+    let steps: Vec<String> = detail["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter(|h| h["event"] == "action" || h["event"] == "acknowledged")
+        .map(|h| format!("{} {}", h["at"].as_str().unwrap_or(""), h["detail"].as_str().unwrap_or("")))
+        .collect();
+    let at = |prefix: &str| steps.iter().position(|l| l.contains(prefix)).unwrap_or_else(|| panic!("{prefix} not in {steps:#?}"));
+    assert!(at("esc -> supervisor: queued (live), due 2025-10-04T10:15:00Z") < at("esc -> supervisor: sent (200, attempt 1)"));
+    assert!(at("esc -> supervisor: sent") < at("supervisor on it"));
+    assert!(at("supervisor on it") < at("esc -> ops_manager: dropped: the finding is acknowledged"));
 }
 
 #[test]

@@ -52,18 +52,12 @@ async fn until(c: &fantoccini::Client, what: &str, script: &str) -> Value {
     }
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn operators_log_in_see_findings_arrive_and_acknowledge_one() {
+/// Chromium through chromedriver, on a free port.
+async fn browser() -> (Driver, fantoccini::Client) {
     assert!(
         std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists(),
         "this test needs Debian's chromium and chromium-driver (`.ci/run` installs them)"
     );
-    let dir = common::library("console");
-    let signals = twins("console-signals");
-    // Ticks every 2 s: the 10:20 tick raises new findings a few seconds after login.
-    let mut server = Server::start(&dir, &signals, &["--tick-interval", "2s"]);
-    server.wait_for("tick 2025-10-04T10:00:00Z");
-
     let port = free_port();
     let driver = Driver(
         Command::new(CHROMEDRIVER)
@@ -86,28 +80,38 @@ async fn operators_log_in_see_findings_arrive_and_acknowledge_one() {
         }
     }))
     .expect("capabilities");
-    let mut connected = None;
     for _ in 0..50 {
         match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps.clone())
             .connect(&format!("http://127.0.0.1:{port}"))
             .await
         {
-            Ok(c) => {
-                connected = Some(c);
-                break;
-            }
+            Ok(c) => return (driver, c),
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
-    let c = connected.expect("chromedriver answers");
+    panic!("chromedriver does not answer");
+}
 
+/// Opens the console and logs in as `who`.
+async fn log_in(c: &fantoccini::Client, server: &Server, who: &str) {
     c.goto(&server.url("/")).await.expect("open the console");
     let token = c.wait().for_element(Locator::Css("#token")).await.expect("login form");
-    token.send_keys(&server.tokens["ana"]).await.expect("type the token");
+    token.send_keys(&server.tokens[who]).await.expect("type the token");
     c.find(Locator::Css("#login-form button")).await.expect("button").click().await.expect("log in");
-    until(&c, "the findings", "return document.querySelectorAll('#rows tr').length").await;
-    until(&c, "a live feed", "return document.getElementById('conn').dataset.state === 'live'").await;
+    until(c, "the findings", "return document.querySelectorAll('#rows tr').length").await;
+    until(c, "a live feed", "return document.getElementById('conn').dataset.state === 'live'").await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn operators_log_in_see_findings_arrive_and_acknowledge_one() {
+    let dir = common::library("console");
+    let signals = twins("console-signals");
+    // Ticks every 2 s: the 10:20 tick raises new findings a few seconds after login.
+    let mut server = Server::start(&dir, &signals, &["--tick-interval", "2s"]);
+    server.wait_for("tick 2025-10-04T10:00:00Z");
+    let (driver, c) = browser().await;
+    log_in(&c, &server, "ana").await;
     // A marker that a page reload would wipe.
     eval(&c, "window.__stayed = true; return null").await;
     let first: Vec<i64> =
@@ -195,6 +199,82 @@ async fn operators_log_in_see_findings_arrive_and_acknowledge_one() {
     assert_eq!((stored["status"].as_str(), stored["acknowledged_by"].as_str()), (Some("ACKNOWLEDGED"), Some("ana")));
     assert!(stored["history"].to_string().contains("Called the guard; on his way"));
     assert!(stored["history"].to_string().contains("Works moved to 11:00"), "the edit is on the timeline");
+    c.close().await.expect("close the browser");
+    drop(driver);
+    assert!(server.terminate().success());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_operator_approves_a_pending_action_and_sees_it_delivered() {
+    use common::receiver::{endpoint, library_with_actions, Receiver};
+    let r = Receiver::start(&[common::receiver::NEW_SECRET, common::receiver::OLD_SECRET]);
+    // Escalating a no-show to the operations manager needs an operator's approval.
+    let config = format!(
+        "{}[action.escalate]\nkind = \"escalate\"\nendpoint = \"hook\"\nmode = \"live\"\nafter = \"5m\"\napproval = \"operator\"\napproval_timeout = \"2h\"\n",
+        endpoint("endpoint", "hook", &r)
+    );
+    let dir = library_with_actions("console-actions", &[("attendance_no_show.vigil", "  auto escalate:ops_manager on")], &config);
+    let signals = common::root().join("fixtures/demo");
+    let mut server = Server::start(&dir, &signals, &["--tick-interval", "2s", "--actions", "actions.toml"]);
+    server.wait_for("tick 2025-10-04T10:05:00Z");
+    // The escalation of S00012's no-show is waiting for approval.
+    let finding = {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, body) = server.get("ana", "/api/v1/actions?status=awaiting_approval");
+            let waiting: Vec<Value> = body["actions"].as_array().cloned().unwrap_or_default();
+            if let Some(a) = waiting.iter().find(|a| a["site_id"] == "S00012") {
+                break a["finding_id"].clone();
+            }
+            assert!(Instant::now() < deadline, "no action awaiting approval: {body}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let (driver, c) = browser().await;
+    log_in(&c, &server, "ana").await;
+    c.execute("document.querySelector(`tr[data-id=\"${arguments[0]}\"]`).click(); return null", vec![finding.clone()])
+        .await
+        .expect("click the row");
+    until(
+        &c,
+        "the action awaiting approval",
+        "return document.querySelector('#p-actions li[data-status=\"awaiting_approval\"] button[data-decision=\"approve\"]') !== null",
+    )
+    .await;
+    let line = eval(&c, "return document.querySelector('#p-actions li').textContent").await;
+    assert!(line.as_str().is_some_and(|l| l.contains("escalate → ops_manager") && l.contains("decide by")), "{line}");
+    artifact("console-approval.png", &c.screenshot().await.expect("screenshot"));
+    // Approving needs a note: without one the console says so and nothing is sent.
+    c.find(Locator::Css("#p-actions button[data-decision=approve]")).await.expect("approve").click().await.expect("click");
+    until(&c, "the note required", "return document.getElementById('pa-error').textContent.includes('note is required')").await;
+    assert!(r.got().is_empty());
+    c.find(Locator::Css("#p-note")).await.expect("note").send_keys("Site manager asked to be told").await.expect("type");
+    c.find(Locator::Css("#p-actions button[data-decision=approve]")).await.expect("approve").click().await.expect("approve");
+    let timeline = until(
+        &c,
+        "the delivery on the timeline",
+        "const t = document.getElementById('p-history').textContent; return t.includes('escalate -> ops_manager: sent (200') ? t : null",
+    )
+    .await;
+    assert!(timeline.as_str().is_some_and(|t| t.contains("approved by ana: Site manager asked to be told")), "{timeline}");
+    until(&c, "the action shown sent", "return document.querySelector('#p-actions li[data-status=\"sent\"]') !== null").await;
+    artifact("console-action-sent.png", &c.screenshot().await.expect("screenshot"));
+    // The receiver got it once, signed.
+    let got = r.got();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].verified);
+    // The actions list, filtered to what was sent.
+    c.find(Locator::Css("#open-actions")).await.expect("actions").click().await.expect("open the actions");
+    until(&c, "the actions list", "return document.querySelectorAll('#action-rows tr').length").await;
+    // (WebDriver's option click does not fire `input` on a select in headless Chromium: set it as a person's choice does.)
+    eval(&c, "const s = document.getElementById('a-status'); s.value = 'sent'; s.dispatchEvent(new Event('input', { bubbles: true })); return null").await;
+    until(
+        &c,
+        "the filtered list",
+        "const r = document.querySelectorAll('#action-rows tr'); return r.length === 1 && r[0].textContent.includes('sent')",
+    )
+    .await;
+    artifact("console-actions-list.png", &c.screenshot().await.expect("screenshot"));
     c.close().await.expect("close the browser");
     drop(driver);
     assert!(server.terminate().success());

@@ -1286,6 +1286,98 @@ mode = "dry-run"
         assert_eq!(t.render(&f), "S1/- 42 {x} -");
     }
 
+    fn runbook(autos: &str) -> Runbook {
+        let text = format!(
+            "runbook NO_SHOW {{\n  title \"t\"\n  matches finding ATTENDANCE_NO_SHOW\n  escalate_after 15m\n  step \"s\"\n{autos}}}\n"
+        );
+        let file = crate::syntax::parse(&text, 0).expect("parses");
+        crate::runbook::check_runbook(&file.runbooks[0]).expect("checks")
+    }
+
+    fn finding(severity: &str) -> Stored {
+        Stored {
+            id: 42,
+            status: crate::store::Status::New,
+            finding_type: "ATTENDANCE_NO_SHOW".into(),
+            rule: "ATTENDANCE_NO_SHOW".into(),
+            tenant_id: "T9".into(),
+            site_id: "S1".into(),
+            guard_id: Some("G7".into()),
+            entity_id: None,
+            category: "ATTENDANCE".into(),
+            severity: severity.into(),
+            title: "No-show".into(),
+            evidence: serde_json::json!({ "silent_minutes": 20 }),
+            runbook: "NO_SHOW".into(),
+            suppressed: false,
+            first_seen: "2025-10-04T10:00:00Z".into(),
+            last_seen: "2025-10-04T10:00:00Z".into(),
+            occurrences: 1,
+            holding: true,
+            acknowledged_by: None,
+            acknowledged_at: None,
+            resolved_by: None,
+            resolved_at: None,
+            rule_hash: String::new(),
+            sql_hash: String::new(),
+            ruleset_revision: String::new(),
+            inhibited_by: None,
+            late: false,
+        }
+    }
+
+    #[test]
+    fn planning_keys_modes_due_times_and_payloads() {
+        let c = load_text(GOOD).map_err(|(s, d)| s.render(&d, false)).expect("loads");
+        let book = runbook("  auto sms_guard on\n  auto escalate:supervisor\n  auto escalate:ops_manager on\n  auto sms_guard:site off\n");
+        let base = 1_759_572_000_000_000; // 2025-10-04T10:00:00Z
+        let p = plan(&c, &book, &finding("HIGH"), 2, base);
+        // The `off` line is not planned; the others in runbook order, keyed by
+        // (finding, epoch, runbook step, action, target).
+        let keys: Vec<&str> = p.iter().map(|a| a.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["f42/e2/NO_SHOW#1/sms_guard/guard:G7", "f42/e2/NO_SHOW#2/escalate/supervisor", "f42/e2/NO_SHOW#3/escalate/ops_manager"]
+        );
+        // sms_guard: on + live in its section -> live, but tenant T9 caps it at dry-run.
+        assert!(p.iter().all(|a| a.mode == Mode::DryRun));
+        // Due: sms_guard after its 2-minute delay; the chain at 1 and 2 SLAs (15m).
+        let due: Vec<i64> = p.iter().map(|a| (a.due_us - base) / 60_000_000).collect();
+        assert_eq!(due, [2, 15, 30]);
+        assert_eq!(p[0].payload_hash, sha256_hex(&p[0].payload));
+        let payload: serde_json::Value = serde_json::from_str(&p[0].payload).expect("json");
+        assert_eq!(payload["text"], "Site S1: No-show (20 min) {ok}");
+        assert_eq!(payload["link"], "https://vigil.example.com/#finding=42");
+        let level: Vec<i64> = p[1..]
+            .iter()
+            .map(|a| serde_json::from_str::<serde_json::Value>(&a.payload).expect("json")["level"].as_i64().unwrap_or(0))
+            .collect();
+        assert_eq!(level, [1, 2]);
+        assert_eq!((p[1].approval.as_deref(), p[0].approval.as_deref()), (Some("admin"), None));
+        // Planning again gives the same keys (enqueueing twice is a no-op).
+        assert_eq!(plan(&c, &book, &finding("HIGH"), 2, base), p);
+        // Without the tenant's cap, `on` + live is live; a plain `auto` line stays dry-run.
+        let other = Stored { tenant_id: "T1".into(), ..finding("CRITICAL") };
+        let modes: Vec<Mode> = plan(&c, &book, &other, 1, base).iter().map(|a| a.mode).collect();
+        assert_eq!(modes, [Mode::Live, Mode::DryRun, Mode::DryRun]);
+        // CRITICAL findings' actions pass the storm breaker.
+        assert!(plan(&c, &book, &other, 1, base).iter().all(|a| a.critical));
+        assert!(!p[0].critical);
+    }
+
+    #[test]
+    fn runbook_lines_must_name_defined_actions() {
+        let c = load_text(GOOD).map_err(|(s, d)| s.render(&d, false)).expect("loads");
+        let book = runbook("  auto sms_gaurd\n  auto escalate\n");
+        let d = check_runbooks(&c, &[book]);
+        let messages: Vec<&str> = d.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            ["no action `sms_gaurd` is defined in the actions configuration", "escalate to whom? `escalate` names no role or person"]
+        );
+        assert!(format!("{:?}", d[0].notes).contains("sms_guard"), "did you mean: {:?}", d[0].notes);
+    }
+
     #[test]
     fn durations() {
         assert_eq!(parse_duration("90s"), Some(90_000_000));

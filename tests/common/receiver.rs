@@ -10,7 +10,45 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::path::PathBuf;
+
 use sha2::{Digest, Sha256};
+
+/// The receivers' signing secrets (in files beside the actions configuration).
+pub const NEW_SECRET: &str = "new-secret-0123456789";
+/// The secret being rotated out.
+pub const OLD_SECRET: &str = "old-secret-9876543210";
+
+/// A library whose runbooks have no `auto` lines but `autos` (runbook file -> lines),
+/// an actions file, and the two signing secrets in files.
+pub fn library_with_actions(label: &str, autos: &[(&str, &str)], actions: &str) -> PathBuf {
+    let dir = super::library(label);
+    for entry in std::fs::read_dir(dir.join("runbooks")).expect("runbooks") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read");
+        let mut kept: Vec<&str> = text.lines().filter(|l| !l.trim_start().starts_with("auto ")).collect();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        for (file, lines) in autos {
+            if name == *file {
+                let close = kept.iter().rposition(|l| l.trim() == "}").expect("a closing brace");
+                kept.insert(close, lines);
+            }
+        }
+        std::fs::write(&path, kept.join("\n") + "\n").expect("write");
+    }
+    std::fs::write(dir.join("new.secret"), NEW_SECRET).expect("secret");
+    std::fs::write(dir.join("old.secret"), OLD_SECRET).expect("secret");
+    std::fs::write(dir.join("actions.toml"), actions).expect("actions");
+    dir
+}
+
+/// A channel or endpoint section at the receiver, allowed on loopback, signed with both secrets.
+pub fn endpoint(kind: &str, name: &str, r: &Receiver) -> String {
+    format!(
+        "[{kind}.{name}]\nurl = \"{}\"\nsecret = [\"file:new.secret\", \"file:old.secret\"]\ntimeout = \"2s\"\nallow_private = true\n\n",
+        r.url
+    )
+}
 
 /// What to answer to one request.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -117,7 +117,9 @@ pub fn enqueue_for(app: &App, outbox: &Outbox, ids: &[i64], at_us: i64) -> Vec<i
 fn plan_and_enqueue(app: &App, outbox: &Outbox, findings: &[Stored], at_us: i64) -> Vec<i64> {
     let config = outbox.config();
     let set = app.rules();
-    let holding: Vec<&Stored> = findings.iter().filter(|f| f.holding).collect();
+    // Only findings nobody has taken: an acknowledged finding's actions would be dropped
+    // when due, and planning them would only write noise on its timeline.
+    let holding: Vec<&Stored> = findings.iter().filter(|f| f.holding && f.status == store::Status::New).collect();
     let ids: Vec<i64> = holding.iter().map(|f| f.id).collect();
     let again = match outbox::held_again(&app.state, &ids) {
         Ok(a) => a,
@@ -284,6 +286,16 @@ async fn change(app: &Arc<App>, a: &ActionRow, from: &[Status], change: Change) 
 async fn pass(app: &Arc<App>, outbox: &Outbox, client: &reqwest::Client) -> Result<(), String> {
     let config = outbox.config();
     let now = app.now();
+    let state = app.state.clone();
+    let active = db(move || {
+        outbox::list(&state, &ActionQuery { statuses: Some(outbox::ACTIVE.to_vec()), ..ActionQuery::default() }).map_err(|e| e.to_string())
+    })
+    .await?;
+    // Idle (nothing to move, no storm to call off): one read a second, nothing more.
+    let calm = outbox.storms.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
+    if active.is_empty() && calm {
+        return Ok(());
+    }
     let (killed_all, killed) = kill_switches(app, &config).await?;
     let storms = storms(app, &config, now).await?;
     {
@@ -302,11 +314,6 @@ async fn pass(app: &Arc<App>, outbox: &Outbox, client: &reqwest::Client) -> Resu
             *seen = storms.clone();
         }
     }
-    let state = app.state.clone();
-    let active = db(move || {
-        outbox::list(&state, &ActionQuery { statuses: Some(outbox::ACTIVE.to_vec()), ..ActionQuery::default() }).map_err(|e| e.to_string())
-    })
-    .await?;
     if active.is_empty() {
         return Ok(());
     }
