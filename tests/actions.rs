@@ -68,8 +68,9 @@ fn by_site<'a>(all: &'a [Value], site: &str) -> &'a Value {
 #[test]
 fn live_webhooks_are_signed_retried_with_backoff_and_retry_after() {
     let r = Receiver::start(&[NEW_SECRET, OLD_SECRET]);
-    // The first three requests: a 503 (back off), a 429 asking for 3 s, then a 200.
-    r.script(&[Reply::Status(503, None), Reply::Status(429, Some(3)), Reply::Ok]);
+    // The first three requests: a 503 (back off), a 429 asking for 3 s, and one held
+    // past the endpoint's 2-second timeout; everything after them is answered 200.
+    r.script(&[Reply::Status(503, None), Reply::Status(429, Some(3)), Reply::Hang(Duration::from_secs(3))]);
     let config = format!(
         "[defaults]\nlink = \"https://vigil.example.com\"\nmax_attempts = 4\nbackoff = \"1s\"\nbackoff_max = \"5s\"\n\n{}[action.page]\nkind = \"webhook\"\nendpoint = \"hook\"\nmode = \"live\"\n",
         endpoint("endpoint", "hook", &r)
@@ -78,9 +79,9 @@ fn live_webhooks_are_signed_retried_with_backoff_and_retry_after() {
     let mut s = start(&dir, "2s");
     let sent = settled(&s, "page", 3, &["sent"]);
 
-    // Five requests: three firsts and two retries, each signed with both secrets.
+    // Six requests: three firsts and three retries, each signed with both secrets.
     let got = r.got();
-    assert_eq!(got.len(), 5, "{got:?}");
+    assert_eq!(got.len(), 6, "{got:?}");
     assert!(got.iter().all(|g| g.verified), "{got:?}");
     // Every action's key arrived, and is applied once.
     let keys: BTreeSet<String> = sent.iter().map(|a| a["key"].as_str().expect("key").to_string()).collect();
@@ -94,6 +95,17 @@ fn live_webhooks_are_signed_retried_with_backoff_and_retry_after() {
     let retry = got.iter().find(|g| g.id == failed.id && g.at > failed.at).expect("a retry of the 503");
     assert!(retry.at - failed.at >= Duration::from_millis(500));
 
+    // The held one timed out (the receiver applied it; the service cannot know) and was
+    // sent again with the same webhook-id, which the receiver applies once.
+    let slow = got.iter().find(|g| matches!(g.reply, Reply::Hang(_))).expect("the held request");
+    assert_eq!(r.arrivals().get(&slow.id), Some(&2));
+    let timed_out = sent.iter().find(|a| a["key"] == slow.id.as_str()).expect("the held action");
+    let (_, one) = s.get("root", &format!("/api/v1/actions/{}", timed_out["id"]));
+    let failure = one["log"].as_array().expect("log").iter().find(|e| e["event"] == "failed").expect("a failure")["detail"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(failure.starts_with("timed out after 2000 ms; retry in"), "{failure}");
     // The log has each attempt with its response.
     let a503 = sent.iter().find(|a| a["key"] == failed.id.as_str()).expect("the 503's action");
     let events = log_events(&s, a503["id"].as_i64().expect("id"));
@@ -432,6 +444,36 @@ fn escalation_follows_the_runbook_chain_until_acknowledged() {
     assert!(at("esc -> supervisor: queued (live), due 2025-10-04T10:15:00Z") < at("esc -> supervisor: sent (200, attempt 1)"));
     assert!(at("esc -> supervisor: sent") < at("supervisor on it"));
     assert!(at("supervisor on it") < at("esc -> ops_manager: dropped: the finding is acknowledged"));
+}
+
+#[test]
+fn the_global_kill_switch_from_the_command_line_suppresses_everything() {
+    let r = Receiver::start(&[NEW_SECRET, OLD_SECRET]);
+    let config = format!(
+        "{}[action.page]\nkind = \"webhook\"\nendpoint = \"hook\"\nmode = \"live\"\ndelay = \"10m\"\n",
+        endpoint("endpoint", "hook", &r)
+    );
+    let dir = setup("actions-cli-kill", &[("attendance_no_show.vigil", "  auto page on")], &config);
+    let s = start(&dir, "3s");
+    settled(&s, "page", 3, &["pending"]);
+    let (code, out, err) =
+        common::vigil(&["actions", "kill", "--by", "night-lead", "--note", "gateway down", "--state", "state.duckdb"], &dir);
+    assert_eq!((code, out.trim()), (0, "kill switch (global) on"), "{err}");
+    let (_, switches) = s.get("ana", "/api/v1/actions/switches");
+    assert_eq!(switches["thrown"][0]["by"], "night-lead");
+    settled(&s, "page", 3, &["suppressed"]);
+    assert!(r.got().is_empty());
+    // The command line lists them and shows one with its log.
+    let (code, out, _) = common::vigil(&["actions", "list", "--status", "suppressed", "--state", "state.duckdb"], &dir);
+    assert_eq!(code, 0);
+    assert!(out.lines().last().is_some_and(|l| l == "3 action(s)"), "{out}");
+    let id = out.lines().nth(1).and_then(|l| l.split_whitespace().next()).expect("an id").to_string();
+    let (code, out, _) = common::vigil(&["actions", "show", &id, "--state", "state.duckdb"], &dir);
+    assert_eq!(code, 0);
+    assert!(out.contains("status:   suppressed") && out.contains("suppressed         the global kill switch is on"), "{out}");
+    let (code, _, err) = common::vigil(&["actions", "list", "--status", "gone", "--state", "state.duckdb"], &dir);
+    assert_eq!(code, 2);
+    assert!(err.contains("`gone` is not an action status"), "{err}");
 }
 
 #[test]
