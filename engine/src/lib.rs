@@ -48,6 +48,7 @@ pub mod fmt;
 pub mod generate;
 pub mod nab;
 pub mod plan;
+pub mod report;
 pub mod ruleset;
 pub mod runbook;
 pub mod schema;

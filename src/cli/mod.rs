@@ -20,6 +20,7 @@ mod findings;
 mod fmt;
 mod lsp;
 mod output;
+mod report;
 mod rulebook;
 mod serve;
 mod test;
@@ -440,6 +441,42 @@ enum Command {
         /// The state database.
         #[arg(long, global = true, default_value = "vigil-state.duckdb")]
         state: PathBuf,
+    },
+    /// A client's activity report for a period (local days of each site): coverage, patrols,
+    /// findings, response against SLA, incidents and trends, as HTML, CSV or JSON.
+    #[command(
+        after_help = "Examples:\n  vigil report --signals fixtures/demo --state vigil-state.duckdb --tenant T000 --from 2025-10-04 --to 2025-10-04 --out report.html\n  vigil report --signals fleet --tenant T001 --site S00011 --from 2025-10-01 --to 2025-10-31 --format csv --out october/"
+    )]
+    Report {
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// A DuckDB file, or a directory of <table>.csv|.parquet|.jsonl files.
+        #[arg(long)]
+        signals: PathBuf,
+        /// The state database (the findings store).
+        #[arg(long, default_value = "vigil-state.duckdb")]
+        state: PathBuf,
+        /// The client (tenant).
+        #[arg(long)]
+        tenant: String,
+        /// One site only.
+        #[arg(long)]
+        site: Option<String>,
+        /// First day, YYYY-MM-DD (each site's local day).
+        #[arg(long)]
+        from: String,
+        /// Last day, inclusive.
+        #[arg(long)]
+        to: String,
+        /// html (one page), csv (a directory of tables) or json.
+        #[arg(long, value_enum, default_value_t = report::ReportFormat::Html)]
+        format: report::ReportFormat,
+        /// Where to write it (a directory for csv).
+        #[arg(long)]
+        out: PathBuf,
+        /// Keep operator names and notes (left out of what clients get).
+        #[arg(long)]
+        internal: bool,
     },
     /// Runbook actions (`vigil serve --actions`): the outbox and its log; approve, reject,
     /// replay the dead-letter list, and the kill switches.
@@ -938,6 +975,11 @@ fn run(cli: Cli) -> CliResult {
         Command::Fmt { paths, check } => fmt_command(&paths, check),
         Command::Findings { action, state } => findings_command(&state, action),
         Command::Actions { action, state } => actions::actions_command(&state, action),
+        Command::Report { rules, signals, state, tenant, site, from, to, format, out, internal } => {
+            let args = report::ReportArgs { rules: &rules, signals: &signals, state: &state, tenant, site, from: &from, to: &to, internal };
+            let r = report::build(&args)?;
+            report::write(&r, format, &out)
+        }
         Command::Status { state } => status(&state),
         Command::Lsp => lsp::serve(),
         Command::EvaluateAnomalies { series, labels, timezone, only_rules, rules } => {
