@@ -445,7 +445,7 @@ enum Command {
     /// A client's activity report for a period (local days of each site): coverage, patrols,
     /// findings, response against SLA, incidents and trends, as HTML, CSV or JSON.
     #[command(
-        after_help = "Examples:\n  vigil report --signals fixtures/demo --state vigil-state.duckdb --tenant T000 --from 2025-10-04 --to 2025-10-04 --out report.html\n  vigil report --signals fleet --tenant T001 --site S00011 --from 2025-10-01 --to 2025-10-31 --format csv --out october/"
+        after_help = "Examples:\n  vigil report --signals fixtures/demo --state vigil-state.duckdb --tenant T000 --from 2025-10-04 --to 2025-10-04 --out report.pdf\n  vigil report --signals fleet --tenant T001 --site S00011 --from 2025-10-01 --to 2025-10-31 --format csv --out october/"
     )]
     Report {
         #[command(flatten)]
@@ -468,8 +468,8 @@ enum Command {
         /// Last day, inclusive.
         #[arg(long)]
         to: String,
-        /// html (one page), csv (a directory of tables) or json.
-        #[arg(long, value_enum, default_value_t = report::ReportFormat::Html)]
+        /// pdf (paginated, fonts embedded), html (one page), csv (a directory of tables) or json.
+        #[arg(long, value_enum, default_value_t = report::ReportFormat::Pdf)]
         format: report::ReportFormat,
         /// Where to write it (a directory for csv).
         #[arg(long)]

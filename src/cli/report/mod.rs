@@ -1,8 +1,10 @@
 //! `vigil report`: a client's activity report over the signal tables and the findings
-//! store, as HTML (one self-contained page), CSV (a directory of tables) or JSON.
+//! store, as PDF (typeset with Typst), HTML (one self-contained page), CSV (a directory
+//! of tables) or JSON.
 
 pub mod csv;
 pub mod html;
+pub mod pdf;
 pub mod svg;
 
 use std::collections::BTreeMap;
@@ -15,6 +17,8 @@ use vigil_engine::store;
 /// Output formats of `vigil report`.
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
 pub enum ReportFormat {
+    /// A paginated PDF (typeset with Typst; fonts embedded).
+    Pdf,
     /// One self-contained HTML page.
     Html,
     /// A directory of CSV tables.
@@ -75,10 +79,11 @@ pub fn build(a: &ReportArgs) -> Result<Report, CliError> {
 pub fn write(r: &Report, format: ReportFormat, out: &Path) -> CliResult {
     let fail = |e: std::io::Error| input_err(format!("--out {}: {e}", out.display()));
     match format {
-        ReportFormat::Html | ReportFormat::Json => {
+        ReportFormat::Pdf | ReportFormat::Html | ReportFormat::Json => {
             let text = match format {
-                ReportFormat::Html => html::render(r),
-                _ => serde_json::to_string_pretty(r).map_err(|e| CliError::Eval(e.to_string()))? + "\n",
+                ReportFormat::Pdf => pdf::render(r).map_err(|e| CliError::Eval(format!("error: cannot typeset the report: {e}")))?,
+                ReportFormat::Html => html::render(r).into_bytes(),
+                _ => (serde_json::to_string_pretty(r).map_err(|e| CliError::Eval(e.to_string()))? + "\n").into_bytes(),
             };
             let tmp = out.with_extension("partial");
             std::fs::write(&tmp, text).map_err(fail)?;
