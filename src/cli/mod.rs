@@ -11,6 +11,7 @@ mod actions;
 mod backtest;
 mod baseline;
 mod bench;
+mod bench_report;
 mod bench_serve;
 mod check;
 mod config;
@@ -401,6 +402,20 @@ enum Command {
         /// Rows per pushed batch at most.
         #[arg(long, default_value_t = 500)]
         batch: usize,
+    },
+    /// A monthly client report for one tenant of a synthetic fleet: build, HTML and PDF timed.
+    BenchReport {
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// Sites of the tenant.
+        #[arg(long, default_value_t = 100)]
+        sites: u32,
+        /// Days of the month.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// Runs (the best is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
     },
     /// API tokens for `vigil serve`.
     Token {
@@ -1035,6 +1050,7 @@ fn run(cli: Cli) -> CliResult {
         Command::BenchServe { rules, sites, rate, minutes, clients, batch } => {
             bench_serve::bench_serve(&rules, &bench_serve::BenchServe { sites, rate, minutes, clients, batch })
         }
+        Command::BenchReport { rules, sites, days, runs } => bench_report::bench_report(&rules, sites, days, runs),
         Command::Token { action: TokenCommand::New { name, role, tenants, append } } => {
             token_new(&name, &role, &tenants, append.as_deref())
         }

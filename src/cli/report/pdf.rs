@@ -74,18 +74,23 @@ fn s(text: &str) -> String {
     out
 }
 
-/// `table(columns: .., align: .., table.header(..), cells..)` with string cells.
+/// `table(columns: .., align: .., table.header(..), cells..)` with string cells: the first
+/// column takes the room left (and wraps), the others fit their content; the header row
+/// repeats on every page the table breaks onto.
 fn table(header: &[&str], right: &[bool], rows: &[Vec<String>]) -> String {
     let align: Vec<&str> = right.iter().map(|r| if *r { "right" } else { "left" }).collect();
+    let mut widths = vec!["1fr"];
+    widths.extend(std::iter::repeat_n("auto", header.len().saturating_sub(1)));
     let mut t = format!(
-        "#table(columns: {}, align: ({}), stroke: (x: none, y: 0.4pt + luma(200)), inset: (x: 4pt, y: 3pt),\n  table.header({}),\n",
-        header.len(),
+        "#table(columns: ({}), align: ({}), stroke: (x: none, y: 0.4pt + luma(200)), inset: (x: 4pt, y: 3pt),\n  table.header({}),\n",
+        widths.join(", "),
         align.join(", "),
         header.iter().map(|h| format!("[*{}*]", escape_markup(h))).collect::<Vec<_>>().join(", ")
     );
     for r in rows {
         t.push_str("  ");
-        t.push_str(&r.iter().map(|c| s(c)).collect::<Vec<_>>().join(", "));
+        // Identifiers such as CORRELATION_RESOURCE_SHORTAGE may break after an underscore.
+        t.push_str(&r.iter().map(|c| s(&c.replace('_', "_\u{200B}"))).collect::<Vec<_>>().join(", "));
         t.push_str(",\n");
     }
     t.push_str(")\n");
@@ -211,14 +216,24 @@ pub fn source(r: &Report) -> String {
     if tours.is_empty() {
         d.push_str(&text_par("Every tour scanned all its checkpoints."));
     } else {
-        d.push_str(&table(&["Site", "Tour", "Guard", "Scheduled (local)", "Outcome", "Scanned"], &[false, false, false, false, false, true], &tours));
+        d.push_str(&table(
+            &["Site", "Tour", "Guard", "Scheduled (local)", "Outcome", "Scanned"],
+            &[false, false, false, false, false, true],
+            &tours,
+        ));
     }
     d.push_str("== Checkpoints scanned least often\n");
     let cps: Vec<Vec<String>> = r
         .sites
         .iter()
         .flat_map(|x| x.worst_checkpoints.iter())
-        .map(|c| vec![c.site_id.clone(), c.checkpoint_id.clone(), format!("{} of {} ({})", c.tours_scanned, c.tours, html::pct(c.tours_scanned, c.tours))])
+        .map(|c| {
+            vec![
+                c.site_id.clone(),
+                c.checkpoint_id.clone(),
+                format!("{} of {} ({})", c.tours_scanned, c.tours, html::pct(c.tours_scanned, c.tours)),
+            ]
+        })
         .collect();
     if cps.is_empty() {
         d.push_str(&text_par("Every checkpoint was scanned on every started tour."));
@@ -315,11 +330,13 @@ pub fn render(r: &Report) -> Result<Vec<u8>, String> {
         main: Source::new(main_id, source(r)),
         files,
     };
-    let doc: PagedDocument = typst::compile(&world).output.map_err(|errors| {
-        errors.iter().map(|e| format!("typst: {}", e.message)).collect::<Vec<_>>().join("\n")
-    })?;
-    let options = typst_pdf::PdfOptions { ident: typst::foundations::Smart::Custom(&r.id), timestamp: None, ..typst_pdf::PdfOptions::default() };
-    typst_pdf::pdf(&doc, &options).map_err(|errors| errors.iter().map(|e| format!("typst-pdf: {}", e.message)).collect::<Vec<_>>().join("\n"))
+    let doc: PagedDocument = typst::compile(&world)
+        .output
+        .map_err(|errors| errors.iter().map(|e| format!("typst: {}", e.message)).collect::<Vec<_>>().join("\n"))?;
+    let options =
+        typst_pdf::PdfOptions { ident: typst::foundations::Smart::Custom(&r.id), timestamp: None, ..typst_pdf::PdfOptions::default() };
+    typst_pdf::pdf(&doc, &options)
+        .map_err(|errors| errors.iter().map(|e| format!("typst-pdf: {}", e.message)).collect::<Vec<_>>().join("\n"))
 }
 
 #[cfg(test)]

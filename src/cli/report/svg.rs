@@ -33,7 +33,7 @@ pub fn daily_bars(days: &[Day]) -> String {
     let plot_h = h - bottom - top;
     let n = days.len().max(1) as f64;
     let slot = (w - left - 8.0) / n;
-    let bar = (slot * 0.7).max(1.0);
+    let bar = (slot * 0.7).clamp(1.0, 36.0);
     let mut s = String::new();
     let _ = write!(
         s,
