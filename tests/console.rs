@@ -279,3 +279,32 @@ async fn an_operator_approves_a_pending_action_and_sees_it_delivered() {
     drop(driver);
     assert!(server.terminate().success());
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_client_sees_its_reports_in_the_portal() {
+    let dir = common::library("portal-browser");
+    let signals = twins("portal-browser-signals");
+    let mut server = Server::start(&dir, &signals, &["--tick-interval", "2s", "--report-schedule"]);
+    server.wait_for("serve: report RPT-T000-20251003-20251003-");
+    let (driver, c) = browser().await;
+    // Logging in at the console sends a client to the portal.
+    c.goto(&server.url("/")).await.expect("open the console");
+    let token = c.wait().for_element(Locator::Css("#token")).await.expect("login form");
+    token.send_keys(&server.tokens["cleo"]).await.expect("type the token");
+    c.find(Locator::Css("#login-form button")).await.expect("button").click().await.expect("log in");
+    until(&c, "the portal", "return location.pathname === '/portal' && document.querySelectorAll('#reports tr').length").await;
+    let rows = eval(&c, "return [...document.querySelectorAll('#reports tr')].map(r => r.textContent)").await;
+    let rows: Vec<String> = serde_json::from_value(rows).expect("rows");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0], "2025-10-03dailyT000no exceptionsPDF · HTML");
+    let summary = until(&c, "the summary", "return document.getElementById('summary').textContent").await;
+    assert!(summary.as_str().is_some_and(|t| t.starts_with("T000")), "{summary}");
+    artifact("portal.png", &c.screenshot().await.expect("screenshot"));
+    // The PDF link serves the report to the client's session.
+    let href = eval(&c, "return document.querySelector('#reports a').href").await;
+    let status = eval(&c, &format!("return fetch({href}).then(r => r.status + ' ' + r.headers.get('content-type'))")).await;
+    assert_eq!(status, json!("200 application/pdf"));
+    c.close().await.expect("close the browser");
+    drop(driver);
+    assert!(server.terminate().success());
+}

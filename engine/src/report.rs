@@ -546,6 +546,26 @@ fn read(signals: &Signals, req: &Request) -> Result<Inputs, ReportError> {
     Ok(Inputs { sites, shifts, tours, scans, rows_read, digest })
 }
 
+/// Every tenant of the signals' `sites` table and the time zone of its first site (by
+/// site id): the zone a tenant's report schedule follows.
+pub fn tenant_zones(signals: &Signals) -> Result<BTreeMap<String, Tz>, ReportError> {
+    let r = "r";
+    let items = ["tenant_id", "site_id", "timezone"].iter().map(|c| (SqlExpr::col(r, c), None)).collect();
+    let mut select = Select::new(From::Raw { name: "sites".into(), alias: r.into() }, items);
+    select.order_by = vec![crate::sql::OrderKey::asc(SqlExpr::col(r, "tenant_id")), crate::sql::OrderKey::asc(SqlExpr::col(r, "site_id"))];
+    let text = render_statement(&Statement::select(select), Dialect::DuckDb);
+    let mut stmt = signals.conn.prepare(&text)?;
+    let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(2)?)))?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let (tenant, zone) = row?;
+        if let Ok(tz) = zone.parse::<Tz>() {
+            out.entry(tenant).or_insert(tz);
+        }
+    }
+    Ok(out)
+}
+
 fn median(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
         return None;

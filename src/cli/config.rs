@@ -10,7 +10,7 @@
 use std::ffi::OsString;
 
 /// The settings `serve` takes, as flag names; the last ones are repeatable.
-const SERVE_KEYS: [&str; 18] = [
+const SERVE_KEYS: [&str; 21] = [
     "rules",
     "runbooks",
     "signals",
@@ -27,10 +27,15 @@ const SERVE_KEYS: [&str; 18] = [
     "feed-stale-after",
     "silence-max",
     "actions",
+    "reports-dir",
+    "report-schedule",
     "retain",
     "feed-dependent",
+    "report-review",
 ];
-const REPEATABLE: [&str; 2] = ["retain", "feed-dependent"];
+const REPEATABLE: [&str; 3] = ["retain", "feed-dependent", "report-review"];
+/// Switches: `true` gives the flag, `false` leaves it out.
+const SWITCHES: [&str; 1] = ["report-schedule"];
 
 /// One value of a setting.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +70,11 @@ pub fn expand(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
                     continue;
                 }
                 match value {
+                    Setting::One(v) if SWITCHES.contains(&key.as_str()) => {
+                        if v == "true" {
+                            out.push(OsString::from(format!("--{key}")));
+                        }
+                    }
                     Setting::One(v) => out.extend([OsString::from(format!("--{key}")), OsString::from(v)]),
                     Setting::Many(vs) => {
                         for v in vs {
@@ -117,6 +127,9 @@ fn parse(source: &str, origin: &str) -> Result<Vec<(String, Setting)>, String> {
             Setting::Many(items)
         } else {
             let v = scalar(value).map_err(|m| at(value_col, m))?;
+            if SWITCHES.contains(&key.as_str()) && v != "true" && v != "false" {
+                return Err(at(value_col, format!("`{key}` is a switch: write true or false")));
+            }
             if REPEATABLE.contains(&key.as_str()) {
                 Setting::Many(vec![v])
             } else {
@@ -220,6 +233,28 @@ mod tests {
         assert!(parse("listen = [\"a\"]", "v.toml").err().is_some_and(|e| e.contains("takes one value")));
         assert!(parse("garbage", "v.toml").err().is_some_and(|e| e.starts_with("v.toml:1:1: expected `key = value`")));
         assert_eq!(parse("state = \"a#b\" # c", "v").ok(), Some(vec![("state".to_string(), Setting::One("a#b".into()))]));
+        assert_eq!(
+            parse("report_schedule = \"yes\"", "v").err().as_deref(),
+            Some("v:1:19: `report-schedule` is a switch: write true or false")
+        );
+    }
+
+    #[test]
+    fn switches_become_bare_flags() {
+        let dir = std::env::temp_dir().join(format!("vigil-config-switch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("vigil.toml");
+        std::fs::write(&file, "report_schedule = true\nreport_review = [\"T1\", \"T2\"]\n").expect("write");
+        let out: Vec<String> = expand(os(&["vigil", "serve", "--config", &file.display().to_string()]))
+            .expect("expands")
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(out, ["vigil", "serve", "--report-schedule", "--report-review", "T1", "--report-review", "T2"]);
+        std::fs::write(&file, "report_schedule = false\n").expect("write");
+        let out = expand(os(&["vigil", "serve", "--config", &file.display().to_string()])).expect("expands");
+        assert_eq!(out.len(), 2, "false leaves the switch out");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

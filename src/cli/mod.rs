@@ -197,6 +197,17 @@ struct ServeArgs {
     /// deploy/actions.toml). Without it no action is planned or sent.
     #[arg(long)]
     actions: Option<PathBuf>,
+    /// Where client reports are stored (default: beside the state database, `<state>.reports`).
+    #[arg(long)]
+    reports_dir: Option<PathBuf>,
+    /// Build each tenant's daily report at 06:00 in its time zone (the day before) and its
+    /// monthly report on the 1st (the month before).
+    #[arg(long)]
+    report_schedule: bool,
+    /// Tenants whose reports wait for a supervisor's (admin's) approval before clients see
+    /// them (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    report_review: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -207,7 +218,7 @@ enum TokenCommand {
         /// Who holds it (shown as who acknowledged or resolved).
         #[arg(long)]
         name: String,
-        /// viewer, operator or admin.
+        /// client (reports and the portal only), viewer, operator or admin.
         #[arg(long, default_value = "operator")]
         role: String,
         /// Tenants it may see, comma-separated, or `*` for every tenant.
@@ -1021,6 +1032,9 @@ fn run(cli: Cli) -> CliResult {
                 listen,
                 heartbeat,
                 actions,
+                reports_dir,
+                report_schedule,
+                report_review,
             } = *args;
             // The demo shows runbook actions too, all in dry-run (see fixtures/actions-demo.toml).
             let actions = match (demo, actions) {
@@ -1045,7 +1059,21 @@ fn run(cli: Cli) -> CliResult {
             let retention = retention_of(&retention, &retain)?;
             let heartbeat = positive_duration(&heartbeat, "--heartbeat")?;
             let silence_max = positive_duration(&silence_max, "--silence-max")?;
-            serve::run(serve::Options { watch, listen, tokens, heartbeat, retention, silence_max, actions })
+            let reports_dir = reports_dir.unwrap_or_else(|| watch.state.with_extension("reports"));
+            let report_review = report_review.into_iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
+            let report_schedule = report_schedule || demo;
+            serve::run(serve::Options {
+                watch,
+                listen,
+                tokens,
+                heartbeat,
+                retention,
+                silence_max,
+                actions,
+                reports_dir,
+                report_schedule,
+                report_review,
+            })
         }
         Command::BenchServe { rules, sites, rate, minutes, clients, batch } => {
             bench_serve::bench_serve(&rules, &bench_serve::BenchServe { sites, rate, minutes, clients, batch })
@@ -1148,8 +1176,8 @@ fn token_new(name: &str, role: &str, tenants: &str, append: Option<&Path>) -> Cl
     if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '#') {
         return Err(input_err(format!("--name: `{name}` must be one word (no spaces or `#`)")));
     }
-    if !["viewer", "operator", "admin"].contains(&role) {
-        return Err(input_err(format!("--role: unknown role `{role}` (viewer, operator or admin)")));
+    if !["client", "viewer", "operator", "admin"].contains(&role) {
+        return Err(input_err(format!("--role: unknown role `{role}` (client, viewer, operator or admin)")));
     }
     if tenants.is_empty() || tenants.chars().any(|c| c.is_whitespace() || c == '#') {
         return Err(input_err(format!("--tenants: `{tenants}` must be comma-separated tenant ids or `*`")));

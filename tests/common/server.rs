@@ -9,12 +9,13 @@ use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 /// The tokens every test server knows: (name, role, tenants).
-pub const TOKENS: [(&str, &str, &str); 5] = [
+pub const TOKENS: [(&str, &str, &str); 6] = [
     ("ana", "operator", "T000"),
     ("tom", "operator", "T900"),
     ("val", "viewer", "T000"),
     ("mia", "admin", "T000,T900"),
     ("root", "admin", "*"),
+    ("cleo", "client", "T000"),
 ];
 
 /// The demo fixture plus a twin tenant `T900`: every row of T000 again under T900,

@@ -91,6 +91,23 @@ impl FromRequestParts<Arc<App>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Caller, ApiError> {
+        let caller = Caller::identify(parts, app)?;
+        // A client's token reads its reports and their summary, and nothing else.
+        let path = parts.uri.path();
+        let client_may = path == "/api/v1/session"
+            || path == "/api/v1/portal/summary"
+            || path == "/api/v1/reports"
+            || path.starts_with("/api/v1/reports/");
+        if caller.0.role == Role::Client && !client_may {
+            return Err(ApiError::forbidden("a client token reads its reports (/api/v1/reports) and the portal, nothing else"));
+        }
+        Ok(caller)
+    }
+}
+
+impl Caller {
+    /// The principal of the request's token or session.
+    fn identify(parts: &Parts, app: &Arc<App>) -> Result<Caller, ApiError> {
         if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
             let token = value
                 .to_str()
@@ -190,6 +207,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/silences", get(list_silences).post(create_silence))
         .route("/api/v1/silences/preview", post(preview_silence))
         .route("/api/v1/silences/{id}", axum::routing::patch(edit_silence).delete(lift_silence))
+        .route("/portal", get(super::console::portal))
+        .route("/portal.js", get(super::console::portal_script))
+        .route("/api/v1/portal/summary", get(super::reports::summary))
+        .route("/api/v1/reports", get(super::reports::index).post(super::reports::create))
+        .route("/api/v1/reports/{id}/approve", post(super::reports::approve))
+        .route("/api/v1/reports/{id}/{file}", get(super::reports::file))
         .route("/api/v1/actions", get(super::api_actions::list))
         .route("/api/v1/actions/switches", get(super::api_actions::switches).post(super::api_actions::set_switch))
         .route("/api/v1/actions/{id}", get(super::api_actions::one))

@@ -20,6 +20,8 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// a guard company's client: its published reports and a findings summary, nothing else
+    Client,
     /// read findings, rules, runbooks and the stream
     Viewer,
     /// also acknowledge, resolve and silence
@@ -31,6 +33,7 @@ pub enum Role {
 impl Role {
     fn parse(text: &str) -> Option<Role> {
         match text {
+            "client" => Some(Role::Client),
             "viewer" => Some(Role::Viewer),
             "operator" => Some(Role::Operator),
             "admin" => Some(Role::Admin),
@@ -41,6 +44,7 @@ impl Role {
     /// Its spelling in the tokens file and the API.
     pub fn name(self) -> &'static str {
         match self {
+            Role::Client => "client",
             Role::Viewer => "viewer",
             Role::Operator => "operator",
             Role::Admin => "admin",
@@ -168,7 +172,7 @@ impl Tokens {
                     fields.len()
                 )));
             };
-            let role = Role::parse(role).ok_or_else(|| at(format!("unknown role `{role}` (viewer, operator or admin)")))?;
+            let role = Role::parse(role).ok_or_else(|| at(format!("unknown role `{role}` (client, viewer, operator or admin)")))?;
             let tenants = if tenants == "*" {
                 Scope::All
             } else {

@@ -8,6 +8,8 @@ use axum::response::{IntoResponse, Response};
 const INDEX: &str = include_str!("console/index.html");
 const SCRIPT: &str = include_str!("console/console.js");
 const STYLE: &str = include_str!("console/console.css");
+const PORTAL: &str = include_str!("console/portal.html");
+const PORTAL_SCRIPT: &str = include_str!("console/portal.js");
 
 fn asset(kind: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")], body).into_response()
@@ -26,4 +28,14 @@ pub async fn script() -> Response {
 /// `GET /console.css`
 pub async fn style() -> Response {
     asset("text/css; charset=utf-8", STYLE)
+}
+
+/// `GET /portal`: the client portal.
+pub async fn portal() -> Response {
+    asset("text/html; charset=utf-8", PORTAL)
+}
+
+/// `GET /portal.js`
+pub async fn portal_script() -> Response {
+    asset("text/javascript; charset=utf-8", PORTAL_SCRIPT)
 }

@@ -19,6 +19,7 @@ mod console;
 mod deliver;
 mod events;
 mod metrics;
+mod reports;
 mod sign;
 
 use std::collections::BTreeMap;
@@ -52,6 +53,12 @@ pub struct Options {
     pub silence_max: Duration,
     /// The runbook actions' configuration (none: no action is planned or sent).
     pub actions: Option<PathBuf>,
+    /// Where client reports are stored.
+    pub reports_dir: PathBuf,
+    /// Build the daily and monthly reports.
+    pub report_schedule: bool,
+    /// Tenants whose reports wait for a supervisor's approval.
+    pub report_review: Vec<String>,
 }
 
 /// A live-feed snapshot kept for clients connecting together: (scope, the last event
@@ -100,6 +107,8 @@ pub struct App {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Runbook actions (with `--actions`).
     pub outbox: Option<deliver::Outbox>,
+    /// Client reports.
+    pub reports: Option<reports::Reports>,
 }
 
 impl App {
@@ -266,6 +275,9 @@ impl Observer for App {
                 }
                 self.prune(r.at);
                 self.expire_silences(r.at);
+                if let Some(reports) = &self.reports {
+                    reports::schedule(self, reports, r.at);
+                }
             }
             Err(_) => self.metrics.tick_failed(),
         }
@@ -341,6 +353,12 @@ pub fn run(opts: Options) -> Result<(), CliError> {
         snapshots: tokio::sync::Mutex::new(Vec::new()),
         shutdown: stop_rx.clone(),
         outbox,
+        reports: Some(reports::Reports::new(
+            opts.reports_dir.clone(),
+            opts.report_review.iter().cloned().collect(),
+            opts.report_schedule,
+            opts.watch.signals.clone(),
+        )),
     });
     if let Some(outbox) = &app.outbox {
         deliver::sweep(&app, outbox);

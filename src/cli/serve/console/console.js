@@ -553,6 +553,8 @@ function showLogin() {
 }
 
 function start(s) {
+  // Clients have the portal, not the console.
+  if (s.principal.role === "client") { window.location.assign("/portal"); return; }
   state.csrf = s.csrf;
   state.principal = s.principal;
   $("login").hidden = true;

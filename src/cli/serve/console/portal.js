@@ -1,0 +1,79 @@
+// Vigil client portal: the reports a client's token may read, and a summary of its
+// findings. Plain script, no build step; the same session API as the console.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let csrf = null;
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(c == null ? "" : String(c)));
+  return e;
+}
+
+async function api(method, path, body) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET" && csrf) headers["X-CSRF-Token"] = csrf;
+  const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
+  const text = await r.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch (_) { data = { error: text }; }
+  if (!r.ok) { const e = new Error((data && data.error) || r.statusText); e.status = r.status; throw e; }
+  return data;
+}
+
+async function show(s) {
+  csrf = s.csrf;
+  $("login").hidden = true;
+  $("portal").hidden = false;
+  $("logout").hidden = false;
+  $("who").textContent = `${s.principal.name} · ${s.principal.tenants.join(", ")}`;
+  try {
+    const sum = await api("GET", "/api/v1/portal/summary");
+    const rows = Object.entries(sum.tenants).map(([t, v]) => {
+      const cats = Object.entries(v.by_category).map(([c, sev]) => `${c}: ${Object.entries(sev).map(([k, n]) => `${n} ${k.toLowerCase()}`).join(", ")}`).join("; ");
+      return el("tr", {}, el("td", {}, t), el("td", {}, v.findings), el("td", {}, v.open), el("td", {}, cats));
+    });
+    $("summary").replaceChildren(...rows);
+    $("summary-empty").hidden = rows.length > 0;
+    const r = await api("GET", "/api/v1/reports");
+    const list = r.reports.map((m) => el("tr", { "data-report": m.id },
+      el("td", {}, m.from === m.to ? m.from : `${m.from} to ${m.to}`), el("td", {}, m.kind),
+      el("td", {}, m.site ? `${m.tenant} / ${m.site}` : m.tenant),
+      el("td", {}, m.no_exceptions ? "no exceptions" : m.findings),
+      el("td", {}, el("a", { href: `/api/v1/reports/${encodeURIComponent(m.id)}/pdf` }, "PDF"), " · ",
+        el("a", { href: `/api/v1/reports/${encodeURIComponent(m.id)}/html` }, "HTML"))));
+    $("reports").replaceChildren(...list);
+    $("reports-empty").hidden = list.length > 0;
+  } catch (e) {
+    $("error").textContent = e.message;
+  }
+}
+
+function showLogin() {
+  $("portal").hidden = true;
+  $("logout").hidden = true;
+  $("login").hidden = false;
+  $("token").focus();
+}
+
+document.addEventListener("DOMContentLoaded", async () => {
+  $("login-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    $("login-error").textContent = "";
+    try {
+      const s = await api("POST", "/api/v1/session", { token: $("token").value });
+      $("token").value = "";
+      show(s);
+    } catch (err) {
+      $("login-error").textContent = err.status === 401 ? "Unknown token." : err.message;
+    }
+  });
+  $("logout").addEventListener("click", async () => {
+    try { await api("DELETE", "/api/v1/session"); } catch (_) { /* gone either way */ }
+    showLogin();
+  });
+  try { show(await api("GET", "/api/v1/session")); } catch (_) { showLogin(); }
+});
