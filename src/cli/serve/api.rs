@@ -185,6 +185,7 @@ pub fn router(app: Arc<App>) -> Router {
     let mut router = Router::new()
         .route("/", get(super::console::index))
         .route("/console.js", get(super::console::script))
+        .route("/common.js", get(super::console::common))
         .route("/console.css", get(super::console::style))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 
 const INDEX: &str = include_str!("console/index.html");
 const SCRIPT: &str = include_str!("console/console.js");
+const COMMON: &str = include_str!("console/common.js");
 const STYLE: &str = include_str!("console/console.css");
 const PORTAL: &str = include_str!("console/portal.html");
 const PORTAL_SCRIPT: &str = include_str!("console/portal.js");
@@ -23,6 +24,11 @@ pub async fn index() -> Response {
 /// `GET /console.js`
 pub async fn script() -> Response {
     asset("text/javascript; charset=utf-8", SCRIPT)
+}
+
+/// `GET /common.js`: what the console and the portal share.
+pub async fn common() -> Response {
+    asset("text/javascript; charset=utf-8", COMMON)
 }
 
 /// `GET /console.css`

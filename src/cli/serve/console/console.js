@@ -7,7 +7,6 @@ const SEVERITIES = { CRITICAL: 4, HIGH: 3, MEDIUM: 2, LOW: 1 };
 const GLYPH = { CRITICAL: "■", HIGH: "▲", MEDIUM: "●", LOW: "○" };
 
 const state = {
-  csrf: null,
   principal: null,
   findings: new Map(), // id -> finding (open ones shown)
   pending: new Map(), // raised while the operator was busy: id -> finding
@@ -19,35 +18,6 @@ const state = {
   storms: [],
   serverOffset: 0, // server clock minus local clock (ms)
 };
-
-const $ = (id) => document.getElementById(id);
-
-function el(tag, attrs, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (k === "class") e.className = v;
-    else if (k === "dataset") Object.assign(e.dataset, v);
-    else e.setAttribute(k, v);
-  }
-  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(c == null ? "" : String(c)));
-  return e;
-}
-
-async function api(method, path, body) {
-  const headers = { Accept: "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (method !== "GET" && state.csrf) headers["X-CSRF-Token"] = state.csrf;
-  const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
-  const text = await r.text();
-  let data = null;
-  try { data = text ? JSON.parse(text) : null; } catch (_) { data = { error: text }; }
-  if (!r.ok) {
-    const err = new Error((data && data.error) || r.statusText);
-    err.status = r.status;
-    throw err;
-  }
-  return data;
-}
 
 // ---- time ----
 function serverNow() { return Date.now() + state.serverOffset; }
@@ -555,7 +525,7 @@ function showLogin() {
 function start(s) {
   // Clients have the portal, not the console.
   if (s.principal.role === "client") { window.location.assign("/portal"); return; }
-  state.csrf = s.csrf;
+  session.csrf = s.csrf;
   state.principal = s.principal;
   $("login").hidden = true;
   $("app").hidden = false;

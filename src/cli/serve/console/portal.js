@@ -2,30 +2,8 @@
 // findings. Plain script, no build step; the same session API as the console.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
-let csrf = null;
-
-function el(tag, attrs, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
-  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(c == null ? "" : String(c)));
-  return e;
-}
-
-async function api(method, path, body) {
-  const headers = { Accept: "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (method !== "GET" && csrf) headers["X-CSRF-Token"] = csrf;
-  const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
-  const text = await r.text();
-  let data = null;
-  try { data = text ? JSON.parse(text) : null; } catch (_) { data = { error: text }; }
-  if (!r.ok) { const e = new Error((data && data.error) || r.statusText); e.status = r.status; throw e; }
-  return data;
-}
-
 async function show(s) {
-  csrf = s.csrf;
+  session.csrf = s.csrf;
   $("login").hidden = true;
   $("portal").hidden = false;
   $("logout").hidden = false;
