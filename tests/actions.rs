@@ -477,6 +477,51 @@ fn the_global_kill_switch_from_the_command_line_suppresses_everything() {
 }
 
 #[test]
+fn published_reports_are_delivered_through_the_outbox_once() {
+    let r = Receiver::start(&[NEW_SECRET, OLD_SECRET]);
+    // T000's reports go to its client's endpoint; T001's wait for review, then go too.
+    let config = format!(
+        "[defaults]\nlink = \"https://vigil.example.com\"\nreports = \"send_report\"\n\n{}[action.send_report]\nkind = \"webhook\"\nendpoint = \"client\"\nmode = \"live\"\n",
+        endpoint("endpoint", "client", &r)
+    );
+    let dir = setup("actions-reports", &[], &config);
+    let signals = common::root().join("fixtures/demo");
+    let extra = ["--actions", "actions.toml", "--tick-interval", "2s", "--report-schedule", "--report-review", "T001"];
+    let mut s = Server::start(&dir, &signals, &extra);
+    s.wait_for("serve: report RPT-T001-20251003-20251003-");
+    let sent = until("T000's report delivered", || {
+        let all = actions(&s, "root", "&action=send_report&status=sent");
+        (all.len() == 1).then_some(all)
+    });
+    assert_eq!((sent[0]["tenant_id"].as_str(), sent[0]["finding_id"].as_i64()), (Some("T000"), Some(0)));
+    let got = r.got();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].verified);
+    let body: Value = serde_json::from_str(&got[0].body).expect("json");
+    let id = body["report"]["id"].as_str().expect("id").to_string();
+    assert!(id.starts_with("RPT-T000-20251003-20251003-"), "{body}");
+    assert_eq!((body["type"].as_str(), body["report"]["kind"].as_str()), (Some("vigil.report"), Some("daily")));
+    assert_eq!(body["link"].as_str(), Some(format!("https://vigil.example.com/api/v1/reports/{id}/pdf").as_str()));
+    // T001's report is held for review: nothing for it until an admin approves it.
+    let (_, listed) = s.get("root", "/api/v1/reports");
+    let held = listed["reports"].as_array().expect("reports").iter().find(|m| m["tenant"] == "T001").expect("T001's")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert_eq!(actions(&s, "root", "&action=send_report").len(), 1);
+    let (status, _) = s.post("root", &format!("/api/v1/reports/{held}/approve"), json!({ "note": "checked" }));
+    assert_eq!(status, 200);
+    until("T001's report delivered", || (r.got().len() == 2).then_some(()));
+    assert!(r.got()[1].body.contains(&held));
+    // A restart delivers nothing again.
+    assert!(s.terminate().success());
+    let s = Server::start(&dir, &signals, &extra);
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(r.got().len(), 2);
+    assert_eq!(actions(&s, "root", "&action=send_report").len(), 2);
+}
+
+#[test]
 fn check_reports_configuration_errors_with_their_spans() {
     let config = "[endpoint.hook]\nurl = \"https://hooks.example.com/x\"\nsecret = \"env:VIGIL_TEST_NOT_SET_ANYWHERE\"\n\n[action.page]\nkind = \"webhook\"\nendpoint = \"hok\"\ntemplate = \"{site} {sight}\"\n";
     let dir = setup("actions-check", &[("attendance_no_show.vigil", "  auto pager on")], config);

@@ -250,6 +250,8 @@ pub struct TenantPolicy {
     pub mode: Option<Mode>,
     /// Nothing of this tenant is sent.
     pub kill: bool,
+    /// The action that delivers its published reports (instead of the default's).
+    pub reports: Option<String>,
 }
 
 /// A checked actions configuration.
@@ -275,6 +277,8 @@ pub struct Config {
     pub actions: BTreeMap<String, Action>,
     /// Tenants' caps and switches.
     pub tenants: BTreeMap<String, TenantPolicy>,
+    /// The action that delivers published client reports (a tenant may name its own).
+    pub reports: Option<String>,
 }
 
 impl Default for Config {
@@ -290,6 +294,7 @@ impl Default for Config {
             endpoints: BTreeMap::new(),
             actions: BTreeMap::new(),
             tenants: BTreeMap::new(),
+            reports: None,
         }
     }
 }
@@ -686,7 +691,7 @@ fn template(text: &str, offsets: &[usize], span: Span, errors: &mut Vec<Diagnost
     Template { parts }
 }
 
-const DEFAULTS_KEYS: &[&str] = &["kill", "link", "max_attempts", "backoff", "backoff_max"];
+const DEFAULTS_KEYS: &[&str] = &["kill", "link", "max_attempts", "backoff", "backoff_max", "reports"];
 const STORM_KEYS: &[&str] = &["site", "tenant", "window"];
 const TARGET_KEYS: &[&str] = &["url", "secret", "timeout", "allow_private"];
 const ACTION_KEYS: &[&str] = &[
@@ -704,7 +709,7 @@ const ACTION_KEYS: &[&str] = &[
     "on_timeout",
     "critical",
 ];
-const TENANT_KEYS: &[&str] = &["mode", "kill"];
+const TENANT_KEYS: &[&str] = &["mode", "kill", "reports"];
 const SECTIONS: &[&str] = &["defaults", "storm", "channel", "endpoint", "action", "tenant"];
 
 /// Parses and checks an actions configuration (the file is added to `sources`).
@@ -716,6 +721,8 @@ pub fn load(sources: &mut Sources, name: &str, text: &str, env: &dyn Fn(&str) ->
     let mut errors = Vec::new();
     let mut config = Config::default();
     let mut seen: Vec<(String, Option<String>)> = Vec::new();
+    // `reports = "ACTION"` lines, checked once every action is known.
+    let mut report_refs: Vec<(String, Span)> = Vec::new();
     for s in &sections {
         let id = (s.kind.clone(), s.name.clone());
         if seen.contains(&id) {
@@ -746,6 +753,10 @@ pub fn load(sources: &mut Sources, name: &str, text: &str, env: &dyn Fn(&str) ->
                 config.max_attempts = r.int("max_attempts", 1).map_or(config.max_attempts, |n| n.min(100) as u32);
                 config.backoff_us = r.duration("backoff").unwrap_or(config.backoff_us);
                 config.backoff_max_us = r.duration("backoff_max").unwrap_or(config.backoff_max_us);
+                if let Some((name, span, _)) = r.text("reports") {
+                    report_refs.push((name.clone(), span));
+                    config.reports = Some(name);
+                }
             }
             "storm" => {
                 let mut r = Reader::new(s, STORM_KEYS, &mut errors);
@@ -798,7 +809,11 @@ pub fn load(sources: &mut Sources, name: &str, text: &str, env: &dyn Fn(&str) ->
             }
             "tenant" => {
                 let mut r = Reader::new(s, TENANT_KEYS, &mut errors);
-                let policy = TenantPolicy { mode: r.mode("mode"), kill: r.flag("kill").unwrap_or(false) };
+                let reports = r.text("reports").map(|(name, span, _)| {
+                    report_refs.push((name.clone(), span));
+                    name
+                });
+                let policy = TenantPolicy { mode: r.mode("mode"), kill: r.flag("kill").unwrap_or(false), reports };
                 config.tenants.insert(name, policy);
             }
             _ => {
@@ -806,6 +821,26 @@ pub fn load(sources: &mut Sources, name: &str, text: &str, env: &dyn Fn(&str) ->
                     config.actions.insert(name, a);
                 }
             }
+        }
+    }
+    // Report deliveries name a defined notify or webhook action.
+    for (name, span) in &report_refs {
+        match config.actions.get(name) {
+            None => errors.push(
+                Diagnostic::error(
+                    codes::UNKNOWN_ACTION,
+                    format!("no action `{name}` is defined to deliver reports"),
+                    *span,
+                    "unknown action",
+                )
+                .suggest(name, config.actions.keys().map(String::as_str)),
+            ),
+            Some(a) if !matches!(a.kind, Kind::Notify | Kind::Webhook) => errors.push(err(
+                *span,
+                format!("reports are delivered by a notify or webhook action; `{name}` is {}", a.kind.name()),
+                "not a delivery",
+            )),
+            Some(_) => {}
         }
     }
     // Every channel and endpoint an action names exists.
@@ -1162,6 +1197,90 @@ pub fn plan(config: &Config, book: &Runbook, f: &Stored, epoch: i64, base_us: i6
     out
 }
 
+/// A published client report to deliver: what the portal lists, and where its PDF is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportDelivery {
+    /// Report id.
+    pub id: String,
+    /// Tenant.
+    pub tenant: String,
+    /// One site only.
+    pub site: Option<String>,
+    /// daily, monthly or on-demand.
+    pub kind: String,
+    /// First day.
+    pub from: String,
+    /// Last day.
+    pub to: String,
+}
+
+/// The delivery of a published report through the tenant's (or the default) report
+/// action, keyed `report/<id>/<action>/<target>` so a report is delivered once. Report
+/// deliveries belong to no finding (finding 0, runbook `REPORT`). `None` when no action
+/// delivers this tenant's reports or its mode is off.
+pub fn plan_report(config: &Config, r: &ReportDelivery, due_us: i64) -> Option<Planned> {
+    let policy = config.tenants.get(&r.tenant);
+    let name = policy.and_then(|p| p.reports.clone()).or_else(|| config.reports.clone())?;
+    let action = config.actions.get(&name)?;
+    let mode = action.mode.min(policy.and_then(|p| p.mode).unwrap_or(Mode::Live));
+    if mode == Mode::Off {
+        return None;
+    }
+    let target = match action.to.as_deref() {
+        Some("tenant") | None if action.kind == Kind::Notify => format!("tenant:{}", r.tenant),
+        Some(other) => other.to_string(),
+        None => action.via.clone(),
+    };
+    let title = format!("Activity report {} to {}", r.from, r.to);
+    let link = config.link.as_ref().map(|base| format!("{base}/api/v1/reports/{}/pdf", r.id));
+    let mut fields = BTreeMap::new();
+    for (k, v) in
+        [("id", r.id.clone()), ("type", "REPORT".to_string()), ("tenant", r.tenant.clone()), ("title", title), ("target", target.clone())]
+    {
+        fields.insert(k.to_string(), v);
+    }
+    fields.insert("site".into(), r.site.clone().unwrap_or_else(|| "*".into()));
+    fields.insert("first_seen".into(), r.from.clone());
+    fields.insert("last_seen".into(), r.to.clone());
+    if let Some(l) = &link {
+        fields.insert("link".into(), l.clone());
+    }
+    let key = format!("report/{}/{}/{target}", r.id, action.name);
+    let mut payload = serde_json::json!({
+        "type": "vigil.report",
+        "key": key,
+        "action": action.name,
+        "target": target,
+        "report": { "id": r.id, "tenant": r.tenant, "site": r.site, "kind": r.kind, "from": r.from, "to": r.to },
+    });
+    if let Some(text) = action.template.as_ref().map(|t| t.render(&fields)) {
+        payload["text"] = serde_json::Value::String(text);
+    }
+    if let Some(l) = link {
+        payload["link"] = serde_json::Value::String(l);
+    }
+    let payload = payload.to_string();
+    Some(Planned {
+        payload_hash: sha256_hex(&payload),
+        payload,
+        key,
+        finding_id: 0,
+        epoch: 0,
+        tenant_id: r.tenant.clone(),
+        site_id: r.site.clone().unwrap_or_else(|| "*".into()),
+        runbook: "REPORT".into(),
+        step: 0,
+        action: action.name.clone(),
+        kind: action.kind,
+        via: action.via.clone(),
+        target,
+        mode,
+        due_us,
+        critical: action.critical,
+        approval: action.approval.clone(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1272,6 +1391,14 @@ mode = "dry-run"
         );
         assert!(errors("[action.x]\nkind = \"notify\"\nchannel = \"c\"\ntemplate = \"a } b\"\n").contains("closes no field"));
         assert!(errors("[action.x]\nkind = \"webhook\"\n").contains("[action.x] needs `endpoint`"));
+        // Reports are delivered by a defined notify or webhook action.
+        let text = GOOD.replace("max_attempts = 4", "max_attempts = 4\nreports = \"escalate\"");
+        assert_eq!(
+            errors(&text),
+            "actions.toml:6:11: error[E0701]: reports are delivered by a notify or webhook action; `escalate` is escalate"
+        );
+        let text = GOOD.replace("mode = \"dry-run\"\n", "mode = \"dry-run\"\nreports = \"sms_gard\"\n");
+        assert_eq!(errors(&text), "actions.toml:38:11: error[E0702]: no action `sms_gard` is defined to deliver reports");
         assert!(errors("[action.x]\nkind = \"webhook\"\nendpoint = \"e\"\nlimits = [\"1 per hour\"]\n").contains("is not a limit"));
     }
 

@@ -322,7 +322,10 @@ pub fn enqueue(path: &Path, items: &[Planned], at: &str, wall_us: i64) -> Result
                     took_ms: None,
                 },
             )?;
-            timeline(conn, p.finding_id, at, &format!("{} -> {}: queued ({}), due {due}", p.action, p.target, p.mode.name()))?;
+            // Report deliveries (finding 0) belong to no finding's timeline.
+            if p.finding_id != 0 {
+                timeline(conn, p.finding_id, at, &format!("{} -> {}: queued ({}), due {due}", p.action, p.target, p.mode.name()))?;
+            }
             let stored = by_key(conn, &p.key)?.ok_or(duckdb::Error::QueryReturnedNoRows)?;
             out.push((stored, true));
         }

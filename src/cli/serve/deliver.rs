@@ -158,6 +158,22 @@ fn plan_and_enqueue(app: &App, outbox: &Outbox, findings: &[Stored], at_us: i64)
     }
 }
 
+/// A published report's delivery, through the tenant's report action, if any.
+pub fn enqueue_report(app: &App, outbox: &Outbox, r: &actions::ReportDelivery) {
+    let Some(p) = actions::plan_report(&outbox.config(), r, app.now()) else { return };
+    match outbox::enqueue(&app.state, &[p], &exec::iso(app.now()), wall_now()) {
+        Ok(done) => {
+            for (a, created) in &done {
+                if *created {
+                    publish(app, a);
+                    outbox.wake.notify_one();
+                }
+            }
+        }
+        Err(e) => eprintln!("serve: actions: cannot enqueue the delivery of report {}: {e}", r.id),
+    }
+}
+
 /// At start: every open finding is planned again (existing keys are left alone).
 pub fn sweep(app: &App, outbox: &Outbox) {
     let query = StoreQuery { listing: store::Listing::Open, ..StoreQuery::default() };
@@ -364,8 +380,9 @@ async fn pass(app: &Arc<App>, outbox: &Outbox, client: &reqwest::Client) -> Resu
         // An operator's replay (attempts back to 0, the last error kept) is sent as asked:
         // neither dropped because the finding moved on nor counted against rate limits.
         let first = a.attempts == 0 && a.last_error.is_none();
-        // Not needed any more? (only before the first attempt: a delivery under way is finished)
-        if first {
+        // Not needed any more? (only before the first attempt: a delivery under way is
+        // finished; a report's delivery, finding 0, is always needed)
+        if first && a.finding_id != 0 {
             let gone = match findings.get(&a.finding_id) {
                 None => Some("the finding is gone".to_string()),
                 Some(f) if f.status != store::Status::New => Some(format!("the finding is {}", f.status.name().to_lowercase())),

@@ -147,7 +147,26 @@ pub fn build_and_store(app: &App, reports: &Reports, req: &Request, kind: &str, 
     };
     write_atomic(&meta_path, serde_json::to_string_pretty(&meta).map_err(|e| e.to_string())?.as_bytes())?;
     eprintln!("serve: report {} ({kind}, {} {} to {}) {status}", meta.id, meta.tenant, meta.from, meta.to);
+    if meta.status == "published" {
+        deliver(app, &meta);
+    }
     Ok(meta)
+}
+
+/// A published report goes to the client through the runbook actions' outbox (when the
+/// actions configuration names an action for the tenant's reports).
+fn deliver(app: &App, m: &Meta) {
+    if let Some(outbox) = &app.outbox {
+        let r = vigil_engine::actions::ReportDelivery {
+            id: m.id.clone(),
+            tenant: m.tenant.clone(),
+            site: m.site.clone(),
+            kind: m.kind.clone(),
+            from: m.from.clone(),
+            to: m.to.clone(),
+        };
+        super::deliver::enqueue_report(app, outbox, &r);
+    }
 }
 
 /// The reports due at `now` for a tenant whose schedule follows `tz`: the day before,
@@ -309,6 +328,8 @@ pub async fn approve(State(app): State<Arc<App>>, caller: Caller, UrlPath(id): U
     let text = serde_json::to_string_pretty(&m).map_err(ApiError::internal)?;
     blocking(move || write_atomic(&path, text.as_bytes()).map_err(ApiError::internal)).await?;
     eprintln!("serve: report {} approved by {}: {}", m.id, caller.0.name, note.trim());
+    let (app2, m2) = (Arc::clone(&app), m.clone());
+    let _ = tokio::task::spawn_blocking(move || deliver(&app2, &m2)).await;
     Ok(Json(m))
 }
 
