@@ -82,7 +82,8 @@ impl Kind {
         }
     }
 
-    fn parse(text: &str) -> Option<Kind> {
+    /// The kind a word names.
+    pub fn parse(text: &str) -> Option<Kind> {
         [Kind::Notify, Kind::Webhook, Kind::Ticket, Kind::Escalate].into_iter().find(|k| k.name() == text)
     }
 }

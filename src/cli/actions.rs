@@ -49,13 +49,13 @@ pub(super) fn actions_command(state: &Path, action: ActionsCommand) -> CliResult
                             "{:>5}  {:<17}  {:<8}  {:>7}  {:<8}  {:<8}  {:<22}  {:<24}  {:<20}  {:>3}",
                             a.id,
                             a.status.name(),
-                            a.mode,
-                            a.finding_id,
-                            a.tenant_id,
-                            a.site_id,
-                            a.action,
-                            a.target,
-                            exec::iso(a.due_us),
+                            a.plan.mode.name(),
+                            a.plan.finding_id,
+                            a.plan.tenant_id,
+                            a.plan.site_id,
+                            a.plan.action,
+                            a.plan.target,
+                            exec::iso(a.plan.due_us),
                             a.attempts
                         );
                     }
@@ -72,16 +72,16 @@ pub(super) fn actions_command(state: &Path, action: ActionsCommand) -> CliResult
         ActionsCommand::Show { id } => {
             let q = ActionQuery { ids: Some(vec![id]), ..ActionQuery::default() };
             let a = outbox::list(state, &q).map_err(db)?.into_iter().next().ok_or_else(|| input_err(format!("no action {id}")))?;
-            outln!("action {}: {} -> {} ({}, {})", a.id, a.action, a.target, a.kind, a.mode);
+            outln!("action {}: {} -> {} ({}, {})", a.id, a.plan.action, a.plan.target, a.plan.kind.name(), a.plan.mode.name());
             outln!("status:   {}", a.status);
-            outln!("finding:  {} (epoch {}), tenant {}, site {}", a.finding_id, a.epoch, a.tenant_id, a.site_id);
-            outln!("runbook:  {} step {}", a.runbook, a.step);
-            outln!("key:      {}", a.key);
-            outln!("due:      {}", exec::iso(a.due_us));
-            if let Some(role) = &a.approval {
+            outln!("finding:  {} (epoch {}), tenant {}, site {}", a.plan.finding_id, a.plan.epoch, a.plan.tenant_id, a.plan.site_id);
+            outln!("runbook:  {} step {}", a.plan.runbook, a.plan.step);
+            outln!("key:      {}", a.plan.key);
+            outln!("due:      {}", exec::iso(a.plan.due_us));
+            if let Some(role) = &a.plan.approval {
                 outln!("approval: {role}{}", a.decided_by.as_ref().map(|w| format!(", decided by {w}")).unwrap_or_default());
             }
-            outln!("payload:  {} (sha256 {})", a.payload, a.payload_hash);
+            outln!("payload:  {} (sha256 {})", a.plan.payload, a.plan.payload_hash);
             outln!("\nlog:");
             for e in outbox::log(state, id).map_err(db)? {
                 let extra = [e.code.map(|c| format!("HTTP {c}")), e.took_ms.map(|t| format!("{t} ms")), e.who.map(|w| format!("by {w}"))]

@@ -19,7 +19,7 @@ use std::path::Path;
 use duckdb::types::Value;
 use duckdb::{params, params_from_iter, Connection};
 
-use crate::actions::Planned;
+use crate::actions::{Kind, Mode, Planned};
 use crate::migrations::StateError;
 use crate::sql::{Func, Op, OrderKey, Select, SqlExpr, Statement, TableName};
 use crate::store::{q, with_store, STORE_DB};
@@ -96,51 +96,21 @@ impl std::fmt::Display for Status {
     }
 }
 
-/// One action in the outbox.
+/// One action in the outbox: what was planned, and where it is now.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ActionRow {
     /// Its id.
     pub id: i64,
-    /// Its idempotency key (also the `webhook-id` receivers get).
-    pub key: String,
-    /// The finding it is for.
-    pub finding_id: i64,
-    /// The finding's lifecycle epoch.
-    pub epoch: i64,
-    /// Tenant.
-    pub tenant_id: String,
-    /// Site.
-    pub site_id: String,
-    /// Runbook.
-    pub runbook: String,
-    /// The runbook step (`auto` line, 1-based).
-    pub step: i64,
-    /// Action name.
-    pub action: String,
-    /// notify, webhook, ticket or escalate.
-    pub kind: String,
-    /// The channel or endpoint it goes through.
-    pub via: String,
-    /// Who or what receives it.
-    pub target: String,
-    /// dry-run or live.
-    pub mode: String,
-    /// Passes the storm breaker.
-    pub critical: bool,
-    /// The role that must approve it.
-    pub approval: Option<String>,
+    /// What was planned: finding, runbook step, action, target, mode, due time, payload.
+    /// Its key is also the `webhook-id` receivers get.
+    #[serde(flatten)]
+    pub plan: Planned,
     /// Where it is.
     pub status: Status,
-    /// Due on the run's clock (µs).
-    pub due_us: i64,
     /// Next attempt not before (wall clock, µs).
     pub next_wall_us: i64,
     /// Attempts so far.
     pub attempts: i64,
-    /// The payload (no secret in it).
-    pub payload: String,
-    /// SHA-256 of the payload.
-    pub payload_hash: String,
     /// When it was enqueued (run's clock).
     pub created_at: String,
     /// Approval deadline (run's clock, µs).
@@ -183,32 +153,40 @@ const COLUMNS: [&str; 26] = [
 ];
 
 fn row(r: &duckdb::Row) -> Result<ActionRow, duckdb::Error> {
-    let status: String = r.get(15)?;
-    let status = Status::parse(&status).ok_or_else(|| {
-        duckdb::Error::FromSqlConversionFailure(15, duckdb::types::Type::Text, format!("`{status}` is not an action status").into())
-    })?;
+    let word = |i: usize| r.get::<_, String>(i);
+    let bad = |i: usize, text: &str, what: &str| {
+        duckdb::Error::FromSqlConversionFailure(i, duckdb::types::Type::Text, format!("`{text}` is not {what}").into())
+    };
+    let status = word(15)?;
+    let status = Status::parse(&status).ok_or_else(|| bad(15, &status, "an action status"))?;
+    let kind = word(9)?;
+    let kind = Kind::parse(&kind).ok_or_else(|| bad(9, &kind, "a kind of action"))?;
+    let mode = word(12)?;
+    let mode = Mode::parse(&mode).ok_or_else(|| bad(12, &mode, "a mode"))?;
     Ok(ActionRow {
         id: r.get(0)?,
-        key: r.get(1)?,
-        finding_id: r.get(2)?,
-        epoch: r.get(3)?,
-        tenant_id: r.get(4)?,
-        site_id: r.get(5)?,
-        runbook: r.get(6)?,
-        step: r.get(7)?,
-        action: r.get(8)?,
-        kind: r.get(9)?,
-        via: r.get(10)?,
-        target: r.get(11)?,
-        mode: r.get(12)?,
-        critical: r.get(13)?,
-        approval: r.get(14)?,
+        plan: Planned {
+            key: r.get(1)?,
+            finding_id: r.get(2)?,
+            epoch: r.get(3)?,
+            tenant_id: r.get(4)?,
+            site_id: r.get(5)?,
+            runbook: r.get(6)?,
+            step: r.get(7)?,
+            action: r.get(8)?,
+            kind,
+            via: r.get(10)?,
+            target: r.get(11)?,
+            mode,
+            critical: r.get(13)?,
+            approval: r.get(14)?,
+            due_us: r.get(16)?,
+            payload: r.get(19)?,
+            payload_hash: r.get(20)?,
+        },
         status,
-        due_us: r.get(16)?,
         next_wall_us: r.get(17)?,
         attempts: r.get(18)?,
-        payload: r.get(19)?,
-        payload_hash: r.get(20)?,
         created_at: r.get(21)?,
         deadline_us: r.get(22)?,
         decided_by: r.get(23)?,
@@ -554,7 +532,7 @@ pub fn decide(path: &Path, id: i64, d: Decision, who: &str, note: &str, at: &str
         list(path, &q).map(|v| v.into_iter().next()).map_err(|e| DecideError::Db(e.to_string()))
     };
     let before = one(path)?.ok_or(DecideError::NotFound(id))?;
-    let line = format!("{} -> {}: {} by {who}: {note}", before.action, before.target, d.name());
+    let line = format!("{} -> {}: {} by {who}: {note}", before.plan.action, before.plan.target, d.name());
     let change = match d {
         Decision::Approve => Change::to(Status::Pending, "approved").set("decided_by", Value::Text(who.into())),
         Decision::Reject => Change::to(Status::Rejected, "rejected").set("decided_by", Value::Text(who.into())),
@@ -679,7 +657,6 @@ pub fn epoch(first_seen: &str, history: &[crate::store::HistoryEntry]) -> (i64, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actions::{Kind, Mode};
 
     fn planned(key: &str) -> Planned {
         Planned {
@@ -717,6 +694,7 @@ mod tests {
         assert!(first[0].1);
         let again = enqueue(&path, &[planned("k1"), planned("k2")], "2025-01-01T00:05:00Z", 2).expect("enqueue");
         assert_eq!((again[0].1, again[0].0.id, again[0].0.created_at.as_str()), (false, first[0].0.id, "2025-01-01T00:00:00Z"));
+        assert_eq!(again[0].0.plan, planned("k1"), "the stored plan reads back as planned");
         assert!(again[1].1);
         assert_eq!(list(&path, &ActionQuery::default()).expect("list").len(), 2);
 
@@ -734,7 +712,7 @@ mod tests {
         assert_eq!(delivered_since(&path, "sms", "guard:G1", 5).expect("count"), 1);
         assert_eq!(delivered_since(&path, "sms", "guard:G1", 6).expect("count"), 0);
         let only = ActionQuery { statuses: Some(vec![Status::Pending]), ..ActionQuery::default() };
-        assert_eq!(list(&path, &only).expect("list").iter().map(|a| a.key.as_str()).collect::<Vec<_>>(), ["k2"]);
+        assert_eq!(list(&path, &only).expect("list").iter().map(|a| a.plan.key.as_str()).collect::<Vec<_>>(), ["k2"]);
         let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     }
 

@@ -126,7 +126,7 @@ pub async fn decide(
         return Err(ApiError::field("note", "a note is required: say why"));
     }
     let a = in_scope(&app, &caller, &id).await?;
-    if d != Decision::Replay && a.approval.as_deref() == Some("admin") {
+    if d != Decision::Replay && a.plan.approval.as_deref() == Some("admin") {
         caller.need(Role::Admin)?;
     }
     let (state, who, at, note) = (app.state.clone(), caller.0.name.clone(), exec::iso(app.now()), note.trim().to_string());
@@ -139,7 +139,7 @@ pub async fn decide(
     })
     .await?;
     let v = deliver::view(&after);
-    app.bus.publish("action.changed", Some(after.tenant_id.clone()), v.clone());
+    app.bus.publish("action.changed", Some(after.plan.tenant_id.clone()), v.clone());
     outbox.wake.notify_one();
     Ok(Json(v))
 }

@@ -196,8 +196,8 @@ pub fn wall_now() -> i64 {
 /// An action as the API and the live feed show it (the payload parsed).
 pub fn view(a: &ActionRow) -> serde_json::Value {
     let mut v = serde_json::to_value(a).unwrap_or_default();
-    v["payload"] = serde_json::from_str(&a.payload).unwrap_or(serde_json::Value::Null);
-    v["due"] = serde_json::Value::String(exec::iso(a.due_us));
+    v["payload"] = serde_json::from_str(&a.plan.payload).unwrap_or(serde_json::Value::Null);
+    v["due"] = serde_json::Value::String(exec::iso(a.plan.due_us));
     if let Some(d) = a.deadline_us {
         v["deadline"] = serde_json::Value::String(exec::iso(d));
     }
@@ -205,7 +205,7 @@ pub fn view(a: &ActionRow) -> serde_json::Value {
 }
 
 fn publish(app: &App, a: &ActionRow) {
-    app.bus.publish("action.changed", Some(a.tenant_id.clone()), view(a));
+    app.bus.publish("action.changed", Some(a.plan.tenant_id.clone()), view(a));
 }
 
 async fn db<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
@@ -273,10 +273,17 @@ async fn storms(app: &Arc<App>, config: &Config, now: i64) -> Result<Vec<StormVi
 }
 
 fn in_storm(storms: &[StormView], a: &ActionRow) -> Option<String> {
-    storms.iter().find(|s| s.tenant == a.tenant_id && s.site.as_ref().is_none_or(|site| *site == a.site_id)).map(|s| match &s.site {
-        Some(site) => format!("storm breaker: {} findings raised at site {site} since {} (more than {})", s.findings, s.since, s.threshold),
-        None => {
-            format!("storm breaker: {} findings raised at tenant {} since {} (more than {})", s.findings, s.tenant, s.since, s.threshold)
+    storms.iter().find(|s| s.tenant == a.plan.tenant_id && s.site.as_ref().is_none_or(|site| *site == a.plan.site_id)).map(|s| {
+        match &s.site {
+            Some(site) => {
+                format!("storm breaker: {} findings raised at site {site} since {} (more than {})", s.findings, s.since, s.threshold)
+            }
+            None => {
+                format!(
+                    "storm breaker: {} findings raised at tenant {} since {} (more than {})",
+                    s.findings, s.tenant, s.since, s.threshold
+                )
+            }
         }
     })
 }
@@ -333,7 +340,7 @@ async fn pass(app: &Arc<App>, outbox: &Outbox, client: &reqwest::Client) -> Resu
     if active.is_empty() {
         return Ok(());
     }
-    let finding_ids: Vec<i64> = active.iter().map(|a| a.finding_id).collect::<BTreeSet<_>>().into_iter().collect();
+    let finding_ids: Vec<i64> = active.iter().map(|a| a.plan.finding_id).collect::<BTreeSet<_>>().into_iter().collect();
     let state = app.state.clone();
     let findings: HashMap<i64, Stored> = db(move || {
         let q = StoreQuery { ids: Some(finding_ids), ..StoreQuery::default() };
@@ -342,11 +349,11 @@ async fn pass(app: &Arc<App>, outbox: &Outbox, client: &reqwest::Client) -> Resu
     .await?;
     let wall = wall_now();
     for a in active {
-        let line = |what: &str| format!("{} -> {}: {what}", a.action, a.target);
+        let line = |what: &str| format!("{} -> {}: {what}", a.plan.action, a.plan.target);
         match a.status {
             Status::AwaitingApproval => {
                 if a.deadline_us.is_some_and(|d| d <= now) {
-                    let approve = config.actions.get(&a.action).is_some_and(|d| d.on_timeout_approve);
+                    let approve = config.actions.get(&a.plan.action).is_some_and(|d| d.on_timeout_approve);
                     let c = if approve {
                         Change::to(Status::Pending, "approved")
                             .by("(timeout)")
@@ -374,7 +381,7 @@ async fn pass(app: &Arc<App>, outbox: &Outbox, client: &reqwest::Client) -> Resu
             Status::Pending => {}
             _ => continue,
         }
-        if a.due_us > now || a.next_wall_us > wall {
+        if a.plan.due_us > now || a.next_wall_us > wall {
             continue;
         }
         // An operator's replay (attempts back to 0, the last error kept) is sent as asked:
@@ -382,8 +389,8 @@ async fn pass(app: &Arc<App>, outbox: &Outbox, client: &reqwest::Client) -> Resu
         let first = a.attempts == 0 && a.last_error.is_none();
         // Not needed any more? (only before the first attempt: a delivery under way is
         // finished; a report's delivery, finding 0, is always needed)
-        if first && a.finding_id != 0 {
-            let gone = match findings.get(&a.finding_id) {
+        if first && a.plan.finding_id != 0 {
+            let gone = match findings.get(&a.plan.finding_id) {
                 None => Some("the finding is gone".to_string()),
                 Some(f) if f.status != store::Status::New => Some(format!("the finding is {}", f.status.name().to_lowercase())),
                 Some(f) if !f.holding => Some("the finding stopped holding".to_string()),
@@ -395,31 +402,31 @@ async fn pass(app: &Arc<App>, outbox: &Outbox, client: &reqwest::Client) -> Resu
                 continue;
             }
         }
-        if killed_all || killed.contains(&a.tenant_id) {
+        if killed_all || killed.contains(&a.plan.tenant_id) {
             let scope = if killed_all {
                 "the global kill switch is on".to_string()
             } else {
-                format!("the kill switch of tenant {} is on", a.tenant_id)
+                format!("the kill switch of tenant {} is on", a.plan.tenant_id)
             };
             let c = Change::to(Status::Suppressed, "suppressed").detail(scope.clone()).timeline(line(&format!("suppressed: {scope}")));
             change(app, &a, &[Status::Pending], c).await?;
             continue;
         }
-        if !a.critical {
+        if !a.plan.critical {
             if let Some(why) = in_storm(&storms, &a) {
                 let c = Change::to(Status::Held, "held").detail(why.clone()).timeline(line(&format!("held: {why}")));
                 change(app, &a, &[Status::Pending], c).await?;
                 continue;
             }
         }
-        let Some(def) = config.actions.get(&a.action).cloned() else {
+        let Some(def) = config.actions.get(&a.plan.action).cloned() else {
             let c = Change::to(Status::Dead, "dead")
                 .detail("the action is no longer in the configuration")
                 .timeline(line("dead: not configured"));
             change(app, &a, &[Status::Pending], c).await?;
             continue;
         };
-        if let (Some(role), None) = (&a.approval, &a.decided_by) {
+        if let (Some(role), None) = (&a.plan.approval, &a.decided_by) {
             let deadline = now + def.approval_timeout_us;
             let c = Change::to(Status::AwaitingApproval, "approval requested")
                 .detail(format!("needs the {role} role; decide by {}", exec::iso(deadline)))
@@ -431,15 +438,15 @@ async fn pass(app: &Arc<App>, outbox: &Outbox, client: &reqwest::Client) -> Resu
         if first {
             let mut over = None;
             for limit in &def.limits {
-                let (state, via, target, since) = (app.state.clone(), a.via.clone(), a.target.clone(), now - limit.window_us);
+                let (state, via, target, since) = (app.state.clone(), a.plan.via.clone(), a.plan.target.clone(), now - limit.window_us);
                 let n = db(move || outbox::delivered_since(&state, &via, &target, since).map_err(|e| e.to_string())).await?;
                 if n >= i64::from(limit.count) {
                     over = Some(format!(
                         "rate limit: {n} of at most {} per {} through {} to {}",
                         limit.count,
                         human(limit.window_us),
-                        a.via,
-                        a.target
+                        a.plan.via,
+                        a.plan.target
                     ));
                     break;
                 }
@@ -450,11 +457,11 @@ async fn pass(app: &Arc<App>, outbox: &Outbox, client: &reqwest::Client) -> Resu
                 continue;
             }
         }
-        if a.mode != "live" {
+        if a.plan.mode != actions::Mode::Live {
             let target = config.target_of(&def).map(|t| t.url.clone()).unwrap_or_default();
             let c = Change::to(Status::WouldSend, "would_send")
                 .set("done_us", Value::BigInt(now))
-                .detail(format!("dry-run: would POST {} bytes to {target} (payload sha256 {})", a.payload.len(), a.payload_hash))
+                .detail(format!("dry-run: would POST {} bytes to {target} (payload sha256 {})", a.plan.payload.len(), a.plan.payload_hash))
                 .timeline(line("would send (dry-run)"));
             change(app, &a, &[Status::Pending], c).await?;
             continue;
@@ -522,7 +529,7 @@ async fn resolve(url: &reqwest::Url, allow_private: bool) -> Result<(String, Vec
 
 /// One live attempt, and what it leads to.
 async fn deliver(app: &Arc<App>, config: &Config, def: &actions::Action, a: &ActionRow, client: &reqwest::Client) -> Result<(), String> {
-    let line = |what: &str| format!("{} -> {}: {what}", a.action, a.target);
+    let line = |what: &str| format!("{} -> {}: {what}", a.plan.action, a.plan.target);
     let dead = |why: String| Change::to(Status::Dead, "dead").detail(why.clone()).timeline(line(&format!("dead: {why}")));
     let Some(target) = config.target_of(def) else {
         return change(
@@ -568,11 +575,11 @@ async fn deliver(app: &Arc<App>, config: &Config, def: &actions::Action, a: &Act
         .timeout(Duration::from_millis(target.timeout_ms))
         .header("content-type", "application/json")
         .header("user-agent", concat!("vigil/", env!("CARGO_PKG_VERSION")))
-        .header("webhook-id", &a.key)
+        .header("webhook-id", &a.plan.key)
         .header("webhook-timestamp", timestamp.to_string())
-        .body(a.payload.clone());
+        .body(a.plan.payload.clone());
     if !secrets.is_empty() {
-        request = request.header("webhook-signature", sign::signature(&secrets, &a.key, timestamp, &a.payload));
+        request = request.header("webhook-signature", sign::signature(&secrets, &a.plan.key, timestamp, &a.plan.payload));
     }
     let began = Instant::now();
     // The address checked is the address used (no second lookup a DNS change could win).
