@@ -1198,9 +1198,10 @@ pub fn plan(config: &Config, book: &Runbook, f: &Stored, epoch: i64, base_us: i6
     out
 }
 
-/// A published client report to deliver: what the portal lists, and where its PDF is.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReportDelivery {
+/// What a client report is: its id, whose it is and the period it covers (what the
+/// portal lists, and what its delivery carries).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReportHeader {
     /// Report id.
     pub id: String,
     /// Tenant.
@@ -1219,7 +1220,7 @@ pub struct ReportDelivery {
 /// action, keyed `report/<id>/<action>/<target>` so a report is delivered once. Report
 /// deliveries belong to no finding (finding 0, runbook `REPORT`). `None` when no action
 /// delivers this tenant's reports or its mode is off.
-pub fn plan_report(config: &Config, r: &ReportDelivery, due_us: i64) -> Option<Planned> {
+pub fn plan_report(config: &Config, r: &ReportHeader, due_us: i64) -> Option<Planned> {
     let policy = config.tenants.get(&r.tenant);
     let name = policy.and_then(|p| p.reports.clone()).or_else(|| config.reports.clone())?;
     let action = config.actions.get(&name)?;

@@ -159,7 +159,7 @@ fn plan_and_enqueue(app: &App, outbox: &Outbox, findings: &[Stored], at_us: i64)
 }
 
 /// A published report's delivery, through the tenant's report action, if any.
-pub fn enqueue_report(app: &App, outbox: &Outbox, r: &actions::ReportDelivery) {
+pub fn enqueue_report(app: &App, outbox: &Outbox, r: &actions::ReportHeader) {
     let Some(p) = actions::plan_report(&outbox.config(), r, app.now()) else { return };
     match outbox::enqueue(&app.state, &[p], &exec::iso(app.now()), wall_now()) {
         Ok(done) => {

@@ -26,6 +26,7 @@ use super::api::{blocking, body, ApiError, ApiResult, Caller};
 use super::auth::Role;
 use super::App;
 use crate::cli::report::{html, pdf};
+use vigil_engine::actions::ReportHeader;
 use vigil_engine::exec;
 use vigil_engine::report::{self, Request};
 use vigil_engine::store;
@@ -33,18 +34,9 @@ use vigil_engine::store;
 /// What a stored report is.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Meta {
-    /// Report id.
-    pub id: String,
-    /// Tenant.
-    pub tenant: String,
-    /// One site only.
-    pub site: Option<String>,
-    /// daily, monthly or on-demand.
-    pub kind: String,
-    /// First day.
-    pub from: String,
-    /// Last day.
-    pub to: String,
+    /// Its id, tenant, site, kind and period.
+    #[serde(flatten)]
+    pub report: ReportHeader,
     /// published or pending_review.
     pub status: String,
     /// When it was built (the run's clock).
@@ -61,6 +53,9 @@ pub struct Meta {
     pub no_exceptions: bool,
 }
 
+/// A scheduled report: (tenant, kind, first day, last day).
+type Scheduled = (String, String, String, String);
+
 /// The reports side of the service.
 pub struct Reports {
     /// Where reports are stored.
@@ -73,12 +68,15 @@ pub struct Reports {
     pub signals: Option<PathBuf>,
     /// Tenants and the time zone their schedule follows (their first site's), once read.
     zones: Mutex<Option<BTreeMap<String, chrono_tz::Tz>>>,
+    /// Scheduled reports already stored, (tenant, kind, from, to): read from the directory
+    /// once, then kept up to date, so a tick does not read every stored report again.
+    scheduled: Mutex<Option<BTreeSet<Scheduled>>>,
 }
 
 impl Reports {
     /// Reports stored in `dir`.
     pub fn new(dir: PathBuf, review: BTreeSet<String>, schedule: bool, signals: Option<PathBuf>) -> Reports {
-        Reports { dir, review, schedule, signals, zones: Mutex::new(None) }
+        Reports { dir, review, schedule, signals, zones: Mutex::new(None), scheduled: Mutex::new(None) }
     }
 }
 
@@ -92,7 +90,9 @@ pub fn list(dir: &Path) -> Vec<Meta> {
         .filter_map(|e| std::fs::read_to_string(e.path()).ok())
         .filter_map(|t| serde_json::from_str(&t).ok())
         .collect();
-    out.sort_by(|a: &Meta, b: &Meta| b.from.cmp(&a.from).then(b.to.cmp(&a.to)).then(a.id.cmp(&b.id)));
+    out.sort_by(|a: &Meta, b: &Meta| {
+        b.report.from.cmp(&a.report.from).then(b.report.to.cmp(&a.report.to)).then(a.report.id.cmp(&b.report.id))
+    });
     out
 }
 
@@ -131,12 +131,14 @@ pub fn build_and_store(app: &App, reports: &Reports, req: &Request, kind: &str, 
     write_atomic(&reports.dir.join(format!("{}.html", r.id)), html::render(&r).as_bytes())?;
     let status = if reports.review.contains(&req.tenant) { "pending_review" } else { "published" };
     let meta = Meta {
-        id: r.id.clone(),
-        tenant: r.tenant.clone(),
-        site: r.site.clone(),
-        kind: kind.to_string(),
-        from: r.from.clone(),
-        to: r.to.clone(),
+        report: ReportHeader {
+            id: r.id.clone(),
+            tenant: r.tenant.clone(),
+            site: r.site.clone(),
+            kind: kind.to_string(),
+            from: r.from.clone(),
+            to: r.to.clone(),
+        },
         status: status.to_string(),
         built_at: exec::iso(app.now()),
         built_by: by.to_string(),
@@ -146,7 +148,7 @@ pub fn build_and_store(app: &App, reports: &Reports, req: &Request, kind: &str, 
         no_exceptions: r.no_exceptions,
     };
     write_atomic(&meta_path, serde_json::to_string_pretty(&meta).map_err(|e| e.to_string())?.as_bytes())?;
-    eprintln!("serve: report {} ({kind}, {} {} to {}) {status}", meta.id, meta.tenant, meta.from, meta.to);
+    eprintln!("serve: report {} ({kind}, {} {} to {}) {status}", meta.report.id, meta.report.tenant, meta.report.from, meta.report.to);
     if meta.status == "published" {
         deliver(app, &meta);
     }
@@ -157,15 +159,7 @@ pub fn build_and_store(app: &App, reports: &Reports, req: &Request, kind: &str, 
 /// actions configuration names an action for the tenant's reports).
 fn deliver(app: &App, m: &Meta) {
     if let Some(outbox) = &app.outbox {
-        let r = vigil_engine::actions::ReportDelivery {
-            id: m.id.clone(),
-            tenant: m.tenant.clone(),
-            site: m.site.clone(),
-            kind: m.kind.clone(),
-            from: m.from.clone(),
-            to: m.to.clone(),
-        };
-        super::deliver::enqueue_report(app, outbox, &r);
+        super::deliver::enqueue_report(app, outbox, &m.report);
     }
 }
 
@@ -199,16 +193,27 @@ pub fn schedule(app: &App, reports: &Reports, now: i64) {
         }
         cached.clone().unwrap_or_default()
     };
-    let stored = list(&reports.dir);
+    let mut scheduled = reports.scheduled.lock().unwrap_or_else(|p| p.into_inner());
+    let done = scheduled.get_or_insert_with(|| {
+        list(&reports.dir)
+            .into_iter()
+            .filter(|m| m.report.site.is_none())
+            .map(|m| (m.report.tenant, m.report.kind, m.report.from, m.report.to))
+            .collect()
+    });
     for (tenant, tz) in zones {
         for (kind, from, to) in due(tz, now) {
             let (f, t) = (from.format("%Y-%m-%d").to_string(), to.format("%Y-%m-%d").to_string());
-            if stored.iter().any(|m| m.tenant == tenant && m.kind == kind && m.from == f && m.to == t && m.site.is_none()) {
+            let key = (tenant.clone(), kind.to_string(), f.clone(), t.clone());
+            if done.contains(&key) {
                 continue;
             }
             let req = Request { tenant: tenant.clone(), site: None, from, to, internal: false };
-            if let Err(e) = build_and_store(app, reports, &req, kind, "schedule") {
-                eprintln!("serve: the {kind} report of {tenant} for {f}..{t} failed: {e}");
+            match build_and_store(app, reports, &req, kind, "schedule") {
+                Ok(_) => {
+                    done.insert(key);
+                }
+                Err(e) => eprintln!("serve: the {kind} report of {tenant} for {f}..{t} failed: {e}"),
             }
         }
     }
@@ -230,7 +235,7 @@ fn tenant_zones(app: &App, reports: &Reports) -> BTreeMap<String, chrono_tz::Tz>
 
 /// What a caller may see of a report.
 fn visible(caller: &Caller, m: &Meta) -> bool {
-    caller.sees(&m.tenant) && (caller.0.role != Role::Client || m.status == "published")
+    caller.sees(&m.report.tenant) && (caller.0.role != Role::Client || m.status == "published")
 }
 
 fn enabled(app: &App) -> ApiResult<&Reports> {
@@ -285,7 +290,7 @@ async fn one(app: &Arc<App>, caller: &Caller, id: &str) -> ApiResult<Meta> {
     let reports = enabled(app)?;
     let dir = reports.dir.clone();
     let all = blocking(move || Ok(list(&dir))).await?;
-    all.into_iter().find(|m| m.id == id && visible(caller, m)).ok_or_else(|| ApiError::not_found(format!("no report {id}")))
+    all.into_iter().find(|m| m.report.id == id && visible(caller, m)).ok_or_else(|| ApiError::not_found(format!("no report {id}")))
 }
 
 /// `GET /api/v1/reports/{id}/{file}` with file `pdf` or `html`.
@@ -296,11 +301,11 @@ pub async fn file(State(app): State<Arc<App>>, caller: Caller, UrlPath((id, file
         "html" => ("html", "text/html; charset=utf-8"),
         other => return Err(ApiError::not_found(format!("no `{other}` of a report (pdf or html)"))),
     };
-    let path = enabled(&app)?.dir.join(format!("{}.{ext}", m.id));
+    let path = enabled(&app)?.dir.join(format!("{}.{ext}", m.report.id));
     let bytes = blocking(move || std::fs::read(&path).map_err(ApiError::internal)).await?;
     let mut r = bytes.into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
-    if let Ok(v) = HeaderValue::from_str(&format!("inline; filename=\"{}.{ext}\"", m.id)) {
+    if let Ok(v) = HeaderValue::from_str(&format!("inline; filename=\"{}.{ext}\"", m.report.id)) {
         r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(r)
@@ -324,10 +329,10 @@ pub async fn approve(State(app): State<Arc<App>>, caller: Caller, UrlPath(id): U
     }
     m.status = "published".into();
     m.approved_by = Some(caller.0.name.clone());
-    let path = enabled(&app)?.dir.join(format!("{}.json", m.id));
+    let path = enabled(&app)?.dir.join(format!("{}.json", m.report.id));
     let text = serde_json::to_string_pretty(&m).map_err(ApiError::internal)?;
     blocking(move || write_atomic(&path, text.as_bytes()).map_err(ApiError::internal)).await?;
-    eprintln!("serve: report {} approved by {}: {}", m.id, caller.0.name, note.trim());
+    eprintln!("serve: report {} approved by {}: {}", m.report.id, caller.0.name, note.trim());
     let (app2, m2) = (Arc::clone(&app), m.clone());
     let _ = tokio::task::spawn_blocking(move || deliver(&app2, &m2)).await;
     Ok(Json(m))

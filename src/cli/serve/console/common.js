@@ -32,3 +32,23 @@ async function api(method, path, body) {
   }
   return data;
 }
+
+// The login form and the log-out button of a page: `start(session)` once a token is
+// accepted, `showLogin()` after logging out.
+function wireSession(start, showLogin) {
+  $("login-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    $("login-error").textContent = "";
+    try {
+      const s = await api("POST", "/api/v1/session", { token: $("token").value });
+      $("token").value = "";
+      start(s);
+    } catch (err) {
+      $("login-error").textContent = err.status === 401 ? "Unknown token." : err.message;
+    }
+  });
+  $("logout").addEventListener("click", async () => {
+    try { await api("DELETE", "/api/v1/session"); } catch (_) { /* the session is gone either way */ }
+    showLogin();
+  });
+}

@@ -569,21 +569,7 @@ function onKey(e) {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  $("login-form").addEventListener("submit", async (e) => {
-    e.preventDefault();
-    $("login-error").textContent = "";
-    try {
-      const s = await api("POST", "/api/v1/session", { token: $("token").value });
-      $("token").value = "";
-      start(s);
-    } catch (err) {
-      $("login-error").textContent = err.status === 401 ? "Unknown token." : err.message;
-    }
-  });
-  $("logout").addEventListener("click", async () => {
-    try { await api("DELETE", "/api/v1/session"); } catch (_) { /* the session is gone either way */ }
-    showLogin();
-  });
+  wireSession(start, showLogin);
   $("filters").addEventListener("input", writeFilters);
   $("filters").addEventListener("submit", (e) => e.preventDefault());
   $("show-new").addEventListener("click", showPending);

@@ -38,20 +38,6 @@ function showLogin() {
 }
 
 document.addEventListener("DOMContentLoaded", async () => {
-  $("login-form").addEventListener("submit", async (e) => {
-    e.preventDefault();
-    $("login-error").textContent = "";
-    try {
-      const s = await api("POST", "/api/v1/session", { token: $("token").value });
-      $("token").value = "";
-      show(s);
-    } catch (err) {
-      $("login-error").textContent = err.status === 401 ? "Unknown token." : err.message;
-    }
-  });
-  $("logout").addEventListener("click", async () => {
-    try { await api("DELETE", "/api/v1/session"); } catch (_) { /* gone either way */ }
-    showLogin();
-  });
+  wireSession(show, showLogin);
   try { show(await api("GET", "/api/v1/session")); } catch (_) { showLogin(); }
 });
