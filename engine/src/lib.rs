@@ -29,6 +29,7 @@
 //! - [`case`]: case files (rows, a time, expected findings) for `vigil test`.
 //! - [`generate`]: synthetic fleets for demos and benchmarks.
 //! - [`nab`]: scoring detections against labelled windows as the Numenta Anomaly Benchmark does.
+//! - [`limits`]: memory limit, spill directory and time budget of every database and rule.
 //! - [`time`]: every timestamp and duration helper (parse, format, durations).
 #![deny(clippy::unwrap_used)]
 // Diagnostics are the error type of the parse and check stages; they are built once per
@@ -46,6 +47,7 @@ pub mod diag;
 pub mod exec;
 pub mod fmt;
 pub mod generate;
+pub mod limits;
 pub mod nab;
 pub mod plan;
 pub mod report;

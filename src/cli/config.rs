@@ -10,7 +10,7 @@
 use std::ffi::OsString;
 
 /// The settings `serve` takes, as flag names; the last ones are repeatable.
-const SERVE_KEYS: [&str; 21] = [
+const SERVE_KEYS: [&str; 24] = [
     "rules",
     "runbooks",
     "signals",
@@ -32,6 +32,9 @@ const SERVE_KEYS: [&str; 21] = [
     "retain",
     "feed-dependent",
     "report-review",
+    "memory-limit",
+    "temp-dir",
+    "rule-budget",
 ];
 const REPEATABLE: [&str; 3] = ["retain", "feed-dependent", "report-review"];
 /// Switches: `true` gives the flag, `false` leaves it out.

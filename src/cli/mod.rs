@@ -63,6 +63,42 @@ category, severity and runbook.\n\nStart with `vigil demo`. Rules live in ./rule
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// The resource bounds of every command that evaluates rules (see README, "Bounded resources").
+#[derive(clap::Args, Clone)]
+struct LimitArgs {
+    /// Memory limit of each DuckDB database: 512MB, 4GB, or a share of RAM such as 50%
+    /// (default: half the machine's memory). What does not fit spills to --temp-dir.
+    #[arg(long, global = true)]
+    memory_limit: Option<String>,
+    /// Where databases spill what does not fit in memory (default: the system's temp
+    /// directory); `none` turns spilling off.
+    #[arg(long, global = true)]
+    temp_dir: Option<String>,
+    /// How long one rule may run for one tick before it is stopped and reported as failed
+    /// (the other rules of the tick still report).
+    #[arg(long, global = true, default_value = "60s")]
+    rule_budget: String,
+}
+
+impl LimitArgs {
+    /// The engine's bounds, or an error naming the flag.
+    fn limits(&self) -> Result<vigil_engine::limits::Limits, CliError> {
+        let mut limits = vigil_engine::limits::Limits::default();
+        if let Some(size) = &self.memory_limit {
+            limits.memory_bytes = Some(vigil_engine::limits::parse_size(size).map_err(|e| input_err(format!("--memory-limit: {e}")))?);
+        }
+        match self.temp_dir.as_deref() {
+            Some("none") => limits.temp_dir = None,
+            Some(dir) => limits.temp_dir = Some(PathBuf::from(dir)),
+            None => {}
+        }
+        limits.rule_budget = positive_duration(&self.rule_budget, "--rule-budget")?;
+        Ok(limits)
+    }
 }
 
 #[derive(clap::Args, Clone)]
@@ -905,6 +941,7 @@ fn filter_of(output: &OutputArgs, set: &RuleSet) -> Result<Filter, CliError> {
 }
 
 fn run(cli: Cli) -> CliResult {
+    vigil_engine::limits::set(cli.limits.limits()?).map_err(|e| input_err(format!("--temp-dir: {e}")))?;
     match cli.command {
         Command::Check { rules, short, strict, tests, format, actions } => {
             check(&rules, short, strict.then_some(tests.as_slice()), format, actions.as_deref())

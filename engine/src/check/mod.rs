@@ -89,9 +89,63 @@ pub fn check_rule<'m>(
     };
     let out = c.rule(rule, adjustments);
     match out {
-        Some(r) if c.errors.is_empty() => Ok((r, c.warnings)),
+        Some(r) if c.errors.is_empty() => {
+            let mut warnings = c.warnings;
+            warnings.extend(quadratic_aggregates(&r));
+            Ok((r, warnings))
+        }
         _ => Err(c.errors),
     }
+}
+
+/// W0110: an aggregate inside another aggregate, where either relates rows by tenant
+/// alone (`match tenant`), pairs every row of a tenant with every other: the cost
+/// grows with the square of the tenant's rows. Such a rule is left to the time
+/// budget (`--rule-budget`) at run time; `check` says so before it runs.
+fn quadratic_aggregates(rule: &CheckedRule) -> Vec<Diagnostic> {
+    fn tenant_wide(source: &TSource) -> bool {
+        !source.join.iter().any(|(column, _, _)| *column == "site_id")
+    }
+    fn inner_aggregates(e: &TExpr, out: &mut Vec<(Span, bool)>) {
+        let TKind::Agg { source, arg, .. } = &e.kind else { return };
+        let mut visit = |x: &TExpr| {
+            x.walk(&mut |y| {
+                if let TKind::Agg { source: inner, .. } = &y.kind {
+                    out.push((y.span, tenant_wide(source) || tenant_wide(inner)));
+                }
+            })
+        };
+        if let Some(filter) = &source.filter {
+            visit(filter);
+        }
+        if let Some(arg) = arg {
+            visit(arg);
+        }
+    }
+    let mut roots: Vec<&TExpr> = vec![&rule.condition];
+    roots.extend(rule.lets.iter().map(|l| &l.value));
+    roots.extend(rule.evidence.iter().map(|e| &e.value));
+    roots.extend(rule.severity_steps.iter().map(|(_, e)| e));
+    let mut found: Vec<(Span, bool)> = Vec::new();
+    for root in roots {
+        root.walk(&mut |e| inner_aggregates(e, &mut found));
+    }
+    found.sort_by_key(|(span, _)| (span.start, span.end));
+    found.dedup_by_key(|(span, _)| (span.start, span.end));
+    found
+        .into_iter()
+        .filter(|(_, wide)| *wide)
+        .map(|(span, _)| {
+            Diagnostic::warning(
+                codes::QUADRATIC,
+                format!("rule `{}` pairs every row of a tenant with every other", rule.header.id),
+                span,
+                "an aggregate inside an aggregate over `match tenant` rows",
+            )
+            .note("its cost grows with the square of a tenant's rows; at run time it is stopped at --rule-budget")
+            .hint("relate the rows by site or guard, or bound both with a window (`ts in last 1h`)")
+        })
+        .collect()
 }
 
 /// Checks a condition over one row of `table` (a metric's `where`): its names are

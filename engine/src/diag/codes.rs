@@ -62,4 +62,5 @@ codes! {
     RUNBOOK_STEP = "W0107", "which cascade step gives the finding type its runbook (strict)";
     NEVER_FIRES = "W0108", "a `when` line is constantly false (strict)";
     UNUSED_RUNBOOK = "W0109", "a runbook matches a finding type no rule of the set raises";
+    QUADRATIC = "W0110", "aggregates nested over a whole tenant's rows: cost grows with the square of its rows";
 }

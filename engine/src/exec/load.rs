@@ -94,9 +94,13 @@ fn file_error(file: &Path, message: impl Into<String>) -> LoadError {
     LoadError { file: file.to_path_buf(), row: None, line: None, column: None, message: message.into() }
 }
 
-/// Opens an in-memory DuckDB that never reaches for the network.
+/// Opens an in-memory DuckDB that never reaches for the network, bounded by
+/// [`crate::limits`] (memory limit, its own spill directory).
 pub fn open_database() -> Result<Connection, duckdb::Error> {
-    let config = Config::default().enable_autoload_extension(false)?.with("autoinstall_known_extensions", "false")?;
+    let mut config = Config::default().enable_autoload_extension(false)?.with("autoinstall_known_extensions", "false")?;
+    for (name, value) in crate::limits::database_settings() {
+        config = config.with(name, value)?;
+    }
     let conn = Connection::open_in_memory_with_flags(config)?;
     conn.execute_batch(&sql(Statement::CreateSchema(RAW_SCHEMA.into())))?;
     Ok(conn)

@@ -291,16 +291,24 @@ fn run_job(
     match job {
         Job::Rule(rule, planned) => {
             let params = rules.params_for(rule);
+            let id = std::slice::from_ref(&rule.header.id);
             for chunk in ticks.chunks(ticks_per_statement(rule, &params, rows)) {
-                match evaluate_planned(signals, rules, rule, planned, chunk, &params) {
+                match budgeted(signals, id, chunk.len(), || evaluate_planned(signals, rules, rule, planned, chunk, &params)) {
                     Ok(found) => out.extend(found),
+                    // A rule stopped at its time budget is not tried again tick by tick:
+                    // that would spend the budget once per tick.
+                    Err(e) if e.message.starts_with(OVER_BUDGET) => {
+                        failed.get_or_insert(e);
+                        break;
+                    }
                     // A failure (a script blowing a limit on one row) fails the rule at the
                     // ticks where it happens, not at every tick of the chunk.
                     // (A chunk that fails as a whole but whose ticks all succeed alone,
                     // out of memory say, is no failure.)
                     Err(_) if chunk.len() > 1 => {
                         for tick in chunk {
-                            match evaluate_planned(signals, rules, rule, planned, std::slice::from_ref(tick), &params) {
+                            let one = std::slice::from_ref(tick);
+                            match budgeted(signals, id, 1, || evaluate_planned(signals, rules, rule, planned, one, &params)) {
                                 Ok(found) => out.extend(found),
                                 Err(e) => {
                                     failed.get_or_insert(e);
@@ -318,16 +326,40 @@ fn run_job(
             let overrides: Vec<Vec<crate::plan::ScopedValue>> = group.iter().map(|a| rules.overrides_of(&a.header.id)).collect();
             let with: Vec<(&crate::anomaly::AnomalyRule, &[crate::plan::ScopedValue])> =
                 group.iter().zip(&overrides).map(|(a, o)| (*a, o.as_slice())).collect();
-            match crate::anomaly::run_group(signals, &with, ticks) {
+            let ids: Vec<String> = group.iter().map(|a| a.header.id.clone()).collect();
+            let run = || crate::anomaly::run_group(signals, &with, ticks).map_err(|e| ExecError { rule: String::new(), message: e.to_string() });
+            match budgeted(signals, &ids, ticks.len(), run) {
                 Ok(rows) => out.extend(rows.into_iter().filter_map(|(i, row)| group.get(i).map(|a| anomaly_finding(rules, a, row)))),
                 Err(e) => {
-                    let failures = group.iter().map(|a| ExecError { rule: a.header.id.clone(), message: e.to_string() }).collect();
+                    let failures = ids.into_iter().map(|rule| ExecError { rule, message: e.message.clone() }).collect();
                     return (out, failures);
                 }
             }
         }
     }
     (out, failed.into_iter().collect())
+}
+
+/// How the message of a rule stopped at its time budget begins.
+pub const OVER_BUDGET: &str = "stopped at its time budget";
+
+/// Runs one statement of the rules `ids` over `ticks` ticks under their time budget
+/// ([`crate::limits::budget_for`]); a statement the watchdog interrupted fails with a
+/// message that says so (and which flag raises the budget).
+fn budgeted<T>(signals: &Signals, ids: &[String], ticks: usize, work: impl FnOnce() -> Result<T, ExecError>) -> Result<T, ExecError> {
+    let budget = crate::limits::budget_for(ticks);
+    match crate::limits::within_budget(&signals.conn, budget, work) {
+        (Err(_), true) => Err(ExecError {
+            rule: ids.join(", "),
+            message: format!(
+                "{OVER_BUDGET} of {} ({} tick{}; `--rule-budget` sets it per tick)",
+                format_duration(i64::try_from(budget.as_micros()).unwrap_or(i64::MAX)),
+                ticks,
+                if ticks == 1 { "" } else { "s" }
+            ),
+        }),
+        (out, _) => out,
+    }
 }
 
 /// Evaluates one rule at `now` with the given parameter values (planned anew:
