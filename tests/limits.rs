@@ -82,9 +82,9 @@ fn a_rule_over_its_time_budget_is_stopped_and_the_others_still_report() {
     assert!(expected.lines().count() > 20, "the other rules find something");
     // `check` warns before anything runs ...
     std::fs::write(dir.join("rules/slow.vigil"), QUADRATIC_RULE).expect("write");
-    let (code, _, err) = vigil(&["check", "--rules", "rules"], &dir);
+    let (code, out, err) = vigil(&["check", "--rules", "rules"], &dir);
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("warning[W0110]") && err.contains("rules/slow.vigil:6:65"), "{err}");
+    assert!(out.contains("warning[W0110]") && out.contains("rules/slow.vigil:6:65"), "{out}");
     // ... and at run time the budget stops it.
     let mut args = audit.to_vec();
     args.extend(["--rule-budget", "2s"]);
