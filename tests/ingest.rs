@@ -150,3 +150,36 @@ fn a_tick_copies_only_the_rows_its_windows_read() {
     assert_eq!((again.rows, again.duplicate), (4, true));
     assert_eq!(ingest::arrivals(&db).expect("arrivals").iter().find(|a| a.table == "phone_events").map(|a| a.rows), Some(3));
 }
+
+#[test]
+fn ingest_is_limited_in_size_and_in_requests_per_token() {
+    let dir = common::library("ingest-limits");
+    let mut s = Server::start_with(&dir, None, &["--tick-interval", "400ms", "--ingest-rate", "3"]);
+    s.wait_for("tick 2025-10-04T10:00:00Z");
+    let one = phone_lines(&["2025-10-04T09:50:00Z"]);
+    // A burst of one second's worth is taken; the next request waits.
+    for i in 0..3 {
+        let (status, body) = push(&s, "ana", "phone_events", false, &one, None);
+        assert_eq!(status, 201, "request {i}: {body}");
+    }
+    let req = s.as_("ana", Method::POST, "/api/v1/signals/phone_events").body(one.clone());
+    let answer = req.send().expect("send");
+    assert_eq!(answer.status().as_u16(), 429);
+    let retry: u64 = answer.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).expect("Retry-After");
+    assert!((1..=2).contains(&retry), "Retry-After {retry}");
+    let body: Value = answer.json().expect("json");
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("token `ana` is over its ingest rate (3 requests a second)")), "{body}");
+    // Another token has a bucket of its own.
+    let (status, body) = push(&s, "mia", "phone_events", false, &one, None);
+    assert_eq!(status, 201, "{body}");
+    // The bucket refills.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (status, body) = push(&s, "ana", "phone_events", false, &one, None);
+    assert_eq!(status, 201, "{body}");
+    // A body over 16 MiB is refused whole, before it is read into a batch.
+    let huge = "x".repeat(16 * 1024 * 1024 + 1);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (status, _) = push(&s, "ana", "phone_events", false, &huge, None);
+    assert_eq!(status, 413);
+    s.terminate();
+}

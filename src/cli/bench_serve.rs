@@ -133,7 +133,7 @@ pub(super) fn bench_serve(args: &RuleArgs, b: &BenchServe) -> CliResult {
         .arg(&args.rules)
         .arg("--runbooks")
         .arg(&runbooks)
-        .args(["--start", &exec::iso(cut)])
+        .args(["--start", &exec::iso(cut), "--ingest-rate", "0"])
         .args(["--tick-interval", &format!("{}ms", tick_interval.as_millis())])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -10,7 +10,7 @@
 use std::ffi::OsString;
 
 /// The settings `serve` takes, as flag names; the last ones are repeatable.
-const SERVE_KEYS: [&str; 24] = [
+const SERVE_KEYS: [&str; 25] = [
     "rules",
     "runbooks",
     "signals",
@@ -35,6 +35,7 @@ const SERVE_KEYS: [&str; 24] = [
     "memory-limit",
     "temp-dir",
     "rule-budget",
+    "ingest-rate",
 ];
 const REPEATABLE: [&str; 3] = ["retain", "feed-dependent", "report-review"];
 /// Switches: `true` gives the flag, `false` leaves it out.

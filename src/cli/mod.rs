@@ -244,6 +244,10 @@ struct ServeArgs {
     /// them (comma-separated).
     #[arg(long, value_delimiter = ',')]
     report_review: Vec<String>,
+    /// Requests a second each token may make to POST /api/v1/signals/{table} (a burst of
+    /// one second's worth); over it the answer is 429 with Retry-After. 0: no limit.
+    #[arg(long, default_value_t = 50)]
+    ingest_rate: u32,
 }
 
 #[derive(Subcommand)]
@@ -1072,6 +1076,7 @@ fn run(cli: Cli) -> CliResult {
                 reports_dir,
                 report_schedule,
                 report_review,
+                ingest_rate,
             } = *args;
             // The demo shows runbook actions too, all in dry-run (see fixtures/actions-demo.toml).
             let actions = match (demo, actions) {
@@ -1110,6 +1115,7 @@ fn run(cli: Cli) -> CliResult {
                 reports_dir,
                 report_schedule,
                 report_review,
+                ingest_rate,
             })
         }
         Command::BenchServe { rules, sites, rate, minutes, clients, batch } => {

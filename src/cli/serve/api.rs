@@ -43,11 +43,13 @@ pub struct ApiError {
     pub(super) status: StatusCode,
     pub(super) message: String,
     field: Option<String>,
+    /// Seconds after which to try again (429).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub(super) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, message: message.into(), field: None }
+        ApiError { status, message: message.into(), field: None, retry_after: None }
     }
     fn unauthorized(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, message)
@@ -60,7 +62,7 @@ impl ApiError {
     }
     /// 422 naming the request field at fault.
     pub(super) fn field(field: &str, message: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, message: message.into(), field: Some(field.to_string()) }
+        ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, message: message.into(), field: Some(field.to_string()), retry_after: None }
     }
     pub(super) fn internal(message: impl std::fmt::Display) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message.to_string())
@@ -74,6 +76,9 @@ impl IntoResponse for ApiError {
             body["field"] = Value::String(f);
         }
         let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"vigil\""));
         }
@@ -161,7 +166,7 @@ pub(super) fn body<T: DeserializeOwned>(bytes: &Bytes) -> ApiResult<T> {
         let text = e.to_string();
         // serde names the field in its message: "missing field `note` at line 1 column 2".
         let field = text.split('`').nth(1).filter(|_| text.contains("field")).unwrap_or("body").to_string();
-        ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, message: format!("request body: {text}"), field: Some(field) }
+        ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, message: format!("request body: {text}"), field: Some(field), retry_after: None }
     })
 }
 
@@ -652,6 +657,15 @@ async fn ingest(
     raw: Bytes,
 ) -> ApiResult<Response> {
     caller.need(Role::Operator)?;
+    if let Err(wait) = app.ingest_rate.take(&caller.0.name) {
+        let secs = wait.as_secs() + 1;
+        let mut err = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("token `{}` is over its ingest rate ({}); try again in {secs}s", caller.0.name, app.ingest_rate),
+        );
+        err.retry_after = Some(secs);
+        return Err(err);
+    }
     let Some(t) = vigil_engine::schema::contract_tables().find(|t| t.name == table) else {
         let names: Vec<&str> = vigil_engine::schema::contract_tables().map(|t| t.name).collect();
         return Err(ApiError::not_found(format!("no signal table `{table}` ({})", names.join(", "))));

@@ -59,6 +59,8 @@ pub struct Options {
     pub report_schedule: bool,
     /// Tenants whose reports wait for a supervisor's approval.
     pub report_review: Vec<String>,
+    /// Requests a second per token on the ingest endpoint (0: no limit).
+    pub ingest_rate: u32,
 }
 
 /// A live-feed snapshot kept for clients connecting together: (scope, the last event
@@ -109,6 +111,8 @@ pub struct App {
     pub outbox: Option<deliver::Outbox>,
     /// Client reports.
     pub reports: Option<reports::Reports>,
+    /// Requests a second per token on the ingest endpoint.
+    pub ingest_rate: auth::RateLimit,
 }
 
 impl App {
@@ -359,6 +363,7 @@ pub fn run(opts: Options) -> Result<(), CliError> {
             opts.report_schedule,
             opts.watch.signals.clone(),
         )),
+        ingest_rate: auth::RateLimit::new(opts.ingest_rate),
     });
     if let Some(outbox) = &app.outbox {
         deliver::sweep(&app, outbox);
