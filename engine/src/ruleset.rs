@@ -338,12 +338,16 @@ pub fn vigil_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 pub fn load_dirs(rules_dir: &Path, runbooks_dir: &Path) -> Result<RuleSet, LoadFailure> {
     let mut texts = Vec::new();
     let mut io_errors = Vec::new();
+    let mut not_utf8 = Vec::new();
     for dir in [rules_dir, runbooks_dir] {
         match vigil_files(dir) {
             Ok(files) => {
                 for f in files {
-                    match std::fs::read_to_string(&f) {
-                        Ok(t) => texts.push((f.display().to_string(), t)),
+                    match std::fs::read(&f) {
+                        Ok(bytes) => match String::from_utf8(bytes) {
+                            Ok(t) => texts.push((f.display().to_string(), t)),
+                            Err(e) => not_utf8.push((f.display().to_string(), e)),
+                        },
                         Err(e) => io_errors.push(format!("{}: {e}", f.display())),
                     }
                 }
@@ -356,6 +360,22 @@ pub fn load_dirs(rules_dir: &Path, runbooks_dir: &Path) -> Result<RuleSet, LoadF
         let file = sources.add("<io>", io_errors.join("\n"));
         let span = crate::syntax::ast::Span { file, start: 0, end: 0 };
         let diagnostics = io_errors.iter().map(|e| Diagnostic::error(codes::INTERNAL, format!("cannot read {e}"), span, "")).collect();
+        return Err(LoadFailure { sources, diagnostics });
+    }
+    if !not_utf8.is_empty() {
+        // The file is shown with U+FFFD for what is not UTF-8; the text before the first
+        // bad byte is the same in both, so the span points at it.
+        let diagnostics = not_utf8
+            .into_iter()
+            .map(|(name, e)| {
+                let at = e.utf8_error().valid_up_to();
+                let byte = e.as_bytes().get(at).copied().unwrap_or(0);
+                let file = sources.add(name, String::from_utf8_lossy(e.as_bytes()).into_owned());
+                let span = crate::syntax::ast::Span { file, start: at, end: at + char::REPLACEMENT_CHARACTER.len_utf8() };
+                Diagnostic::error(codes::SYNTAX, "rule files are UTF-8 text; this one is not", span, format!("byte 0x{byte:02x}"))
+                    .hint("save the file as UTF-8")
+            })
+            .collect();
         return Err(LoadFailure { sources, diagnostics });
     }
     load_texts(sources, texts)

@@ -128,15 +128,31 @@ struct SpanArgs {
     every: String,
 }
 
+/// The most ticks one replay or backtest evaluates (ten years of 5-minute ticks is
+/// about 1.05 M): a span beyond it is refused before anything is built.
+const MAX_TICKS: i64 = 2_000_000;
+
 impl SpanArgs {
     /// The ticks from --from to --to every --every.
     fn ticks(&self) -> Result<Vec<i64>, CliError> {
-        let (from, to, every) = (parse_time(&self.from, "--from")?, parse_time(&self.to, "--to")?, parse_duration(&self.every)?);
-        if to < from {
-            return Err(input_err("--to is before --from"));
-        }
-        Ok(exec::tick_series(from, to, every))
+        span_ticks(&self.from, (&self.to, "--to"), &self.every)
     }
+}
+
+/// The ticks from `from` to `to` (given by the flag named) every `every`, at most
+/// [`MAX_TICKS`] of them.
+fn span_ticks(from_text: &str, (to_text, to_flag): (&str, &str), every_text: &str) -> Result<Vec<i64>, CliError> {
+    let (from, to, every) = (parse_time(from_text, "--from")?, parse_time(to_text, to_flag)?, parse_duration(every_text)?);
+    if to < from {
+        return Err(input_err(format!("{to_flag} is before --from")));
+    }
+    let count = (to - from) / every + 1;
+    if count > MAX_TICKS {
+        return Err(input_err(format!(
+            "--from {from_text} {to_flag} {to_text} every {every_text} is {count} ticks; at most {MAX_TICKS} per run (split the span or take a longer --every)"
+        )));
+    }
+    Ok(exec::tick_series(from, to, every))
 }
 
 #[derive(clap::Args, Clone)]
@@ -1127,7 +1143,7 @@ fn run(cli: Cli) -> CliResult {
         }
         Command::Categorize { finding_type, context, rules } => categorize(&rules, &finding_type, &context),
         Command::Bench { rules, signals, at, from: Some(from), every, runs } => {
-            let ticks = exec::tick_series(parse_time(&from, "--from")?, parse_time(&at, "--at")?, parse_duration(&every)?);
+            let ticks = span_ticks(&from, (&at, "--at"), &every)?;
             bench_replay(&rules, &signals, &ticks, runs)
         }
         Command::Bench { rules, signals, at, from: None, runs, .. } => bench(&rules, &signals, &at, runs),

@@ -274,7 +274,11 @@ fn syntax_error(e: pest::error::Error<Rule>, file: FileId, text: &str) -> Diagno
                     format!("{rest} or {last}")
                 }
             };
-            let label = if found.is_empty() { "the file ends here".to_string() } else { format!("found `{found}`") };
+            let label = match found {
+                "" => "the file ends here".to_string(),
+                f if f.chars().any(char::is_control) => format!("found `{}`", f.escape_default()),
+                f => format!("found `{f}`"),
+            };
             let digits = found.chars().take_while(char::is_ascii_digit).count();
             if digits > 0 && digits < found.len() && found[digits..].chars().all(|c| c.is_ascii_alphabetic()) {
                 let unit = &found[digits..];
