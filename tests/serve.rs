@@ -436,3 +436,24 @@ fn the_live_feed_pushes_commits_and_a_reconnect_loses_nothing() {
         .collect();
     assert_eq!(keys.len(), stored.iter().filter(|f| f.status.name() != "RESOLVED").count(), "no open finding twice");
 }
+
+#[test]
+fn resolved_findings_leave_the_state_after_their_retention_and_open_ones_stay() {
+    let mut s = started("serve-keep", &["--tick-interval", "150ms", "--keep-resolved", "1h"]);
+    let (_, all) = s.get("ana", "/api/v1/findings?limit=1000");
+    let list = findings(&all);
+    assert!(list.len() >= 2, "{all}");
+    let (gone, kept) = (list[0]["id"].as_i64().expect("id"), list[1]["id"].as_i64().expect("id"));
+    let (status, body) = s.post("ana", &format!("/api/v1/findings/{gone}/resolve"), json!({ "note": "done" }));
+    assert_eq!(status, 200, "{body}");
+    let resolved_at = body["resolved_at"].as_str().expect("resolved_at").to_string();
+    // The hourly retention pass that runs more than an hour (of the run's clock) after
+    // the resolution removes it, with its history.
+    let line = s.wait_for("retention removed 1 resolved finding(s)");
+    assert!(line.contains("0 action(s)"), "{line}");
+    let (status, _) = s.get("ana", &format!("/api/v1/findings/{gone}"));
+    assert_eq!(status, 404, "resolved at {resolved_at}, then removed");
+    let (status, open) = s.get("ana", &format!("/api/v1/findings/{kept}"));
+    assert_eq!(status, 200, "an open finding stays: {open}");
+    s.terminate();
+}

@@ -10,7 +10,7 @@
 use std::ffi::OsString;
 
 /// The settings `serve` takes, as flag names; the last ones are repeatable.
-const SERVE_KEYS: [&str; 25] = [
+const SERVE_KEYS: [&str; 26] = [
     "rules",
     "runbooks",
     "signals",
@@ -36,6 +36,7 @@ const SERVE_KEYS: [&str; 25] = [
     "temp-dir",
     "rule-budget",
     "ingest-rate",
+    "keep-resolved",
 ];
 const REPEATABLE: [&str; 3] = ["retain", "feed-dependent", "report-review"];
 /// Switches: `true` gives the flag, `false` leaves it out.

@@ -264,6 +264,10 @@ struct ServeArgs {
     /// one second's worth); over it the answer is 429 with Retry-After. 0: no limit.
     #[arg(long, default_value_t = 50)]
     ingest_rate: u32,
+    /// How long resolved findings are kept, with their history and runbook actions (also
+    /// expired silences and reload records); open findings are kept whatever their age.
+    #[arg(long, default_value = "400d")]
+    keep_resolved: String,
 }
 
 #[derive(Subcommand)]
@@ -1093,6 +1097,7 @@ fn run(cli: Cli) -> CliResult {
                 report_schedule,
                 report_review,
                 ingest_rate,
+                keep_resolved,
             } = *args;
             // The demo shows runbook actions too, all in dry-run (see fixtures/actions-demo.toml).
             let actions = match (demo, actions) {
@@ -1132,6 +1137,7 @@ fn run(cli: Cli) -> CliResult {
                 report_schedule,
                 report_review,
                 ingest_rate,
+                keep_resolved: positive_micros(&keep_resolved, "--keep-resolved")?,
             })
         }
         Command::BenchServe { rules, sites, rate, minutes, clients, batch } => {

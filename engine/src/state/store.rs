@@ -398,6 +398,47 @@ pub fn last_tick(path: &Path) -> Result<Option<String>, StateError> {
     with_store(path, |conn| conn.query_row(&q::select_one("ticks", latest), [], |r| r.get(0)))
 }
 
+/// What [`prune_resolved`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Resolved findings (with their history).
+    pub findings: usize,
+    /// Their runbook actions (with their log).
+    pub actions: usize,
+    /// Silences that expired before the cut.
+    pub silences: usize,
+    /// Reload records before the cut.
+    pub reloads: usize,
+}
+
+/// Retention of the state database (`serve --keep-resolved`): removes findings resolved
+/// before `before` (ISO-8601 UTC, compared as text like every stored time) with their
+/// history and their runbook actions and action log, silences that expired before it,
+/// and reload records before it; open findings and ticks are kept whatever their age.
+/// One transaction: all of it or nothing.
+pub fn prune_resolved(path: &Path, before: &str) -> Result<Pruned, StateError> {
+    let old_resolved = || {
+        Select::new(q::rows("findings"), vec![(q::col("id"), None)]).filtered(vec![
+            SqlExpr::eq(q::col("status"), SqlExpr::Str(Status::Resolved.name().into())),
+            SqlExpr::bin(Op::Lt, q::col("resolved_at"), SqlExpr::Param),
+        ])
+    };
+    let delete = |table: &str, filter: SqlExpr| q::text(Statement::Delete { table: TableName::in_schema(DB, table), filter: Some(filter) });
+    let their_actions = Select::new(q::rows("actions"), vec![(q::col("id"), None)])
+        .filtered(vec![SqlExpr::InSelect(Box::new(q::col("finding_id")), Box::new(old_resolved()))]);
+    with_store(path, |conn| {
+        conn.execute_batch(&q::text(Statement::Begin))?;
+        conn.execute(&delete("action_log", SqlExpr::InSelect(Box::new(q::col("action_id")), Box::new(their_actions))), params![before])?;
+        let actions = conn.execute(&delete("actions", SqlExpr::InSelect(Box::new(q::col("finding_id")), Box::new(old_resolved()))), params![before])?;
+        conn.execute(&delete("finding_history", SqlExpr::InSelect(Box::new(q::col("finding_id")), Box::new(old_resolved()))), params![before])?;
+        let findings = conn.execute(&delete("findings", SqlExpr::InSelect(Box::new(q::col("id")), Box::new(old_resolved()))), params![before])?;
+        let silences = conn.execute(&delete("silences", SqlExpr::bin(Op::Lt, q::col("expires_at"), SqlExpr::Param)), params![before])?;
+        let reloads = conn.execute(&delete("reloads", SqlExpr::bin(Op::Lt, q::col("attempted_at"), SqlExpr::Param)), params![before])?;
+        conn.execute_batch(&q::text(Statement::Commit))?;
+        Ok(Pruned { findings, actions, silences, reloads })
+    })
+}
+
 /// After a reload removed rules: their open findings no longer hold (history
 /// `rule removed`, at wall-clock `at`). Returns how many.
 pub fn rules_removed(path: &Path, rules: &[String], at: &str) -> Result<usize, StateError> {

@@ -61,6 +61,8 @@ pub struct Options {
     pub report_review: Vec<String>,
     /// Requests a second per token on the ingest endpoint (0: no limit).
     pub ingest_rate: u32,
+    /// How long resolved findings (and their history and actions) are kept (µs).
+    pub keep_resolved: i64,
 }
 
 /// A live-feed snapshot kept for clients connecting together: (scope, the last event
@@ -113,6 +115,8 @@ pub struct App {
     pub reports: Option<reports::Reports>,
     /// Requests a second per token on the ingest endpoint.
     pub ingest_rate: auth::RateLimit,
+    /// How long resolved findings are kept (µs).
+    pub keep_resolved: i64,
 }
 
 impl App {
@@ -236,6 +240,14 @@ impl App {
             return;
         }
         self.last_prune.store(now, Ordering::SeqCst);
+        match store::prune_resolved(&self.state, &exec::iso(now - self.keep_resolved)) {
+            Ok(p) if p.findings + p.silences + p.reloads > 0 => eprintln!(
+                "serve: retention removed {} resolved finding(s), {} action(s), {} expired silence(s) and {} reload record(s)",
+                p.findings, p.actions, p.silences, p.reloads
+            ),
+            Ok(_) => {}
+            Err(e) => eprintln!("serve: retention of the state failed: {e}"),
+        }
         if !self.ingest.exists() {
             return;
         }
@@ -364,6 +376,7 @@ pub fn run(opts: Options) -> Result<(), CliError> {
             opts.watch.signals.clone(),
         )),
         ingest_rate: auth::RateLimit::new(opts.ingest_rate),
+        keep_resolved: opts.keep_resolved,
     });
     if let Some(outbox) = &app.outbox {
         deliver::sweep(&app, outbox);
