@@ -69,9 +69,10 @@ fn budget() -> Duration {
 
 /// The run's seed: `VIGIL_FUZZ_SEED`, else from the clock (printed, so a run can be repeated).
 fn seed() -> u64 {
-    std::env::var("VIGIL_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) | 1
-    })
+    std::env::var("VIGIL_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) | 1)
 }
 
 /// Runs `property` on the target's regressions, then on generated inputs until the budget
@@ -753,7 +754,10 @@ fn fuzz_ingest() {
             let t = schema::contract_tables().find(|t| t.name == table).ok_or("stored into no table")?;
             let at = t.columns.iter().position(|c| c.name == "tenant_id");
             let rows = load::parse_batch(t, format, &String::from_utf8_lossy(&sent), Path::new("sent")).map_err(|e| e.to_string())?;
-            let foreign = rows.iter().filter_map(|r| at.and_then(|p| r.get(p))).any(|v| !matches!(v, vigil_engine::duckdb::types::Value::Text(s) if s == "T000"));
+            let foreign = rows
+                .iter()
+                .filter_map(|r| at.and_then(|p| r.get(p)))
+                .any(|v| !matches!(v, vigil_engine::duckdb::types::Value::Text(s) if s == "T000"));
             if foreign && at.is_some() {
                 return Err("a token stored rows of a tenant outside its scope".into());
             }
@@ -770,9 +774,7 @@ fn fuzz_ingest() {
 }
 
 fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b == b'_' { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
+    text.bytes().map(|b| if b.is_ascii_alphanumeric() || b == b'_' { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
 #[test]

@@ -24,10 +24,8 @@ fn jsonl(text: &str) -> Vec<Value> {
 #[test]
 fn strings_full_of_sql_in_rules_and_data_stay_values() {
     let h = hostile();
-    let (code, out, err) = vigil(
-        &["audit", "--rules", "rules", "--runbooks", "runbooks", "--signals", "signals", "--at", AT, "--format", "jsonl"],
-        &h,
-    );
+    let (code, out, err) =
+        vigil(&["audit", "--rules", "rules", "--runbooks", "runbooks", "--signals", "signals", "--at", AT, "--format", "jsonl"], &h);
     assert_eq!(code, 0, "{err}");
     let found = jsonl(&out);
     // Worked by hand from the files: S1 matches the name exactly and has one event whose
@@ -182,7 +180,19 @@ fn ten_thousand_rules_in_one_directory_check_and_five_hundred_run() {
     }
     let demo = root().join("fixtures/demo");
     let (code, out, err) = vigil(
-        &["audit", "--rules", "rules", "--runbooks", "none", "--signals", demo.to_str().expect("utf-8"), "--at", "2025-10-04T11:00:00Z", "--format", "jsonl"],
+        &[
+            "audit",
+            "--rules",
+            "rules",
+            "--runbooks",
+            "none",
+            "--signals",
+            demo.to_str().expect("utf-8"),
+            "--at",
+            "2025-10-04T11:00:00Z",
+            "--format",
+            "jsonl",
+        ],
         &dir,
     );
     assert_eq!(code, 0, "{err}");
@@ -284,13 +294,16 @@ fn hostile_api_parameters_get_4xx_and_never_another_tenants_data() {
             }
         }
     }
-    for path in ["/api/v1/findings/1%20OR%201=1", "/api/v1/findings/-1", "/api/v1/findings/99999999999999999999", "/api/v1/runbooks/%27%3B--"] {
+    for path in
+        ["/api/v1/findings/1%20OR%201=1", "/api/v1/findings/-1", "/api/v1/findings/99999999999999999999", "/api/v1/runbooks/%27%3B--"]
+    {
         let (status, body) = s.get("root", path);
         assert!((400..500).contains(&status), "{path}: {status} {body}");
     }
     // The findings of another tenant are not there to be acknowledged by id.
     let id = all["findings"][0]["id"].as_i64().expect("an id");
-    let (status, _) = s.post("ana", &format!("/api/v1/findings/{id}/acknowledge"), serde_json::json!({ "note": "'; DROP TABLE findings; --" }));
+    let (status, _) =
+        s.post("ana", &format!("/api/v1/findings/{id}/acknowledge"), serde_json::json!({ "note": "'; DROP TABLE findings; --" }));
     assert!(status == 403 || status == 404, "{status}");
     // A silence whose matcher is full of SQL is a value, and the store is intact.
     let silence = serde_json::json!({

@@ -27,7 +27,14 @@ pub(super) struct BenchServe {
     pub batch: usize,
 }
 
-fn request(addr: &str, method: &str, path: &str, token: &str, extra: &[(&str, &str)], body: &[u8]) -> std::io::Result<(u16, String)> {
+pub(super) fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(addr)?;
     let mut head =
         format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n", body.len());
@@ -64,13 +71,13 @@ fn millis(v: &mut [f64]) -> String {
 }
 
 /// Rows of one table as CSV lines (header first), split at `cut` by event time.
-struct TableRows {
-    header: String,
-    before: Vec<String>,
-    stream: Vec<(i64, String)>,
+pub(super) struct TableRows {
+    pub header: String,
+    pub before: Vec<String>,
+    pub stream: Vec<(i64, String)>,
 }
 
-fn read_table(dir: &Path, table: &schema::Table, cut: i64) -> Result<TableRows, CliError> {
+pub(super) fn read_table(dir: &Path, table: &schema::Table, cut: i64) -> Result<TableRows, CliError> {
     let path = dir.join(format!("{}.csv", table.name));
     let text = std::fs::read_to_string(&path).map_err(|e| input_err(format!("{}: {e}", path.display())))?;
     let mut lines = text.lines();

@@ -13,6 +13,7 @@ mod baseline;
 mod bench;
 mod bench_report;
 mod bench_serve;
+mod bench_soak;
 mod check;
 mod config;
 mod evaluate;
@@ -473,6 +474,38 @@ enum Command {
         /// Rows per pushed batch at most.
         #[arg(long, default_value_t = 500)]
         batch: usize,
+    },
+    /// Days of simulated operation of `vigil serve` on a virtual clock: continuous ingest,
+    /// hourly reloads (some broken), an operator acknowledging and resolving, live-feed
+    /// clients coming and going, a SIGKILL a day; memory and database sizes sampled, and
+    /// no tick, finding or acknowledgement lost or duplicated.
+    BenchSoak {
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// Sites in the fleet.
+        #[arg(long, default_value_t = 1000)]
+        sites: u32,
+        /// Simulated days.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// Tick length on the virtual clock.
+        #[arg(long, default_value = "5m")]
+        every: String,
+        /// Wall time between tick starts (a tick that takes longer is followed at once).
+        #[arg(long, default_value = "200ms")]
+        tick_interval: String,
+        /// Live-feed clients coming and going.
+        #[arg(long, default_value_t = 8)]
+        clients: u32,
+        /// The service's retention of pushed rows.
+        #[arg(long, default_value = "3d")]
+        retention: String,
+        /// The service's retention of resolved findings.
+        #[arg(long, default_value = "1d")]
+        keep_resolved: String,
+        /// Where the fleet, the service's databases, the samples and the plot go.
+        #[arg(long, default_value = "soak")]
+        out: PathBuf,
     },
     /// A monthly client report for one tenant of a synthetic fleet: build, HTML and PDF timed.
     BenchReport {
@@ -1143,6 +1176,10 @@ fn run(cli: Cli) -> CliResult {
         Command::BenchServe { rules, sites, rate, minutes, clients, batch } => {
             bench_serve::bench_serve(&rules, &bench_serve::BenchServe { sites, rate, minutes, clients, batch })
         }
+        Command::BenchSoak { rules, sites, days, every, tick_interval, clients, retention, keep_resolved, out } => bench_soak::bench_soak(
+            &rules,
+            &bench_soak::BenchSoak { sites, days, every, tick_interval, clients, retention, keep_resolved, out },
+        ),
         Command::BenchReport { rules, sites, days, runs } => bench_report::bench_report(&rules, sites, days, runs),
         Command::Token { action: TokenCommand::New { name, role, tenants, append } } => {
             token_new(&name, &role, &tenants, append.as_deref())

@@ -327,7 +327,8 @@ fn run_job(
             let with: Vec<(&crate::anomaly::AnomalyRule, &[crate::plan::ScopedValue])> =
                 group.iter().zip(&overrides).map(|(a, o)| (*a, o.as_slice())).collect();
             let ids: Vec<String> = group.iter().map(|a| a.header.id.clone()).collect();
-            let run = || crate::anomaly::run_group(signals, &with, ticks).map_err(|e| ExecError { rule: String::new(), message: e.to_string() });
+            let run =
+                || crate::anomaly::run_group(signals, &with, ticks).map_err(|e| ExecError { rule: String::new(), message: e.to_string() });
             match budgeted(signals, &ids, ticks.len(), run) {
                 Ok(rows) => out.extend(rows.into_iter().filter_map(|(i, row)| group.get(i).map(|a| anomaly_finding(rules, a, row)))),
                 Err(e) => {

@@ -429,13 +429,27 @@ pub fn prune_resolved(path: &Path, before: &str) -> Result<Pruned, StateError> {
     with_store(path, |conn| {
         conn.execute_batch(&q::text(Statement::Begin))?;
         conn.execute(&delete("action_log", SqlExpr::InSelect(Box::new(q::col("action_id")), Box::new(their_actions))), params![before])?;
-        let actions = conn.execute(&delete("actions", SqlExpr::InSelect(Box::new(q::col("finding_id")), Box::new(old_resolved()))), params![before])?;
-        conn.execute(&delete("finding_history", SqlExpr::InSelect(Box::new(q::col("finding_id")), Box::new(old_resolved()))), params![before])?;
-        let findings = conn.execute(&delete("findings", SqlExpr::InSelect(Box::new(q::col("id")), Box::new(old_resolved()))), params![before])?;
+        let actions =
+            conn.execute(&delete("actions", SqlExpr::InSelect(Box::new(q::col("finding_id")), Box::new(old_resolved()))), params![before])?;
+        conn.execute(
+            &delete("finding_history", SqlExpr::InSelect(Box::new(q::col("finding_id")), Box::new(old_resolved()))),
+            params![before],
+        )?;
+        let findings =
+            conn.execute(&delete("findings", SqlExpr::InSelect(Box::new(q::col("id")), Box::new(old_resolved()))), params![before])?;
         let silences = conn.execute(&delete("silences", SqlExpr::bin(Op::Lt, q::col("expires_at"), SqlExpr::Param)), params![before])?;
         let reloads = conn.execute(&delete("reloads", SqlExpr::bin(Op::Lt, q::col("attempted_at"), SqlExpr::Param)), params![before])?;
         conn.execute_batch(&q::text(Statement::Commit))?;
         Ok(Pruned { findings, actions, silences, reloads })
+    })
+}
+
+/// Every tick written, in order (µs UTC).
+pub fn ticks(path: &Path) -> Result<Vec<i64>, StateError> {
+    with_store(path, |conn| {
+        let mut stmt = conn.prepare(&q::select("ticks", &["evaluated_us"], vec![], &["evaluated_us"]))?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        rows.collect()
     })
 }
 

@@ -166,7 +166,12 @@ pub(super) fn body<T: DeserializeOwned>(bytes: &Bytes) -> ApiResult<T> {
         let text = e.to_string();
         // serde names the field in its message: "missing field `note` at line 1 column 2".
         let field = text.split('`').nth(1).filter(|_| text.contains("field")).unwrap_or("body").to_string();
-        ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, message: format!("request body: {text}"), field: Some(field), retry_after: None }
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            message: format!("request body: {text}"),
+            field: Some(field),
+            retry_after: None,
+        }
     })
 }
 

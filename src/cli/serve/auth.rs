@@ -267,6 +267,45 @@ pub fn same_secret(a: &str, b: &str) -> bool {
     same(&digest(a), &digest(b))
 }
 
+/// Requests per second each token may make to one endpoint (the ingest endpoint): a
+/// token bucket per token name, refilled at `rate` a second, holding at most `rate`
+/// (one second's worth, so a burst is at most a second's requests).
+pub struct RateLimit {
+    rate: f64,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimit {
+    /// `rate` requests a second per token; 0 turns the limit off.
+    pub fn new(rate: u32) -> RateLimit {
+        RateLimit { rate: f64::from(rate), buckets: Mutex::new(HashMap::new()) }
+    }
+
+    /// Takes one request from `who`'s bucket, or says how long until one is there.
+    pub fn take(&self, who: &str) -> Result<(), Duration> {
+        if self.rate <= 0.0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, last) = buckets.entry(who.to_string()).or_insert((self.rate, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.rate);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - *tokens) / self.rate))
+        }
+    }
+}
+
+impl std::fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} requests a second", self.rate)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,44 +353,5 @@ mod tests {
         assert_eq!((s.principal, s.csrf), (p, csrf));
         sessions.close(&id);
         assert!(sessions.get(&id).is_none());
-    }
-}
-
-/// Requests per second each token may make to one endpoint (the ingest endpoint): a
-/// token bucket per token name, refilled at `rate` a second, holding at most `rate`
-/// (one second's worth, so a burst is at most a second's requests).
-pub struct RateLimit {
-    rate: f64,
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
-}
-
-impl RateLimit {
-    /// `rate` requests a second per token; 0 turns the limit off.
-    pub fn new(rate: u32) -> RateLimit {
-        RateLimit { rate: f64::from(rate), buckets: Mutex::new(HashMap::new()) }
-    }
-
-    /// Takes one request from `who`'s bucket, or says how long until one is there.
-    pub fn take(&self, who: &str) -> Result<(), Duration> {
-        if self.rate <= 0.0 {
-            return Ok(());
-        }
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let (tokens, last) = buckets.entry(who.to_string()).or_insert((self.rate, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.rate);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - *tokens) / self.rate))
-        }
-    }
-}
-
-impl std::fmt::Display for RateLimit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} requests a second", self.rate)
     }
 }
