@@ -626,15 +626,18 @@ fn csv_to_jsonl(body: &[u8]) -> String {
     out
 }
 
+/// The demo fleet's rows as JSON lines, each input named `table<suffix>`.
+fn jsonl_corpus(suffix: &str) -> Vec<Vec<u8>> {
+    data_corpus()
+        .iter()
+        .filter_map(|c| table_and_body(c).map(|(t, body)| format!("{}{suffix}\n{}", t.name, csv_to_jsonl(body)).into_bytes()))
+        .collect()
+}
+
 #[test]
 fn fuzz_batch() {
     let mut corpus = data_corpus();
-    // The same rows as JSON lines.
-    let jsonl: Vec<Vec<u8>> = corpus
-        .iter()
-        .filter_map(|c| table_and_body(c).map(|(t, body)| format!("{}\n{}", t.name, csv_to_jsonl(body)).into_bytes()))
-        .collect();
-    corpus.extend(jsonl);
+    corpus.extend(jsonl_corpus(""));
     fuzz("batch", &corpus, mutate_data, |input| {
         let Some((table, body)) = table_and_body(input) else { return Ok(false) };
         let Ok(text) = std::str::from_utf8(body) else { return Ok(false) };
@@ -672,11 +675,7 @@ fn fuzz_files() {
         v.extend(std::fs::read(parquet_dir.join(format!("{t}.parquet"))).expect("parquet"));
         corpus.push(v);
     }
-    let jsonl: Vec<Vec<u8>> = data_corpus()
-        .iter()
-        .filter_map(|c| table_and_body(c).map(|(t, body)| format!("{}.jsonl\n{}", t.name, csv_to_jsonl(body)).into_bytes()))
-        .collect();
-    corpus.extend(jsonl);
+    corpus.extend(jsonl_corpus(".jsonl"));
     let work = common::temp_dir("fuzz-files");
     let counter = std::sync::atomic::AtomicUsize::new(0);
     fuzz("files", &corpus, mutate_data, |input| {
@@ -714,11 +713,7 @@ fn fuzz_ingest() {
     let mut s = Server::start_with(&dir, None, &["--tick-interval", "1s", "--ingest-rate", "0"]);
     s.wait_for("tick 2025-10-04T10:00:00Z");
     let mut corpus = data_corpus();
-    let jsonl: Vec<Vec<u8>> = data_corpus()
-        .iter()
-        .filter_map(|c| table_and_body(c).map(|(t, body)| format!("{}\n{}", t.name, csv_to_jsonl(body)).into_bytes()))
-        .collect();
-    corpus.extend(jsonl);
+    corpus.extend(jsonl_corpus(""));
     // Rows of another tenant pushed by `ana` (T000 only) must never be stored (checked
     // for every batch `ana` got stored, below).
     let foreign = b"phone_events\ntenant_id,site_id,guard_id,device_id,ts,kind\nT900,S1,G1,D1,2025-10-04T09:59:00Z,heartbeat\n".to_vec();
