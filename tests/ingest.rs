@@ -157,18 +157,32 @@ fn ingest_is_limited_in_size_and_in_requests_per_token() {
     let mut s = Server::start_with(&dir, None, &["--tick-interval", "400ms", "--ingest-rate", "3"]);
     s.wait_for("tick 2025-10-04T10:00:00Z");
     let one = phone_lines(&["2025-10-04T09:50:00Z"]);
-    // A burst of one second's worth is taken; the next request waits.
-    for i in 0..3 {
-        let (status, body) = push(&s, "ana", "phone_events", false, &one, None);
-        assert_eq!(status, 201, "request {i}: {body}");
-    }
-    let req = s.as_("ana", Method::POST, "/api/v1/signals/phone_events").body(one.clone());
-    let answer = req.send().expect("send");
-    assert_eq!(answer.status().as_u16(), 429);
-    let retry: u64 = answer.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).expect("Retry-After");
-    assert!((1..=2).contains(&retry), "Retry-After {retry}");
-    let body: Value = answer.json().expect("json");
-    assert!(body["error"].as_str().is_some_and(|e| e.contains("token `ana` is over its ingest rate (3 requests a second)")), "{body}");
+    // Twelve requests at once: a burst of one second's worth (3) is taken, then 3 a
+    // second; however slow the machine, the others are refused with 429 and Retry-After.
+    let started = std::time::Instant::now();
+    let answers: Vec<(u16, Option<u64>, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..12)
+            .map(|_| {
+                let req = s.as_("ana", Method::POST, "/api/v1/signals/phone_events").body(one.clone());
+                scope.spawn(move || {
+                    let answer = req.send().expect("send");
+                    let status = answer.status().as_u16();
+                    let retry = answer.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+                    (status, retry, answer.text().unwrap_or_default())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("request thread")).collect()
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let taken = answers.iter().filter(|(status, _, _)| *status == 201).count();
+    let refused: Vec<&(u16, Option<u64>, String)> = answers.iter().filter(|(status, _, _)| *status == 429).collect();
+    assert_eq!(taken + refused.len(), 12, "{answers:?}");
+    assert!(taken >= 3, "the burst is taken: {answers:?}");
+    assert!(taken as f64 <= 3.0 + 3.0 * elapsed + 1.0, "{taken} taken in {elapsed:.2} s: {answers:?}");
+    let (_, retry, body) = refused.first().expect("a refused request");
+    assert!(retry.is_some_and(|r| (1..=2).contains(&r)), "Retry-After {retry:?}");
+    assert!(body.contains("token `ana` is over its ingest rate (3 requests a second)"), "{body}");
     // Another token has a bucket of its own.
     let (status, body) = push(&s, "mia", "phone_events", false, &one, None);
     assert_eq!(status, 201, "{body}");
