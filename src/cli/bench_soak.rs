@@ -364,6 +364,8 @@ pub(super) fn bench_soak(rules: &RuleArgs, b: &BenchSoak) -> CliResult {
         if rss > 0 {
             samples.push(Sample { at: t, rss_kib: rss, state_bytes: file_size(&state), signals_bytes: file_size(&ingest_db), open });
         }
+        // The service may have reached --until while the driver was behind: nothing to kill.
+        let alive = alive && matches!(service.child.try_wait(), Ok(None));
         if alive && t >= next_kill && !finished {
             // Once a day: SIGKILL in the middle of whatever it does, and a restart.
             next_kill = (t / day + 1) * day;
