@@ -116,22 +116,15 @@ fn call(addr: &str, method: &str, path: &str, token: &str, extra: &[(&str, &str)
     Err(fail(format!("{method} {path}: the service stopped answering ({})", last.map(|e| e.to_string()).unwrap_or_default())))
 }
 
-/// Every open finding, by pages.
+/// The oldest thousand open findings (what an operator's round looks at; paging through
+/// every open finding each hour made the driver fall hours behind the service).
 fn open_findings(addr: &str, token: &str) -> Result<Vec<serde_json::Value>, CliError> {
-    let mut out = Vec::new();
-    loop {
-        let (status, body) = call(addr, "GET", &format!("/api/v1/findings?limit=1000&offset={}&sort=oldest", out.len()), token, &[], b"")?;
-        if status != 200 {
-            return Err(fail(format!("listing findings: {status} {body}")));
-        }
-        let v: serde_json::Value = serde_json::from_str(&body).map_err(fail)?;
-        let page = v["findings"].as_array().cloned().unwrap_or_default();
-        let total = v["total"].as_u64().unwrap_or(0) as usize;
-        out.extend(page.iter().cloned());
-        if page.is_empty() || out.len() >= total {
-            return Ok(out);
-        }
+    let (status, body) = call(addr, "GET", "/api/v1/findings?limit=1000&sort=oldest", token, &[], b"")?;
+    if status != 200 {
+        return Err(fail(format!("listing findings: {status} {body}")));
     }
+    let v: serde_json::Value = serde_json::from_str(&body).map_err(fail)?;
+    Ok(v["findings"].as_array().cloned().unwrap_or_default())
 }
 
 pub(super) fn bench_soak(rules: &RuleArgs, b: &BenchSoak) -> CliResult {
@@ -261,6 +254,8 @@ pub(super) fn bench_soak(rules: &RuleArgs, b: &BenchSoak) -> CliResult {
 
     let started = Instant::now();
     let mut samples: Vec<Sample> = Vec::new();
+    let mut csv = std::fs::File::create(out.join("soak.csv")).map_err(fail)?;
+    writeln!(csv, "virtual_time,rss_mib,state_mib,signals_mib,open_findings").map_err(fail)?;
     let mut pushed = 0usize;
     let mut refused = 0usize;
     let mut next_row = 0usize;
@@ -362,7 +357,10 @@ pub(super) fn bench_soak(rules: &RuleArgs, b: &BenchSoak) -> CliResult {
         let rss = rss_kib(pid);
         // Once the service has stopped there is nothing to sample.
         if rss > 0 {
-            samples.push(Sample { at: t, rss_kib: rss, state_bytes: file_size(&state), signals_bytes: file_size(&ingest_db), open });
+            let sample = Sample { at: t, rss_kib: rss, state_bytes: file_size(&state), signals_bytes: file_size(&ingest_db), open };
+            // Written as it comes, so a run that fails keeps its samples.
+            let _ = writeln!(csv, "{}", sample_line(&sample));
+            samples.push(sample);
         }
         // The service may have reached --until while the driver was behind: nothing to kill.
         let alive = alive && matches!(service.child.try_wait(), Ok(None));
@@ -462,18 +460,6 @@ pub(super) fn bench_soak(rules: &RuleArgs, b: &BenchSoak) -> CliResult {
     }
 
     // The samples and their plot.
-    let mut csv = String::from("virtual_time,rss_mib,state_mib,signals_mib,open_findings\n");
-    for s in &samples {
-        csv.push_str(&format!(
-            "{},{:.1},{:.2},{:.2},{}\n",
-            exec::iso(s.at),
-            s.rss_kib as f64 / 1024.0,
-            s.state_bytes as f64 / 1048576.0,
-            s.signals_bytes as f64 / 1048576.0,
-            s.open
-        ));
-    }
-    std::fs::write(out.join("soak.csv"), csv).map_err(fail)?;
     std::fs::write(out.join("soak.svg"), plot(&samples, cut, b)).map_err(fail)?;
     let rss: Vec<f64> = samples.iter().map(|s| s.rss_kib as f64 / 1024.0).collect();
     let daily_peak: Vec<String> = samples
@@ -514,6 +500,18 @@ pub(super) fn bench_soak(rules: &RuleArgs, b: &BenchSoak) -> CliResult {
     } else {
         Err(fail(problems.join("; ")))
     }
+}
+
+/// One sample as a line of `soak.csv`.
+fn sample_line(s: &Sample) -> String {
+    format!(
+        "{},{:.1},{:.2},{:.2},{}",
+        exec::iso(s.at),
+        s.rss_kib as f64 / 1024.0,
+        s.state_bytes as f64 / 1048576.0,
+        s.signals_bytes as f64 / 1048576.0,
+        s.open
+    )
 }
 
 /// The rule files a reload edits.
