@@ -230,6 +230,61 @@ fn killed_mid_run_and_restarted_loses_and_duplicates_nothing() {
     assert_eq!(stored(&state), expected);
 }
 
+/// A crash while an analyst's broken edit is on disk: the restarted run starts from the
+/// last good rule set kept in the state database, loses and duplicates nothing, and
+/// takes the files again once they check. Without a kept set it refuses to start.
+#[test]
+fn restarted_with_a_broken_file_on_disk_it_runs_the_last_good_rule_set() {
+    let dir = common::library("watch-broken-restart");
+    let until = ["--tick-interval", "0s", "--until", "2025-10-04T12:00:00Z"];
+    let clean = dir.join("clean.duckdb");
+    let mut w = Watch::start(&dir, &clean, &until);
+    assert!(w.child.wait().expect("wait").success());
+    let expected = stored(&clean);
+
+    let state = dir.join("state.duckdb");
+    let mut w = Watch::start(&dir, &state, &["--tick-interval", "500ms", "--until", "2025-10-04T12:00:00Z"]);
+    let first = w.wait_for("watch: rule set ");
+    let revision = first.split("rule set ").nth(1).and_then(|r| r.split(':').next()).expect("revision").to_string();
+    w.wait_for("tick 2025-10-04T10:20:00Z");
+    let broken = dir.join("rules/zz_broken.vigil");
+    std::fs::write(&broken, "rule BROKEN {\n  when count(phone_event) > 1\n").expect("write");
+    w.wait_for("reload (files changed) failed");
+    w.child.kill().expect("kill -9");
+    let _ = w.child.wait();
+    drop(w);
+
+    let mut w = Watch::start(&dir, &state, &until);
+    let started = w.wait_for("starting from the last good rule set");
+    assert!(started.contains(&revision), "the set in force before the crash: {started}\n{}", w.seen.join("\n"));
+    assert!(w.seen.iter().any(|l| l.contains("zz_broken.vigil")), "the diagnostics name the file: {:?}", w.seen);
+    assert!(w.child.wait().expect("wait").success());
+    assert_eq!(stored(&state), expected);
+    let reloads = vigil_engine::store::reloads(&state).expect("reloads");
+    let last = reloads.last().expect("the failed start is recorded");
+    assert!(!last.ok && last.error.as_deref().is_some_and(|e| e.contains("zz_broken.vigil")), "{reloads:?}");
+
+    // The kept set stays in force until the files check; then they are taken.
+    let mut w = Watch::start(&dir, &state, &["--tick-interval", "300ms", "--until", "2025-10-05T12:00:00Z"]);
+    w.wait_for("starting from the last good rule set");
+    w.wait_for("tick ");
+    std::fs::remove_file(&broken).expect("rm");
+    let reload = w.wait_for("reload (files changed) ok");
+    assert!(reload.contains(&format!("rule set {revision}")), "the files are the kept set again: {reload}");
+    drop(w);
+
+    // A state database that never saw a good set: no start, and the message says why.
+    std::fs::write(&broken, "rule BROKEN {\n").expect("write");
+    let signals = common::root().join("fixtures/demo");
+    let signals = signals.to_str().expect("path");
+    let (code, _out, err) = common::vigil(
+        &["watch", "--signals", signals, "--state", "fresh.duckdb", "--start", "2025-10-04T10:00:00Z", "--until", "2025-10-04T10:05:00Z"],
+        &dir,
+    );
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("zz_broken.vigil") && err.contains("keeps no earlier one that did"), "{err}");
+}
+
 /// Inhibited findings are stored and counted but not printed as alarms (issue 11).
 #[test]
 fn inhibited_findings_are_not_raised_as_alarms() {

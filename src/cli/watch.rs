@@ -129,14 +129,71 @@ pub fn run(opts: &Options) -> Result<(), CliError> {
     run_with(opts, Arc::new(initial), &Quiet, &Control::default())
 }
 
-/// Loads the rule set a run starts with (it must check clean).
+/// Loads the rule set a run starts with: the files' when they check (kept in the state
+/// database as the last good set), else the last good set kept there, so that a crash
+/// while an analyst's broken edit is on disk does not keep the service down. With
+/// neither, the run does not start.
 pub fn first_set(opts: &Options) -> Result<RuleSet, CliError> {
-    ruleset::load_dirs(&opts.rules, &opts.runbooks).map_err(|f| {
+    // The run's clock at its start: virtual (where a resumed run picks up), else the wall.
+    let at = exec::iso(match opts.start {
+        Some(start) => match store::last_tick(&opts.state).ok().flatten().and_then(|t| load::parse_timestamp(&t).ok()) {
+            Some(done) if done >= start => done + opts.every,
+            _ => start,
+        },
+        None => chrono::Utc::now().timestamp() * 1_000_000,
+    });
+    let failure = match ruleset::load_dirs(&opts.rules, &opts.runbooks) {
+        Ok(set) => {
+            keep_as_last_good(opts, &set, &at);
+            return Ok(set);
+        }
+        Err(f) => f.sources.render(&f.diagnostics, false),
+    };
+    let saved = store::last_good_rules(&opts.state).map_err(|e| CliError::Eval(format!("error: {}: {e}", opts.state.display())))?;
+    let Some(saved) = saved else {
+        return Err(CliError::Rules(format!(
+            "{failure}error: the rule set does not check, and {} keeps no earlier one that did; fix the files to start",
+            opts.state.display()
+        )));
+    };
+    let set = ruleset::load_texts(vigil_engine::diag::Sources::new(), saved.files).map_err(|f| {
+        // A set kept by another version of vigil may not check with this one.
         CliError::Rules(format!(
-            "{}error: the rule set does not check; watch needs a clean one to start",
-            f.sources.render(&f.diagnostics, false)
+            "{failure}{}error: the rule set does not check, nor does the last good one kept in {} (rule set {}, saved {})",
+            f.sources.render(&f.diagnostics, false),
+            opts.state.display(),
+            saved.revision,
+            saved.saved_at
         ))
-    })
+    })?;
+    eprint!("{failure}");
+    eprintln!(
+        "watch: the rule files do not check; starting from the last good rule set {} (saved {}), kept in {}; \
+         it stays in force until the files check",
+        saved.revision,
+        saved.saved_at,
+        opts.state.display()
+    );
+    let record = store::Reload {
+        at,
+        ok: false,
+        revision: None,
+        added: String::new(),
+        changed: String::new(),
+        removed: String::new(),
+        error: Some(failure),
+    };
+    if let Err(e) = store::record_reload(&opts.state, &record) {
+        eprintln!("watch: cannot record the failed load: {e}");
+    }
+    Ok(set)
+}
+
+/// Keeps `set`'s files in the state database as the last good rule set.
+fn keep_as_last_good(opts: &Options, set: &RuleSet, at: &str) {
+    if let Err(e) = store::save_rule_files(&opts.state, set, at) {
+        eprintln!("watch: cannot keep the rule set as the last good one: {e}");
+    }
 }
 
 /// The loop of `watch` and `serve`: ticks at their cadences, reloads, until stopped.
@@ -224,6 +281,7 @@ pub fn run_with(opts: &Options, initial: Arc<RuleSet>, observer: &dyn Observer, 
                         removed.join(", "),
                         sections.join(", ")
                     );
+                    keep_as_last_good(opts, &new, &record.at);
                     current = Arc::new(new);
                     revision = new_revision;
                     observer.reload(&ReloadReport { record, set: Arc::clone(&current) });

@@ -166,6 +166,11 @@ impl Sources {
         self.names.get(file).map(String::as_str).unwrap_or("<unknown>")
     }
 
+    /// Every file as (name, text), in the order added.
+    pub fn files(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        (0..self.names.len()).map(|id| (self.name(id), self.text(id)))
+    }
+
     /// The text of a file.
     pub fn text(&self, file: FileId) -> &str {
         self.files.get(file).map(|f| f.source().as_str()).unwrap_or("")

@@ -26,6 +26,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, what: "silences", statements: version_3 },
     Migration { version: 4, what: "late findings", statements: version_4 },
     Migration { version: 5, what: "runbook actions: outbox, action log, kill switches", statements: version_5 },
+    Migration { version: 6, what: "the last rule set that checked", statements: version_6 },
 ];
 
 /// A column: name, type, NOT NULL.
@@ -38,6 +39,18 @@ fn table(db: &str, name: &str, columns: &[Col], primary_key: &[&str]) -> Stateme
         primary_key: primary_key.iter().map(|k| k.to_string()).collect(),
         temporary: false,
     }
+}
+
+/// Version 6: the files of the last rule set that checked (`watch` and `serve` start
+/// from it when the files on disk do not check after a crash), one row per file.
+fn version_6(db: &str) -> Vec<Statement> {
+    use SqlType::{BigInt, Varchar};
+    vec![table(
+        db,
+        "rule_files",
+        &[("position", BigInt, true), ("name", Varchar, true), ("text", Varchar, true), ("revision", Varchar, true), ("saved_at", Varchar, true)],
+        &["position"],
+    )]
 }
 
 /// Version 5: runbook actions (`vigil serve`): the outbox (one row per action, keyed by
@@ -226,7 +239,7 @@ fn version_1(db: &str) -> Vec<Statement> {
 }
 
 /// The schema version this binary writes.
-pub const CURRENT: i64 = 5;
+pub const CURRENT: i64 = 6;
 
 /// The state layer's error: a file this binary must not use, or DuckDB's refusal.
 #[derive(Debug)]

@@ -863,6 +863,53 @@ pub fn record_reload(path: &Path, r: &Reload) -> Result<(), StateError> {
     })
 }
 
+/// The files of a rule set that checked, as kept by [`save_rule_files`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedRules {
+    /// Its revision ([`revision`]).
+    pub revision: String,
+    /// When it was saved (the run's clock).
+    pub saved_at: String,
+    /// (file name, text), in load order; the built-in prelude is not among them.
+    pub files: Vec<(String, String)>,
+}
+
+/// Keeps the files of `set` (which checked) as the last good rule set, replacing the
+/// one kept before, in one transaction. Nothing is written when it is already kept.
+pub fn save_rule_files(path: &Path, set: &RuleSet, at: &str) -> Result<(), StateError> {
+    let revision = revision(set);
+    let files: Vec<(&str, &str)> = set.sources.files().filter(|(name, _)| !name.starts_with('<')).collect();
+    with_store(path, |conn| {
+        let kept: Option<String> = conn
+            .query_row(&q::select_one("rule_files", SqlExpr::func(Func::Max, vec![q::col("revision")])), [], |r| r.get(0))?;
+        if kept.as_deref() == Some(revision.as_str()) {
+            return Ok(());
+        }
+        conn.execute_batch(&q::text(Statement::Begin))?;
+        conn.execute_batch(&q::text(Statement::Delete { table: TableName::in_schema(DB, "rule_files"), filter: None }))?;
+        let mut insert = conn.prepare(&q::insert_params("rule_files", 5))?;
+        for (position, (name, text)) in files.iter().enumerate() {
+            insert.execute(params![position as i64, name, text, revision, at])?;
+        }
+        conn.execute_batch(&q::text(Statement::Commit))?;
+        Ok(())
+    })
+}
+
+/// The last good rule set kept by [`save_rule_files`], if any.
+pub fn last_good_rules(path: &Path) -> Result<Option<SavedRules>, StateError> {
+    with_store(path, |conn| {
+        let mut stmt = conn.prepare(&q::select("rule_files", &["name", "text", "revision", "saved_at"], vec![], &["position"]))?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?)))?;
+        let mut saved: Option<SavedRules> = None;
+        for row in rows {
+            let (name, text, revision, saved_at) = row?;
+            saved.get_or_insert_with(|| SavedRules { revision, saved_at, files: Vec::new() }).files.push((name, text));
+        }
+        Ok(saved)
+    })
+}
+
 /// Every recorded reload, oldest first.
 pub fn reloads(path: &Path) -> Result<Vec<Reload>, StateError> {
     with_store(path, |conn| {
