@@ -607,3 +607,184 @@ fn a_metric_whose_bucket_changed_is_refused_by_its_stored_baseline() {
     );
     assert!(e.to_string().contains("folded with 60-minute buckets and is now declared with 30"), "{e}");
 }
+
+// ---------------------------------------------------------------- anomaly v2 (issue 16)
+
+/// Hourly readings of metric `m` from `first`, one per value (`None`: no reading).
+fn hourly(first: &str, values: &[Option<f64>]) -> Vec<(i64, f64)> {
+    values.iter().enumerate().filter_map(|(i, v)| v.map(|v| (t(first) + i as i64 * HOUR, v))).collect()
+}
+
+#[test]
+fn ewma_matches_hand_computation_across_a_dst_change() {
+    // Europe/London, Monday 09:00 local: 2025-10-06, -13, -20 (BST, 08:00Z), -27 (GMT,
+    // 09:00Z), observed 2025-11-03 09:00Z. History 10, 20, 30, 40; observed 100.
+    // half_life 1: weights 1/8, 1/4, 1/2, 1 (the last sample 1): W = 1.875,
+    // mean = (1.25 + 5 + 15 + 40) / 1.875 = 32.666667; sum w (v - mean)^2 = 161.666667,
+    // sum w^2 = 1.328125, sd = sqrt(161.666667 / (1.875 - 1.328125 / 1.875)) = 11.771637,
+    // z = 67.333333 / 11.771637 = 5.719964.
+    // window 2 keeps 30, 40 (weights 1/2, 1): mean 36.666667, sd sqrt(33.333333 / (1.5 - 1.25 / 1.5)) = 7.071068.
+    let rule = r#"
+metric m_sum { sum metrics.value where metric = "m" bucket 60m }
+anomaly EW { title "t" metric m_sum direction above statistic ewma half_life 1 stable_after 3 threshold 2 }
+anomaly EW2 { title "t" metric m_sum direction above statistic ewma half_life 1 window 2 stable_after 3 threshold 2 }
+"#;
+    let rules = rules_with(rule);
+    let when = ["2025-10-06T08:00:00Z", "2025-10-13T08:00:00Z", "2025-10-20T08:00:00Z", "2025-10-27T09:00:00Z", "2025-11-03T09:00:00Z"];
+    let rows: Vec<(i64, f64)> = when.iter().zip([10.0, 20.0, 30.0, 40.0, 100.0]).map(|(ts, v)| (t(ts), v)).collect();
+    let dir = common::write_dir("anomaly-ewma", &[("sites.csv", &site("Europe/London")), ("metrics.csv", &metrics(&rows))]);
+    let at = t("2025-11-03T10:00:00Z");
+    let found = run(&dir, &rules, "EW", at);
+    assert_eq!(found.len(), 1, "{found:?}");
+    let f = &found[0];
+    assert!(close(num(f, "expected"), 32.666667), "{:?}", f.evidence);
+    assert!(close(num(f, "spread"), 11.771637), "{:?}", f.evidence);
+    assert!(close(num(f, "z"), 5.719964), "{:?}", f.evidence);
+    assert_eq!(num(f, "samples"), 4.0);
+    assert_eq!(text(f, "statistic"), "ewma");
+    let found = run(&dir, &rules, "EW2", at);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(close(num(&found[0], "expected"), 36.666667), "{:?}", found[0].evidence);
+    assert!(close(num(&found[0], "spread"), 7.071068), "{:?}", found[0].evidence);
+    // Many ticks in one statement give the same finding as one tick.
+    let signals = load::load(&dir).expect("load");
+    let filter = Filter { rules: ["EW".to_string()].into_iter().collect(), ..Filter::default() };
+    let (many, failures) = exec::evaluate_ticks(&signals, &rules, &[at - HOUR, at, at + HOUR], &filter);
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(many.len(), 1, "{many:?}");
+    assert!(close(num(&many[0], "z"), 5.719964));
+}
+
+#[test]
+fn outliers_flagged_are_kept_out_of_later_baselines() {
+    // Mondays 09:00 UTC: 10, 12, 10, 12, 40, 10, 12, observed 20.
+    // First pass: the 40 against 10, 12, 10, 12 (mean 11, sd 1.154701) has z 25.11 >= 3:
+    // kept out. The 10 and 12 after it (z -0.52, -0.31 against all earlier) are kept.
+    // Baseline of the observed: 10, 12, 10, 12, 10, 12: mean 11, sd sqrt(6 / 5) = 1.095445,
+    // z = 9 / 1.095445 = 8.215838. With the 40 kept in: mean 15.142857, sd 11.006492,
+    // z = 0.441298: nothing.
+    let rule = r#"
+metric m_sum { sum metrics.value where metric = "m" bucket 60m }
+anomaly KEPT_OUT { title "t" metric m_sum direction above stable_after 3 threshold 2 exclude_outliers 3 }
+anomaly KEPT_IN { title "t" metric m_sum direction above stable_after 3 threshold 2 }
+"#;
+    let rules = rules_with(rule);
+    let rows = mondays("2025-09-01T09:00:00Z", &[10.0, 12.0, 10.0, 12.0, 40.0, 10.0, 12.0, 20.0]);
+    let dir = common::write_dir("anomaly-outliers", &[("sites.csv", &site("UTC")), ("metrics.csv", &metrics(&rows))]);
+    let at = t("2025-10-20T10:00:00Z");
+    let found = run(&dir, &rules, "KEPT_OUT", at);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(close(num(&found[0], "expected"), 11.0), "{:?}", found[0].evidence);
+    assert!(close(num(&found[0], "spread"), 1.095445), "{:?}", found[0].evidence);
+    assert!(close(num(&found[0], "z"), 8.215838), "{:?}", found[0].evidence);
+    assert_eq!(num(&found[0], "samples"), 6.0, "the outlier is not counted");
+    assert!(run(&dir, &rules, "KEPT_IN", at).is_empty());
+}
+
+#[test]
+fn confirmation_waits_for_consecutive_buckets_and_hysteresis_holds_until_clear() {
+    // All-hours level (hour of week never stable): 20 hours of 10 from 2025-01-06 00:00 UTC,
+    // then 20, 20, 20, 15, 10. z against all earlier hours (spread 1 while sd is 0):
+    // hour 20: 10.000; 21: 4.364358 (mean 10.476190, sd 2.182179);
+    // 22: 3.089572 (10.909091, 2.942449); 23: 1.073225 (11.304348, 3.443502); 24: -0.422550.
+    let rule = r#"
+metric m_sum { sum metrics.value where metric = "m" bucket 60m }
+anomaly CONFIRMED { title "t" metric m_sum direction above threshold 2 stable_after 1000 fallback all_hours (stable_after 3) confirm 3 clear_below 1 }
+anomaly NO_HYSTERESIS { title "t" metric m_sum direction above threshold 2 stable_after 1000 fallback all_hours (stable_after 3) confirm 3 }
+anomaly AT_ONCE { title "t" metric m_sum direction above threshold 2 stable_after 1000 fallback all_hours (stable_after 3) }
+"#;
+    let rules = rules_with(rule);
+    let mut values = vec![Some(10.0); 20];
+    values.extend([20.0, 20.0, 20.0, 15.0, 10.0].map(Some));
+    let rows = hourly("2025-01-06T00:00:00Z", &values);
+    let dir = common::write_dir("anomaly-confirm", &[("sites.csv", &site("UTC")), ("metrics.csv", &metrics(&rows))]);
+    // Tick at the end of hour k: 2025-01-06T00:00 + (k + 1) h.
+    let tick = |k: i64| t("2025-01-06T00:00:00Z") + (k + 1) * HOUR;
+    let fired = |id: &str| -> Vec<i64> { (20..=24).filter(|k| !run(&dir, &rules, id, tick(*k)).is_empty()).collect() };
+    assert_eq!(fired("AT_ONCE"), vec![20, 21, 22], "one bucket beyond 2 is enough without confirmation");
+    assert_eq!(fired("NO_HYSTERESIS"), vec![22], "the third consecutive bucket beyond 2");
+    assert_eq!(fired("CONFIRMED"), vec![22, 23], "holds at z 1.073 >= 1, clears at -0.42");
+    let held = run(&dir, &rules, "CONFIRMED", tick(23));
+    assert!(close(num(&held[0], "z"), 1.073225), "{:?}", held[0].evidence);
+    assert!(close(num(&held[0], "threshold"), 2.0), "{:?}", held[0].evidence);
+    // Replay over all the ticks at once agrees with one tick at a time.
+    let signals = load::load(&dir).expect("load");
+    let filter = Filter { rules: ["CONFIRMED".to_string()].into_iter().collect(), ..Filter::default() };
+    let ticks: Vec<i64> = (18..=26).map(tick).collect();
+    let (many, failures) = exec::evaluate_ticks(&signals, &rules, &ticks, &filter);
+    assert!(failures.is_empty(), "{failures:?}");
+    let at: Vec<String> = many.iter().map(|f| f.detected_at.clone()).collect();
+    assert_eq!(at, vec![iso(tick(22)), iso(tick(23))]);
+
+    // A missing bucket breaks the run: 20 at hours 20, 22, 23, 24 (none at 21).
+    // z: hour 22 4.364358, 23 3.089572, 24 2.525235 (mean 11.304348, sd 3.443502):
+    // three consecutive from hour 22, confirmed at 24.
+    let mut values = vec![Some(10.0); 20];
+    values.extend([Some(20.0), None, Some(20.0), Some(20.0), Some(20.0)]);
+    let rows = hourly("2025-01-06T00:00:00Z", &values);
+    let dir = common::write_dir("anomaly-confirm-gap", &[("sites.csv", &site("UTC")), ("metrics.csv", &metrics(&rows))]);
+    let fired: Vec<i64> = (20..=24).filter(|k| !run(&dir, &rules, "NO_HYSTERESIS", tick(*k)).is_empty()).collect();
+    assert_eq!(fired, vec![24]);
+    let f = run(&dir, &rules, "NO_HYSTERESIS", tick(24));
+    assert!(close(num(&f[0], "z"), 2.525235), "{:?}", f[0].evidence);
+}
+
+#[test]
+fn young_levels_have_wider_thresholds() {
+    // young_factor: the Student-t quantile (Cornish-Fisher) over the normal one, times
+    // sqrt(1 + 1/n). Known value: t(0.995, 30 df) = 2.7500 against z 2.575829.
+    let z995 = 2.575_829_303_5;
+    let t30 = vigil_engine::anomaly::young_factor(z995, 31.0) * z995 / (1.0 + 1.0 / 31.0f64).sqrt();
+    assert!((t30 - 2.7500).abs() < 5e-4, "{t30}");
+    assert!((vigil_engine::anomaly::young_factor(2.5, 4.0) * 2.5 - 5.870975).abs() < 1e-5);
+    assert_eq!(vigil_engine::anomaly::young_factor(2.5, 1.0), 1.0);
+    // All hours from 2025-01-06 00:00 UTC: 10, 12, 10, 12, then 16 and 20.
+    // Hour 4 (16) against 4 samples: mean 11, sd 1.154701, z 4.330127: beyond 2.5, not
+    // beyond the young threshold 2.5 x young_factor(2.5, 4) = 5.870975.
+    // Hour 5 (20) against 5 samples (mean 12, sd 2.449490): z 3.265986 < 2.5 x
+    // young_factor(2.5, 5) = 4.686; quiet too, while the fixed threshold fires.
+    let rule = r#"
+metric m_sum { sum metrics.value where metric = "m" bucket 60m }
+anomaly YOUNG { title "t" metric m_sum direction above threshold 2.5 stable_after 1000 fallback all_hours (stable_after 4) young widen }
+anomaly FIXED { title "t" metric m_sum direction above threshold 2.5 stable_after 1000 fallback all_hours (stable_after 4) }
+anomaly YOUNG_SURE { title "t" metric m_sum direction above threshold 1 stable_after 1000 fallback all_hours (stable_after 4) young widen }
+"#;
+    let rules = rules_with(rule);
+    let rows = hourly("2025-01-06T00:00:00Z", &[10.0, 12.0, 10.0, 12.0, 16.0, 20.0].map(Some));
+    let dir = common::write_dir("anomaly-young", &[("sites.csv", &site("UTC")), ("metrics.csv", &metrics(&rows))]);
+    let tick = |k: i64| t("2025-01-06T00:00:00Z") + (k + 1) * HOUR;
+    assert!(run(&dir, &rules, "YOUNG", tick(4)).is_empty());
+    assert!(run(&dir, &rules, "YOUNG", tick(5)).is_empty());
+    assert_eq!(run(&dir, &rules, "FIXED", tick(4)).len(), 1);
+    assert_eq!(run(&dir, &rules, "FIXED", tick(5)).len(), 1);
+    // Threshold 1 widened at n = 4: 1 x young_factor(1, 4) = 2.197...; z 4.330 fires and
+    // the evidence gives the widened threshold.
+    let f = run(&dir, &rules, "YOUNG_SURE", tick(4));
+    assert_eq!(f.len(), 1);
+    let widened = vigil_engine::anomaly::young_factor(1.0, 4.0);
+    // By hand: nu = 3: 1 + 2/12 + 24/864 + 24/10368 = 1.196759; x sqrt(1.25) = 1.338018.
+    assert!((widened - 1.338018).abs() < 1e-5, "{widened}");
+    assert!(close(num(&f[0], "threshold"), widened), "{:?}", f[0].evidence);
+}
+
+#[test]
+fn v2_settings_are_checked() {
+    let bad = |extra: &str, needle: &str| {
+        let text = format!(
+            "metric m_sum {{ sum metrics.value where metric = \"m\" bucket 60m }}\nanomaly X {{ title \"t\" metric m_sum direction above {extra} }}\n"
+        );
+        match ruleset::load_texts(vigil_engine::diag::Sources::new(), vec![("x.vigil".into(), text)]) {
+            Ok(_) => panic!("{extra} checks"),
+            Err(f) => {
+                let shown = f.sources.render(&f.diagnostics, false);
+                assert!(shown.contains(needle) && shown.contains("x.vigil:2:"), "{extra}: {shown}");
+            }
+        }
+    };
+    bad("confirm 0", "`confirm` takes a whole number of buckets");
+    bad("clear_below 3", "is above the threshold 2.5");
+    bad("half_life 4", "`half_life` is for `statistic ewma`");
+    bad("statistic ewma half_life 0", "`half_life` takes a positive number");
+    bad("young maybe", "`young` takes `widen` or `fixed`");
+    bad("exclude_outliers 0", "`exclude_outliers` takes a positive |z|");
+}

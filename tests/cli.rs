@@ -616,14 +616,14 @@ fn a_case_reads_tables_from_files_beside_it() {
 }
 
 /// `vigil evaluate-anomalies` replays the anomaly rules over a labelled series and scores
-/// them with NAB's scoring (issue 16): one spike in a flat series, labelled.
+/// them with NAB's scoring (issue 16): a three-hour spike in a flat series, labelled.
 #[test]
 fn evaluate_anomalies_scores_a_labelled_series() {
     let start = load_time("2025-01-06T00:00:00Z");
     let hour = 3_600_000_000i64;
     let mut series = String::from("timestamp,value\n");
     for i in 0..504i64 {
-        let value = if i == 400 { 1000 } else { 100 + i % 7 };
+        let value = if (400..403).contains(&i) { 1000 } else { 100 + i % 7 };
         series.push_str(&format!("{},{value}\n", vigil_engine::exec::iso(start + i * hour)));
     }
     let labels = format!("start,end\n{},{}\n", vigil_engine::exec::iso(start + 395 * hour), vigil_engine::exec::iso(start + 410 * hour));
@@ -633,10 +633,10 @@ fn evaluate_anomalies_scores_a_labelled_series() {
     let (code, out, err) = vigil(&args, &root());
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("504 points, 1 labelled window(s)"), "{out}");
-    // Found at point 400 of the window 395..=410: y = (400 - 410) / 15, sigma(y) = 0.93111,
-    // normalized 100 * (0.93111 + 1) / (0.98661 + 1) = 97.2.
-    assert!(out.contains("| ANOMALY_METRIC_ABOVE | 1 | 1/1 | 0 | 0.00 | 97.2 |"), "{out}");
-    assert!(out.contains("detected at 2025-01-22T16:00:00Z"), "{out}");
+    // The shipped rules confirm over 3 buckets: found at point 402 of the window 395..=410,
+    // y = (402 - 410) / 15, sigma(y) = 0.870068, normalized 100 * (0.870068 + 1) / (0.986614 + 1) = 94.1.
+    assert!(out.contains("| ANOMALY_METRIC_ABOVE | 1 | 1/1 | 0 | 0.00 | 94.1 |"), "{out}");
+    assert!(out.contains("detected at 2025-01-22T18:00:00Z"), "{out}");
 }
 
 fn load_time(t: &str) -> i64 {

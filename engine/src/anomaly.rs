@@ -74,6 +74,9 @@ pub enum Statistic {
     MeanStd,
     /// median and 1.4826 x MAD of the last `window` samples of the slot
     MedianMad,
+    /// exponentially weighted mean and standard deviation of the last `window` samples
+    /// of the slot, weights halving every `half_life` samples back
+    Ewma,
 }
 
 impl Statistic {
@@ -82,6 +85,7 @@ impl Statistic {
         match self {
             Statistic::MeanStd => "mean_std",
             Statistic::MedianMad => "median_mad",
+            Statistic::Ewma => "ewma",
         }
     }
 }
@@ -156,6 +160,35 @@ pub struct AnomalyRule {
     pub min_spread: f64,
     /// (level, |z| from which it applies), largest first.
     pub escalations: Vec<(schema::Severity, f64)>,
+    /// `ewma`: samples after which a sample's weight has halved.
+    pub half_life: f64,
+    /// Consecutive buckets beyond the threshold before a finding is raised.
+    pub confirm: u32,
+    /// Once raised, the finding holds while |z| stays at or beyond this (hysteresis);
+    /// `None`: the threshold itself.
+    pub clear_below: Option<f64>,
+    /// A sample whose |z| against the baseline of all earlier samples of its level is
+    /// at or beyond this is kept out of the baselines of later samples.
+    pub exclude_outliers: Option<f64>,
+    /// `young widen`: thresholds widened while a level has few samples (a Student-t
+    /// prediction interval; [`young_factor`]).
+    pub young_widen: bool,
+}
+
+/// How much wider a threshold `t` is when the baseline has `n` samples (`young widen`):
+/// the Student-t quantile with n - 1 degrees of freedom at the normal quantile `t`
+/// (Cornish-Fisher expansion, four terms), times sqrt(1 + 1/n) for the prediction
+/// interval of a new sample, over `t`. Tends to 1 as n grows; 1.0 for n < 2.
+pub fn young_factor(t: f64, n: f64) -> f64 {
+    if n < 2.0 {
+        return 1.0;
+    }
+    let nu = n - 1.0;
+    let q = t
+        + (t.powi(3) + t) / (4.0 * nu)
+        + (5.0 * t.powi(5) + 16.0 * t.powi(3) + 3.0 * t) / (96.0 * nu * nu)
+        + (3.0 * t.powi(7) + 19.0 * t.powi(5) + 17.0 * t.powi(3) - 15.0 * t) / (384.0 * nu.powi(3));
+    q * (1.0 + 1.0 / n).sqrt() / t
 }
 
 impl AnomalyRule {
@@ -352,7 +385,13 @@ pub fn check_anomaly(def: &AnomalyDef, metrics: &HashMap<String, Metric>) -> Res
         window: 52,
         min_spread: 1.0,
         escalations: Vec::new(),
+        half_life: 16.0,
+        confirm: 1,
+        clear_below: None,
+        exclude_outliers: None,
+        young_widen: false,
     };
+    let mut window = None;
     let mut metric = None;
     let mut direction = None;
     let mut stable_after = 30u32;
@@ -445,15 +484,37 @@ pub fn check_anomaly(def: &AnomalyDef, metrics: &HashMap<String, Metric>) -> Res
                     "statistic" => match word(first).as_ref().map(|w| w.name.as_str()) {
                         Some("mean_std") => out.statistic = Statistic::MeanStd,
                         Some("median_mad") => out.statistic = Statistic::MedianMad,
-                        _ => errors.push(bad("`mean_std` or `median_mad`")),
+                        Some("ewma") => out.statistic = Statistic::Ewma,
+                        _ => errors.push(bad("`mean_std`, `median_mad` or `ewma`")),
                     },
                     "stable_after" => match first {
                         Some(SettingValue::Number(n, _)) if count(*n).is_some() => stable_after = count(*n).unwrap_or(30),
                         _ => errors.push(bad("a whole number of samples such as 30")),
                     },
                     "window" => match first {
-                        Some(SettingValue::Number(n, _)) if count(*n).is_some() => out.window = count(*n).unwrap_or(52),
+                        Some(SettingValue::Number(n, _)) if count(*n).is_some() => window = count(*n),
                         _ => errors.push(bad("a whole number of samples such as 52")),
+                    },
+                    "half_life" => match first {
+                        Some(SettingValue::Number(n, _)) if *n > 0.0 && *n <= 1_000_000.0 => out.half_life = *n,
+                        _ => errors.push(bad("a positive number of samples such as 16")),
+                    },
+                    "confirm" => match first {
+                        Some(SettingValue::Number(n, _)) if count(*n).is_some_and(|c| c <= 1000) => out.confirm = count(*n).unwrap_or(1),
+                        _ => errors.push(bad("a whole number of buckets such as 3")),
+                    },
+                    "clear_below" => match first {
+                        Some(SettingValue::Number(z, _)) if *z > 0.0 => out.clear_below = Some(*z),
+                        _ => errors.push(bad("a positive |z| such as 1.5")),
+                    },
+                    "exclude_outliers" => match first {
+                        Some(SettingValue::Number(z, _)) if *z > 0.0 => out.exclude_outliers = Some(*z),
+                        _ => errors.push(bad("a positive |z| such as 4")),
+                    },
+                    "young" => match word(first).as_ref().map(|w| w.name.as_str()) {
+                        Some("widen") => out.young_widen = true,
+                        Some("fixed") => out.young_widen = false,
+                        _ => errors.push(bad("`widen` or `fixed`")),
                     },
                     "min_spread" => match first {
                         Some(SettingValue::Number(n, _)) if *n > 0.0 => out.min_spread = *n,
@@ -529,6 +590,30 @@ pub fn check_anomaly(def: &AnomalyDef, metrics: &HashMap<String, Metric>) -> Res
         Some(d) => out.direction = d,
         None if !seen.contains_key("direction") => errors.push(missing("direction", "direction below")),
         None => {}
+    }
+    // The EWMA reads the last 8 half-lives of samples (older weights are below 1/256).
+    out.window = window.unwrap_or(match out.statistic {
+        Statistic::Ewma => (8.0 * out.half_life).ceil().min(1_000_000.0) as u32,
+        _ => 52,
+    });
+    if let (Some(clear), Some(span)) = (out.clear_below, seen.get("clear_below")) {
+        if clear > out.threshold {
+            errors.push(
+                Diagnostic::error(
+                    codes::UNKNOWN_VALUE,
+                    format!("`clear_below {clear}` is above the threshold {}", out.threshold),
+                    *span,
+                    "a finding would clear before it could be raised",
+                )
+                .hint("clear_below is the |z| under which a raised finding clears: at most the threshold"),
+            );
+        }
+    }
+    if let (Some(span), false) = (seen.get("half_life"), out.statistic == Statistic::Ewma) {
+        errors.push(
+            Diagnostic::error(codes::UNKNOWN_VALUE, "`half_life` is for `statistic ewma`", *span, "not used by this statistic")
+                .hint("statistic ewma"),
+        );
     }
     out.levels.push((Level::HourOfWeek, stable_after));
     out.levels.extend(fallback.into_iter().map(|(l, a)| (l, a.unwrap_or(stable_after))));

@@ -275,6 +275,116 @@ pub fn same_baselines(a: &AnomalyRule, b: &AnomalyRule) -> bool {
         && a.statistic == b.statistic
         && a.window == b.window
         && a.min_spread.to_bits() == b.min_spread.to_bits()
+        && a.half_life.to_bits() == b.half_life.to_bits()
+        && a.exclude_outliers.map(f64::to_bits) == b.exclude_outliers.map(f64::to_bits)
+}
+
+/// Does the rule judge earlier buckets too (confirmation over several buckets, or
+/// hysteresis on clearing)?
+fn needs_history(rule: &AnomalyRule) -> bool {
+    rule.confirm > 1 || rule.clear_below.is_some()
+}
+
+/// The expected value of the rule's statistic in a relation of baselines.
+fn center_of(rule: &AnomalyRule, rel: &str) -> SqlExpr {
+    match rule.statistic {
+        Statistic::MeanStd => col(rel, "mean"),
+        Statistic::MedianMad => col(rel, "med"),
+        Statistic::Ewma => col(rel, "ewm"),
+    }
+}
+
+/// The spread of the rule's statistic in a relation of baselines; never 0.
+fn spread_of(rule: &AnomalyRule, rel: &str) -> SqlExpr {
+    let min_spread = SqlExpr::Num(rule.min_spread);
+    let positive = |c: &str| bin(Op::Gt, coalesce(col(rel, c), int(0)), int(0));
+    match rule.statistic {
+        Statistic::MeanStd => SqlExpr::case(vec![(positive("sd"), col(rel, "sd"))], min_spread),
+        Statistic::Ewma => SqlExpr::case(vec![(positive("ews"), col(rel, "ews"))], min_spread),
+        Statistic::MedianMad => {
+            let mean_dev = SqlExpr::func(Func::MeanAbsDeviation, vec![col(rel, "xs"), col(rel, "med")]);
+            SqlExpr::case(
+                vec![
+                    (bin(Op::Gt, col(rel, "mad"), int(0)), bin(Op::Mul, SqlExpr::Num(1.4826), col(rel, "mad"))),
+                    (bin(Op::Gt, mean_dev.clone(), int(0)), bin(Op::Mul, SqlExpr::Num(1.2533), mean_dev)),
+                ],
+                min_spread,
+            )
+        }
+    }
+}
+
+/// [`crate::anomaly::young_factor`] in SQL, for a threshold `t` and `n` samples.
+fn young_factor_sql(t: SqlExpr, n: SqlExpr) -> SqlExpr {
+    let nu = sub(n.clone(), SqlExpr::Num(1.0));
+    let p = |k: i64| SqlExpr::func(Func::Pow, vec![t.clone(), int(k)]);
+    let mul = |a: SqlExpr, b: SqlExpr| bin(Op::Mul, a, b);
+    let div = |a: SqlExpr, b: SqlExpr| bin(Op::Div, a, b);
+    let terms = [
+        div(add(p(3), t.clone()), mul(SqlExpr::Num(4.0), nu.clone())),
+        div(
+            add(add(mul(SqlExpr::Num(5.0), p(5)), mul(SqlExpr::Num(16.0), p(3))), mul(SqlExpr::Num(3.0), t.clone())),
+            mul(SqlExpr::Num(96.0), mul(nu.clone(), nu.clone())),
+        ),
+        div(
+            sub(
+                add(add(mul(SqlExpr::Num(3.0), p(7)), mul(SqlExpr::Num(19.0), p(5))), mul(SqlExpr::Num(17.0), p(3))),
+                mul(SqlExpr::Num(15.0), t.clone()),
+            ),
+            mul(SqlExpr::Num(384.0), SqlExpr::func(Func::Pow, vec![nu, int(3)])),
+        ),
+    ];
+    let q = terms.into_iter().fold(t.clone(), add);
+    let widened = div(mul(q, SqlExpr::func(Func::Sqrt, vec![add(SqlExpr::Num(1.0), div(SqlExpr::Num(1.0), n.clone()))])), t);
+    SqlExpr::case(vec![(bin(Op::Ge, n, SqlExpr::Num(2.0)), widened)], SqlExpr::Num(1.0))
+}
+
+/// CTEs ending in `out`: for every sample of `input` (keys, b, slot{i}, x; NULL x is
+/// kept out), the baseline of level `i` from the earlier samples of its slot: n, mean,
+/// sd, and the rule's own statistic (med, mad, xs; or ewm, ews). `filter` narrows the
+/// samples whose partitions are computed.
+fn baseline_ctes(ctes: &mut Vec<Cte>, rule: &AnomalyRule, i: usize, input: &str, filter: Option<SqlExpr>, out: &str) {
+    let slot_name = format!("slot{i}");
+    let mut partition: Vec<SqlExpr> = ["tenant_id", "site_id", "series"].iter().map(|k| col("sl", k)).collect();
+    partition.push(col("sl", &slot_name));
+    let window = |name: &str, start: Option<u32>| Window {
+        name: name.into(),
+        partition_by: partition.clone(),
+        order_by: vec![OrderKey::asc(col("sl", "b"))],
+        frame: Some(Frame { start, end: 1 }),
+    };
+    let over = |f: Func, w: &str| SqlExpr::Over(Box::new(SqlExpr::func(f, vec![col("sl", "x")])), w.into());
+    let mut items: Vec<_> = ["tenant_id", "site_id", "series", "b", &slot_name, "x"].iter().map(|c| named(col("sl", c), c)).collect();
+    items.push(named(over(Func::Count, "earlier"), "n"));
+    items.push(named(over(Func::Avg, "earlier"), "mean"));
+    items.push(named(over(Func::StddevSamp, "earlier"), "sd"));
+    let mut windows = vec![window("earlier", None)];
+    match rule.statistic {
+        Statistic::MeanStd => {}
+        Statistic::MedianMad => {
+            items.push(named(over(Func::Median, "recent"), "med"));
+            items.push(named(over(Func::Mad, "recent"), "mad"));
+            items.push(named(over(Func::List, "recent"), "xs"));
+            windows.push(window("recent", Some(rule.window)));
+        }
+        Statistic::Ewma => {
+            items.push(named(over(Func::List, "recent"), "xs"));
+            windows.push(window("recent", Some(rule.window)));
+        }
+    }
+    let st = Select { items, from: From::table(input, "sl"), filter, windows, ..Select::default() };
+    if rule.statistic != Statistic::Ewma {
+        ctes.push(Cte::new(out, st));
+        return;
+    }
+    let raw = format!("{out}_raw");
+    ctes.push(Cte::new(&raw, st));
+    let h = SqlExpr::Num(rule.half_life);
+    let mean = SqlExpr::func(Func::EwMean, vec![col("w", "xs"), h.clone()]);
+    let m = format!("{out}_m");
+    ctes.push(Cte::new(&m, Select::new(From::table(&raw, "w"), vec![(SqlExpr::Star("w".into()), None), named(mean, "ewm")])));
+    let sd = SqlExpr::func(Func::EwStd, vec![col("w", "xs"), h, col("w", "ewm")]);
+    ctes.push(Cte::new(out, Select::new(From::table(&m, "w"), vec![(SqlExpr::Star("w".into()), None), named(sd, "ews")])));
 }
 
 /// The query of an anomaly rule over the ticks it is rendered for (ascending;
@@ -325,13 +435,16 @@ pub fn statement(rules: &[(&AnomalyRule, &[ScopedValue])], first: i64, last: i64
     ]);
     let obs_from = From::table("ticks", "t").join(JoinKind::Inner, From::table("slotted", "sl"), on.unwrap_or(SqlExpr::Bool(true)));
     ctes.push(Cte::new("obs", Select::new(obs_from, vec![named(col("t", "tick"), "tick"), (SqlExpr::Star("sl".into()), None)])));
-    let robust = rule.statistic == Statistic::MedianMad;
     let series_keys = ["tenant_id", "site_id", "series"];
+    // Rules that confirm over several buckets or clear with hysteresis need z at every
+    // earlier bucket of the series, not only at the observed ones.
+    let history = rules.iter().any(|(r, _)| needs_history(r));
     // At one tick only the observed buckets need a baseline: with mean and standard
     // deviation, each is an aggregate over the earlier samples of its slot (a join),
-    // much less work than a window over every sample. Over many ticks, or for the
-    // median of the last samples, windows compute every sample's baseline once.
-    let per_observed = first == last && !robust;
+    // much less work than a window over every sample. Over many ticks, for the
+    // median or EWMA of the last samples, with outliers kept out, or with history,
+    // windows compute every sample's baseline once.
+    let per_observed = first == last && rule.statistic == Statistic::MeanStd && rule.exclude_outliers.is_none() && !history;
     for i in 0..rule.levels.len() {
         if per_observed {
             let slot_name = slot(i);
@@ -347,60 +460,32 @@ pub fn statement(rules: &[(&AnomalyRule, &[ScopedValue])], first: i64, last: i64
             ctes.push(Cte::new(&format!("st{i}"), Select { group_by, ..Select::new(from, items) }));
             continue;
         }
-        let mut partition: Vec<SqlExpr> = series_keys.iter().map(|k| col("sl", k)).collect();
-        partition.push(col("sl", &slot(i)));
-        let window = |name: &str, start: Option<u32>| Window {
-            name: name.into(),
-            partition_by: partition.clone(),
-            order_by: vec![OrderKey::asc(col("sl", "b"))],
-            frame: Some(Frame { start, end: 1 }),
-        };
-        let over = |f: Func, w: &str| SqlExpr::Over(Box::new(SqlExpr::func(f, vec![col("sl", "x")])), w.into());
-        let mut items: Vec<_> = ["tenant_id", "site_id", "series", "b"].iter().map(|c| named(col("sl", c), c)).collect();
-        items.push(named(SqlExpr::Over(Box::new(SqlExpr::CountStar), "earlier".into()), "n"));
-        items.push(named(over(Func::Avg, "earlier"), "mean"));
-        items.push(named(over(Func::StddevSamp, "earlier"), "sd"));
-        let mut windows = vec![window("earlier", None)];
-        if robust {
-            items.push(named(over(Func::Median, "recent"), "med"));
-            items.push(named(over(Func::Mad, "recent"), "mad"));
-            items.push(named(over(Func::List, "recent"), "xs"));
-            windows.push(window("recent", Some(rule.window)));
-        }
         // Only the slots some tick observes need their baselines (whole partitions,
-        // so the windows stay exact).
+        // so the windows stay exact), unless earlier buckets are judged too.
         let mut keys: Vec<&str> = series_keys.to_vec();
         let slot_name = slot(i);
         keys.push(&slot_name);
         let observed = Select::new(From::table("obs", "o"), vec![(int(1), None)]).filtered(vec![same_keys("o", "sl", &keys)]);
-        let st = Select {
-            items,
-            from: From::table("slotted", "sl"),
-            filter: Some(SqlExpr::Exists(Box::new(observed))),
-            windows,
-            ..Select::default()
-        };
-        ctes.push(Cte::new(&format!("st{i}"), st));
+        let only_observed = (!history).then(|| SqlExpr::Exists(Box::new(observed)));
+        match rule.exclude_outliers {
+            None => baseline_ctes(&mut ctes, rule, i, "slotted", only_observed, &format!("st{i}")),
+            Some(beyond) => {
+                // First pass: every sample against all earlier ones; a sample judged at
+                // or beyond `beyond` is kept out (NULL) of the second pass's baselines.
+                baseline_ctes(&mut ctes, rule, i, "slotted", only_observed.clone(), &format!("pass{i}"));
+                let p = format!("pass{i}");
+                let judged = bin(Op::Ge, coalesce(col(&p, "n"), int(0)), int(i64::from(rule.levels[i].1.max(2))));
+                let z = bin(Op::Div, sub(col(&p, "x"), center_of(rule, &p)), spread_of(rule, &p));
+                let outlier = SqlExpr::and_all(vec![judged, bin(Op::Ge, SqlExpr::func(Func::Abs, vec![z]), SqlExpr::Num(beyond))])
+                    .unwrap_or(SqlExpr::Bool(false));
+                let mut items: Vec<_> = ["tenant_id", "site_id", "series", "b", &slot(i)].iter().map(|c| named(col(&p, c), c)).collect();
+                items.push(named(SqlExpr::case(vec![(coalesce(outlier, SqlExpr::Bool(false)), SqlExpr::Null)], col(&p, "x")), "x"));
+                ctes.push(Cte::new(&format!("kept{i}"), Select::new(From::table(&p, &p), items)));
+                baseline_ctes(&mut ctes, rule, i, &format!("kept{i}"), None, &format!("st{i}"));
+            }
+        }
     }
     let st = |i: usize, c: &str| col(&format!("st{i}"), c);
-    let center = |i: usize| match rule.statistic {
-        Statistic::MeanStd => st(i, "mean"),
-        Statistic::MedianMad => st(i, "med"),
-    };
-    let min_spread = SqlExpr::Num(rule.min_spread);
-    let spread = |i: usize| match rule.statistic {
-        Statistic::MeanStd => SqlExpr::case(vec![(bin(Op::Gt, coalesce(st(i, "sd"), int(0)), int(0)), st(i, "sd"))], min_spread.clone()),
-        Statistic::MedianMad => {
-            let mean_dev = SqlExpr::func(Func::MeanAbsDeviation, vec![st(i, "xs"), st(i, "med")]);
-            SqlExpr::case(
-                vec![
-                    (bin(Op::Gt, st(i, "mad"), int(0)), bin(Op::Mul, SqlExpr::Num(1.4826), st(i, "mad"))),
-                    (bin(Op::Gt, mean_dev.clone(), int(0)), bin(Op::Mul, SqlExpr::Num(1.2533), mean_dev)),
-                ],
-                min_spread.clone(),
-            )
-        }
-    };
     // The first level with enough samples.
     let pick = |f: &dyn Fn(usize) -> SqlExpr| {
         let whens = rule
@@ -411,35 +496,118 @@ pub fn statement(rules: &[(&AnomalyRule, &[ScopedValue])], first: i64, last: i64
             .collect();
         SqlExpr::case(whens, SqlExpr::Null)
     };
-    let mut from = From::table("obs", "o");
-    for i in 0..rule.levels.len() {
-        let name = format!("st{i}");
-        from = from.join(JoinKind::Left, From::table(&name, &name), same_keys(&name, "o", &["tenant_id", "site_id", "series", "b"]));
-    }
-    let mut items: Vec<_> = ["tick", "tenant_id", "site_id", "series", "b"].iter().map(|c| named(col("o", c), c)).collect();
-    items.push(named(col("o", "x"), "observed"));
-    items.push(named(pick(&|i| SqlExpr::Str(rule.levels[i].0.name().into())), "level"));
-    items.push(named(pick(&|i| st(i, "n")), "n"));
-    items.push(named(pick(&center), "expected"));
-    items.push(named(pick(&spread), "spread"));
-    items.extend((0..rule.levels.len()).map(|i| named(coalesce(st(i, "n"), int(0)), &format!("n{i}"))));
-    ctes.push(Cte::new("cand", Select::new(from, items)));
-    let z = bin(Op::Div, sub(col("c", "observed"), col("c", "expected")), col("c", "spread"));
-    ctes.push(Cte::new("scored", Select::new(From::table("cand", "c"), vec![(SqlExpr::Star("c".into()), None), named(z, "z")])));
-    let r0 = "r0";
-    // The threshold for the row's tenant and site.
-    let threshold_of = |rule: &AnomalyRule, scoped: &[ScopedValue]| {
-        let scoped = scoped.iter().filter(|s| s.param == "threshold").collect();
-        crate::plan::scoped_sql(SqlExpr::Num(rule.threshold), scoped, r0)
-    };
-    let fires_of = |rule: &AnomalyRule, scoped: &[ScopedValue]| {
-        let thr = threshold_of(rule, scoped);
-        let z = col(r0, "z");
-        match rule.direction {
-            Direction::Above => bin(Op::Ge, z, thr),
-            Direction::Below => bin(Op::Le, z, SqlExpr::Neg(Box::new(thr))),
-            Direction::Both => bin(Op::Ge, SqlExpr::func(Func::Abs, vec![z]), thr),
+    // Candidates: the observed buckets, or every sample when earlier buckets are judged.
+    let cand_from = |rel: &str| {
+        let mut from = From::table(rel, "o");
+        for i in 0..rule.levels.len() {
+            let name = format!("st{i}");
+            from = from.join(JoinKind::Left, From::table(&name, &name), same_keys(&name, "o", &["tenant_id", "site_id", "series", "b"]));
         }
+        from
+    };
+    let cand_items = |with_tick: bool| {
+        let keys: &[&str] =
+            if with_tick { &["tick", "tenant_id", "site_id", "series", "b"] } else { &["tenant_id", "site_id", "series", "b"] };
+        let mut items: Vec<_> = keys.iter().map(|c| named(col("o", c), c)).collect();
+        items.push(named(col("o", "x"), "observed"));
+        items.push(named(pick(&|i| SqlExpr::Str(rule.levels[i].0.name().into())), "level"));
+        items.push(named(pick(&|i| st(i, "n")), "n"));
+        items.push(named(pick(&|i| center_of(rule, &format!("st{i}"))), "expected"));
+        items.push(named(pick(&|i| spread_of(rule, &format!("st{i}"))), "spread"));
+        items.extend((0..rule.levels.len()).map(|i| named(coalesce(st(i, "n"), int(0)), &format!("n{i}"))));
+        items
+    };
+    let z = bin(Op::Div, sub(col("c", "observed"), col("c", "expected")), col("c", "spread"));
+    ctes.push(Cte::new("cand", Select::new(cand_from("obs"), cand_items(true))));
+    ctes.push(Cte::new("scored", Select::new(From::table("cand", "c"), vec![(SqlExpr::Star("c".into()), None), named(z.clone(), "z")])));
+    if history {
+        ctes.push(Cte::new("cand_all", Select::new(cand_from("slotted"), cand_items(false))));
+        ctes.push(Cte::new(
+            "scored_all",
+            Select::new(From::table("cand_all", "c"), vec![(SqlExpr::Star("c".into()), None), named(z, "z")]),
+        ));
+    }
+    let r0 = "r0";
+    // The threshold for the row's tenant and site (in relation `rel`).
+    let threshold_in = |rule: &AnomalyRule, scoped: &[ScopedValue], rel: &str| {
+        let scoped = scoped.iter().filter(|s| s.param == "threshold").collect();
+        crate::plan::scoped_sql(SqlExpr::Num(rule.threshold), scoped, rel)
+    };
+    // Widened while the level is young (`young widen`).
+    let effective = |rule: &AnomalyRule, thr: SqlExpr, rel: &str| match rule.young_widen {
+        true => bin(Op::Mul, thr.clone(), young_factor_sql(thr, SqlExpr::cast(col(rel, "n"), SqlType::Double))),
+        false => thr,
+    };
+    let threshold_of = |rule: &AnomalyRule, scoped: &[ScopedValue]| effective(rule, threshold_in(rule, scoped, r0), r0);
+    // z on the rule's side: positive when it points the way the rule fires.
+    let signed = |rule: &AnomalyRule, rel: &str| {
+        let z = col(rel, "z");
+        match rule.direction {
+            Direction::Above => z,
+            Direction::Below => SqlExpr::Neg(Box::new(z)),
+            Direction::Both => SqlExpr::func(Func::Abs, vec![z]),
+        }
+    };
+    let fires_of = |rule: &AnomalyRule, scoped: &[ScopedValue]| bin(Op::Ge, signed(rule, r0), threshold_of(rule, scoped));
+    // Confirmation and hysteresis, per rule k: among the buckets at or beyond the
+    // clearing level (`lo`), islands of consecutive buckets; a bucket holds when its
+    // island has, at or before it, `confirm` consecutive buckets beyond the threshold.
+    for (k, (rule, scoped)) in rules.iter().enumerate() {
+        if !needs_history(rule) {
+            continue;
+        }
+        let a = "a";
+        let thr = effective(rule, threshold_in(rule, scoped, a), a);
+        let clear = match rule.clear_below {
+            Some(c) => effective(rule, SqlExpr::func(Func::Least, vec![SqlExpr::Num(c), threshold_in(rule, scoped, a)]), a),
+            None => thr.clone(),
+        };
+        let judged = |t: SqlExpr| coalesce(bin(Op::And, not_null(col(a, "level")), bin(Op::Ge, signed(rule, a), t)), SqlExpr::Bool(false));
+        let by_series = |extra: Option<&str>, frame: Option<Frame>| Window {
+            name: "w".into(),
+            partition_by: series_keys.iter().map(|c| col("a", c)).chain(extra.map(|e| col("a", e))).collect(),
+            order_by: vec![OrderKey::asc(col("a", "b"))],
+            frame,
+        };
+        let mut items: Vec<_> = ["tenant_id", "site_id", "series", "b"].iter().map(|c| named(col(a, c), c)).collect();
+        items.push(named(judged(thr), "hi"));
+        let row_number = SqlExpr::Over(Box::new(SqlExpr::func(Func::RowNumber, vec![])), "w".into());
+        items.push(named(sub(bin(Op::IntDiv, col(a, "b"), int(s)), row_number), "isl"));
+        let lo = Select {
+            items,
+            from: From::table("scored_all", a),
+            filter: Some(judged(clear)),
+            windows: vec![by_series(None, None)],
+            ..Select::default()
+        };
+        ctes.push(Cte::new(&format!("lo{k}"), lo));
+        let upto = Some(Frame { start: None, end: 0 });
+        let off_b = SqlExpr::case(vec![(SqlExpr::Not(Box::new(col(a, "hi"))), col(a, "b"))], SqlExpr::Null);
+        let last_off = coalesce(
+            SqlExpr::Over(Box::new(SqlExpr::func(Func::Max, vec![off_b])), "w".into()),
+            sub(SqlExpr::Over(Box::new(SqlExpr::func(Func::Min, vec![col(a, "b")])), "w".into()), int(s)),
+        );
+        let mut items: Vec<_> = ["tenant_id", "site_id", "series", "b", "isl"].iter().map(|c| named(col(a, c), c)).collect();
+        let confirmed = bin(Op::And, col(a, "hi"), bin(Op::Ge, sub(col(a, "b"), last_off), int(i64::from(rule.confirm) * s)));
+        items.push(named(SqlExpr::case(vec![(confirmed, int(1))], int(0)), "conf"));
+        let runs =
+            Select { items, from: From::table(&format!("lo{k}"), a), windows: vec![by_series(Some("isl"), upto)], ..Select::default() };
+        ctes.push(Cte::new(&format!("run{k}"), runs));
+        let mut items: Vec<_> = ["tenant_id", "site_id", "series", "b"].iter().map(|c| named(col(a, c), c)).collect();
+        items.push(named(SqlExpr::Over(Box::new(SqlExpr::func(Func::Max, vec![col(a, "conf")])), "w".into()), "held"));
+        let held =
+            Select { items, from: From::table(&format!("run{k}"), a), windows: vec![by_series(Some("isl"), upto)], ..Select::default() };
+        ctes.push(Cte::new(&format!("held{k}"), held));
+    }
+    // Does rule k fire at the row of `scored` (r0)?
+    let fires_at = |k: usize, rule: &AnomalyRule, scoped: &[ScopedValue]| {
+        if !needs_history(rule) {
+            return fires_of(rule, scoped);
+        }
+        let h = format!("held{k}");
+        let found = Select::new(From::table(&h, "h"), vec![(int(1), None)])
+            .filtered(vec![same_keys("h", r0, &["tenant_id", "site_id", "series", "b"]), bin(Op::Eq, col("h", "held"), int(1))]);
+        SqlExpr::Exists(Box::new(found))
     };
     let stable = not_null(col(r0, "level"));
     if explain {
@@ -457,7 +625,7 @@ pub fn statement(rules: &[(&AnomalyRule, &[ScopedValue])], first: i64, last: i64
             named(SqlExpr::func(Func::ConcatWs, concat), "samples_per_level"),
             named(round("expected"), "expected"),
             named(round("z"), "z"),
-            named(coalesce(bin(Op::And, stable, fires_of(rule, &[])), SqlExpr::Bool(false)), "fires"),
+            named(coalesce(bin(Op::And, stable, fires_at(0, rule, &[])), SqlExpr::Bool(false)), "fires"),
         ];
         let mut body = Select::new(From::table("scored", r0), items);
         body.order_by = ["tenant_id", "site_id", "series"].iter().map(|c| OrderKey::asc(col(r0, c))).collect();
@@ -490,7 +658,7 @@ pub fn statement(rules: &[(&AnomalyRule, &[ScopedValue])], first: i64, last: i64
             items.push(named(crate::plan::suppressed_sql(&rule.header.finding_type, tick, r0), "suppressed"));
             items.push(named(col(r0, "tick"), "tick"));
             items.push(named(SqlExpr::cast(threshold_of(rule, scoped), SqlType::Double), "threshold"));
-            Select::new(From::table("scored", r0), items).filtered(vec![stable.clone(), fires_of(rule, scoped)])
+            Select::new(From::table("scored", r0), items).filtered(vec![stable.clone(), fires_at(i, rule, scoped)])
         })
         .collect();
     ctes.push(Cte::union_all("found", parts));

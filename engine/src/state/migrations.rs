@@ -48,7 +48,13 @@ fn version_6(db: &str) -> Vec<Statement> {
     vec![table(
         db,
         "rule_files",
-        &[("position", BigInt, true), ("name", Varchar, true), ("text", Varchar, true), ("revision", Varchar, true), ("saved_at", Varchar, true)],
+        &[
+            ("position", BigInt, true),
+            ("name", Varchar, true),
+            ("text", Varchar, true),
+            ("revision", Varchar, true),
+            ("saved_at", Varchar, true),
+        ],
         &["position"],
     )]
 }

@@ -880,8 +880,8 @@ pub fn save_rule_files(path: &Path, set: &RuleSet, at: &str) -> Result<(), State
     let revision = revision(set);
     let files: Vec<(&str, &str)> = set.sources.files().filter(|(name, _)| !name.starts_with('<')).collect();
     with_store(path, |conn| {
-        let kept: Option<String> = conn
-            .query_row(&q::select_one("rule_files", SqlExpr::func(Func::Max, vec![q::col("revision")])), [], |r| r.get(0))?;
+        let kept: Option<String> =
+            conn.query_row(&q::select_one("rule_files", SqlExpr::func(Func::Max, vec![q::col("revision")])), [], |r| r.get(0))?;
         if kept.as_deref() == Some(revision.as_str()) {
             return Ok(());
         }
@@ -900,7 +900,8 @@ pub fn save_rule_files(path: &Path, set: &RuleSet, at: &str) -> Result<(), State
 pub fn last_good_rules(path: &Path) -> Result<Option<SavedRules>, StateError> {
     with_store(path, |conn| {
         let mut stmt = conn.prepare(&q::select("rule_files", &["name", "text", "revision", "saved_at"], vec![], &["position"]))?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?)))?;
+        let rows =
+            stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?)))?;
         let mut saved: Option<SavedRules> = None;
         for row in rows {
             let (name, text, revision, saved_at) = row?;

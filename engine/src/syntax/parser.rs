@@ -154,7 +154,8 @@ fn rule_phrase(rule: &Rule) -> &'static str {
         Rule::anomaly_def | Rule::kw_anomaly => "`anomaly ID { metric M; direction below; ... }`",
         Rule::anomaly_severity | Rule::kw_beyond => "`severity LEVEL [beyond NUMBER]`",
         Rule::anomaly_setting | Rule::setting_name => {
-            "a setting: metric, direction, sensitivity, threshold, statistic, stable_after, window, min_spread or fallback"
+            "a setting: metric, direction, sensitivity, threshold, statistic, stable_after, window, min_spread, fallback, \
+             half_life, confirm, clear_below, exclude_outliers or young"
         }
         Rule::setting_value | Rule::kw_stable_after => "a value such as below, MEDIUM, 2.5 or `hour_of_day (stable_after 14)`",
         Rule::category_keywords => "a line such as `SAFETY: PANIC, DISTRESS`",
