@@ -353,38 +353,137 @@ fn baseline_ctes(ctes: &mut Vec<Cte>, rule: &AnomalyRule, i: usize, input: &str,
         order_by: vec![OrderKey::asc(col("sl", "b"))],
         frame: Some(Frame { start, end: 1 }),
     };
-    let over = |f: Func, w: &str| SqlExpr::Over(Box::new(SqlExpr::func(f, vec![col("sl", "x")])), w.into());
+    let over = |e: SqlExpr, f: Func, w: &str| SqlExpr::Over(Box::new(SqlExpr::func(f, vec![e])), w.into());
+    let x = col("sl", "x");
     let mut items: Vec<_> = ["tenant_id", "site_id", "series", "b", &slot_name, "x"].iter().map(|c| named(col("sl", c), c)).collect();
-    items.push(named(over(Func::Count, "earlier"), "n"));
-    items.push(named(over(Func::Avg, "earlier"), "mean"));
-    items.push(named(over(Func::StddevSamp, "earlier"), "sd"));
+    items.push(named(over(x.clone(), Func::Count, "earlier"), "n"));
+    items.push(named(over(x.clone(), Func::Avg, "earlier"), "mean"));
+    items.push(named(over(x.clone(), Func::StddevSamp, "earlier"), "sd"));
     let mut windows = vec![window("earlier", None)];
     match rule.statistic {
         Statistic::MeanStd => {}
         Statistic::MedianMad => {
-            items.push(named(over(Func::Median, "recent"), "med"));
-            items.push(named(over(Func::Mad, "recent"), "mad"));
-            items.push(named(over(Func::List, "recent"), "xs"));
+            items.push(named(over(x.clone(), Func::Median, "recent"), "med"));
+            items.push(named(over(x.clone(), Func::Mad, "recent"), "mad"));
+            items.push(named(over(x, Func::List, "recent"), "xs"));
             windows.push(window("recent", Some(rule.window)));
         }
         Statistic::Ewma => {
-            items.push(named(over(Func::List, "recent"), "xs"));
-            windows.push(window("recent", Some(rule.window)));
+            ewma_ctes(ctes, rule, input, filter, items, windows, &partition, out);
+            return;
         }
     }
-    let st = Select { items, from: From::table(input, "sl"), filter, windows, ..Select::default() };
-    if rule.statistic != Statistic::Ewma {
-        ctes.push(Cte::new(out, st));
-        return;
+    ctes.push(Cte::new(out, Select { items, from: From::table(input, "sl"), filter, windows, ..Select::default() }));
+}
+
+/// The EWMA baseline as window sums (no per-row lists). A sample `j` positions back
+/// (1 for the latest earlier sample) weighs 0.5^(j / half_life); weights are written
+/// 2^(e / h) with e a sample's position within its block of B = 500 half-lives, so no
+/// power leaves the double range, and a window of at most B samples spans at most two
+/// blocks (one even, one odd): sums are kept per block parity and brought to the row's
+/// anchor when read. The samples kept out (NULL x) keep their positions and weigh 0.
+#[allow(clippy::too_many_arguments)]
+fn ewma_ctes(
+    ctes: &mut Vec<Cte>,
+    rule: &AnomalyRule,
+    input: &str,
+    filter: Option<SqlExpr>,
+    mut items: Vec<(SqlExpr, Option<String>)>,
+    mut windows: Vec<Window>,
+    partition: &[SqlExpr],
+    out: &str,
+) {
+    let h = rule.half_life;
+    let block = (500.0 * h).ceil().max(1.0) as i64;
+    let recent = i64::from(rule.window).min(block) as u32;
+    let num = SqlExpr::Num;
+    let pow2 = |e: SqlExpr| SqlExpr::func(Func::Pow, vec![num(2.0), e]);
+    // The row's position in its slot (0-based), its block, and its exponent in the block.
+    let idx = format!("{out}_idx");
+    let position = sub(SqlExpr::Over(Box::new(SqlExpr::func(Func::RowNumber, vec![])), "all".into()), int(1));
+    let all = Window { name: "all".into(), partition_by: partition.to_vec(), order_by: vec![OrderKey::asc(col("sl", "b"))], frame: None };
+    ctes.push(Cte::new(
+        &idx,
+        Select {
+            items: vec![(SqlExpr::Star("sl".into()), None), named(position, "j")],
+            from: From::table(input, "sl"),
+            filter,
+            windows: vec![all],
+            ..Select::default()
+        },
+    ));
+    let blk = bin(Op::IntDiv, col("sl", "j"), int(block));
+    let e = bin(Op::Div, SqlExpr::cast(sub(col("sl", "j"), bin(Op::Mul, blk.clone(), int(block))), SqlType::Double), num(h));
+    let parity = |p: i64| {
+        SqlExpr::and_all(vec![bin(Op::Eq, floor_mod(blk.clone(), 2), int(p)), not_null(col("sl", "x"))]).unwrap_or(SqlExpr::Bool(false))
+    };
+    let x = col("sl", "x");
+    let terms = |p: i64| {
+        let w = SqlExpr::case(vec![(parity(p), pow2(e.clone()))], num(0.0));
+        let ww = SqlExpr::case(vec![(parity(p), pow2(bin(Op::Mul, num(2.0), e.clone())))], num(0.0));
+        let wx = SqlExpr::case(vec![(parity(p), bin(Op::Mul, pow2(e.clone()), x.clone()))], num(0.0));
+        let wxx = SqlExpr::case(vec![(parity(p), bin(Op::Mul, pow2(e.clone()), bin(Op::Mul, x.clone(), x.clone())))], num(0.0));
+        [(w, format!("w{p}")), (ww, format!("ww{p}")), (wx, format!("wx{p}")), (wxx, format!("wxx{p}"))]
+    };
+    let sums: Vec<(SqlExpr, String)> = terms(0).into_iter().chain(terms(1)).collect();
+    windows.push(Window {
+        name: "recent".into(),
+        partition_by: partition.to_vec(),
+        order_by: vec![OrderKey::asc(col("sl", "b"))],
+        frame: Some(Frame { start: Some(recent), end: 1 }),
+    });
+    items.push(named(col("sl", "j"), "j"));
+    items.push(named(SqlExpr::Over(Box::new(SqlExpr::func(Func::Count, vec![col("sl", "x")])), "recent".into()), "kn"));
+    for (term, name) in sums {
+        items.push(named(SqlExpr::Over(Box::new(SqlExpr::func(Func::Sum, vec![term])), "recent".into()), &format!("s_{name}")));
     }
     let raw = format!("{out}_raw");
-    ctes.push(Cte::new(&raw, st));
-    let h = SqlExpr::Num(rule.half_life);
-    let mean = SqlExpr::func(Func::EwMean, vec![col("w", "xs"), h.clone()]);
-    let m = format!("{out}_m");
-    ctes.push(Cte::new(&m, Select::new(From::table(&raw, "w"), vec![(SqlExpr::Star("w".into()), None), named(mean, "ewm")])));
-    let sd = SqlExpr::func(Func::EwStd, vec![col("w", "xs"), h, col("w", "ewm")]);
-    ctes.push(Cte::new(out, Select::new(From::table(&m, "w"), vec![(SqlExpr::Star("w".into()), None), named(sd, "ews")])));
+    ctes.push(Cte::new(&raw, Select { items, from: From::table(&idx, "sl"), windows, ..Select::default() }));
+    // Read at the row's anchor a = its block's start: the same block's sums times
+    // 2^((a - j) / h), the previous block's times 2^((a - B - j) / h).
+    let w = "w";
+    let rblk = bin(Op::IntDiv, col(w, "j"), int(block));
+    let anchor = bin(Op::Mul, rblk.clone(), int(block));
+    let even = bin(Op::Eq, floor_mod(rblk, 2), int(0));
+    let f_same = pow2(bin(Op::Div, SqlExpr::cast(sub(anchor.clone(), col(w, "j")), SqlType::Double), num(h)));
+    let f_prev = pow2(bin(Op::Div, SqlExpr::cast(sub(sub(anchor, int(block)), col(w, "j")), SqlType::Double), num(h)));
+    let read = |name: &str, squared: bool| {
+        let (fs, fp) = if squared {
+            (bin(Op::Mul, f_same.clone(), f_same.clone()), bin(Op::Mul, f_prev.clone(), f_prev.clone()))
+        } else {
+            (f_same.clone(), f_prev.clone())
+        };
+        let s = |p: i64| coalesce(col(w, &format!("s_{name}{p}")), num(0.0));
+        SqlExpr::case(
+            vec![(even.clone(), add(bin(Op::Mul, s(0), fs.clone()), bin(Op::Mul, s(1), fp.clone())))],
+            add(bin(Op::Mul, s(1), fs), bin(Op::Mul, s(0), fp)),
+        )
+    };
+    let anchored = format!("{out}_w");
+    ctes.push(Cte::new(
+        &anchored,
+        Select::new(
+            From::table(&raw, w),
+            vec![
+                (SqlExpr::Star(w.into()), None),
+                named(read("w", false), "sw"),
+                named(read("ww", true), "sww"),
+                named(read("wx", false), "swx"),
+                named(read("wxx", false), "swxx"),
+            ],
+        ),
+    ));
+    // mean = sum w x / W; sd = sqrt((sum w x^2 - mean^2 W) / (W - sum w^2 / W)), NULL under 2 values.
+    let sw = col(w, "sw");
+    let nz = |e: SqlExpr| SqlExpr::func(Func::NullIf, vec![e, num(0.0)]);
+    let mean = bin(Op::Div, col(w, "swx"), nz(sw.clone()));
+    let dev = sub(col(w, "swxx"), bin(Op::Mul, bin(Op::Mul, mean.clone(), mean.clone()), sw.clone()));
+    let var = bin(Op::Div, SqlExpr::func(Func::Greatest, vec![dev, num(0.0)]), nz(sub(sw.clone(), bin(Op::Div, col(w, "sww"), nz(sw)))));
+    let sd = SqlExpr::case(vec![(bin(Op::Ge, col(w, "kn"), int(2)), SqlExpr::func(Func::Sqrt, vec![var]))], SqlExpr::Null);
+    ctes.push(Cte::new(
+        out,
+        Select::new(From::table(&anchored, w), vec![(SqlExpr::Star(w.into()), None), named(mean, "ewm"), named(sd, "ews")]),
+    ));
 }
 
 /// The query of an anomaly rule over the ticks it is rendered for (ascending;

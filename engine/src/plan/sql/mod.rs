@@ -135,12 +135,8 @@ pub enum Func {
     MeanAbsDeviation,
     /// `unnest_range(start, stop, step)`: one row per value in [start, stop)
     UnnestRange,
-    /// `ew_mean(list, half_life)`: the mean of a list's non-NULL values weighted by
-    /// 0.5^(k / half_life), k = 0 for the last value, 1 for the one before, ...
-    EwMean,
-    /// `ew_std(list, half_life, mean)`: their weighted standard deviation around `mean`,
-    /// bias-corrected (sum w (v - mean)^2 / (W - sum w^2 / W)); NULL for fewer than 2 values
-    EwStd,
+    /// `nullif(a, b)`: NULL when a = b, else a
+    NullIf,
     /// next value of a sequence (its one argument is the sequence's name as text)
     NextVal,
     /// a 64-bit hash of the arguments (synthetic data)

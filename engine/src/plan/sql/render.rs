@@ -345,7 +345,8 @@ impl Renderer<'_> {
             (Dialect::DuckDb, Func::NextVal) => "nextval",
             (Dialect::DuckDb, Func::Hash) => "hash",
             (_, Func::Lpad) => "lpad",
-            (Dialect::DuckDb, Func::IsoUtc | Func::MeanAbsDeviation | Func::UnnestRange | Func::EwMean | Func::EwStd) => "",
+            (_, Func::NullIf) => "nullif",
+            (Dialect::DuckDb, Func::IsoUtc | Func::MeanAbsDeviation | Func::UnnestRange) => "",
         }
     }
 
@@ -356,21 +357,6 @@ impl Renderer<'_> {
             (Dialect::DuckDb, Func::IsoUtc) => format!("strftime({}, '%Y-%m-%dT%H:%M:%SZ')", arg(0)),
             (Dialect::DuckDb, Func::MeanAbsDeviation) => {
                 format!("list_avg(list_transform({}, lambda v: abs(v - {})))", arg(0), arg(1))
-            }
-            (Dialect::DuckDb, Func::EwMean | Func::EwStd) => {
-                // The list without NULLs (values kept out of a baseline), its length, and
-                // each value's weight by its 1-based index i: 0.5^((len - i) / half_life).
-                let values = format!("list_filter({}, lambda v: v IS NOT NULL)", arg(0));
-                let weight = format!("pow(0.5, (len({values}) - i) / ({}))", arg(1));
-                let sum = |term: &str| format!("list_sum(list_transform({values}, lambda v, i: {term}))");
-                let w = sum(&weight);
-                if f == Func::EwMean {
-                    format!("({} / nullif({w}, 0))", sum(&format!("v * {weight}")))
-                } else {
-                    let w2 = sum(&format!("{weight} * {weight}"));
-                    let dev = sum(&format!("{weight} * (v - ({})) * (v - ({}))", arg(2), arg(2)));
-                    format!("CASE WHEN len({values}) >= 2 THEN sqrt({dev} / nullif({w} - {w2} / {w}, 0)) END")
-                }
             }
             (Dialect::DuckDb, Func::UnnestRange) => format!("unnest(range({}, {}, {}))", arg(0), arg(1), arg(2)),
             _ => format!("{}({})", self.func_name(f), a.join(", ")),
