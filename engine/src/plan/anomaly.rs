@@ -339,6 +339,29 @@ fn young_factor_sql(t: SqlExpr, n: SqlExpr) -> SqlExpr {
     SqlExpr::case(vec![(bin(Op::Ge, n, SqlExpr::Num(2.0)), widened)], SqlExpr::Num(1.0))
 }
 
+/// The baselines of level `i` for the samples of the partitions `filter` keeps, as
+/// `{prefix}{i}`: with `exclude_outliers`, a first pass judges every sample against
+/// all earlier ones, and one at or beyond the bound is kept out (NULL) of the second.
+fn level_ctes(ctes: &mut Vec<Cte>, rule: &AnomalyRule, i: usize, filter: SqlExpr, prefix: &str) {
+    let out = format!("{prefix}{i}");
+    let Some(beyond) = rule.exclude_outliers else {
+        baseline_ctes(ctes, rule, i, "slotted", Some(filter), &out);
+        return;
+    };
+    let p = format!("{prefix}_pass{i}");
+    baseline_ctes(ctes, rule, i, "slotted", Some(filter), &p);
+    let judged = bin(Op::Ge, coalesce(col(&p, "n"), int(0)), int(i64::from(rule.levels[i].1.max(2))));
+    let z = bin(Op::Div, sub(col(&p, "x"), center_of(rule, &p)), spread_of(rule, &p));
+    let outlier = SqlExpr::and_all(vec![judged, bin(Op::Ge, SqlExpr::func(Func::Abs, vec![z]), SqlExpr::Num(beyond))])
+        .unwrap_or(SqlExpr::Bool(false));
+    let slot_name = format!("slot{i}");
+    let mut items: Vec<_> = ["tenant_id", "site_id", "series", "b", &slot_name].iter().map(|c| named(col(&p, c), c)).collect();
+    items.push(named(SqlExpr::case(vec![(coalesce(outlier, SqlExpr::Bool(false)), SqlExpr::Null)], col(&p, "x")), "x"));
+    let kept = format!("{prefix}_kept{i}");
+    ctes.push(Cte::new(&kept, Select::new(From::table(&p, &p), items)));
+    baseline_ctes(ctes, rule, i, &kept, None, &out);
+}
+
 /// CTEs ending in `out`: for every sample of `input` (keys, b, slot{i}, x; NULL x is
 /// kept out), the baseline of level `i` from the earlier samples of its slot: n, mean,
 /// sd, and the rule's own statistic (med, mad, xs; or ewm, ews). `filter` narrows the
@@ -543,7 +566,7 @@ pub fn statement(rules: &[(&AnomalyRule, &[ScopedValue])], first: i64, last: i64
     // much less work than a window over every sample. Over many ticks, for the
     // median or EWMA of the last samples, with outliers kept out, or with history,
     // windows compute every sample's baseline once.
-    let per_observed = first == last && rule.statistic == Statistic::MeanStd && rule.exclude_outliers.is_none() && !history;
+    let per_observed = first == last && rule.statistic == Statistic::MeanStd && rule.exclude_outliers.is_none();
     for i in 0..rule.levels.len() {
         if per_observed {
             let slot_name = slot(i);
@@ -560,72 +583,50 @@ pub fn statement(rules: &[(&AnomalyRule, &[ScopedValue])], first: i64, last: i64
             continue;
         }
         // Only the slots some tick observes need their baselines (whole partitions,
-        // so the windows stay exact), unless earlier buckets are judged too.
+        // so the windows stay exact).
         let mut keys: Vec<&str> = series_keys.to_vec();
         let slot_name = slot(i);
         keys.push(&slot_name);
         let observed = Select::new(From::table("obs", "o"), vec![(int(1), None)]).filtered(vec![same_keys("o", "sl", &keys)]);
-        let only_observed = (!history).then(|| SqlExpr::Exists(Box::new(observed)));
-        match rule.exclude_outliers {
-            None => baseline_ctes(&mut ctes, rule, i, "slotted", only_observed, &format!("st{i}")),
-            Some(beyond) => {
-                // First pass: every sample against all earlier ones; a sample judged at
-                // or beyond `beyond` is kept out (NULL) of the second pass's baselines.
-                baseline_ctes(&mut ctes, rule, i, "slotted", only_observed.clone(), &format!("pass{i}"));
-                let p = format!("pass{i}");
-                let judged = bin(Op::Ge, coalesce(col(&p, "n"), int(0)), int(i64::from(rule.levels[i].1.max(2))));
-                let z = bin(Op::Div, sub(col(&p, "x"), center_of(rule, &p)), spread_of(rule, &p));
-                let outlier = SqlExpr::and_all(vec![judged, bin(Op::Ge, SqlExpr::func(Func::Abs, vec![z]), SqlExpr::Num(beyond))])
-                    .unwrap_or(SqlExpr::Bool(false));
-                let mut items: Vec<_> = ["tenant_id", "site_id", "series", "b", &slot(i)].iter().map(|c| named(col(&p, c), c)).collect();
-                items.push(named(SqlExpr::case(vec![(coalesce(outlier, SqlExpr::Bool(false)), SqlExpr::Null)], col(&p, "x")), "x"));
-                ctes.push(Cte::new(&format!("kept{i}"), Select::new(From::table(&p, &p), items)));
-                baseline_ctes(&mut ctes, rule, i, &format!("kept{i}"), None, &format!("st{i}"));
-            }
-        }
+        level_ctes(&mut ctes, rule, i, SqlExpr::Exists(Box::new(observed)), "st");
     }
-    let st = |i: usize, c: &str| col(&format!("st{i}"), c);
+    // Baselines `{prefix}{i}` of each level.
+    let st = |prefix: &str, i: usize, c: &str| col(&format!("{prefix}{i}"), c);
     // The first level with enough samples.
-    let pick = |f: &dyn Fn(usize) -> SqlExpr| {
+    let pick = |prefix: &str, f: &dyn Fn(usize) -> SqlExpr| {
         let whens = rule
             .levels
             .iter()
             .enumerate()
-            .map(|(i, (_, after))| (bin(Op::Ge, coalesce(st(i, "n"), int(0)), int(i64::from(*after))), f(i)))
+            .map(|(i, (_, after))| (bin(Op::Ge, coalesce(st(prefix, i, "n"), int(0)), int(i64::from(*after))), f(i)))
             .collect();
         SqlExpr::case(whens, SqlExpr::Null)
     };
-    // Candidates: the observed buckets, or every sample when earlier buckets are judged.
-    let cand_from = |rel: &str| {
+    // Candidates: the observed buckets (baselines `st`), or every sample of the series
+    // that need history (baselines `sh`).
+    let cand_from = |rel: &str, prefix: &str| {
         let mut from = From::table(rel, "o");
         for i in 0..rule.levels.len() {
-            let name = format!("st{i}");
+            let name = format!("{prefix}{i}");
             from = from.join(JoinKind::Left, From::table(&name, &name), same_keys(&name, "o", &["tenant_id", "site_id", "series", "b"]));
         }
         from
     };
-    let cand_items = |with_tick: bool| {
+    let cand_items = |with_tick: bool, prefix: &str| {
         let keys: &[&str] =
             if with_tick { &["tick", "tenant_id", "site_id", "series", "b"] } else { &["tenant_id", "site_id", "series", "b"] };
         let mut items: Vec<_> = keys.iter().map(|c| named(col("o", c), c)).collect();
         items.push(named(col("o", "x"), "observed"));
-        items.push(named(pick(&|i| SqlExpr::Str(rule.levels[i].0.name().into())), "level"));
-        items.push(named(pick(&|i| st(i, "n")), "n"));
-        items.push(named(pick(&|i| center_of(rule, &format!("st{i}"))), "expected"));
-        items.push(named(pick(&|i| spread_of(rule, &format!("st{i}"))), "spread"));
-        items.extend((0..rule.levels.len()).map(|i| named(coalesce(st(i, "n"), int(0)), &format!("n{i}"))));
+        items.push(named(pick(prefix, &|i| SqlExpr::Str(rule.levels[i].0.name().into())), "level"));
+        items.push(named(pick(prefix, &|i| st(prefix, i, "n")), "n"));
+        items.push(named(pick(prefix, &|i| center_of(rule, &format!("{prefix}{i}"))), "expected"));
+        items.push(named(pick(prefix, &|i| spread_of(rule, &format!("{prefix}{i}"))), "spread"));
+        items.extend((0..rule.levels.len()).map(|i| named(coalesce(st(prefix, i, "n"), int(0)), &format!("n{i}"))));
         items
     };
     let z = bin(Op::Div, sub(col("c", "observed"), col("c", "expected")), col("c", "spread"));
-    ctes.push(Cte::new("cand", Select::new(cand_from("obs"), cand_items(true))));
+    ctes.push(Cte::new("cand", Select::new(cand_from("obs", "st"), cand_items(true, "st"))));
     ctes.push(Cte::new("scored", Select::new(From::table("cand", "c"), vec![(SqlExpr::Star("c".into()), None), named(z.clone(), "z")])));
-    if history {
-        ctes.push(Cte::new("cand_all", Select::new(cand_from("slotted"), cand_items(false))));
-        ctes.push(Cte::new(
-            "scored_all",
-            Select::new(From::table("cand_all", "c"), vec![(SqlExpr::Star("c".into()), None), named(z, "z")]),
-        ));
-    }
     let r0 = "r0";
     // The threshold for the row's tenant and site (in relation `rel`).
     let threshold_in = |rule: &AnomalyRule, scoped: &[ScopedValue], rel: &str| {
@@ -648,6 +649,40 @@ pub fn statement(rules: &[(&AnomalyRule, &[ScopedValue])], first: i64, last: i64
         }
     };
     let fires_of = |rule: &AnomalyRule, scoped: &[ScopedValue]| bin(Op::Ge, signed(rule, r0), threshold_of(rule, scoped));
+    // A rule with history holds at an observed bucket only when that bucket is at or
+    // beyond its clearing level: only those series ("hot") get every sample judged,
+    // with baselines `sh` over all their slots.
+    let clearing = |rule: &AnomalyRule, scoped: &[ScopedValue], rel: &str| {
+        let thr = threshold_in(rule, scoped, rel);
+        match rule.clear_below {
+            Some(c) => effective(rule, SqlExpr::func(Func::Least, vec![SqlExpr::Num(c), thr]), rel),
+            None => effective(rule, thr, rel),
+        }
+    };
+    if history {
+        let hot_if = rules
+            .iter()
+            .filter(|(r, _)| needs_history(r))
+            .map(|(r, scoped)| coalesce(bin(Op::Ge, signed(r, "c"), clearing(r, scoped, "c")), SqlExpr::Bool(false)))
+            .reduce(|a, b| bin(Op::Or, a, b));
+        let hot = Select {
+            distinct: true,
+            ..Select::new(From::table("scored", "c"), series_keys.iter().map(|k| named(col("c", k), k)).collect())
+                .filtered(vec![not_null(col("c", "level")), hot_if.unwrap_or(SqlExpr::Bool(false))])
+        };
+        ctes.push(Cte::new("hot", hot));
+        for i in 0..rule.levels.len() {
+            let is_hot = Select::new(From::table("hot", "hs"), vec![(int(1), None)]).filtered(vec![same_keys("hs", "sl", &series_keys)]);
+            level_ctes(&mut ctes, rule, i, SqlExpr::Exists(Box::new(is_hot)), "sh");
+        }
+        let hot_rows = Select::new(From::table("hot", "hs"), vec![(int(1), None)]).filtered(vec![same_keys("hs", "o", &series_keys)]);
+        let cand_all = Select::new(cand_from("slotted", "sh"), cand_items(false, "sh")).filtered(vec![SqlExpr::Exists(Box::new(hot_rows))]);
+        ctes.push(Cte::new("cand_all", cand_all));
+        ctes.push(Cte::new(
+            "scored_all",
+            Select::new(From::table("cand_all", "c"), vec![(SqlExpr::Star("c".into()), None), named(z, "z")]),
+        ));
+    }
     // Confirmation and hysteresis, per rule k: among the buckets at or beyond the
     // clearing level (`lo`), islands of consecutive buckets; a bucket holds when its
     // island has, at or before it, `confirm` consecutive buckets beyond the threshold.
@@ -657,10 +692,7 @@ pub fn statement(rules: &[(&AnomalyRule, &[ScopedValue])], first: i64, last: i64
         }
         let a = "a";
         let thr = effective(rule, threshold_in(rule, scoped, a), a);
-        let clear = match rule.clear_below {
-            Some(c) => effective(rule, SqlExpr::func(Func::Least, vec![SqlExpr::Num(c), threshold_in(rule, scoped, a)]), a),
-            None => thr.clone(),
-        };
+        let clear = clearing(rule, scoped, a);
         let judged = |t: SqlExpr| coalesce(bin(Op::And, not_null(col(a, "level")), bin(Op::Ge, signed(rule, a), t)), SqlExpr::Bool(false));
         let by_series = |extra: Option<&str>, frame: Option<Frame>| Window {
             name: "w".into(),
