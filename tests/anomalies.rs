@@ -788,3 +788,50 @@ fn v2_settings_are_checked() {
     bad("young maybe", "`young` takes `widen` or `fixed`");
     bad("exclude_outliers 0", "`exclude_outliers` takes a positive |z|");
 }
+
+/// Issue 16's bar: on NAB's NYC taxi series (fixtures/nyc_taxi) the shipped
+/// ANOMALY_METRIC_* rules find all 5 labelled events with a NAB standard score >= 90.
+/// The same figures come from the independent reference (tools/anomaly_v2/output.md:
+/// 91.4, 5/5, 6 false alarms).
+#[test]
+fn shipped_metric_rules_score_at_least_90_on_nyc_taxi() {
+    use chrono::TimeZone;
+    let ny = |local: &str| {
+        let naive = chrono::NaiveDateTime::parse_from_str(local, "%Y-%m-%d %H:%M").expect("time");
+        chrono_tz::America::New_York.from_local_datetime(&naive).earliest().expect("exists").timestamp_micros()
+    };
+    let signals = load::load(&common::root().join("fixtures/nyc_taxi")).expect("load");
+    let rules = common::shipped_rules();
+    let (first, last) = (ny("2014-07-01 01:00"), ny("2015-02-01 00:00"));
+    let ticks: Vec<i64> = (0..).map(|i| first + i * HOUR).take_while(|t| *t <= last).collect();
+    let filter =
+        Filter { rules: ["ANOMALY_METRIC_ABOVE", "ANOMALY_METRIC_BELOW"].map(String::from).into_iter().collect(), ..Filter::default() };
+    let (found, failures) = exec::evaluate_ticks(&signals, &rules, &ticks, &filter);
+    assert!(failures.is_empty(), "{failures:?}");
+    // Raised = holding at a tick and not at the tick before (per rule).
+    let mut held: std::collections::BTreeSet<(String, i64)> = std::collections::BTreeSet::new();
+    for f in &found {
+        held.insert((f.rule.clone(), t(&f.detected_at)));
+    }
+    let step = HOUR / 2;
+    let series_start = ny("2014-07-01 00:00");
+    let point = |t: i64| usize::try_from((t - series_start) / step).expect("after the start");
+    let detections: Vec<usize> =
+        held.iter().filter(|(rule, at)| !held.contains(&(rule.clone(), at - HOUR))).map(|(_, at)| point(at - step)).collect();
+    let windows: Vec<vigil_engine::nab::Window> = [
+        ("2014-10-30 15:30", "2014-11-03 22:30"),
+        ("2014-11-25 12:00", "2014-11-29 19:00"),
+        ("2014-12-23 11:30", "2014-12-27 18:30"),
+        ("2014-12-29 21:30", "2015-01-03 04:30"),
+        ("2015-01-24 20:30", "2015-01-29 03:30"),
+    ]
+    .iter()
+    .map(|(a, b)| vigil_engine::nab::Window { start: point(ny(a)), end: point(ny(b)) })
+    .collect();
+    let points = point(ny("2015-01-31 23:30")) + 1;
+    let scored = vigil_engine::nab::score(points, &detections, &windows, vigil_engine::nab::STANDARD);
+    assert!(scored.detected.iter().all(Option::is_some), "{scored:?}");
+    assert!(scored.normalized >= 90.0, "{scored:?}");
+    assert_eq!(scored.false_positives.len(), 6, "{scored:?}");
+    assert!((scored.normalized - 91.385).abs() < 0.01, "the reference's 91.385: {}", scored.normalized);
+}
