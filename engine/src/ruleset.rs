@@ -61,10 +61,10 @@ pub struct Inhibition {
 #[derive(Debug, Clone)]
 pub enum Rule {
     /// A pattern rule, with its plan (made once, when the set loads).
-    Pattern(Box<CheckedRule>, crate::plan::SqlPlan),
+    Pattern(Box<CheckedRule>, Box<crate::plan::SqlPlan>),
     /// An anomaly rule: a metric against its baseline (its statement depends on the
     /// span of the ticks, so it is planned for each evaluation).
-    Anomaly(crate::anomaly::AnomalyRule),
+    Anomaly(Box<crate::anomaly::AnomalyRule>),
 }
 
 impl Rule {
@@ -109,7 +109,7 @@ impl RuleSet {
     /// Each pattern rule with its plan.
     pub fn planned(&self) -> impl Iterator<Item = (&CheckedRule, &crate::plan::SqlPlan)> {
         self.rules.iter().filter_map(|r| match r {
-            Rule::Pattern(rule, plan) => Some((&**rule, plan)),
+            Rule::Pattern(rule, plan) => Some((&**rule, &**plan)),
             Rule::Anomaly(_) => None,
         })
     }
@@ -122,7 +122,7 @@ impl RuleSet {
     /// The anomaly rules, in order.
     pub fn anomalies(&self) -> impl Iterator<Item = &crate::anomaly::AnomalyRule> {
         self.rules.iter().filter_map(|r| match r {
-            Rule::Anomaly(a) => Some(a),
+            Rule::Anomaly(a) => Some(a.as_ref()),
             Rule::Pattern(..) => None,
         })
     }
@@ -560,9 +560,9 @@ pub fn load_texts(mut sources: Sources, texts: Vec<(String, String)>) -> Result<
         .into_iter()
         .map(|r| {
             let plan = crate::plan::plan(&r, &set.params_for(&r));
-            Rule::Pattern(Box::new(r), plan)
+            Rule::Pattern(Box::new(r), Box::new(plan))
         })
-        .chain(anomalies.into_iter().map(Rule::Anomaly))
+        .chain(anomalies.into_iter().map(|a| Rule::Anomaly(Box::new(a))))
         .collect();
     set.rules = planned;
     Ok(set)
