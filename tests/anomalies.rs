@@ -727,6 +727,20 @@ anomaly AT_ONCE { title "t" metric m_sum direction above threshold 2 stable_afte
     assert_eq!(fired, vec![24]);
     let f = run(&dir, &rules, "NO_HYSTERESIS", tick(24));
     assert!(close(num(&f[0], "z"), 2.525235), "{:?}", f[0].evidence);
+
+    // Across the end of BST (Europe/London, 2025-10-26 01:00Z: 01:00 local happens twice):
+    // the same readings with hour 20 at 2025-10-26T00:00Z, so the run of 20s spans the
+    // change. Buckets are consecutive in UTC; the outcome is the same.
+    let mut values = vec![Some(10.0); 20];
+    values.extend([20.0, 20.0, 20.0, 15.0, 10.0].map(Some));
+    let rows = hourly("2025-10-25T04:00:00Z", &values);
+    let dir = common::write_dir("anomaly-confirm-dst", &[("sites.csv", &site("Europe/London")), ("metrics.csv", &metrics(&rows))]);
+    let tick = |k: i64| t("2025-10-25T04:00:00Z") + (k + 1) * HOUR;
+    let fired: Vec<i64> = (20..=24).filter(|k| !run(&dir, &rules, "CONFIRMED", tick(*k)).is_empty()).collect();
+    assert_eq!(fired, vec![22, 23]);
+    let held = run(&dir, &rules, "CONFIRMED", tick(23));
+    assert_eq!(text(&held[0], "bucket_start"), "2025-10-26T03:00:00Z");
+    assert!(close(num(&held[0], "z"), 1.073225), "{:?}", held[0].evidence);
 }
 
 #[test]
