@@ -118,6 +118,16 @@ fn explain_with_signals_says_why_each_candidate_fires_or_not() {
     let (code, out, err) = vigil(&["explain", "CORRELATION_SILENT_SITE", "--at", AT, "--signals", signals.to_str().unwrap()], &root());
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("fires=true") && out.contains("fires=false"), "{out}");
+
+    // An anomaly rule shows the threshold the bucket is held to: ANOMALY_METRIC_BELOW is
+    // `young widen`, so at 30 samples 2.5 becomes 2.5 x young_factor(2.5, 30) = 2.709973
+    // (tools/anomaly_v2/reference.py). The snowstorm hour is the third in a row: it fires.
+    let nyc = root().join("fixtures/nyc_taxi");
+    let args = ["explain", "ANOMALY_METRIC_BELOW", "--at", "2015-01-27T08:00:00Z", "--signals", nyc.to_str().unwrap(), "--no-sql"];
+    let (code, out, err) = vigil(&args, &root());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("level=hour_of_week  samples_per_level=30/210/5042"), "{out}");
+    assert!(out.contains("threshold=2.709973  fires=true"), "{out}");
 }
 
 #[test]

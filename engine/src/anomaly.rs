@@ -744,7 +744,7 @@ pub fn explain_sql(rule: &AnomalyRule, now: i64) -> String {
 pub fn explain(conn: &duckdb::Connection, rule: &AnomalyRule, now: i64) -> Result<(Vec<String>, Vec<Vec<String>>), duckdb::Error> {
     install_time_zones(conn)?;
     let columns: Vec<String> =
-        ["tenant_id", "site_id", "series", "bucket_start", "observed", "level", "samples_per_level", "expected", "z", "fires"]
+        ["tenant_id", "site_id", "series", "bucket_start", "observed", "level", "samples_per_level", "expected", "z", "threshold", "fires"]
             .iter()
             .map(|c| c.to_string())
             .collect();

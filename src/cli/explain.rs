@@ -129,6 +129,22 @@ fn describe_anomaly(a: &vigil_engine::anomaly::AnomalyRule) {
     );
     let levels: Vec<String> = a.levels.iter().map(|(l, n)| format!("{} (stable after {n})", l.name())).collect();
     outln!("  levels       {}", levels.join(", then "));
+    if a.statistic == vigil_engine::anomaly::Statistic::Ewma {
+        outln!("  baseline     weights halve every {} samples back, over the last {}", a.half_life, a.window);
+    }
+    if a.young_widen {
+        outln!("  young        thresholds widened while a level has few samples (Student-t prediction interval)");
+    }
+    if a.confirm > 1 || a.clear_below.is_some() {
+        outln!(
+            "  confirm      raised after {} consecutive bucket(s) beyond the threshold; holds while |z| >= {}",
+            a.confirm,
+            a.clear_below.map(|c| c.to_string()).unwrap_or_else(|| "the threshold".into())
+        );
+    }
+    if let Some(z) = a.exclude_outliers {
+        outln!("  outliers     samples with |z| >= {z} are kept out of later baselines");
+    }
 }
 
 /// The lines every rule's explanation starts with, pattern or anomaly.

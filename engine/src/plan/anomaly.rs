@@ -756,6 +756,7 @@ pub fn statement(rules: &[(&AnomalyRule, &[ScopedValue])], first: i64, last: i64
             named(SqlExpr::func(Func::ConcatWs, concat), "samples_per_level"),
             named(round("expected"), "expected"),
             named(round("z"), "z"),
+            named(SqlExpr::func(Func::Round, vec![threshold_of(rule, &[]), int(6)]), "threshold"),
             named(coalesce(bin(Op::And, stable, fires_at(0, rule, &[])), SqlExpr::Bool(false)), "fires"),
         ];
         let mut body = Select::new(From::table("scored", r0), items);
