@@ -3,7 +3,8 @@
 //! A synthetic fleet streams its rows into a real `vigil serve` (a child process on a
 //! loopback port) as the virtual clock advances; every simulated hour the rules are
 //! reloaded (every other reload broken on purpose, and one that changes a parameter);
-//! an operator acknowledges new findings and resolves the ones that cleared; live-feed
+//! an operator keeps up: each hour it acknowledges every new finding and resolves every
+//! acknowledged one that cleared (a thousand of each at most); live-feed
 //! clients connect and leave; once a simulated day the service is killed with SIGKILL and
 //! started again. It samples the service's resident memory and the sizes of its databases
 //! at every tick and checks at the end:
@@ -116,15 +117,29 @@ fn call(addr: &str, method: &str, path: &str, token: &str, extra: &[(&str, &str)
     Err(fail(format!("{method} {path}: the service stopped answering ({})", last.map(|e| e.to_string()).unwrap_or_default())))
 }
 
-/// The oldest thousand open findings (what an operator's round looks at; paging through
-/// every open finding each hour made the driver fall hours behind the service).
-fn open_findings(addr: &str, token: &str) -> Result<Vec<serde_json::Value>, CliError> {
-    let (status, body) = call(addr, "GET", "/api/v1/findings?limit=1000&sort=oldest", token, &[], b"")?;
-    if status != 200 {
-        return Err(fail(format!("listing findings: {status} {body}")));
+/// The oldest thousand findings of a status (`new` or `acknowledged`): what an operator's
+/// round looks at (paging through every open finding each hour made the driver fall hours
+/// behind the service).
+fn findings_with(addr: &str, token: &str, status: &str) -> Result<Vec<serde_json::Value>, CliError> {
+    let (code, body) = call(addr, "GET", &format!("/api/v1/findings?status={status}&limit=1000&sort=oldest"), token, &[], b"")?;
+    if code != 200 {
+        return Err(fail(format!("listing {status} findings: {code} {body}")));
     }
     let v: serde_json::Value = serde_json::from_str(&body).map_err(fail)?;
     Ok(v["findings"].as_array().cloned().unwrap_or_default())
+}
+
+/// How many findings are open, from the service's metrics (summed over severities).
+fn open_count(addr: &str, token: &str) -> Result<usize, CliError> {
+    let (code, body) = call(addr, "GET", "/metrics", token, &[], b"")?;
+    if code != 200 {
+        return Err(fail(format!("metrics: {code} {body}")));
+    }
+    Ok(body
+        .lines()
+        .filter(|l| l.starts_with("vigil_findings_open{"))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|n| n.parse::<usize>().ok()))
+        .sum())
 }
 
 pub(super) fn bench_soak(rules: &RuleArgs, b: &BenchSoak) -> CliResult {
@@ -534,10 +549,11 @@ enum Reload {
     Unexpected,
 }
 
-/// An hour's operator round: acknowledge up to ten new findings (one bulk request), resolve
-/// up to five acknowledged ones that cleared, then reload the rules after edit `step`: 0 adds
+/// An hour's operator round that keeps up: acknowledge the oldest thousand new findings
+/// (one bulk request), resolve every one of the oldest thousand acknowledged that cleared,
+/// then reload the rules after edit `step`: 0 adds
 /// a broken file, 1 removes it, 2 changes a parameter, 3 restores it, 4 puts everything back.
-/// Returns the open findings seen and how the reload went.
+/// Returns how many findings are open after it and how the reload went.
 fn operator_round(
     a: &str,
     token: &str,
@@ -545,14 +561,11 @@ fn operator_round(
     files: &RuleEdits,
     step: u64,
 ) -> Result<(usize, Reload), CliError> {
-    let open = open_findings(a, token)?;
     let json = [("Content-Type", "application/json")];
-    let new: Vec<i64> = open
+    let new: Vec<i64> = findings_with(a, token, "new")?
         .iter()
-        .filter(|f| f["status"] == "NEW")
         .filter_map(|f| f["id"].as_i64())
         .filter(|id| !acked.contains_key(id))
-        .take(10)
         .collect();
     if !new.is_empty() {
         let body = serde_json::json!({ "ids": new, "note": "soak" }).to_string();
@@ -567,8 +580,11 @@ fn operator_round(
             }
         }
     }
-    let cleared: Vec<i64> =
-        open.iter().filter(|f| f["status"] == "ACKNOWLEDGED" && f["holding"] == false).filter_map(|f| f["id"].as_i64()).take(5).collect();
+    let cleared: Vec<i64> = findings_with(a, token, "acknowledged")?
+        .iter()
+        .filter(|f| f["holding"] == false)
+        .filter_map(|f| f["id"].as_i64())
+        .collect();
     for id in cleared {
         let body = serde_json::json!({ "note": "soak" }).to_string();
         let (code, text) = call(a, "POST", &format!("/api/v1/findings/{id}/resolve"), token, &json, body.as_bytes())?;
@@ -601,7 +617,7 @@ fn operator_round(
             Reload::Unexpected
         }
     };
-    Ok((open.len(), reload))
+    Ok((open_count(a, token)?, reload))
 }
 
 /// Every recorded acknowledgement or resolution is in the service's store.
