@@ -731,8 +731,13 @@ pub fn install_time_zones(conn: &duckdb::Connection) -> Result<(), duckdb::Error
 
 /// The statement of an anomaly rule at each of `ticks` (ascending), as text.
 pub fn evaluation_sql(rule: &AnomalyRule, ticks: &[i64]) -> String {
+    evaluation_sql_in(rule, ticks, Dialect::DuckDb)
+}
+
+/// [`evaluation_sql`] in a dialect.
+pub fn evaluation_sql_in(rule: &AnomalyRule, ticks: &[i64], dialect: Dialect) -> String {
     let (first, last) = (ticks.first().copied().unwrap_or(0), ticks.last().copied().unwrap_or(0));
-    render(&crate::plan::anomaly::evaluation(rule, first, last), ticks, Dialect::DuckDb)
+    render(&crate::plan::anomaly::evaluation(rule, first, last), ticks, dialect)
 }
 
 /// The `explain` statement of an anomaly rule at `now`, as text.
@@ -800,7 +805,7 @@ pub struct AnomalyRow {
 }
 
 /// Runs an anomaly rule at each of `ticks` (ascending).
-pub fn run_ticks(signals: &crate::load::Signals, rule: &AnomalyRule, ticks: &[i64]) -> Result<Vec<AnomalyRow>, duckdb::Error> {
+pub fn run_ticks(signals: &crate::load::Signals, rule: &AnomalyRule, ticks: &[i64]) -> Result<Vec<AnomalyRow>, String> {
     Ok(run_group(signals, &[(rule, &[])], ticks)?.into_iter().map(|(_, row)| row).collect())
 }
 
@@ -812,55 +817,103 @@ pub fn run_group(
     signals: &crate::load::Signals,
     rules: &[(&AnomalyRule, &[crate::plan::ScopedValue])],
     ticks: &[i64],
-) -> Result<Vec<(usize, AnomalyRow)>, duckdb::Error> {
-    install_time_zones(&signals.conn)?;
+) -> Result<Vec<(usize, AnomalyRow)>, String> {
+    install_time_zones(&signals.conn).map_err(|e| e.to_string())?;
     let (Some(last), Some((rule, _))) = (ticks.last(), rules.first()) else { return Ok(Vec::new()) };
     // Samples are shared by the ticks of a statement because a complete bucket's rows
     // are visible at every tick that uses it. That holds unless a row's event time is
     // after its bucket time (`count tasks at due_at` with a task created after it was
     // due, or a completion before creation): then each tick gets its own statement.
-    let chunk = if rows_arrive_late(&signals.conn, &rule.metric, *last)? { 1 } else { crate::exec::TICKS_PER_STATEMENT };
+    // (Asked of the local copy: a remote backend holds the same rows.)
+    let late = rows_arrive_late(&signals.conn, &rule.metric, *last).map_err(|e| e.to_string())?;
+    let chunk = if late { 1 } else { crate::exec::TICKS_PER_STATEMENT };
     let mut out = Vec::new();
     for chunk in ticks.chunks(chunk) {
         let (first, last) = (chunk.first().copied().unwrap_or(0), chunk.last().copied().unwrap_or(0));
         let query = crate::plan::anomaly::statement(rules, first, last, false);
-        let mut stmt = signals.conn.prepare(&render(&query, chunk, Dialect::DuckDb))?;
-        let rows = stmt.query_map([], |r| {
-            let index: i64 = r.get(0)?;
-            Ok((
-                usize::try_from(index).unwrap_or(usize::MAX),
-                AnomalyRow {
-                    tenant_id: r.get(1)?,
-                    site_id: r.get(2)?,
-                    series: r.get(3)?,
-                    bucket_start: r.get(4)?,
-                    observed: r.get(5)?,
-                    expected: r.get(6)?,
-                    z: r.get(7)?,
-                    samples: r.get(8)?,
-                    level: r.get(9)?,
-                    spread: r.get(10)?,
-                    severity: {
-                        let text: String = r.get(11)?;
-                        schema::Severity::parse(&text).ok_or_else(|| {
-                            duckdb::Error::FromSqlConversionFailure(
-                                11,
-                                duckdb::types::Type::Text,
-                                format!("`{text}` is not a severity").into(),
-                            )
-                        })?
-                    },
-                    suppressed: r.get(12)?,
-                    tick: r.get(13)?,
-                    threshold: r.get(14)?,
-                },
-            ))
-        })?;
-        for row in rows {
-            out.push(row?);
+        if let Some(remote) = &signals.remote {
+            for row in remote.query(&render(&query, chunk, remote.dialect()), 15)? {
+                out.push(remote_row(&row)?);
+            }
+            continue;
         }
+        let duck = || -> Result<Vec<(usize, AnomalyRow)>, duckdb::Error> {
+            let mut stmt = signals.conn.prepare(&render(&query, chunk, Dialect::DuckDb))?;
+            let rows = stmt.query_map([], |r| {
+                let index: i64 = r.get(0)?;
+                Ok((
+                    usize::try_from(index).unwrap_or(usize::MAX),
+                    AnomalyRow {
+                        tenant_id: r.get(1)?,
+                        site_id: r.get(2)?,
+                        series: r.get(3)?,
+                        bucket_start: r.get(4)?,
+                        observed: r.get(5)?,
+                        expected: r.get(6)?,
+                        z: r.get(7)?,
+                        samples: r.get(8)?,
+                        level: r.get(9)?,
+                        spread: r.get(10)?,
+                        severity: {
+                            let text: String = r.get(11)?;
+                            schema::Severity::parse(&text).ok_or_else(|| {
+                                duckdb::Error::FromSqlConversionFailure(
+                                    11,
+                                    duckdb::types::Type::Text,
+                                    format!("`{text}` is not a severity").into(),
+                                )
+                            })?
+                        },
+                        suppressed: r.get(12)?,
+                        tick: r.get(13)?,
+                        threshold: r.get(14)?,
+                    },
+                ))
+            })?;
+            rows.collect()
+        };
+        out.extend(duck().map_err(|e| e.to_string())?);
     }
     Ok(out)
+}
+
+/// A row of the anomaly statement from a remote backend (the columns of [`run_group`]).
+fn remote_row(row: &[duckdb::types::Value]) -> Result<(usize, AnomalyRow), String> {
+    use duckdb::types::Value as V;
+    let bad = |i: usize| format!("column {i} of the anomaly statement is {:?}", row.get(i));
+    let int = |i: usize| match row.get(i) {
+        Some(V::BigInt(v)) => Ok(*v),
+        _ => Err(bad(i)),
+    };
+    let float = |i: usize| match row.get(i) {
+        Some(V::Double(v)) => Ok(*v),
+        Some(V::BigInt(v)) => Ok(*v as f64),
+        _ => Err(bad(i)),
+    };
+    let text = |i: usize| match row.get(i) {
+        Some(V::Text(v)) => Ok(v.clone()),
+        _ => Err(bad(i)),
+    };
+    let severity = text(11)?;
+    Ok((
+        usize::try_from(int(0)?).unwrap_or(usize::MAX),
+        AnomalyRow {
+            tenant_id: text(1)?,
+            site_id: text(2)?,
+            series: text(3)?,
+            bucket_start: int(4)?,
+            observed: float(5)?,
+            expected: float(6)?,
+            z: float(7)?,
+            samples: int(8)?,
+            level: text(9)?,
+            spread: float(10)?,
+            severity: schema::Severity::parse(&severity).ok_or_else(|| format!("`{severity}` is not a severity"))?,
+            suppressed: matches!(row.get(12), Some(V::Boolean(true))),
+            tick: int(13)?,
+            threshold: float(14)?,
+        },
+    ))
 }
 
 /// Does a row of the metric have an event time after its bucket time (up to `now`)?

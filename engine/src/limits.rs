@@ -138,15 +138,20 @@ fn sweep_stale_spill_dirs(dir: &Path) {
 /// DuckDB's "interrupted" error, unless the statement had just finished).
 pub fn within_budget<T>(conn: &duckdb::Connection, budget: Duration, work: impl FnOnce() -> T) -> (T, bool) {
     let handle = conn.interrupt_handle();
+    within_budget_with(move || handle.interrupt(), budget, work)
+}
+
+/// [`within_budget`] with any way of stopping the work (a remote backend's interrupt).
+pub fn within_budget_with<T>(interrupt: impl Fn() + Sync, budget: Duration, work: impl FnOnce() -> T) -> (T, bool) {
     let fired = AtomicBool::new(false);
     let (done, wait) = std::sync::mpsc::channel::<()>();
     let out = std::thread::scope(|scope| {
         let fired = &fired;
-        let handle = &handle;
+        let interrupt = &interrupt;
         scope.spawn(move || {
             if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(budget) {
                 fired.store(true, Ordering::SeqCst);
-                handle.interrupt();
+                interrupt();
             }
         });
         let out = work();

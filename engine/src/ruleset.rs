@@ -790,6 +790,39 @@ fn runbook_below_exact(
     })
 }
 
+/// What a rule's statement uses that `dialect` cannot run (E0801), one diagnostic per
+/// rule and thing, at the rule's id: found in the statement as the renderer writes it, so
+/// whatever the renderer cannot translate is caught before anything runs.
+pub fn engine_checks(rules: &[Rule], dialect: crate::sql::Dialect) -> Vec<Diagnostic> {
+    const MARK: &str = "not supported on Spark: ";
+    let mut out = Vec::new();
+    for rule in rules {
+        let text = match rule {
+            Rule::Pattern(_, plan) => crate::sql::render(&plan.query, &[0], dialect),
+            Rule::Anomaly(a) => crate::anomaly::evaluation_sql_in(a, &[0], dialect),
+        };
+        let mut seen: Vec<&str> = Vec::new();
+        for piece in text.split(MARK).skip(1) {
+            let what = piece.split('\'').next().unwrap_or(piece);
+            if seen.contains(&what) {
+                continue;
+            }
+            seen.push(what);
+            let header = rule.header();
+            out.push(
+                Diagnostic::error(
+                    crate::diag::codes::ENGINE_UNSUPPORTED,
+                    format!("rule `{}` cannot run on Spark: it uses {what}", header.id),
+                    header.id_span,
+                    "not expressible in Spark SQL",
+                )
+                .hint("run it on DuckDB (the default engine), or change what it uses"),
+            );
+        }
+    }
+    out
+}
+
 /// `vigil check --strict`: what a clean rule set should also satisfy. `cases`
 /// are the case files (name, text) that test rules.
 pub fn strict_checks(set: &RuleSet, cases: &[(String, String)]) -> Vec<Diagnostic> {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use vigil_engine::backtest::{self, Impact};
 
-use super::{input_err, load_rules, load_signals, report_failures, sibling, CliError, CliResult, RuleArgs, SpanArgs};
+use super::{input_err, load_rules, report_failures, sibling, CliError, CliResult, RuleArgs, SpanArgs};
 
 /// Where the baseline rules come from.
 pub enum Baseline {
@@ -24,6 +24,7 @@ pub struct Args {
     pub json: bool,
     pub fail_on_change: bool,
     pub examples: usize,
+    pub engine: super::EngineArgs,
 }
 
 pub fn run(args: Args) -> CliResult {
@@ -42,7 +43,7 @@ pub fn run(args: Args) -> CliResult {
     };
     let baseline = load_rules(&baseline_args).map_err(|e| e.context("(in the baseline rules)"))?;
     drop(checkout);
-    let signals = load_signals(&args.span.signals)?;
+    let (signals, _staged) = args.engine.load(&args.span.signals)?;
     let (impact, failures) = backtest::backtest(&signals, &current, &baseline, &ticks, args.examples);
     if args.json {
         let text = serde_json::to_string_pretty(&impact).map_err(|e| CliError::Eval(format!("error: {e}")))?;

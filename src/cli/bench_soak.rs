@@ -562,11 +562,8 @@ fn operator_round(
     step: u64,
 ) -> Result<(usize, Reload), CliError> {
     let json = [("Content-Type", "application/json")];
-    let new: Vec<i64> = findings_with(a, token, "new")?
-        .iter()
-        .filter_map(|f| f["id"].as_i64())
-        .filter(|id| !acked.contains_key(id))
-        .collect();
+    let new: Vec<i64> =
+        findings_with(a, token, "new")?.iter().filter_map(|f| f["id"].as_i64()).filter(|id| !acked.contains_key(id)).collect();
     if !new.is_empty() {
         let body = serde_json::json!({ "ids": new, "note": "soak" }).to_string();
         let (code, text) = call(a, "POST", "/api/v1/findings/acknowledge", token, &json, body.as_bytes())?;
@@ -580,11 +577,8 @@ fn operator_round(
             }
         }
     }
-    let cleared: Vec<i64> = findings_with(a, token, "acknowledged")?
-        .iter()
-        .filter(|f| f["holding"] == false)
-        .filter_map(|f| f["id"].as_i64())
-        .collect();
+    let cleared: Vec<i64> =
+        findings_with(a, token, "acknowledged")?.iter().filter(|f| f["holding"] == false).filter_map(|f| f["id"].as_i64()).collect();
     for id in cleared {
         let body = serde_json::json!({ "note": "soak" }).to_string();
         let (code, text) = call(a, "POST", &format!("/api/v1/findings/{id}/resolve"), token, &json, body.as_bytes())?;

@@ -9,6 +9,7 @@ pub(super) fn check(
     strict_tests: Option<&[PathBuf]>,
     format: CheckFormat,
     actions: Option<&Path>,
+    engine: super::engine::Engine,
 ) -> CliResult {
     let runbooks = args.runbooks.clone().unwrap_or_else(|| sibling(&args.rules, "runbooks"));
     if !args.rules.is_dir() {
@@ -40,6 +41,10 @@ pub(super) fn check(
                     Err(errors) => warnings.extend(errors),
                 }
                 ok = !warnings.iter().any(|d| d.is_error());
+            }
+            if engine == super::engine::Engine::Spark {
+                warnings.extend(ruleset::engine_checks(&set.rules, sql::Dialect::Spark));
+                ok = ok && !warnings.iter().any(|d| d.is_error());
             }
             (sources, warnings, ok, (r, a), b)
         }

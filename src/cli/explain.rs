@@ -3,7 +3,14 @@
 
 use super::*;
 
-pub(super) fn explain(set: &RuleSet, id: &str, now: i64, signals: Option<&Path>, site: Option<&str>, with_sql: bool) -> CliResult {
+pub(super) fn explain(
+    set: &RuleSet,
+    id: &str,
+    now: i64,
+    signals: Option<&Path>,
+    site: Option<&str>,
+    sql_in: Option<sql::Dialect>,
+) -> CliResult {
     use vigil_engine::ruleset::Rule;
     let Some(rule) = set.find(id) else {
         let hint = vigil_engine::diag::closest(id, set.headers().map(|h| h.id.as_str()))
@@ -41,11 +48,12 @@ pub(super) fn explain(set: &RuleSet, id: &str, now: i64, signals: Option<&Path>,
     outln!("\n-- source ------------------------------------------------------------");
     outln!("{}", rule.text(&set.sources));
     // The SQL it runs at `now`: the plan made when the set loaded, or the anomaly statement.
-    if with_sql {
-        outln!("\n-- SQL as of {} ------------------------------------------", exec::iso(now));
+    if let Some(dialect) = sql_in {
+        let on = if dialect == sql::Dialect::Spark { " (Spark SQL)" } else { "" };
+        outln!("\n-- SQL as of {}{on} ------------------------------------------", exec::iso(now));
         match rule {
-            Rule::Pattern(_, plan) => outln!("{}", sql::render(&plan.query, &[now], sql::Dialect::DuckDb)),
-            Rule::Anomaly(a) => outln!("{}", vigil_engine::anomaly::evaluation_sql(a, &[now])),
+            Rule::Pattern(_, plan) => outln!("{}", sql::render(&plan.query, &[now], dialect)),
+            Rule::Anomaly(a) => outln!("{}", vigil_engine::anomaly::evaluation_sql_in(a, &[now], dialect)),
         }
     }
     let Some(path) = signals else { return Ok(()) };

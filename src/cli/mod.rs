@@ -16,6 +16,7 @@ mod bench_serve;
 mod bench_soak;
 mod check;
 mod config;
+mod engine;
 mod evaluate;
 mod explain;
 mod findings;
@@ -31,6 +32,7 @@ mod watch;
 use self::baseline::baseline_command;
 use self::bench::{bench, bench_baselines, bench_replay};
 use self::check::check;
+use self::engine::EngineArgs;
 use self::explain::explain;
 use self::findings::{findings_command, status};
 use self::fmt::fmt_command;
@@ -325,6 +327,10 @@ enum Command {
         /// Also check a runbook actions configuration against the runbooks (as `serve --actions` does).
         #[arg(long)]
         actions: Option<PathBuf>,
+        /// Also check that every rule can run on this engine (`spark`: each statement is
+        /// rendered in Spark SQL and what has no translation is an error at the rule).
+        #[arg(long, value_enum, default_value_t = engine::Engine::Duckdb)]
+        engine: engine::Engine,
     },
     /// Evaluate every rule once, as of --at, and print the findings.
     Audit {
@@ -341,6 +347,8 @@ enum Command {
         state: Option<PathBuf>,
         #[command(flatten)]
         output: OutputArgs,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
     /// Evaluate at every tick from --from to --to and print each finding once, at its first tick.
     Replay {
@@ -350,6 +358,8 @@ enum Command {
         span: SpanArgs,
         #[command(flatten)]
         output: OutputArgs,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
     /// Compare the current rules with a baseline over history: per rule, the findings a change adds,
     /// removes or changes in severity, with examples and the first tick where they differ.
@@ -379,6 +389,8 @@ enum Command {
         /// Examples kept per rule and kind of difference.
         #[arg(long, default_value_t = 3)]
         examples: usize,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
     /// Show a rule: its source, what it checks, and the SQL it runs; with --signals, why it fired or not.
     Explain {
@@ -404,6 +416,9 @@ enum Command {
         /// Evaluate the rows of a case file (at its first `at` line unless --at is given).
         #[arg(long, conflicts_with = "signals")]
         case: Option<PathBuf>,
+        /// Show the SQL as this engine runs it (`spark`: Spark SQL).
+        #[arg(long, value_enum, default_value_t = engine::Engine::Duckdb)]
+        engine: engine::Engine,
     },
     /// Run analysts' rule tests (`.case` files: signal rows, times, expected findings or snapshots).
     Test {
@@ -664,6 +679,8 @@ enum Command {
         /// How many load + audit (or load + replay) runs.
         #[arg(long, default_value_t = 3)]
         runs: u32,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
     /// Benchmark baselines: a 30-minute `visitors` metric for N sites over D days (in memory),
     /// folded as one backfill up to the last hour, then the last hour alone.
@@ -1000,13 +1017,13 @@ fn filter_of(output: &OutputArgs, set: &RuleSet) -> Result<Filter, CliError> {
 fn run(cli: Cli) -> CliResult {
     vigil_engine::limits::set(cli.limits.limits()?).map_err(|e| input_err(format!("--temp-dir: {e}")))?;
     match cli.command {
-        Command::Check { rules, short, strict, tests, format, actions } => {
-            check(&rules, short, strict.then_some(tests.as_slice()), format, actions.as_deref())
+        Command::Check { rules, short, strict, tests, format, actions, engine } => {
+            check(&rules, short, strict.then_some(tests.as_slice()), format, actions.as_deref(), engine)
         }
-        Command::Audit { rules, signals, at, state, output } => {
+        Command::Audit { rules, signals, at, state, output, engine } => {
             let set = load_rules(&rules)?;
             let now = parse_time(&at, "--at")?;
-            let sig = load_signals(&signals)?;
+            let (sig, _staged) = engine.load(&signals)?;
             let filter = filter_of(&output, &set)?;
             let (findings, failures) = exec::evaluate_all(&sig, &set, now, &filter);
             let written = state.as_ref().map(|st| {
@@ -1030,24 +1047,24 @@ fn run(cli: Cli) -> CliResult {
             }
             report_failures(&failures)
         }
-        Command::Replay { rules, span, output } => {
+        Command::Replay { rules, span, output, engine } => {
             let set = load_rules(&rules)?;
             let ticks = span.ticks()?;
-            let sig = load_signals(&span.signals)?;
+            let (sig, _staged) = engine.load(&span.signals)?;
             let (findings, failures) = exec::replay_ticks(&sig, &set, &ticks, &filter_of(&output, &set)?);
             print_findings(findings, &output);
             report_failures(&failures)
         }
-        Command::Backtest { rules, span, baseline_rules, baseline_runbooks, baseline_rev, format, fail_on_change, examples } => {
+        Command::Backtest { rules, span, baseline_rules, baseline_runbooks, baseline_rev, format, fail_on_change, examples, engine } => {
             let baseline = match (baseline_rules, baseline_rev) {
                 (Some(dir), _) => backtest::Baseline::Dirs(dir, baseline_runbooks),
                 (None, Some(rev)) => backtest::Baseline::Revision(rev),
                 (None, None) => return Err(input_err("give --baseline-rules DIR or --baseline-rev REV")),
             };
             let json = format == BacktestFormat::Json;
-            backtest::run(backtest::Args { rules, span, baseline, json, fail_on_change, examples })
+            backtest::run(backtest::Args { rules, span, baseline, json, fail_on_change, examples, engine })
         }
-        Command::Explain { rule, rules, at, signals, site, prelude, no_sql, case } => {
+        Command::Explain { rule, rules, at, signals, site, prelude, no_sql, case, engine } => {
             if prelude {
                 out!("{}", ruleset::PRELUDE);
                 return Ok(());
@@ -1073,7 +1090,11 @@ fn run(cli: Cli) -> CliResult {
                 (None, None) => parse_time("2025-01-01T00:00:00Z", "--at")?,
             };
             let signals = from_case.as_ref().map(|(dir, _)| dir.clone()).or(signals);
-            let result = explain(&set, &rule, now, signals.as_deref(), site.as_deref(), !no_sql);
+            let dialect = match engine {
+                engine::Engine::Duckdb => sql::Dialect::DuckDb,
+                engine::Engine::Spark => sql::Dialect::Spark,
+            };
+            let result = explain(&set, &rule, now, signals.as_deref(), site.as_deref(), (!no_sql).then_some(dialect));
             if let Some((dir, _)) = &from_case {
                 let _ = std::fs::remove_dir_all(dir);
             }
@@ -1185,11 +1206,11 @@ fn run(cli: Cli) -> CliResult {
             token_new(&name, &role, &tenants, append.as_deref())
         }
         Command::Categorize { finding_type, context, rules } => categorize(&rules, &finding_type, &context),
-        Command::Bench { rules, signals, at, from: Some(from), every, runs } => {
+        Command::Bench { rules, signals, at, from: Some(from), every, runs, engine } => {
             let ticks = span_ticks(&from, (&at, "--at"), &every)?;
-            bench_replay(&rules, &signals, &ticks, runs)
+            bench_replay(&rules, &signals, &ticks, runs, &engine)
         }
-        Command::Bench { rules, signals, at, from: None, runs, .. } => bench(&rules, &signals, &at, runs),
+        Command::Bench { rules, signals, at, from: None, runs, engine, .. } => bench(&rules, &signals, &at, runs, &engine),
         Command::BenchBaselines { rules, sites, days } => bench_baselines(&rules, sites, days),
         Command::Demo { rules, sites, seed, incidents, output } => {
             let set = load_rules(&rules)?;

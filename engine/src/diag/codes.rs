@@ -6,6 +6,8 @@
 //! - E04xx: rule structure (missing or repeated items, windows)
 //! - E05xx: runbooks
 //! - E06xx: scripts
+//! - E07xx: runbook actions
+//! - E08xx: execution engines (`check --engine spark`)
 //! - E09xx: internal
 //! - W01xx: warnings
 
@@ -52,6 +54,7 @@ codes! {
     UNKNOWN_TARGET = "E0703", "an action names a channel or endpoint the configuration does not define";
     MISSING_SECRET = "E0704", "a secret's environment variable or file is missing";
     TEMPLATE_FIELD = "E0705", "a template names a field a finding does not have";
+    ENGINE_UNSUPPORTED = "E0801", "the rule uses something the chosen engine cannot run (check --engine spark)";
     INTERNAL = "E0901", "an internal error; please report it";
     CATEGORY_DISAGREES = "W0101", "the stated category differs from the keyword categories";
     UNUSED_PARAM = "W0102", "a parameter is never used";

@@ -33,6 +33,21 @@ pub struct Signals {
     pub conn: Connection,
     /// Unknown files and other remarks.
     pub warnings: Vec<String>,
+    /// Where the rules' statements run instead of `conn` (Spark), holding the same rows.
+    pub remote: Option<std::sync::Arc<dyn Remote>>,
+}
+
+/// A database that runs the rules' statements in place of the embedded DuckDB, over the
+/// same signal rows (staged to it by its backend): Spark through Spark Connect.
+pub trait Remote: Send + Sync {
+    /// The dialect its statements are rendered in.
+    fn dialect(&self) -> Dialect;
+    /// Runs a query: every row, each with exactly `width` values.
+    fn query(&self, sql: &str, width: usize) -> Result<Vec<Vec<DbValue>>, String>;
+    /// Stops what it is running (a rule over its time budget).
+    fn interrupt(&self);
+    /// Where it is, for messages (`sc://127.0.0.1:15002`).
+    fn name(&self) -> String;
 }
 
 impl Signals {
@@ -52,7 +67,7 @@ impl Signals {
 
     /// Signals already in a connection's `raw` schema (generated, or another connection to loaded ones).
     pub fn from_connection(conn: Connection) -> Signals {
-        Signals { conn, warnings: Vec::new() }
+        Signals { conn, warnings: Vec::new(), remote: None }
     }
 }
 

@@ -6,6 +6,8 @@
 
 pub mod backtest;
 pub mod load;
+#[cfg(feature = "spark")]
+pub mod spark;
 
 pub use crate::time::{format_duration, iso};
 
@@ -173,7 +175,12 @@ pub fn evaluate_ticks(signals: &Signals, rules: &RuleSet, ticks: &[i64], filter:
     jobs.splice(0..0, groups.into_iter().map(Job::Anomalies));
     // Rules are independent statements: on a small machine two run side by side on
     // two connections to the same database, each using DuckDB's threads when it can.
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4).min(jobs.len().max(1));
+    // A remote backend parallelizes each statement itself, and stopping a rule over its
+    // budget stops whatever the session runs: one statement at a time there.
+    let workers = match signals.remote {
+        Some(_) => 1,
+        None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4).min(jobs.len().max(1)),
+    };
     let rows = table_rows(signals);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let mut done: Vec<(usize, Vec<Finding>, Vec<ExecError>)> = Vec::new();
@@ -195,8 +202,9 @@ pub fn evaluate_ticks(signals: &Signals, rules: &RuleSet, ticks: &[i64], filter:
                 .map(|_| {
                     let conn = signals.conn.try_clone();
                     let run_jobs = &run_jobs;
+                    let remote = signals.remote.clone();
                     scope.spawn(move || match conn {
-                        Ok(conn) => run_jobs(&Signals::from_connection(conn)),
+                        Ok(conn) => run_jobs(&Signals { remote, ..Signals::from_connection(conn) }),
                         // Without a second connection this worker takes no job; the others do them all.
                         Err(_) => Vec::new(),
                     })
@@ -349,7 +357,11 @@ pub const OVER_BUDGET: &str = "stopped at its time budget";
 /// message that says so (and which flag raises the budget).
 fn budgeted<T>(signals: &Signals, ids: &[String], ticks: usize, work: impl FnOnce() -> Result<T, ExecError>) -> Result<T, ExecError> {
     let budget = crate::limits::budget_for(ticks);
-    match crate::limits::within_budget(&signals.conn, budget, work) {
+    let stopped = match &signals.remote {
+        Some(remote) => crate::limits::within_budget_with(|| remote.interrupt(), budget, work),
+        None => crate::limits::within_budget(&signals.conn, budget, work),
+    };
+    match stopped {
         (Err(_), true) => Err(ExecError {
             rule: ids.join(", "),
             message: format!(
@@ -384,7 +396,7 @@ pub fn evaluate_planned(
     ticks: &[i64],
     params: &ParamValues,
 ) -> Result<Vec<Finding>, ExecError> {
-    let rows = run(signals, planned, ticks).map_err(|e| ExecError { rule: rule.header.id.clone(), message: e.to_string() })?;
+    let rows = run(signals, planned, ticks).map_err(|message| ExecError { rule: rule.header.id.clone(), message })?;
     let mut findings = Vec::with_capacity(rows.len());
     for row in rows {
         let detected_at = match row.get(6) {
@@ -610,12 +622,19 @@ fn apply_scripts(
     Ok(true)
 }
 
-fn run(signals: &Signals, planned: &SqlPlan, ticks: &[i64]) -> Result<Vec<Vec<DbValue>>, duckdb::Error> {
-    let text = sql::render(&planned.query, ticks, sql::Dialect::DuckDb);
-    let mut stmt = signals.conn.prepare(&text)?;
+/// Runs a rule's statement where the signals' statements run: DuckDB, or the remote backend.
+fn run(signals: &Signals, planned: &SqlPlan, ticks: &[i64]) -> Result<Vec<Vec<DbValue>>, String> {
     let width = plan::FIXED_COLUMNS.len() + planned.evidence.len() + planned.script_inputs.len();
-    let rows = stmt.query_map([], |r| (0..width).map(|i| r.get::<_, DbValue>(i)).collect::<Result<Vec<_>, _>>())?;
-    rows.collect()
+    if let Some(remote) = &signals.remote {
+        return remote.query(&sql::render(&planned.query, ticks, remote.dialect()), width);
+    }
+    let text = sql::render(&planned.query, ticks, sql::Dialect::DuckDb);
+    let run = || -> Result<Vec<Vec<DbValue>>, duckdb::Error> {
+        let mut stmt = signals.conn.prepare(&text)?;
+        let rows = stmt.query_map([], |r| (0..width).map(|i| r.get::<_, DbValue>(i)).collect::<Result<Vec<_>, _>>())?;
+        rows.collect()
+    };
+    run().map_err(|e| e.to_string())
 }
 
 fn json_value(v: Option<&DbValue>, ty: Ty) -> serde_json::Value {

@@ -13,7 +13,10 @@
 
 mod render;
 
-pub use render::{ident, render, render_batch, render_expression, render_statement, string_literal, timestamp_literal, type_name};
+pub use render::{
+    ident, render, render_batch, render_expression, render_statement, spark_ident, spark_string_literal, spark_timestamp_literal,
+    string_literal, timestamp_literal, type_name,
+};
 
 /// The SQL dialect a tree is rendered in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -21,6 +24,8 @@ pub enum Dialect {
     /// Embedded DuckDB (the default backend).
     #[default]
     DuckDb,
+    /// Spark SQL (4.x, ANSI mode, session time zone UTC) through Spark Connect.
+    Spark,
 }
 
 /// A binary operator.

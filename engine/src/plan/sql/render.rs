@@ -4,15 +4,41 @@ use std::fmt::Write as _;
 
 use super::*;
 
-/// Quotes an identifier. Identifiers come from the schema or the grammar, but
+/// Quotes an identifier (DuckDB). Identifiers come from the schema or the grammar, but
 /// doubling quotes keeps even a surprising name harmless.
 pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Quotes a string value.
+/// Quotes an identifier in Spark SQL, where a double-quoted name is a string: backticks,
+/// doubled inside.
+pub fn spark_ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// Quotes a string value (DuckDB).
 pub fn string_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
+}
+
+/// Quotes a string value in Spark SQL. Spark reads backslash escapes in literals and
+/// joins adjacent literals (`'a''b'` is `ab`), so a quote is escaped with a backslash
+/// and a backslash is doubled; control characters are written as `\uXXXX`.
+pub fn spark_string_literal(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('\'');
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
 }
 
 /// Renders a UTC instant as a TIMESTAMP literal. Times outside what a TIMESTAMP
@@ -25,9 +51,49 @@ pub fn timestamp_literal(micros: i64) -> String {
     }
 }
 
+/// Renders a UTC instant as a Spark TIMESTAMP literal with an explicit offset (Spark's
+/// TIMESTAMP is an instant shown in the session's zone; the offset makes the literal
+/// the same instant whatever that zone is).
+pub fn spark_timestamp_literal(micros: i64) -> String {
+    match chrono::DateTime::from_timestamp_micros(micros) {
+        Some(t) => format!("TIMESTAMP '{}+00:00'", t.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f")),
+        None => "CAST(NULL AS TIMESTAMP)".to_string(),
+    }
+}
+
+/// Spark: the median of an array of numbers without NULLs, interpolated as DuckDB's
+/// `median` is (`lo + (hi - lo) * 0.5`); NULL when it is empty. The sorted array is bound
+/// once, as the element of a one-element `aggregate`, so it is sorted once per row.
+fn spark_array_median(values: &str) -> String {
+    // `element_at` takes an INT position; `div` gives a BIGINT.
+    let at = |position: &str| format!("element_at(vigil_s, CAST({position} AS INT))");
+    let (mid, lo, hi) = (at("(size(vigil_s) + 1) div 2"), at("size(vigil_s) div 2"), at("size(vigil_s) div 2 + 1"));
+    format!(
+        "aggregate(array(array_sort({values})), CAST(NULL AS DOUBLE), (vigil_acc, vigil_s) -> CASE WHEN size(vigil_s) = 0 THEN CAST(NULL AS DOUBLE) \
+         WHEN size(vigil_s) % 2 = 1 THEN CAST({mid} AS DOUBLE) ELSE {lo} + ({hi} - {lo}) * CAST(0.5 AS DOUBLE) END)"
+    )
+}
+
+/// Spark: the median absolute deviation of an array of numbers without NULLs, the
+/// median of |v - median| (as DuckDB's `mad`), with the array and its median bound once.
+fn spark_array_mad(values: &str) -> String {
+    format!(
+        "aggregate(array({values}), CAST(NULL AS DOUBLE), (vigil_acc_x, vigil_xs) -> aggregate(array({}), CAST(NULL AS DOUBLE), \
+         (vigil_acc_m, vigil_m) -> {}))",
+        spark_array_median("vigil_xs"),
+        spark_array_median("transform(vigil_xs, vigil_v -> abs(vigil_v - vigil_m))")
+    )
+}
+
 /// How a dialect spells a column type (also as its catalog reports it).
 pub fn type_name(ty: SqlType, dialect: Dialect) -> &'static str {
     match (dialect, ty) {
+        (Dialect::Spark, SqlType::BigInt) => "BIGINT",
+        (Dialect::Spark, SqlType::Double) => "DOUBLE",
+        (Dialect::Spark, SqlType::Boolean) => "BOOLEAN",
+        // Spark has no zoned type: TIMESTAMP is an instant (the session zone is UTC).
+        (Dialect::Spark, SqlType::Timestamp | SqlType::TimestampTz) => "TIMESTAMP",
+        (Dialect::Spark, SqlType::Varchar) => "STRING",
         (Dialect::DuckDb, SqlType::BigInt) => "BIGINT",
         (Dialect::DuckDb, SqlType::Double) => "DOUBLE",
         (Dialect::DuckDb, SqlType::Boolean) => "BOOLEAN",
@@ -65,15 +131,51 @@ struct Renderer<'a> {
 }
 
 impl Renderer<'_> {
+    fn ident(&self, name: &str) -> String {
+        match self.dialect {
+            Dialect::DuckDb => ident(name),
+            Dialect::Spark => spark_ident(name),
+        }
+    }
+
+    fn string(&self, value: &str) -> String {
+        match self.dialect {
+            Dialect::DuckDb => string_literal(value),
+            Dialect::Spark => spark_string_literal(value),
+        }
+    }
+
+    fn timestamp(&self, micros: i64) -> String {
+        match self.dialect {
+            Dialect::DuckDb => timestamp_literal(micros),
+            Dialect::Spark => spark_timestamp_literal(micros),
+        }
+    }
+
+    /// What Spark cannot do here: an expression that fails with this message if it is
+    /// ever run (`vigil check --engine spark` refuses such rules before anything runs).
+    fn unsupported(&self, what: &str) -> String {
+        format!("raise_error({})", self.string(&format!("not supported on Spark: {what}")))
+    }
+
+    /// The name of a loaded signal table: `raw.<name>` in DuckDB; in Spark a temporary
+    /// view `vigil_raw_<name>` (temporary views have no schema).
+    fn raw_table(&self, name: &str) -> String {
+        match self.dialect {
+            Dialect::DuckDb => format!("{}.{}", self.ident(RAW_SCHEMA), self.ident(name)),
+            Dialect::Spark => self.ident(&format!("vigil_{RAW_SCHEMA}_{name}")),
+        }
+    }
+
     fn query(&self, q: &Query) -> String {
         let mut ctes = Vec::new();
         if !self.ticks.is_empty() {
-            ctes.push(format!("{} AS (\n  SELECT {} AS {}\n)", ident(TICKS), self.timestamp_rows(self.ticks), ident(TICK)));
+            ctes.push(format!("{} AS (\n  SELECT {} AS {}\n)", self.ident(TICKS), self.timestamp_rows(self.ticks), self.ident(TICK)));
         }
         for cte in &q.ctes {
             let parts: Vec<String> = cte.parts.iter().map(|s| self.select(s, 1)).collect();
             let glue = if cte.distinct { "\n  UNION\n  " } else { "\n  UNION ALL\n  " };
-            ctes.push(format!("{} AS (\n  {}\n)", ident(&cte.name), parts.join(glue)));
+            ctes.push(format!("{} AS (\n  {}\n)", self.ident(&cte.name), parts.join(glue)));
         }
         let body = self.select(&q.body, 0);
         if ctes.is_empty() {
@@ -85,16 +187,18 @@ impl Renderer<'_> {
 
     /// A select item that yields one row per timestamp.
     fn timestamp_rows(&self, times: &[i64]) -> String {
-        let list: Vec<String> = times.iter().map(|t| timestamp_literal(*t)).collect();
+        let list: Vec<String> = times.iter().map(|t| self.timestamp(*t)).collect();
         match self.dialect {
             Dialect::DuckDb => format!("unnest([{}]::TIMESTAMP[])", list.join(", ")),
+            Dialect::Spark => format!("explode(array({}))", list.join(", ")),
         }
     }
 
     fn table_name(&self, t: &TableName) -> String {
         match &t.schema {
-            Some(s) => format!("{}.{}", ident(s), ident(&t.name)),
-            None => ident(&t.name),
+            Some(s) if s == RAW_SCHEMA => self.raw_table(&t.name),
+            Some(s) => format!("{}.{}", self.ident(s), self.ident(&t.name)),
+            None => self.ident(&t.name),
         }
     }
 
@@ -105,14 +209,14 @@ impl Renderer<'_> {
     fn statement(&self, s: &Statement) -> String {
         match s {
             Statement::Query(q) => self.query(q),
-            Statement::CreateSchema(name) => format!("CREATE SCHEMA {}", ident(name)),
+            Statement::CreateSchema(name) => format!("CREATE SCHEMA {}", self.ident(name)),
             Statement::CreateTable { table, columns, primary_key, temporary } => {
                 let mut defs: Vec<String> = columns
                     .iter()
-                    .map(|c| format!("{} {}{}", ident(&c.name), self.sql_type(c.ty), if c.not_null { " NOT NULL" } else { "" }))
+                    .map(|c| format!("{} {}{}", self.ident(&c.name), self.sql_type(c.ty), if c.not_null { " NOT NULL" } else { "" }))
                     .collect();
                 if !primary_key.is_empty() {
-                    let keys: Vec<String> = primary_key.iter().map(|k| ident(k)).collect();
+                    let keys: Vec<String> = primary_key.iter().map(|k| self.ident(k)).collect();
                     defs.push(format!("PRIMARY KEY ({})", keys.join(", ")));
                 }
                 let head = if *temporary { "CREATE OR REPLACE TEMP TABLE" } else { "CREATE TABLE IF NOT EXISTS" };
@@ -122,21 +226,25 @@ impl Renderer<'_> {
                 format!("CREATE OR REPLACE TABLE {} AS\n{}", self.table_name(table), self.query(query))
             }
             Statement::CopyTo { query, path, format } => {
-                let options = match (self.dialect, format) {
-                    (Dialect::DuckDb, CopyFormat::Parquet) => "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880",
-                    (Dialect::DuckDb, CopyFormat::Csv) => "FORMAT csv, HEADER true",
+                let options = match format {
+                    CopyFormat::Parquet => "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880",
+                    CopyFormat::Csv => "FORMAT csv, HEADER true",
                 };
-                format!("COPY (\n{}\n) TO {} ({options})", self.query(query), string_literal(path))
+                format!("COPY (\n{}\n) TO {} ({options})", self.query(query), self.string(path))
             }
             Statement::CreateTempTableAs { name, query } => {
-                format!("CREATE OR REPLACE TEMP TABLE {} AS\n{}", ident(name), self.query(query))
+                format!("CREATE OR REPLACE TEMP TABLE {} AS\n{}", self.ident(name), self.query(query))
             }
-            Statement::CreateView { view, select } => format!("CREATE VIEW {} AS {}", self.table_name(view), self.select(select, 0)),
+            Statement::CreateView { view, select } => match self.dialect {
+                Dialect::DuckDb => format!("CREATE VIEW {} AS {}", self.table_name(view), self.select(select, 0)),
+                // Views of a Spark Connect session are temporary: they end with it.
+                Dialect::Spark => format!("CREATE OR REPLACE TEMPORARY VIEW {} AS {}", self.table_name(view), self.select(select, 0)),
+            },
             Statement::Describe(select) => format!("DESCRIBE {}", self.select(select, 0)),
             Statement::AddColumn { table, column } => format!(
                 "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}{}",
                 self.table_name(table),
-                ident(&column.name),
+                self.ident(&column.name),
                 self.sql_type(column.ty),
                 if column.not_null { " NOT NULL" } else { "" }
             ),
@@ -156,7 +264,7 @@ impl Renderer<'_> {
                 format!("{head} {}\n{rows}", self.table_name(table))
             }
             Statement::Update { table, set, filter } => {
-                let set: Vec<String> = set.iter().map(|(c, e)| format!("{} = {}", ident(c), self.expr(e, 0))).collect();
+                let set: Vec<String> = set.iter().map(|(c, e)| format!("{} = {}", self.ident(c), self.expr(e, 0))).collect();
                 let mut out = format!("UPDATE {} SET {}", self.table_name(table), set.join(", "));
                 if let Some(f) = filter {
                     let _ = write!(out, " WHERE {}", self.expr(f, 0));
@@ -171,9 +279,14 @@ impl Renderer<'_> {
                 out
             }
             Statement::Attach { path, alias, read_only } => {
-                format!("ATTACH IF NOT EXISTS {} AS {}{}", string_literal(path), ident(alias), if *read_only { " (READ_ONLY)" } else { "" })
+                format!(
+                    "ATTACH IF NOT EXISTS {} AS {}{}",
+                    self.string(path),
+                    self.ident(alias),
+                    if *read_only { " (READ_ONLY)" } else { "" }
+                )
             }
-            Statement::Detach(alias) => format!("DETACH {}", ident(alias)),
+            Statement::Detach(alias) => format!("DETACH {}", self.ident(alias)),
             Statement::Begin => "BEGIN TRANSACTION".to_string(),
             Statement::Commit => "COMMIT".to_string(),
             Statement::Rollback => "ROLLBACK".to_string(),
@@ -182,25 +295,41 @@ impl Renderer<'_> {
 
     fn from(&self, from: &From, depth: usize) -> String {
         match from {
-            From::Table { name, alias } => format!("{} AS {}", ident(name), ident(alias)),
-            From::InSchema { schema, name, alias } => format!("{}.{} AS {}", ident(schema), ident(name), ident(alias)),
-            From::Raw { name, alias } => format!("{}.{} AS {}", ident(RAW_SCHEMA), ident(name), ident(alias)),
+            From::Table { name, alias } => format!("{} AS {}", self.ident(name), self.ident(alias)),
+            From::InSchema { schema, name, alias } => format!("{}.{} AS {}", self.ident(schema), self.ident(name), self.ident(alias)),
+            From::Raw { name, alias } => format!("{} AS {}", self.raw_table(name), self.ident(alias)),
             From::Derived { select, alias } => {
                 let pad = "  ".repeat(depth + 1);
-                format!("(\n{pad}  {}\n{pad}) AS {}", self.select(select, depth + 2), ident(alias))
+                format!("(\n{pad}  {}\n{pad}) AS {}", self.select(select, depth + 2), self.ident(alias))
             }
-            From::Parquet { path, alias } => format!("read_parquet({}) AS {}", string_literal(path), ident(alias)),
+            From::Parquet { path, alias } => match self.dialect {
+                Dialect::DuckDb => format!("read_parquet({}) AS {}", self.string(path), self.ident(alias)),
+                Dialect::Spark => format!("parquet.{} AS {}", self.ident(path), self.ident(alias)),
+            },
             From::CatalogColumns { alias } => match self.dialect {
-                Dialect::DuckDb => format!("duckdb_columns() AS {}", ident(alias)),
+                Dialect::DuckDb => format!("duckdb_columns() AS {}", self.ident(alias)),
+                Dialect::Spark => format!("(SELECT {}) AS {}", self.unsupported("the catalog's columns"), self.ident(alias)),
             },
             From::Nothing => String::new(),
             From::Series { start, stop, alias, column } => match self.dialect {
                 Dialect::DuckDb => {
-                    format!("range({}, {}) AS {}({})", self.expr(start, depth), self.expr(stop, depth), ident(alias), ident(column))
+                    format!(
+                        "range({}, {}) AS {}({})",
+                        self.expr(start, depth),
+                        self.expr(stop, depth),
+                        self.ident(alias),
+                        self.ident(column)
+                    )
                 }
+                Dialect::Spark => format!(
+                    "(SELECT {} AS {}) AS {}",
+                    self.spark_range(&self.expr(start, depth), &self.expr(stop, depth), "1"),
+                    self.ident(column),
+                    self.ident(alias)
+                ),
             },
             From::Cross(parts) => parts.iter().map(|p| self.from(p, depth)).collect::<Vec<_>>().join(", "),
-            From::PerTick { rows, ticks } => format!("{}, {} AS {}", self.from(rows, depth), ident(TICKS), ident(ticks)),
+            From::PerTick { rows, ticks } => format!("{}, {} AS {}", self.from(rows, depth), self.ident(TICKS), self.ident(ticks)),
             From::Join { left, right, kind, on } => {
                 let pad = "  ".repeat(depth + 1);
                 let join = match kind {
@@ -257,7 +386,7 @@ impl Renderer<'_> {
             .items
             .iter()
             .map(|(e, alias)| match alias {
-                Some(a) => format!("{} AS {}", self.expr(e, depth), ident(a)),
+                Some(a) => format!("{} AS {}", self.expr(e, depth), self.ident(a)),
                 None => self.expr(e, depth),
             })
             .collect();
@@ -273,7 +402,7 @@ impl Renderer<'_> {
             let _ = write!(out, "\n{pad}GROUP BY {}", keys.join(", "));
         }
         if !s.windows.is_empty() {
-            let ws: Vec<String> = s.windows.iter().map(|w| format!("{} AS ({})", ident(&w.name), self.window(w, depth))).collect();
+            let ws: Vec<String> = s.windows.iter().map(|w| format!("{} AS ({})", self.ident(&w.name), self.window(w, depth))).collect();
             let _ = write!(out, "\n{pad}WINDOW {}", ws.join(&format!(",\n{pad}       ")));
         }
         if !s.order_by.is_empty() {
@@ -300,6 +429,7 @@ impl Renderer<'_> {
             (_, Op::Mul) => "*",
             (_, Op::Div) => "/",
             (Dialect::DuckDb, Op::IntDiv) => "//",
+            (Dialect::Spark, Op::IntDiv) => "div",
             (_, Op::Mod) => "%",
             (_, Op::Concat) => "||",
         }
@@ -322,12 +452,15 @@ impl Renderer<'_> {
             (_, Func::Lower) => "lower",
             (_, Func::Upper) => "upper",
             (_, Func::Contains) => "contains",
-            (_, Func::Strpos) => "strpos",
+            (Dialect::DuckDb, Func::Strpos) => "strpos",
+            (Dialect::Spark, Func::Strpos) => "instr",
             (_, Func::Replace) => "replace",
             (Dialect::DuckDb, Func::RegexpFullMatch) => "regexp_full_match",
             (_, Func::ConcatWs) => "concat_ws",
             (Dialect::DuckDb, Func::EpochMicros) => "epoch_us",
+            (Dialect::Spark, Func::EpochMicros) => "unix_micros",
             (Dialect::DuckDb, Func::FromEpochMicros) => "make_timestamp",
+            (Dialect::Spark, Func::FromEpochMicros) => "timestamp_micros",
             (Dialect::DuckDb, Func::MicrosInterval) => "to_microseconds",
             (_, Func::First) => "first",
             (_, Func::Min) => "min",
@@ -340,13 +473,18 @@ impl Renderer<'_> {
             (_, Func::Median) => "median",
             (Dialect::DuckDb, Func::Mad) => "mad",
             (Dialect::DuckDb, Func::List) => "list",
+            // Spark's drops NULLs and keeps no order: it only feeds mean_abs_deviation,
+            // which ignores both.
+            (Dialect::Spark, Func::List) => "collect_list",
             (Dialect::DuckDb, Func::ArgMax) => "arg_max",
+            (Dialect::Spark, Func::ArgMax) => "max_by",
             (_, Func::RowNumber) => "row_number",
             (Dialect::DuckDb, Func::NextVal) => "nextval",
             (Dialect::DuckDb, Func::Hash) => "hash",
+            (Dialect::Spark, Func::RegexpFullMatch | Func::MicrosInterval | Func::Mad | Func::NextVal | Func::Hash) => "",
             (_, Func::Lpad) => "lpad",
             (_, Func::NullIf) => "nullif",
-            (Dialect::DuckDb, Func::IsoUtc | Func::MeanAbsDeviation | Func::UnnestRange) => "",
+            (_, Func::IsoUtc | Func::MeanAbsDeviation | Func::UnnestRange) => "",
         }
     }
 
@@ -359,17 +497,35 @@ impl Renderer<'_> {
                 format!("list_avg(list_transform({}, lambda v: abs(v - {})))", arg(0), arg(1))
             }
             (Dialect::DuckDb, Func::UnnestRange) => format!("unnest(range({}, {}, {}))", arg(0), arg(1), arg(2)),
+            (Dialect::Spark, Func::IsoUtc) => format!("date_format({}, {})", arg(0), self.string("yyyy-MM-dd'T'HH:mm:ss'Z'")),
+            // Spark's regular expressions find; anchored, they match the whole text.
+            (Dialect::Spark, Func::RegexpFullMatch) => format!("regexp_like({}, concat('^(?:', {}, ')$'))", arg(0), arg(1)),
+            // Whole microseconds, exactly: a day-time interval times a BIGINT.
+            (Dialect::Spark, Func::MicrosInterval) => format!("(INTERVAL '0.000001' SECOND * CAST({} AS BIGINT))", arg(0)),
+            (Dialect::Spark, Func::MeanAbsDeviation) => {
+                format!("(aggregate({0}, CAST(0 AS DOUBLE), (acc, v) -> acc + abs(v - {1})) / nullif(size({0}), 0))", arg(0), arg(1))
+            }
+            (Dialect::Spark, Func::UnnestRange) => self.spark_range(&arg(0), &arg(1), &arg(2)),
+            (Dialect::Spark, Func::Mad) => self.unsupported("the median absolute deviation outside a window"),
+            (Dialect::Spark, Func::NextVal) => self.unsupported("sequences"),
+            (Dialect::Spark, Func::Hash) => self.unsupported("DuckDB's hash"),
             _ => format!("{}({})", self.func_name(f), a.join(", ")),
         }
     }
 
+    /// Spark: one row per value in [start, stop) by `step` (> 0). `sequence` includes its
+    /// end and fails on an empty range, so the end is `stop - 1` and empty is explicit.
+    fn spark_range(&self, start: &str, stop: &str, step: &str) -> String {
+        format!("explode(CASE WHEN {stop} > {start} THEN sequence({start}, {stop} - 1, {step}) ELSE CAST(array() AS ARRAY<BIGINT>) END)")
+    }
+
     fn expr(&self, e: &SqlExpr, depth: usize) -> String {
         match e {
-            SqlExpr::Col(rel, col) => format!("{}.{}", ident(rel), ident(col)),
-            SqlExpr::Bare(col) => ident(col),
-            SqlExpr::Star(rel) => format!("{}.*", ident(rel)),
+            SqlExpr::Col(rel, col) => format!("{}.{}", self.ident(rel), self.ident(col)),
+            SqlExpr::Bare(col) => self.ident(col),
+            SqlExpr::Star(rel) => format!("{}.*", self.ident(rel)),
             SqlExpr::AllColumns => "*".to_string(),
-            SqlExpr::Str(s) => string_literal(s),
+            SqlExpr::Str(s) => self.string(s),
             SqlExpr::Num(n) => {
                 if !n.is_finite() {
                     "NULL".to_string()
@@ -395,7 +551,11 @@ impl Renderer<'_> {
             SqlExpr::Bool(b) => b.to_string(),
             SqlExpr::Null => "NULL".to_string(),
             SqlExpr::Param => "?".to_string(),
-            SqlExpr::Timestamp(t) => timestamp_literal(*t),
+            SqlExpr::Timestamp(t) => self.timestamp(*t),
+            // ANSI Spark raises on a zero divisor where DuckDB gives NULL: NULLIF makes it NULL.
+            SqlExpr::Bin(op @ (Op::Div | Op::IntDiv | Op::Mod), a, b) if self.dialect == Dialect::Spark => {
+                format!("({} {} nullif({}, 0))", self.expr(a, depth), self.op(*op), self.expr(b, depth))
+            }
             SqlExpr::Bin(op, a, b) => format!("({} {} {})", self.expr(a, depth), self.op(*op), self.expr(b, depth)),
             SqlExpr::Not(a) => format!("(NOT {})", self.expr(a, depth)),
             SqlExpr::Neg(a) => format!("(- {})", self.expr(a, depth)),
@@ -405,7 +565,11 @@ impl Renderer<'_> {
             SqlExpr::CountStar => "count(*)".to_string(),
             SqlExpr::LastBy(v, keys) => {
                 let keys: Vec<String> = keys.iter().map(|k| self.expr(k, depth)).collect();
-                format!("last({} ORDER BY {})", self.expr(v, depth), keys.join(", "))
+                match self.dialect {
+                    Dialect::DuckDb => format!("last({} ORDER BY {})", self.expr(v, depth), keys.join(", ")),
+                    // The row with the largest keys, compared in order as a struct.
+                    Dialect::Spark => format!("max_by({}, struct({}))", self.expr(v, depth), keys.join(", ")),
+                }
             }
             SqlExpr::Case(whens, otherwise) => {
                 let mut out = String::from("CASE");
@@ -427,6 +591,7 @@ impl Renderer<'_> {
                 let items: Vec<String> = items.iter().map(|i| self.expr(i, depth)).collect();
                 match self.dialect {
                     Dialect::DuckDb => format!("[{}][({} + 1)]", items.join(", "), self.expr(index, depth)),
+                    Dialect::Spark => format!("try_element_at(array({}), ({} + 1))", items.join(", "), self.expr(index, depth)),
                 }
             }
             SqlExpr::InSelect(a, s) => {
@@ -439,24 +604,43 @@ impl Renderer<'_> {
                 )
             }
             SqlExpr::Cast(a, ty) => format!("CAST({} AS {})", self.expr(a, depth), self.sql_type(*ty)),
-            SqlExpr::Over(f, window) => format!("{} OVER {}", self.expr(f, depth), ident(window)),
+            // Spark refuses a median over a window frame: the median of the frame's values,
+            // collected (without NULLs, as the aggregate ignores them) and sorted.
+            SqlExpr::Over(f, window)
+                if self.dialect == Dialect::Spark && matches!(&**f, SqlExpr::Func(Func::Median | Func::Mad, args) if args.len() == 1) =>
+            {
+                let SqlExpr::Func(func, args) = &**f else { unreachable!("matched above") };
+                let values = format!("collect_list({}) OVER {}", self.expr(&args[0], depth), self.ident(window));
+                match func {
+                    Func::Median => spark_array_median(&values),
+                    _ => spark_array_mad(&values),
+                }
+            }
+            // Spark has no count(DISTINCT) OVER: the size of the window's set of values.
+            SqlExpr::Over(f, window) if self.dialect == Dialect::Spark && matches!(**f, SqlExpr::CountDistinct(_)) => match &**f {
+                SqlExpr::CountDistinct(a) => format!("size(collect_set({}) OVER {})", self.expr(a, depth), self.ident(window)),
+                _ => unreachable!("matched above"),
+            },
+            SqlExpr::Over(f, window) => format!("{} OVER {}", self.expr(f, depth), self.ident(window)),
             SqlExpr::OverInline(f, window) => format!("{} OVER ({})", self.expr(f, depth), self.window(window, depth)),
             SqlExpr::TempTableExists(name) => match self.dialect {
                 Dialect::DuckDb => {
-                    format!("EXISTS (SELECT 1 FROM duckdb_tables() WHERE temporary AND table_name = {})", string_literal(name))
+                    format!("EXISTS (SELECT 1 FROM duckdb_tables() WHERE temporary AND table_name = {})", self.string(name))
                 }
+                Dialect::Spark => self.unsupported("DuckDB's catalog"),
             },
             SqlExpr::TableExists { database, table } => match self.dialect {
                 Dialect::DuckDb => format!(
                     "EXISTS (SELECT 1 FROM duckdb_tables() WHERE database_name = {} AND table_name = {})",
-                    string_literal(database),
-                    string_literal(table)
+                    self.string(database),
+                    self.string(table)
                 ),
+                Dialect::Spark => self.unsupported("DuckDB's catalog"),
             },
             SqlExpr::TickBound { latest, offset } => {
                 let tick = if *latest { self.ticks.last() } else { self.ticks.first() };
                 match tick.and_then(|t| t.checked_add(*offset)) {
-                    Some(t) => timestamp_literal(t),
+                    Some(t) => self.timestamp(t),
                     None => "CAST(NULL AS TIMESTAMP)".to_string(),
                 }
             }
@@ -523,5 +707,174 @@ mod tests {
             "SELECT count(*) OVER \"earlier\" AS \"n\"\nFROM \"a\" AS \"a\"\n  LEFT JOIN \"b\" AS \"b\" ON (\"a\".\"k\" = \"b\".\"k\")\n\
              GROUP BY \"a\".\"k\"\nWINDOW \"earlier\" AS (PARTITION BY \"site_id\" ORDER BY \"b\" NULLS FIRST ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
         );
+    }
+
+    /// Each translation of the Spark dialect, with the DuckDB text beside it.
+    mod spark {
+        use super::*;
+
+        fn both(e: &SqlExpr) -> (String, String) {
+            (render_expression(e, Dialect::DuckDb), render_expression(e, Dialect::Spark))
+        }
+
+        fn col(c: &str) -> SqlExpr {
+            SqlExpr::col("r", c)
+        }
+
+        #[test]
+        fn identifiers_are_backticked_because_double_quotes_are_strings() {
+            assert_eq!(both(&col("site_id")), ("\"r\".\"site_id\"".into(), "`r`.`site_id`".into()));
+            assert_eq!(spark_ident("a`b"), "`a``b`");
+        }
+
+        #[test]
+        fn string_literals_escape_backslashes_and_quotes() {
+            let e = SqlExpr::Str("x'); DROP TABLE t; -- \\' \n".into());
+            assert_eq!(both(&e), ("'x''); DROP TABLE t; -- \\'' \n'".into(), "'x\\'); DROP TABLE t; -- \\\\\\' \\u000a'".into()));
+            // Spark would join `'a''b'` into `ab`; a backslash keeps the quote.
+            assert_eq!(spark_string_literal("a'b"), "'a\\'b'");
+        }
+
+        #[test]
+        fn timestamps_are_literals_with_an_explicit_offset() {
+            let t = 1_735_689_600_000_000; // 2025-01-01T00:00:00Z
+            assert_eq!(
+                both(&SqlExpr::Timestamp(t)),
+                ("TIMESTAMP '2025-01-01 00:00:00.000000'".into(), "TIMESTAMP '2025-01-01 00:00:00.000000+00:00'".into())
+            );
+            assert_eq!(type_name(SqlType::TimestampTz, Dialect::Spark), "TIMESTAMP");
+            assert_eq!(type_name(SqlType::Varchar, Dialect::Spark), "STRING");
+        }
+
+        #[test]
+        fn ticks_are_exploded_from_an_array() {
+            let q = Query { ctes: vec![], body: Select::from_table(TICKS, "k", vec![(SqlExpr::col("k", TICK), None)]) };
+            let spark = render(&q, &[0, 3_600_000_000], Dialect::Spark);
+            assert!(spark.starts_with(
+                "WITH\n`__ticks` AS (\n  SELECT explode(array(TIMESTAMP '1970-01-01 00:00:00.000000+00:00', TIMESTAMP '1970-01-01 01:00:00.000000+00:00')) AS `__tick`\n)"
+            ), "{spark}");
+            let duck = render(&q, &[0], Dialect::DuckDb);
+            assert!(duck.contains("unnest([TIMESTAMP '1970-01-01 00:00:00.000000']::TIMESTAMP[])"), "{duck}");
+        }
+
+        #[test]
+        fn time_arithmetic_uses_microseconds_never_boundary_counting() {
+            let epoch = SqlExpr::func(Func::EpochMicros, vec![col("ts")]);
+            assert_eq!(both(&epoch), ("epoch_us(\"r\".\"ts\")".into(), "unix_micros(`r`.`ts`)".into()));
+            let back = SqlExpr::func(Func::FromEpochMicros, vec![SqlExpr::Int(5)]);
+            assert_eq!(both(&back), ("make_timestamp(5)".into(), "timestamp_micros(5)".into()));
+            let minus = SqlExpr::bin(Op::Sub, col("ts"), SqlExpr::func(Func::MicrosInterval, vec![SqlExpr::Int(3_600_000_000)]));
+            assert_eq!(
+                both(&minus),
+                (
+                    "(\"r\".\"ts\" - to_microseconds(3600000000))".into(),
+                    "(`r`.`ts` - (INTERVAL '0.000001' SECOND * CAST(3600000000 AS BIGINT)))".into()
+                )
+            );
+            let iso = SqlExpr::func(Func::IsoUtc, vec![col("ts")]);
+            assert_eq!(
+                both(&iso),
+                ("strftime(\"r\".\"ts\", '%Y-%m-%dT%H:%M:%SZ')".into(), "date_format(`r`.`ts`, 'yyyy-MM-dd\\'T\\'HH:mm:ss\\'Z\\'')".into())
+            );
+        }
+
+        #[test]
+        fn division_by_zero_is_null_not_an_error() {
+            let d = |op| both(&SqlExpr::bin(op, col("a"), col("b")));
+            assert_eq!(d(Op::Div), ("(\"r\".\"a\" / \"r\".\"b\")".into(), "(`r`.`a` / nullif(`r`.`b`, 0))".into()));
+            assert_eq!(d(Op::IntDiv), ("(\"r\".\"a\" // \"r\".\"b\")".into(), "(`r`.`a` div nullif(`r`.`b`, 0))".into()));
+            assert_eq!(d(Op::Mod), ("(\"r\".\"a\" % \"r\".\"b\")".into(), "(`r`.`a` % nullif(`r`.`b`, 0))".into()));
+        }
+
+        #[test]
+        fn arg_max_last_and_positions_are_spelled_for_spark() {
+            let am = SqlExpr::func(Func::ArgMax, vec![col("v"), col("t")]);
+            assert_eq!(both(&am), ("arg_max(\"r\".\"v\", \"r\".\"t\")".into(), "max_by(`r`.`v`, `r`.`t`)".into()));
+            let last = SqlExpr::LastBy(Box::new(col("v")), vec![col("t"), col("v")]);
+            assert_eq!(
+                both(&last),
+                ("last(\"r\".\"v\" ORDER BY \"r\".\"t\", \"r\".\"v\")".into(), "max_by(`r`.`v`, struct(`r`.`t`, `r`.`v`))".into())
+            );
+            let pos = SqlExpr::func(Func::Strpos, vec![col("a"), SqlExpr::Str(",".into())]);
+            assert_eq!(both(&pos), ("strpos(\"r\".\"a\", ',')".into(), "instr(`r`.`a`, ',')".into()));
+        }
+
+        #[test]
+        fn ranges_become_exploded_sequences_that_exclude_their_end() {
+            let r = SqlExpr::func(Func::UnnestRange, vec![SqlExpr::Int(0), col("o"), SqlExpr::Int(3)]);
+            assert_eq!(
+                both(&r),
+                (
+                    "unnest(range(0, \"r\".\"o\", 3))".into(),
+                    "explode(CASE WHEN `r`.`o` > 0 THEN sequence(0, `r`.`o` - 1, 3) ELSE CAST(array() AS ARRAY<BIGINT>) END)".into()
+                )
+            );
+        }
+
+        #[test]
+        fn count_distinct_over_a_window_is_the_size_of_a_set() {
+            let e = SqlExpr::Over(Box::new(SqlExpr::CountDistinct(Box::new(col("g")))), "w".into());
+            assert_eq!(both(&e), ("count(DISTINCT \"r\".\"g\") OVER \"w\"".into(), "size(collect_set(`r`.`g`) OVER `w`)".into()));
+        }
+
+        #[test]
+        fn null_ordering_is_always_explicit_in_windows_and_order_by() {
+            let w = Window {
+                name: "w".into(),
+                partition_by: vec![col("site_id")],
+                order_by: vec![OrderKey::asc(col("b")), OrderKey::desc(col("t"))],
+                frame: Some(Frame { start: Some(3), end: 1 }),
+            };
+            let e = SqlExpr::OverInline(Box::new(SqlExpr::func(Func::RowNumber, vec![])), Box::new(w));
+            assert_eq!(
+                both(&e).1,
+                "row_number() OVER (PARTITION BY `r`.`site_id` ORDER BY `r`.`b` NULLS FIRST, `r`.`t` DESC NULLS LAST ROWS BETWEEN 3 PRECEDING AND 1 PRECEDING)"
+            );
+        }
+
+        #[test]
+        fn signal_tables_are_temporary_views() {
+            let s = Select::new(From::Raw { name: "tasks".into(), alias: "r".into() }, vec![(SqlExpr::CountStar, None)]);
+            let q = Query { ctes: vec![], body: s };
+            assert_eq!(render(&q, &[], Dialect::DuckDb), "SELECT count(*)\nFROM \"raw\".\"tasks\" AS \"r\"");
+            assert_eq!(render(&q, &[], Dialect::Spark), "SELECT count(*)\nFROM `vigil_raw_tasks` AS `r`");
+        }
+
+        #[test]
+        fn mean_absolute_deviation_folds_a_collected_list() {
+            let e = SqlExpr::func(Func::MeanAbsDeviation, vec![col("xs"), col("m")]);
+            assert_eq!(
+                both(&e),
+                (
+                    "list_avg(list_transform(\"r\".\"xs\", lambda v: abs(v - \"r\".\"m\")))".into(),
+                    "(aggregate(`r`.`xs`, CAST(0 AS DOUBLE), (acc, v) -> acc + abs(v - `r`.`m`)) / nullif(size(`r`.`xs`), 0))".into()
+                )
+            );
+            let mad = SqlExpr::func(Func::Mad, vec![col("x")]);
+            assert_eq!(both(&mad).1, "raise_error('not supported on Spark: the median absolute deviation outside a window')");
+        }
+
+        #[test]
+        fn medians_over_a_window_frame_sort_the_collected_frame() {
+            let over = |f| SqlExpr::Over(Box::new(SqlExpr::func(f, vec![col("x")])), "recent".into());
+            assert_eq!(both(&over(Func::Median)).0, "median(\"r\".\"x\") OVER \"recent\"");
+            let values = "collect_list(`r`.`x`) OVER `recent`";
+            let median = |v: &str| {
+                format!(
+                    "aggregate(array(array_sort({v})), CAST(NULL AS DOUBLE), (vigil_acc, vigil_s) -> CASE WHEN size(vigil_s) = 0 THEN CAST(NULL AS DOUBLE) \
+                     WHEN size(vigil_s) % 2 = 1 THEN CAST(element_at(vigil_s, CAST((size(vigil_s) + 1) div 2 AS INT)) AS DOUBLE) \
+                     ELSE element_at(vigil_s, CAST(size(vigil_s) div 2 AS INT)) + (element_at(vigil_s, CAST(size(vigil_s) div 2 + 1 AS INT)) \
+                     - element_at(vigil_s, CAST(size(vigil_s) div 2 AS INT))) * CAST(0.5 AS DOUBLE) END)"
+                )
+            };
+            assert_eq!(both(&over(Func::Median)).1, median(values));
+            assert_eq!(both(&over(Func::Mad)).0, "mad(\"r\".\"x\") OVER \"recent\"");
+            let mad = format!(
+                "aggregate(array({values}), CAST(NULL AS DOUBLE), (vigil_acc_x, vigil_xs) -> aggregate(array({}), CAST(NULL AS DOUBLE), (vigil_acc_m, vigil_m) -> {}))",
+                median("vigil_xs"),
+                median("transform(vigil_xs, vigil_v -> abs(vigil_v - vigil_m))")
+            );
+            assert_eq!(both(&over(Func::Mad)).1, mad);
+        }
     }
 }

@@ -1,0 +1,147 @@
+//! The Spark backend against a real Spark Connect server (`--features spark`): the
+//! findings from Spark and from DuckDB for the same signals, rules and ticks are the same
+//! bytes of JSON lines.
+//!
+//! The server is started from the `pyspark` package in a virtual environment under the
+//! target directory (`tools/spark/server.sh`, which installs it on first use), on a free
+//! loopback port, once for this file's tests; it stops when the test process ends.
+#![cfg(feature = "spark")]
+
+mod common;
+
+use std::net::TcpStream;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::{jsonl, root, shipped_rules, temp_dir, vigil};
+use vigil_engine::exec::{self, Filter};
+use vigil_engine::generate::{self, FleetSpec};
+use vigil_engine::load::{self, Signals};
+
+/// The running server's address (`sc://127.0.0.1:PORT`).
+fn server() -> &'static str {
+    static REMOTE: OnceLock<String> = OnceLock::new();
+    REMOTE.get_or_init(|| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
+        let out = std::process::Command::new(root().join("tools/spark/server.sh"))
+            .args(["start", &port.to_string(), &std::process::id().to_string()])
+            .output()
+            .expect("run tools/spark/server.sh");
+        assert!(out.status.success(), "starting Spark: {}", String::from_utf8_lossy(&out.stderr));
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(180), "Spark Connect did not listen on {port} within 3 minutes");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        format!("sc://127.0.0.1:{port}")
+    })
+}
+
+/// One test at a time on the one local[2] server (each statement already uses both cores).
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The same signals, once in DuckDB and once staged to Spark.
+fn both(load: impl Fn() -> Signals, label: &str) -> (Signals, Signals) {
+    let duck = load();
+    let mut spark = load();
+    exec::spark::attach(&mut spark, server(), &temp_dir(label)).expect("stage to Spark");
+    (duck, spark)
+}
+
+fn demo() -> Signals {
+    load::load(&root().join("fixtures/demo")).expect("demo fleet")
+}
+
+/// A generated fleet whose span crosses the end of European summer time (London and
+/// Berlin sites change offset at 2025-10-26T01:00Z).
+fn dst_fleet() -> Signals {
+    let spec = FleetSpec { sites: 16, hours: 20, seed: 11, start: t("2025-10-25T14:00:00Z"), incident_percent: 40 };
+    let conn = load::open_database().expect("database");
+    generate::fill(&conn, &spec).expect("fleet");
+    Signals::from_connection(conn)
+}
+
+fn t(s: &str) -> i64 {
+    load::parse_timestamp(s).expect("time")
+}
+
+#[test]
+fn every_shipped_rule_gives_the_same_findings_on_spark_as_on_duckdb_for_the_demo_fleet() {
+    let _one = one_at_a_time();
+    let rules = shipped_rules();
+    let (duck, spark) = both(demo, "spark-demo");
+    for at in ["2025-10-04T12:00:00Z", "2025-10-03T08:00:00Z"] {
+        let (expected, failed) = exec::evaluate_all(&duck, &rules, t(at), &Filter::default());
+        assert!(failed.is_empty(), "{failed:?}");
+        assert!(expected.len() > 5, "the demo fleet raises findings at {at}");
+        let (found, failed) = exec::evaluate_all(&spark, &rules, t(at), &Filter::default());
+        assert!(failed.is_empty(), "on Spark at {at}: {failed:?}");
+        assert_eq!(jsonl(&found), jsonl(&expected), "at {at}");
+    }
+}
+
+#[test]
+fn replay_over_many_ticks_is_the_same_on_spark_for_a_fleet_crossing_the_end_of_summer_time() {
+    let _one = one_at_a_time();
+    let rules = shipped_rules();
+    let (duck, spark) = both(dst_fleet, "spark-dst");
+    let ticks = exec::tick_series(t("2025-10-25T20:00:00Z"), t("2025-10-26T10:00:00Z"), 20 * 60 * 1_000_000);
+    assert!(ticks.contains(&t("2025-10-26T01:00:00Z")), "the span crosses the DST change");
+    let (expected, failed) = exec::replay_ticks(&duck, &rules, &ticks, &Filter::default());
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(expected.len() > 20, "a fleet with incidents raises findings ({})", expected.len());
+    let (found, failed) = exec::replay_ticks(&spark, &rules, &ticks, &Filter::default());
+    assert!(failed.is_empty(), "on Spark: {failed:?}");
+    assert_eq!(jsonl(&found), jsonl(&expected));
+}
+
+#[test]
+fn the_cli_prints_the_same_bytes_with_engine_spark() {
+    let _one = one_at_a_time();
+    let signals = root().join("fixtures/demo");
+    let stage = temp_dir("spark-cli-stage");
+    let base = ["replay", "--signals", signals.to_str().unwrap(), "--from", "2025-10-04T00:00:00Z", "--to", "2025-10-04T12:00:00Z"];
+    let mut duck_args = base.to_vec();
+    duck_args.extend(["--every", "1h", "--format", "jsonl"]);
+    let (code, expected, err) = vigil(&duck_args, &root());
+    assert_eq!(code, 0, "{err}");
+    assert!(expected.lines().count() > 5, "{expected}");
+    let mut spark_args = duck_args.clone();
+    spark_args.extend(["--engine", "spark", "--spark-remote", server(), "--spark-stage", stage.to_str().unwrap()]);
+    let (code, found, err) = vigil(&spark_args, &root());
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(found, expected);
+    // The staged Parquet files are the cluster's input: one per signal table.
+    assert!(stage.join("raw_sites.parquet").exists());
+}
+
+/// The metric anomaly rules over six weeks of NAB's NYC taxi series (hourly ticks, so
+/// several statements of up to 1,024 ticks), as shipped (EWMA, young thresholds,
+/// confirmation, hysteresis) and with `statistic median_mad`.
+#[test]
+fn anomaly_rules_are_the_same_on_spark_over_the_nyc_taxi_series() {
+    let _one = one_at_a_time();
+    let dir = common::library("spark-mad");
+    let anomalies = dir.join("rules/anomalies.vigil");
+    let text = std::fs::read_to_string(&anomalies).expect("read");
+    assert_eq!(text.matches("statistic ewma").count(), 2);
+    let medians = text.replace("statistic ewma", "statistic median_mad").replace("  half_life 16\n", "");
+    std::fs::write(&anomalies, medians).expect("write");
+    let with_medians = vigil_engine::ruleset::load_dirs(&dir.join("rules"), &dir.join("runbooks")).expect("rules");
+    let mut only = Filter::default();
+    only.rules = ["ANOMALY_METRIC_ABOVE", "ANOMALY_METRIC_BELOW"].map(String::from).into();
+    let (duck, spark) = both(|| load::load(&root().join("fixtures/nyc_taxi")).expect("nyc taxi"), "spark-nyc");
+    let ticks = exec::tick_series(t("2014-12-20T00:00:00Z"), t("2015-01-31T00:00:00Z"), 3_600_000_000);
+    for (label, rules) in [("shipped", shipped_rules()), ("median_mad", with_medians)] {
+        let (expected, failed) = exec::replay_ticks(&duck, &rules, &ticks, &only);
+        assert!(failed.is_empty(), "{label}: {failed:?}");
+        // (DuckDB gives 11 shipped and 29 with medians here.)
+        assert!(expected.len() >= 10, "{label}: the storm and the holidays raise anomalies ({})", expected.len());
+        let (found, failed) = exec::replay_ticks(&spark, &rules, &ticks, &only);
+        assert!(failed.is_empty(), "{label} on Spark: {failed:?}");
+        assert_eq!(jsonl(&found), jsonl(&expected), "{label}");
+    }
+}
