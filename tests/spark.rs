@@ -131,8 +131,7 @@ fn anomaly_rules_are_the_same_on_spark_over_the_nyc_taxi_series() {
     let medians = text.replace("statistic ewma", "statistic median_mad").replace("  half_life 16\n", "");
     std::fs::write(&anomalies, medians).expect("write");
     let with_medians = vigil_engine::ruleset::load_dirs(&dir.join("rules"), &dir.join("runbooks")).expect("rules");
-    let mut only = Filter::default();
-    only.rules = ["ANOMALY_METRIC_ABOVE", "ANOMALY_METRIC_BELOW"].map(String::from).into();
+    let only = Filter { rules: ["ANOMALY_METRIC_ABOVE", "ANOMALY_METRIC_BELOW"].map(String::from).into(), ..Filter::default() };
     let (duck, spark) = both(|| load::load(&root().join("fixtures/nyc_taxi")).expect("nyc taxi"), "spark-nyc");
     let ticks = exec::tick_series(t("2014-12-20T00:00:00Z"), t("2015-01-31T00:00:00Z"), 3_600_000_000);
     for (label, rules) in [("shipped", shipped_rules()), ("median_mad", with_medians)] {

@@ -46,8 +46,6 @@ pub trait Remote: Send + Sync {
     fn query(&self, sql: &str, width: usize) -> Result<Vec<Vec<DbValue>>, String>;
     /// Stops what it is running (a rule over its time budget).
     fn interrupt(&self);
-    /// Where it is, for messages (`sc://127.0.0.1:15002`).
-    fn name(&self) -> String;
 }
 
 impl Signals {

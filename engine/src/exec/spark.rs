@@ -124,9 +124,10 @@ impl Remote for Spark {
         let batches = self.session.sql(sql).and_then(|df| df.collect_record_batches()).map_err(|e| e.to_string())?;
         if let Some(limit) = self.stream_limit.filter(|limit| started.elapsed() >= *limit) {
             return Err(format!(
-                "the statement ran {:.0} s, past the server's result stream limit of {} s, so its result may be cut short \
+                "the statement ran {:.0} s on Spark at {}, past the server's result stream limit of {} s, so its result may be cut short \
                  (the Rust client does not reattach); set {STREAM_LIMIT}=0 on the Spark Connect server",
                 started.elapsed().as_secs_f64(),
+                self.remote,
                 limit.as_secs()
             ));
         }
@@ -140,10 +141,6 @@ impl Remote for Spark {
     fn interrupt(&self) {
         // Best effort: a statement that ends meanwhile has nothing to stop.
         let _ = self.session.interrupt_all();
-    }
-
-    fn name(&self) -> String {
-        format!("Spark at {}", self.remote)
     }
 }
 
