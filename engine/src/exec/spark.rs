@@ -114,6 +114,14 @@ impl Spark {
     }
 }
 
+impl Drop for Spark {
+    /// Releases the server's session (and its temporary views) instead of leaving it to
+    /// the server's idle timeout.
+    fn drop(&mut self) {
+        let _ = self.session.stop();
+    }
+}
+
 impl Remote for Spark {
     fn dialect(&self) -> Dialect {
         Dialect::Spark
