@@ -794,7 +794,7 @@ fn runbook_below_exact(
 /// rule and thing, at the rule's id: found in the statement as the renderer writes it, so
 /// whatever the renderer cannot translate is caught before anything runs.
 pub fn engine_checks(rules: &[Rule], dialect: crate::sql::Dialect) -> Vec<Diagnostic> {
-    const MARK: &str = "not supported on Spark: ";
+    use crate::sql::SPARK_UNSUPPORTED as MARK;
     let mut out = Vec::new();
     for rule in rules {
         let text = match rule {

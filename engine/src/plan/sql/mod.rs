@@ -15,7 +15,7 @@ mod render;
 
 pub use render::{
     ident, render, render_batch, render_expression, render_statement, spark_ident, spark_string_literal, spark_timestamp_literal,
-    string_literal, timestamp_literal, type_name,
+    string_literal, timestamp_literal, type_name, SPARK_UNSUPPORTED,
 };
 
 /// The SQL dialect a tree is rendered in.

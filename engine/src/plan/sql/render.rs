@@ -4,6 +4,10 @@ use std::fmt::Write as _;
 
 use super::*;
 
+/// How the renderer's Spark text begins what it cannot translate (`check --engine spark`
+/// finds it there).
+pub const SPARK_UNSUPPORTED: &str = "not supported on Spark: ";
+
 /// Quotes an identifier (DuckDB). Identifiers come from the schema or the grammar, but
 /// doubling quotes keeps even a surprising name harmless.
 pub fn ident(name: &str) -> String {
@@ -155,7 +159,7 @@ impl Renderer<'_> {
     /// What Spark cannot do here: an expression that fails with this message if it is
     /// ever run (`vigil check --engine spark` refuses such rules before anything runs).
     fn unsupported(&self, what: &str) -> String {
-        format!("raise_error({})", self.string(&format!("not supported on Spark: {what}")))
+        format!("raise_error({})", self.string(&format!("{SPARK_UNSUPPORTED}{what}")))
     }
 
     /// The name of a loaded signal table: `raw.<name>` in DuckDB; in Spark a temporary
