@@ -10,7 +10,7 @@
 use std::ffi::OsString;
 
 /// The settings `serve` takes, as flag names; the last ones are repeatable.
-const SERVE_KEYS: [&str; 26] = [
+const SERVE_KEYS: [&str; 29] = [
     "rules",
     "runbooks",
     "signals",
@@ -37,6 +37,9 @@ const SERVE_KEYS: [&str; 26] = [
     "rule-budget",
     "ingest-rate",
     "keep-resolved",
+    "engine",
+    "spark-remote",
+    "spark-stage",
 ];
 const REPEATABLE: [&str; 3] = ["retain", "feed-dependent", "report-review"];
 /// Switches: `true` gives the flag, `false` leaves it out.

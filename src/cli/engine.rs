@@ -59,9 +59,89 @@ impl EngineArgs {
                 Ok((signals, staged))
             }
             #[cfg(not(feature = "spark"))]
-            Engine::Spark => {
-                Err(input_err("--engine spark: this vigil was built without Spark; build it with `cargo build --release --features spark`"))
+            Engine::Spark => Err(input_err(WITHOUT_SPARK)),
+        }
+    }
+}
+
+/// `--engine spark` in `watch` and `serve`: every tick's rows (the files and the pushed
+/// rows the rules' windows read) are staged in a directory of their own under `root` and
+/// evaluated in a Spark session of their own, released with the tick.
+pub(crate) struct SparkLoop {
+    remote: String,
+    root: PathBuf,
+    /// The root was made for this run and is removed at its end.
+    made: bool,
+    staged: std::sync::atomic::AtomicU64,
+}
+
+impl Drop for SparkLoop {
+    fn drop(&mut self) {
+        if self.made {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+impl std::fmt::Display for SparkLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the rules' statements run on Spark at {}, each tick's rows staged under {}", self.remote, self.root.display())
+    }
+}
+
+impl SparkLoop {
+    /// Stages `signals` for one evaluation and runs its statements on Spark from then on.
+    /// A failure is retried once with a new session (a restarted server, a dropped
+    /// connection); a second one fails the tick, which the loop reports.
+    pub(crate) fn attach(&self, signals: &mut vigil_engine::load::Signals) -> Result<(), String> {
+        let mut last = String::new();
+        for attempt in 0..2 {
+            if attempt > 0 {
+                std::thread::sleep(std::time::Duration::from_secs(2));
             }
+            let n = self.staged.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let dir = self.root.join(format!("{}-{n}", std::process::id()));
+            match attach_owned(signals, &self.remote, dir) {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e,
+            }
+        }
+        Err(format!("--engine spark: {last}"))
+    }
+}
+
+#[cfg(feature = "spark")]
+fn attach_owned(signals: &mut vigil_engine::load::Signals, remote: &str, dir: PathBuf) -> Result<(), String> {
+    vigil_engine::exec::spark::attach_owned(signals, remote, dir)
+}
+
+#[cfg(not(feature = "spark"))]
+fn attach_owned(_: &mut vigil_engine::load::Signals, _: &str, _: PathBuf) -> Result<(), String> {
+    Err(WITHOUT_SPARK.to_string())
+}
+
+/// What a build without the `spark` feature says to `--engine spark`.
+const WITHOUT_SPARK: &str =
+    "--engine spark: this vigil was built without Spark; build it with `cargo build --release --features spark`";
+
+impl EngineArgs {
+    /// The loop's backend: `None` for the embedded DuckDB. With `--engine spark`, checks
+    /// that the server answers before the first tick, so a wrong `--spark-remote` stops
+    /// the start instead of failing every tick.
+    pub(super) fn for_loop(&self) -> Result<Option<std::sync::Arc<SparkLoop>>, CliError> {
+        match self.engine {
+            Engine::Duckdb => Ok(None),
+            Engine::Spark if cfg!(feature = "spark") => {
+                let (root, made) = match &self.spark_stage {
+                    Some(dir) => (dir.clone(), false),
+                    None => (std::env::temp_dir().join(format!("vigil-spark-stage-{}", std::process::id())), true),
+                };
+                let spark = SparkLoop { remote: self.spark_remote.clone(), root, made, staged: 0.into() };
+                let mut probe = vigil_engine::load::empty().map_err(|e| CliError::Eval(format!("error: {e}")))?;
+                spark.attach(&mut probe).map_err(|e| CliError::Eval(format!("error: {e}")))?;
+                Ok(Some(std::sync::Arc::new(spark)))
+            }
+            Engine::Spark => Err(input_err(WITHOUT_SPARK)),
         }
     }
 }

@@ -195,6 +195,8 @@ struct LoopArgs {
     /// Stop after the tick at this time (default: run until SIGINT/SIGTERM).
     #[arg(long)]
     until: Option<String>,
+    #[command(flatten)]
+    engine: EngineArgs,
 }
 
 /// The flags of `vigil serve`.
@@ -1273,7 +1275,7 @@ fn retention_of(default: &str, per_table: &[String]) -> Result<std::collections:
 
 /// The loop's options from the flags `watch` and `serve` share.
 fn watch_options(rules: &RuleArgs, signals: Option<PathBuf>, clock: &LoopArgs) -> Result<watch::Options, CliError> {
-    let LoopArgs { every, state, start, tick_interval, until } = clock;
+    let LoopArgs { every, state, start, tick_interval, until, engine } = clock;
     if !rules.rules.is_dir() {
         return Err(input_err(format!("rules directory `{}` does not exist (use --rules DIR)", rules.rules.display())));
     }
@@ -1291,6 +1293,7 @@ fn watch_options(rules: &RuleArgs, signals: Option<PathBuf>, clock: &LoopArgs) -
         start: start.as_deref().map(|s| parse_time(s, "--start")).transpose()?,
         tick_interval: std::time::Duration::from_micros(interval.unsigned_abs()),
         until: until.as_deref().map(|s| parse_time(s, "--until")).transpose()?,
+        spark: engine.for_loop()?,
     })
 }
 

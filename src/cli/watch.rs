@@ -50,6 +50,8 @@ pub struct Options {
     pub tick_interval: Duration,
     /// Stop after the tick at or past this time.
     pub until: Option<i64>,
+    /// `--engine spark`: where the rules' statements run (None: the embedded DuckDB).
+    pub spark: Option<Arc<super::engine::SparkLoop>>,
 }
 
 /// The finding type of a tenant's stale feed.
@@ -142,7 +144,7 @@ pub fn first_set(opts: &Options) -> Result<RuleSet, CliError> {
         },
         None => chrono::Utc::now().timestamp() * 1_000_000,
     });
-    let failure = match ruleset::load_dirs(&opts.rules, &opts.runbooks) {
+    let failure = match load_rules(opts) {
         Ok(set) => {
             keep_as_last_good(opts, &set, &at);
             return Ok(set);
@@ -189,6 +191,20 @@ pub fn first_set(opts: &Options) -> Result<RuleSet, CliError> {
     Ok(set)
 }
 
+/// The rule files as [`ruleset::load_dirs`] reads them. With `--engine spark`, a set with
+/// a rule Spark cannot run (E0801, as `vigil check --engine spark` reports it) does not
+/// load either, so neither a start nor a reload puts it in force.
+fn load_rules(opts: &Options) -> Result<RuleSet, ruleset::LoadFailure> {
+    let set = ruleset::load_dirs(&opts.rules, &opts.runbooks)?;
+    if opts.spark.is_some() {
+        let diagnostics = ruleset::engine_checks(&set.rules, vigil_engine::sql::Dialect::Spark);
+        if !diagnostics.is_empty() {
+            return Err(ruleset::LoadFailure { sources: set.sources, diagnostics });
+        }
+    }
+    Ok(set)
+}
+
 /// Keeps `set`'s files in the state database as the last good rule set.
 fn keep_as_last_good(opts: &Options, set: &RuleSet, at: &str) {
     if let Err(e) = store::save_rule_files(&opts.state, set, at) {
@@ -205,6 +221,9 @@ pub fn run_with(opts: &Options, initial: Arc<RuleSet>, observer: &dyn Observer, 
     let mut revision = store::revision(&current);
     let mut failed_reloads = 0u64;
     eprintln!("watch: rule set {revision}: {} rules, {} anomaly rules", current.patterns().count(), current.anomalies().count());
+    if let Some(spark) = &opts.spark {
+        eprintln!("watch: {spark}");
+    }
 
     let hup = Arc::new(AtomicBool::new(false));
     let stop = &control.stop;
@@ -253,7 +272,7 @@ pub fn run_with(opts: &Options, initial: Arc<RuleSet>, observer: &dyn Observer, 
             } else {
                 "files changed"
             };
-            match ruleset::load_dirs(&opts.rules, &opts.runbooks) {
+            match load_rules(opts) {
                 Ok(new) => {
                     let ruleset::SetDiff { added, changed, removed, sections } = ruleset::diff(&current, &new);
                     let new_revision = store::revision(&new);
@@ -362,7 +381,13 @@ pub fn run_with(opts: &Options, initial: Arc<RuleSet>, observer: &dyn Observer, 
         };
         if tick.is_none() && due {
             let set = Arc::clone(&current);
-            let sources = Sources { files: opts.signals.clone(), ingest: opts.ingest.clone(), feed: opts.feed.clone(), late: last_done };
+            let sources = Sources {
+                files: opts.signals.clone(),
+                ingest: opts.ingest.clone(),
+                feed: opts.feed.clone(),
+                late: last_done,
+                spark: opts.spark.clone(),
+            };
             let (state, at, every) = (opts.state.clone(), now, opts.every);
             tick = Some(std::thread::spawn(move || evaluate_tick(&set, &sources, &state, at, every)));
             virtual_now = now;
@@ -428,6 +453,8 @@ struct Sources {
     feed: Option<FeedPolicy>,
     /// The previous tick: (its time, when it read the pushed signals).
     late: Option<(i64, i64)>,
+    /// `--engine spark`: each load is staged and evaluated there.
+    spark: Option<Arc<super::engine::SparkLoop>>,
 }
 
 /// A tenant whose pushed signals stopped arriving.
@@ -446,18 +473,24 @@ impl Sources {
 
     /// The signals for the ticks `from..=now`: each window reaches back from `from`.
     fn load_span(&self, set: &RuleSet, from: i64, now: i64) -> Result<(load::Signals, i64), String> {
-        let sig = match &self.files {
+        let mut sig = match &self.files {
             Some(path) => load::load(path).map_err(|e| e.to_string())?,
             None => load::empty().map_err(|e| e.to_string())?,
         };
-        if let Some(db) = &self.ingest {
-            let widen = now - from;
-            let ranges = set.read_ranges().into_iter().map(|(t, l)| (t, l.map(|l| l + widen))).collect();
-            let read = vigil_engine::ingest::copy_window(db, &sig, now, &ranges)
-                .map_err(|e| format!("{}: cannot read the ingested signals: {e}", db.display()))?;
-            return Ok((sig, read));
+        let read = match &self.ingest {
+            Some(db) => {
+                let widen = now - from;
+                let ranges = set.read_ranges().into_iter().map(|(t, l)| (t, l.map(|l| l + widen))).collect();
+                vigil_engine::ingest::copy_window(db, &sig, now, &ranges)
+                    .map_err(|e| format!("{}: cannot read the ingested signals: {e}", db.display()))?
+            }
+            None => chrono::Utc::now().timestamp_micros(),
+        };
+        // The rows just read, files and pushed alike, are what Spark evaluates.
+        if let Some(spark) = &self.spark {
+            spark.attach(&mut sig)?;
         }
-        Ok((sig, chrono::Utc::now().timestamp_micros()))
+        Ok((sig, read))
     }
 
     /// Tenants whose pushed rows (of any table) last arrived longer ago than the policy allows.

@@ -122,7 +122,12 @@ impl Server {
 
     /// Waits for a stderr line containing `needle` (60 s); returns it.
     pub fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        self.wait_for_within(needle, Duration::from_secs(60))
+    }
+
+    /// Waits for a stderr line containing `needle` for at most `limit`; returns it.
+    pub fn wait_for_within(&mut self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if let Ok(line) = self.err.recv_timeout(Duration::from_millis(50)) {
                 self.seen.push(line.clone());

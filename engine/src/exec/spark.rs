@@ -34,6 +34,8 @@ pub struct Spark {
     /// 2 minutes unless set; `None`: unlimited). The Rust client takes such an ended
     /// stream for the whole result, so a statement that runs this long may have lost rows.
     stream_limit: Option<std::time::Duration>,
+    /// The staging directory, removed with the session when it belongs to it.
+    owned_stage: Option<PathBuf>,
 }
 
 impl Spark {
@@ -41,7 +43,7 @@ impl Spark {
     pub fn connect(remote: &str) -> Result<Spark, String> {
         let session =
             SparkSessionBuilder::new().remote(remote).get_or_create().map_err(|e| format!("cannot connect to Spark at {remote}: {e}"))?;
-        let mut spark = Spark { session, remote: remote.to_string(), stream_limit: None };
+        let mut spark = Spark { session, remote: remote.to_string(), stream_limit: None, owned_stage: None };
         spark.query("SELECT 1", 1).map_err(|e| format!("Spark at {remote} does not answer: {e}"))?;
         // The statements are written for these, whatever the cluster's defaults: instants
         // shown and read in UTC, and ANSI arithmetic (zero divisors are made NULL first).
@@ -119,6 +121,9 @@ impl Drop for Spark {
     /// the server's idle timeout.
     fn drop(&mut self) {
         let _ = self.session.stop();
+        if let Some(dir) = &self.owned_stage {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -180,6 +185,18 @@ fn stream_limit(value: &str) -> Option<std::time::Duration> {
 pub fn attach(signals: &mut Signals, remote: &str, stage: &Path) -> Result<(), String> {
     let spark = Spark::connect(remote)?;
     spark.stage(signals, stage)?;
+    signals.remote = Some(Arc::new(spark));
+    Ok(())
+}
+
+/// As [`attach`], in a staging directory of the session's own (which must be new): it is
+/// removed when the signals (and so the session) are dropped, also when staging fails.
+/// `watch` and `serve` stage every tick's rows this way, each in a session of its own, so
+/// the rows of two ticks evaluated at once (a tick and its late rows) never mix.
+pub fn attach_owned(signals: &mut Signals, remote: &str, stage: PathBuf) -> Result<(), String> {
+    let mut spark = Spark::connect(remote)?;
+    spark.owned_stage = Some(stage.clone());
+    spark.stage(signals, &stage)?;
     signals.remote = Some(Arc::new(spark));
     Ok(())
 }
