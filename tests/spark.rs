@@ -48,7 +48,7 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 fn both(load: impl Fn() -> Signals, label: &str) -> (Signals, Signals) {
     let duck = load();
     let mut spark = load();
-    exec::spark::attach(&mut spark, server(), &temp_dir(label)).expect("stage to Spark");
+    exec::spark::attach(&mut spark, server(), &exec::spark::Stage::at(&temp_dir(label))).expect("stage to Spark");
     (duck, spark)
 }
 
@@ -117,6 +117,15 @@ fn the_cli_prints_the_same_bytes_with_engine_spark() {
     assert_eq!(found, expected);
     // The staged Parquet files are the cluster's input: one per signal table.
     assert!(stage.join("raw_sites.parquet").exists());
+    // The cluster reads them where --spark-stage-uri says, so a wrong one fails at once,
+    // naming the path, before any rule runs.
+    let mut wrong = base.to_vec();
+    let elsewhere = format!("file://{}/elsewhere", stage.display());
+    wrong.extend(["--engine", "spark", "--spark-remote", server(), "--spark-stage", stage.to_str().unwrap()]);
+    wrong.extend(["--spark-stage-uri", &elsewhere]);
+    let (code, out, err) = vigil(&wrong, &root());
+    assert_eq!((code, out.as_str()), (3, ""), "{err}");
+    assert!(err.contains("--engine spark") && err.contains("elsewhere"), "{err}");
 }
 
 /// `vigil serve --engine spark`: the served ticks (every shipped rule at 10:00, the
@@ -145,7 +154,10 @@ fn served_ticks_on_spark_store_what_duckdb_stores() {
     let (expected, duck_log) = stored("spark-serve-duck", &[]);
     assert!(expected.lines().count() > 20, "the twin fleet raises findings:\n{expected}");
     assert!(expected.contains("\"T900\""), "both tenants raise findings");
-    let (found, log) = stored("spark-serve-spark", &["--engine", "spark", "--spark-remote", server(), "--spark-stage", stage.to_str().unwrap()]);
+    // The cluster reads the staged files by the URI it is given (here a `file://` one).
+    let uri = format!("file://{}", stage.display());
+    let spark = ["--engine", "spark", "--spark-remote", server(), "--spark-stage", stage.to_str().unwrap(), "--spark-stage-uri", &uri];
+    let (found, log) = stored("spark-serve-spark", &spark);
     assert!(log.iter().any(|l| l.contains("statements run on Spark at sc://127.0.0.1:")), "{log:?}");
     // The same rules due, findings, new ones and baseline buckets folded at each tick.
     assert_eq!(ticks(&log), ticks(&duck_log));
@@ -153,6 +165,30 @@ fn served_ticks_on_spark_store_what_duckdb_stores() {
     assert_eq!(found, expected);
     let left: Vec<_> = std::fs::read_dir(&stage).expect("stage").collect();
     assert!(left.is_empty(), "staging directories left behind: {left:?}");
+}
+
+/// Rule shapes the shipped library does not have but the language allows, whose Spark SQL
+/// differs (`tests/spark/shapes.vigil`: an aggregate over the source's and the outer
+/// row's columns, outer columns and `now` in filters and arguments, nested aggregates),
+/// over several ticks of the demo fleet.
+#[test]
+fn rule_shapes_beyond_the_shipped_ones_give_the_same_findings_on_spark() {
+    let _one = one_at_a_time();
+    let dir = common::library("spark-shapes");
+    std::fs::copy(root().join("tests/spark/shapes.vigil"), dir.join("rules/shapes.vigil")).expect("copy");
+    let rules = vigil_engine::ruleset::load_dirs(&dir.join("rules"), &dir.join("runbooks")).expect("the shapes check");
+    let ids = ["SPARK_SHAPE_OUTER_IN_AGG_ARG", "SPARK_SHAPE_OUTER_IN_FILTER_AND_ARG", "SPARK_SHAPE_NESTED"];
+    let only = Filter { rules: ids.map(String::from).into(), ..Filter::default() };
+    let (duck, spark) = both(demo, "spark-shapes-stage");
+    let ticks = exec::tick_series(t("2025-10-04T09:00:00Z"), t("2025-10-04T12:00:00Z"), 3_600_000_000);
+    let (expected, failed) = exec::replay_ticks(&duck, &rules, &ticks, &only);
+    assert!(failed.is_empty(), "{failed:?}");
+    for id in ids {
+        assert!(expected.iter().any(|f| f.rule == id), "{id} raises findings on the demo fleet");
+    }
+    let (found, failed) = exec::replay_ticks(&spark, &rules, &ticks, &only);
+    assert!(failed.is_empty(), "on Spark: {failed:?}");
+    assert_eq!(jsonl(&found), jsonl(&expected));
 }
 
 /// The metric anomaly rules over six weeks of NAB's NYC taxi series (hourly ticks, so

@@ -43,7 +43,7 @@ pub fn run(args: Args) -> CliResult {
     };
     let baseline = load_rules(&baseline_args).map_err(|e| e.context("(in the baseline rules)"))?;
     drop(checkout);
-    let (signals, _staged) = args.engine.load(&args.span.signals)?;
+    let signals = args.engine.load(&args.span.signals)?;
     let (impact, failures) = backtest::backtest(&signals, &current, &baseline, &ticks, args.examples);
     if args.json {
         let text = serde_json::to_string_pretty(&impact).map_err(|e| CliError::Eval(format!("error: {e}")))?;

@@ -13,7 +13,7 @@ pub(super) fn bench_replay(args: &RuleArgs, signals: &Path, ticks: &[i64], runs:
     let mut findings = 0;
     for run in 0..runs.max(1) {
         let started = std::time::Instant::now();
-        let (sig, _staged) = engine.load(signals)?;
+        let sig = engine.load(signals)?;
         let loaded = started.elapsed().as_secs_f64();
         let (found, failures) = exec::replay_ticks(&sig, &set, ticks, &Filter::default());
         report_failures(&failures)?;
@@ -33,7 +33,7 @@ pub(super) fn bench_replay(args: &RuleArgs, signals: &Path, ticks: &[i64], runs:
     );
     outln!("load + replay: best {:.3} s, median {:.3} s", totals[0], totals[totals.len() / 2]);
     outln!("peak memory (VmHWM): {:.1} MiB", peak_memory_kib() as f64 / 1024.0);
-    let (sig, _staged) = engine.load(signals)?;
+    let sig = engine.load(signals)?;
     let mut per_rule = Vec::new();
     for id in set.headers().map(|h| &h.id) {
         let started = std::time::Instant::now();
@@ -57,7 +57,7 @@ pub(super) fn bench(args: &RuleArgs, signals: &Path, at: &str, runs: u32, engine
     let mut findings = 0;
     for _ in 0..runs.max(1) {
         let started = std::time::Instant::now();
-        let (sig, _staged) = engine.load(signals)?;
+        let sig = engine.load(signals)?;
         let loaded = started.elapsed();
         let found = exec::evaluate(&sig, &set, now, &Filter::default()).map_err(|e| CliError::Eval(format!("error: {e}")))?;
         let total = started.elapsed();
@@ -66,7 +66,7 @@ pub(super) fn bench(args: &RuleArgs, signals: &Path, at: &str, runs: u32, engine
     }
     let peak = peak_memory_kib();
     // Time per rule (on one loaded copy), slowest first.
-    let (sig, _staged) = engine.load(signals)?;
+    let sig = engine.load(signals)?;
     let mut per_rule = Vec::new();
     for rule in set.patterns() {
         let started = std::time::Instant::now();

@@ -10,7 +10,7 @@
 use std::ffi::OsString;
 
 /// The settings `serve` takes, as flag names; the last ones are repeatable.
-const SERVE_KEYS: [&str; 29] = [
+const SERVE_KEYS: [&str; 30] = [
     "rules",
     "runbooks",
     "signals",
@@ -40,6 +40,7 @@ const SERVE_KEYS: [&str; 29] = [
     "engine",
     "spark-remote",
     "spark-stage",
+    "spark-stage-uri",
 ];
 const REPEATABLE: [&str; 3] = ["retain", "feed-dependent", "report-review"];
 /// Switches: `true` gives the flag, `false` leaves it out.

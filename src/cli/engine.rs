@@ -26,40 +26,38 @@ pub(super) struct EngineArgs {
     /// at the end).
     #[arg(long)]
     pub spark_stage: Option<PathBuf>,
-}
-
-/// The signals' staging directory, removed on drop when it was made for this run.
-pub(super) struct Staged(Option<PathBuf>);
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        if let Some(dir) = &self.0 {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
+    /// How the cluster names --spark-stage when not by the same path: `s3a://bucket/vigil`
+    /// for a bucket mounted on this machine at --spark-stage, `file:///shared/vigil`.
+    #[arg(long, requires = "spark_stage")]
+    pub spark_stage_uri: Option<String>,
 }
 
 impl EngineArgs {
     /// Loads `path` and, with `--engine spark`, stages the rows to Spark and runs the
-    /// statements there from then on. Keep the returned guard while evaluating.
-    pub(super) fn load(&self, path: &Path) -> Result<(load::Signals, Staged), CliError> {
-        #[cfg_attr(not(feature = "spark"), allow(unused_mut))]
+    /// statements there from then on (a staging directory made for the run is removed
+    /// with the signals).
+    pub(super) fn load(&self, path: &Path) -> Result<load::Signals, CliError> {
+        if self.engine == Engine::Spark && !cfg!(feature = "spark") {
+            return Err(input_err(WITHOUT_SPARK));
+        }
         let mut signals = load_signals(path)?;
         match self.engine {
-            Engine::Duckdb => Ok((signals, Staged(None))),
-            #[cfg(feature = "spark")]
+            Engine::Duckdb => Ok(signals),
             Engine::Spark => {
-                let (dir, made) = match &self.spark_stage {
-                    Some(dir) => (dir.clone(), false),
-                    None => (std::env::temp_dir().join(format!("vigil-spark-stage-{}", std::process::id())), true),
-                };
-                let staged = Staged(made.then(|| dir.clone()));
-                vigil_engine::exec::spark::attach(&mut signals, &self.spark_remote, &dir)
-                    .map_err(|e| CliError::Eval(format!("error: --engine spark: {e}")))?;
-                Ok((signals, staged))
+                let (dir, owned) = self.stage_root();
+                let read_as = self.spark_stage_uri.clone();
+                attach(&mut signals, &self.spark_remote, dir, read_as, owned).map_err(|e| CliError::Eval(format!("error: {e}")))?;
+                Ok(signals)
             }
-            #[cfg(not(feature = "spark"))]
-            Engine::Spark => Err(input_err(WITHOUT_SPARK)),
+        }
+    }
+
+    /// `--spark-stage`, or a new directory in the system's temp directory (which then
+    /// belongs to the run).
+    fn stage_root(&self) -> (PathBuf, bool) {
+        match &self.spark_stage {
+            Some(dir) => (dir.clone(), false),
+            None => (std::env::temp_dir().join(format!("vigil-spark-stage-{}", std::process::id())), true),
         }
     }
 }
@@ -70,6 +68,8 @@ impl EngineArgs {
 pub(crate) struct SparkLoop {
     remote: String,
     root: PathBuf,
+    /// How the cluster names `root` (`--spark-stage-uri`).
+    root_uri: Option<String>,
     /// The root was made for this run and is removed at its end.
     made: bool,
     staged: std::sync::atomic::AtomicU64,
@@ -93,30 +93,34 @@ impl SparkLoop {
     /// Stages `signals` for one evaluation and runs its statements on Spark from then on.
     /// A failure is retried once with a new session (a restarted server, a dropped
     /// connection); a second one fails the tick, which the loop reports.
-    pub(crate) fn attach(&self, signals: &mut vigil_engine::load::Signals) -> Result<(), String> {
+    pub(crate) fn attach(&self, signals: &mut load::Signals) -> Result<(), String> {
         let mut last = String::new();
         for attempt in 0..2 {
             if attempt > 0 {
                 std::thread::sleep(std::time::Duration::from_secs(2));
             }
             let n = self.staged.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let dir = self.root.join(format!("{}-{n}", std::process::id()));
-            match attach_owned(signals, &self.remote, dir) {
+            let name = format!("{}-{n}", std::process::id());
+            let read_as = self.root_uri.as_ref().map(|uri| format!("{}/{name}", uri.trim_end_matches('/')));
+            match attach(signals, &self.remote, self.root.join(name), read_as, true) {
                 Ok(()) => return Ok(()),
                 Err(e) => last = e,
             }
         }
-        Err(format!("--engine spark: {last}"))
+        Err(last)
     }
 }
 
+/// Stages `signals` in `dir` (read by the cluster as `read_as`) and runs their statements
+/// on Spark; `owned`: the directory is removed with the signals.
 #[cfg(feature = "spark")]
-fn attach_owned(signals: &mut vigil_engine::load::Signals, remote: &str, dir: PathBuf) -> Result<(), String> {
-    vigil_engine::exec::spark::attach_owned(signals, remote, dir)
+fn attach(signals: &mut load::Signals, remote: &str, dir: PathBuf, read_as: Option<String>, owned: bool) -> Result<(), String> {
+    let stage = vigil_engine::exec::spark::Stage { dir, read_as, owned };
+    vigil_engine::exec::spark::attach(signals, remote, &stage).map_err(|e| format!("--engine spark: {e}"))
 }
 
 #[cfg(not(feature = "spark"))]
-fn attach_owned(_: &mut vigil_engine::load::Signals, _: &str, _: PathBuf) -> Result<(), String> {
+fn attach(_: &mut load::Signals, _: &str, _: PathBuf, _: Option<String>, _: bool) -> Result<(), String> {
     Err(WITHOUT_SPARK.to_string())
 }
 
@@ -132,11 +136,9 @@ impl EngineArgs {
         match self.engine {
             Engine::Duckdb => Ok(None),
             Engine::Spark if cfg!(feature = "spark") => {
-                let (root, made) = match &self.spark_stage {
-                    Some(dir) => (dir.clone(), false),
-                    None => (std::env::temp_dir().join(format!("vigil-spark-stage-{}", std::process::id())), true),
-                };
-                let spark = SparkLoop { remote: self.spark_remote.clone(), root, made, staged: 0.into() };
+                let (root, made) = self.stage_root();
+                let spark =
+                    SparkLoop { remote: self.spark_remote.clone(), root, root_uri: self.spark_stage_uri.clone(), made, staged: 0.into() };
                 let mut probe = vigil_engine::load::empty().map_err(|e| CliError::Eval(format!("error: {e}")))?;
                 spark.attach(&mut probe).map_err(|e| CliError::Eval(format!("error: {e}")))?;
                 Ok(Some(std::sync::Arc::new(spark)))

@@ -1025,7 +1025,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Audit { rules, signals, at, state, output, engine } => {
             let set = load_rules(&rules)?;
             let now = parse_time(&at, "--at")?;
-            let (sig, _staged) = engine.load(&signals)?;
+            let sig = engine.load(&signals)?;
             let filter = filter_of(&output, &set)?;
             let (findings, failures) = exec::evaluate_all(&sig, &set, now, &filter);
             let written = state.as_ref().map(|st| {
@@ -1052,7 +1052,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Replay { rules, span, output, engine } => {
             let set = load_rules(&rules)?;
             let ticks = span.ticks()?;
-            let (sig, _staged) = engine.load(&span.signals)?;
+            let sig = engine.load(&span.signals)?;
             let (findings, failures) = exec::replay_ticks(&sig, &set, &ticks, &filter_of(&output, &set)?);
             print_findings(findings, &output);
             report_failures(&failures)

@@ -60,11 +60,17 @@ impl Spark {
     }
 
     /// Stages `signals` for this session: writes every signal table and the time zone
-    /// table as Parquet into `dir` (a path every executor reads at the same name) and
-    /// registers them as the session's temporary views.
-    pub fn stage(&self, signals: &Signals, dir: &Path) -> Result<(), String> {
+    /// table as Parquet into `stage.dir` and registers them as the session's temporary
+    /// views over the same files as the cluster names them (`stage.read_as`).
+    pub fn stage(&self, signals: &Signals, stage: &Stage) -> Result<(), String> {
+        let dir = &stage.dir;
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create the staging directory {}: {e}", dir.display()))?;
         let dir = dir.canonicalize().map_err(|e| format!("{}: {e}", dir.display()))?;
+        let read_as = match &stage.read_as {
+            Some(uri) => uri.trim_end_matches('/').to_string(),
+            None => dir.to_string_lossy().into_owned(),
+        };
+        let places = Places { dir: &dir, read_as: &read_as };
         crate::anomaly::install_time_zones(&signals.conn).map_err(|e| e.to_string())?;
         for table in schema::contract_tables().filter(|t| !t.derived) {
             let columns: Vec<(String, crate::sql::SqlType)> =
@@ -75,7 +81,7 @@ impl Spark {
                 from,
                 &format!("{RAW_SCHEMA}_{}", table.name),
                 &columns,
-                &dir,
+                &places,
                 TableName::in_schema(RAW_SCHEMA, table.name),
             )?;
         }
@@ -89,7 +95,7 @@ impl Spark {
         .iter()
         .map(|(n, t)| (n.to_string(), *t))
         .collect::<Vec<_>>();
-        self.stage_one(signals, From::table(tz, "r"), tz, &columns, &dir, TableName::local(tz))
+        self.stage_one(signals, From::table(tz, "r"), tz, &columns, &places, TableName::local(tz))
     }
 
     /// Writes one relation of the local database to `dir/<file>.parquet` and makes `view`
@@ -100,14 +106,17 @@ impl Spark {
         from: From,
         file: &str,
         columns: &[(String, crate::sql::SqlType)],
-        dir: &Path,
+        places: &Places,
         view: TableName,
     ) -> Result<(), String> {
-        let path: PathBuf = dir.join(format!("{file}.parquet"));
-        let path_text = path.to_string_lossy().into_owned();
+        let path: PathBuf = places.dir.join(format!("{file}.parquet"));
         let all = Select::new(from, columns.iter().map(|(c, _)| (SqlExpr::col("r", c), Some(c.clone()))).collect());
-        let copy =
-            Statement::CopyTo { query: Box::new(Query { ctes: vec![], body: all }), path: path_text.clone(), format: CopyFormat::Parquet };
+        let copy = Statement::CopyTo {
+            query: Box::new(Query { ctes: vec![], body: all }),
+            path: path.to_string_lossy().into_owned(),
+            format: CopyFormat::Parquet,
+        };
+        let path_text = format!("{}/{file}.parquet", places.read_as);
         signals.conn.execute_batch(&render_statement(&copy, Dialect::DuckDb)).map_err(|e| format!("staging {file}: {e}"))?;
         let items = columns.iter().map(|(c, ty)| (SqlExpr::cast(SqlExpr::col("p", c), *ty), Some(c.clone()))).collect();
         let select = Select::new(From::Parquet { path: path_text, alias: "p".into() }, items);
@@ -180,23 +189,42 @@ fn stream_limit(value: &str) -> Option<std::time::Duration> {
     }
 }
 
-/// Connects to Spark, stages the signals and attaches the session to them: from then on
-/// the rules' statements run on Spark.
-pub fn attach(signals: &mut Signals, remote: &str, stage: &Path) -> Result<(), String> {
-    let spark = Spark::connect(remote)?;
-    spark.stage(signals, stage)?;
-    signals.remote = Some(Arc::new(spark));
-    Ok(())
+/// A staging directory as this machine writes it and as the cluster reads it.
+struct Places<'a> {
+    dir: &'a Path,
+    read_as: &'a str,
 }
 
-/// As [`attach`], in a staging directory of the session's own (which must be new): it is
-/// removed when the signals (and so the session) are dropped, also when staging fails.
-/// `watch` and `serve` stage every tick's rows this way, each in a session of its own, so
-/// the rows of two ticks evaluated at once (a tick and its late rows) never mix.
-pub fn attach_owned(signals: &mut Signals, remote: &str, stage: PathBuf) -> Result<(), String> {
+/// Where the signals are staged for a session.
+#[derive(Clone, Debug)]
+pub struct Stage {
+    /// The directory on this machine the Parquet files are written to.
+    pub dir: PathBuf,
+    /// How the cluster names that directory (`s3a://bucket/vigil` for a bucket mounted
+    /// here at `dir`, `file:///shared/vigil` for a shared disk); `None`: `dir` itself.
+    pub read_as: Option<String>,
+    /// The directory belongs to the session (it must be new): it is removed when the
+    /// session is dropped, also when staging fails.
+    pub owned: bool,
+}
+
+impl Stage {
+    /// A directory the cluster reads at the same path, kept after the run.
+    pub fn at(dir: &Path) -> Stage {
+        Stage { dir: dir.to_path_buf(), read_as: None, owned: false }
+    }
+}
+
+/// Connects to Spark, stages the signals and attaches the session to them: from then on
+/// the rules' statements run on Spark. `watch` and `serve` stage every tick's rows in a
+/// directory and session of their own, so the rows of two ticks evaluated at once (a tick
+/// and its late rows) never mix.
+pub fn attach(signals: &mut Signals, remote: &str, stage: &Stage) -> Result<(), String> {
     let mut spark = Spark::connect(remote)?;
-    spark.owned_stage = Some(stage.clone());
-    spark.stage(signals, &stage)?;
+    if stage.owned {
+        spark.owned_stage = Some(stage.dir.clone());
+    }
+    spark.stage(signals, stage)?;
     signals.remote = Some(Arc::new(spark));
     Ok(())
 }

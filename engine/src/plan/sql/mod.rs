@@ -317,6 +317,9 @@ pub enum From {
     Raw { name: String, alias: String },
     /// a derived table: `(SELECT ...) AS alias`
     Derived { select: Box<Select>, alias: String },
+    /// a derived table that may name the columns of the relations before it in the
+    /// FROM clause: `LATERAL (SELECT ...) AS alias`
+    Lateral { select: Box<Select>, alias: String },
     /// a file read by the database: a Parquet file
     Parquet { path: String, alias: String },
     /// the database's catalog of columns (database_name, table_name,

@@ -306,6 +306,10 @@ impl Renderer<'_> {
                 let pad = "  ".repeat(depth + 1);
                 format!("(\n{pad}  {}\n{pad}) AS {}", self.select(select, depth + 2), self.ident(alias))
             }
+            From::Lateral { select, alias } => {
+                let pad = "  ".repeat(depth + 1);
+                format!("LATERAL (\n{pad}  {}\n{pad}) AS {}", self.select(select, depth + 2), self.ident(alias))
+            }
             From::Parquet { path, alias } => match self.dialect {
                 Dialect::DuckDb => format!("read_parquet({}) AS {}", self.string(path), self.ident(alias)),
                 Dialect::Spark => format!("parquet.{} AS {}", self.ident(path), self.ident(alias)),
@@ -381,6 +385,8 @@ impl Renderer<'_> {
     }
 
     fn select(&self, s: &Select, depth: usize) -> String {
+        let lateral = if self.dialect == Dialect::Spark { spark_lateral(s) } else { None };
+        let s = lateral.as_ref().unwrap_or(s);
         let pad = "  ".repeat(depth);
         let mut out = String::from("SELECT ");
         if s.distinct {
@@ -583,7 +589,11 @@ impl Renderer<'_> {
                 let _ = write!(out, " ELSE {} END", self.expr(otherwise, depth));
                 out
             }
-            SqlExpr::Subquery(s) => format!("(\n{}  {}\n{})", "  ".repeat(depth + 1), self.select(s, depth + 2), "  ".repeat(depth + 1)),
+            SqlExpr::Subquery(s) => {
+                let projected = if self.dialect == Dialect::Spark { spark_projected(s) } else { None };
+                let s = projected.as_ref().unwrap_or(s);
+                format!("(\n{}  {}\n{})", "  ".repeat(depth + 1), self.select(s, depth + 2), "  ".repeat(depth + 1))
+            }
             SqlExpr::Exists(s) => {
                 format!("EXISTS (\n{}  {}\n{})", "  ".repeat(depth + 1), self.select(s, depth + 2), "  ".repeat(depth + 1))
             }
@@ -649,6 +659,141 @@ impl Renderer<'_> {
                 }
             }
         }
+    }
+}
+
+/// The alias of the derived table [`spark_projected`] writes.
+const SPARK_PROJECTED: &str = "vigil_projected";
+
+/// Spark refuses a correlated scalar subquery whose aggregate's argument mixes the
+/// subquery's own columns with outer ones (`AGGREGATE_FUNCTION_MIXED_OUTER_LOCAL_REFERENCES`:
+/// `max(distance_m(lat, lon, mean_lat, mean_lon))` with the lets of the outer row). The
+/// same aggregate over a derived table that computes each argument first is accepted, and
+/// means the same (the same rows, the same values aggregated):
+/// `(SELECT max(f(r.x, o.y)) FROM t r WHERE p)` becomes
+/// `(SELECT max(vigil_projected.v0) FROM (SELECT f(r.x, o.y) AS v0 FROM t r WHERE p) vigil_projected)`.
+/// `None` when the subquery has no such argument (or is not a plain one-item aggregate).
+fn spark_projected(s: &Select) -> Option<Select> {
+    let plain = s.items.len() == 1
+        && !s.distinct
+        && s.group_by.is_empty()
+        && s.windows.is_empty()
+        && s.order_by.is_empty()
+        && s.limit.is_none();
+    if !plain {
+        return None;
+    }
+    let mut local = Vec::new();
+    from_aliases(&s.from, &mut local);
+    let (item, alias) = &s.items[0];
+    let mut args = Vec::new();
+    let item = project_aggregate_args(item, &mut args);
+    if !args.iter().any(|a| refers_outside(a, &local)) {
+        return None;
+    }
+    let inner = Select {
+        items: args.into_iter().enumerate().map(|(i, a)| (a, Some(format!("v{i}")))).collect(),
+        from: s.from.clone(),
+        filter: s.filter.clone(),
+        ..Select::default()
+    };
+    Some(Select {
+        items: vec![(item, alias.clone())],
+        from: From::Derived { select: Box::new(inner), alias: SPARK_PROJECTED.into() },
+        ..Select::default()
+    })
+}
+
+/// Where Spark needs an aggregate's arguments computed first ([`spark_projected`]), a
+/// scalar subquery that is a whole item of a SELECT over one relation (a rule's `let`
+/// layer) is joined as `LEFT JOIN LATERAL (...) ON true` instead: Spark 4.0 decorrelates
+/// the derived-table form wrongly when it stands in the select list (a run fails with
+/// SCALAR_SUBQUERY_TOO_MANY_ROWS), and the lateral join of an aggregate without GROUP BY
+/// gives exactly one row per outer row, the value the scalar subquery would.
+fn spark_lateral(s: &Select) -> Option<Select> {
+    if !matches!(s.from, From::Table { .. } | From::Raw { .. } | From::InSchema { .. } | From::Derived { .. }) {
+        return None;
+    }
+    let mut out = s.clone();
+    let mut changed = false;
+    for (i, (item, _)) in out.items.iter_mut().enumerate() {
+        let SqlExpr::Subquery(sub) = item else { continue };
+        let Some(mut projected) = spark_projected(sub) else { continue };
+        projected.items[0].1 = Some("v".into());
+        let alias = format!("vigil_lateral_{i}");
+        *item = SqlExpr::col(&alias, "v");
+        let from = std::mem::replace(&mut out.from, From::Nothing);
+        out.from = from.join(JoinKind::Left, From::Lateral { select: Box::new(projected), alias }, SqlExpr::Bool(true));
+        changed = true;
+    }
+    changed.then_some(out)
+}
+
+/// The aliases a FROM clause binds.
+fn from_aliases(f: &From, out: &mut Vec<String>) {
+    match f {
+        From::Table { alias, .. }
+        | From::InSchema { alias, .. }
+        | From::Raw { alias, .. }
+        | From::Derived { alias, .. }
+        | From::Lateral { alias, .. }
+        | From::Parquet { alias, .. }
+        | From::CatalogColumns { alias }
+        | From::Series { alias, .. } => out.push(alias.clone()),
+        From::Nothing => {}
+        From::Cross(parts) => parts.iter().for_each(|p| from_aliases(p, out)),
+        From::PerTick { rows, ticks } => {
+            from_aliases(rows, out);
+            out.push(ticks.clone());
+        }
+        From::Join { left, right, .. } => {
+            from_aliases(left, out);
+            from_aliases(right, out);
+        }
+    }
+}
+
+/// `e` with the argument of every aggregate in it replaced by a column of the derived
+/// table [`SPARK_PROJECTED`] (`v0`, `v1`, ...), the arguments appended to `args`.
+fn project_aggregate_args(e: &SqlExpr, args: &mut Vec<SqlExpr>) -> SqlExpr {
+    fn take(a: &SqlExpr, args: &mut Vec<SqlExpr>) -> SqlExpr {
+        args.push(a.clone());
+        SqlExpr::col(SPARK_PROJECTED, &format!("v{}", args.len() - 1))
+    }
+    match e {
+        SqlExpr::Func(f @ (Func::First | Func::Min | Func::Max | Func::Sum | Func::Avg | Func::Count), a) if a.len() == 1 => {
+            SqlExpr::Func(*f, vec![take(&a[0], args)])
+        }
+        SqlExpr::CountDistinct(a) => SqlExpr::CountDistinct(Box::new(take(a, args))),
+        SqlExpr::Func(f, a) => SqlExpr::Func(*f, a.iter().map(|x| project_aggregate_args(x, args)).collect()),
+        SqlExpr::Cast(a, ty) => SqlExpr::Cast(Box::new(project_aggregate_args(a, args)), *ty),
+        SqlExpr::Bin(op, a, b) => {
+            let a = project_aggregate_args(a, args);
+            SqlExpr::Bin(*op, Box::new(a), Box::new(project_aggregate_args(b, args)))
+        }
+        other => other.clone(),
+    }
+}
+
+/// Does `e` name a relation other than `local` (an outer one)? A nested subquery counts
+/// as doing so (its own aliases are not looked into).
+fn refers_outside(e: &SqlExpr, local: &[String]) -> bool {
+    let any = |xs: &[SqlExpr]| xs.iter().any(|x| refers_outside(x, local));
+    match e {
+        SqlExpr::Col(rel, _) | SqlExpr::Star(rel) => !local.contains(rel),
+        SqlExpr::Bin(_, a, b) => refers_outside(a, local) || refers_outside(b, local),
+        SqlExpr::Not(a) | SqlExpr::Neg(a) | SqlExpr::IsNull(a, _) | SqlExpr::CountDistinct(a) | SqlExpr::Cast(a, _) => {
+            refers_outside(a, local)
+        }
+        SqlExpr::Func(_, xs) => any(xs),
+        SqlExpr::LastBy(v, keys) => refers_outside(v, local) || any(keys),
+        SqlExpr::Case(whens, otherwise) => {
+            whens.iter().any(|(c, v)| refers_outside(c, local) || refers_outside(v, local)) || refers_outside(otherwise, local)
+        }
+        SqlExpr::InList(a, xs) | SqlExpr::ListItem(xs, a) => refers_outside(a, local) || any(xs),
+        SqlExpr::Subquery(_) | SqlExpr::Exists(_) | SqlExpr::InSelect(..) => true,
+        SqlExpr::Over(a, _) | SqlExpr::OverInline(a, _) => refers_outside(a, local),
+        _ => false,
     }
 }
 
@@ -723,6 +868,57 @@ mod tests {
 
         fn col(c: &str) -> SqlExpr {
             SqlExpr::col("r", c)
+        }
+
+        #[test]
+        fn an_aggregate_over_outer_and_own_columns_is_computed_in_a_derived_table_first() {
+            // max(|r.x - o.m|) over the rows of t matching the outer row o.
+            let arg = SqlExpr::func(Func::Abs, vec![SqlExpr::bin(Op::Sub, SqlExpr::col("r", "x"), SqlExpr::col("o", "m"))]);
+            let mut sel = Select::from_table("t", "r", vec![(SqlExpr::func(Func::Max, vec![arg]), None)]);
+            sel.filter = Some(SqlExpr::eq(SqlExpr::col("r", "k"), SqlExpr::col("o", "k")));
+            let e = SqlExpr::Subquery(Box::new(sel.clone()));
+            let flat = |t: String| t.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert_eq!(
+                flat(render_expression(&e, Dialect::DuckDb)),
+                "( SELECT max(abs((\"r\".\"x\" - \"o\".\"m\"))) FROM \"t\" AS \"r\" WHERE (\"r\".\"k\" = \"o\".\"k\") )"
+            );
+            assert_eq!(
+                flat(render_expression(&e, Dialect::Spark)),
+                "( SELECT max(`vigil_projected`.`v0`) FROM ( SELECT abs((`r`.`x` - `o`.`m`)) AS `v0` FROM `t` AS `r` \
+                 WHERE (`r`.`k` = `o`.`k`) ) AS `vigil_projected` )"
+            );
+            // Only the subquery's own columns in the argument: Spark takes it as written.
+            let mut own = sel;
+            own.items = vec![(SqlExpr::func(Func::Max, vec![SqlExpr::col("r", "x")]), None)];
+            let text = flat(render_expression(&SqlExpr::Subquery(Box::new(own)), Dialect::Spark));
+            assert_eq!(text, "( SELECT max(`r`.`x`) FROM `t` AS `r` WHERE (`r`.`k` = `o`.`k`) )");
+        }
+
+        #[test]
+        fn such_a_subquery_as_a_whole_item_is_joined_laterally() {
+            // A rule's let layer: every column of the previous one, plus the aggregate.
+            let arg = SqlExpr::bin(Op::Sub, SqlExpr::col("r3", "lat"), SqlExpr::col("r0", "l_mean"));
+            let mut sub = Select::from_table("location_updates", "r3", vec![(SqlExpr::func(Func::Max, vec![arg]), None)]);
+            sub.filter = Some(SqlExpr::eq(SqlExpr::col("r3", "guard_id"), SqlExpr::col("r0", "guard_id")));
+            let layer = Select::from_table(
+                "lets_0",
+                "r0",
+                vec![(SqlExpr::Star("r0".into()), None), (SqlExpr::Subquery(Box::new(sub)), Some("l_spread".into()))],
+            );
+            let q = Statement::select(layer);
+            let flat = |t: String| t.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert_eq!(
+                flat(render_statement(&q, Dialect::DuckDb)),
+                "SELECT \"r0\".*, ( SELECT max((\"r3\".\"lat\" - \"r0\".\"l_mean\")) FROM \"location_updates\" AS \"r3\" \
+                 WHERE (\"r3\".\"guard_id\" = \"r0\".\"guard_id\") ) AS \"l_spread\" FROM \"lets_0\" AS \"r0\""
+            );
+            assert_eq!(
+                flat(render_statement(&q, Dialect::Spark)),
+                "SELECT `r0`.*, `vigil_lateral_1`.`v` AS `l_spread` FROM `lets_0` AS `r0` LEFT JOIN LATERAL ( \
+                 SELECT max(`vigil_projected`.`v0`) AS `v` FROM ( SELECT (`r3`.`lat` - `r0`.`l_mean`) AS `v0` \
+                 FROM `location_updates` AS `r3` WHERE (`r3`.`guard_id` = `r0`.`guard_id`) ) AS `vigil_projected` \
+                 ) AS `vigil_lateral_1` ON true"
+            );
         }
 
         #[test]
