@@ -177,7 +177,13 @@ fn rule_shapes_beyond_the_shipped_ones_give_the_same_findings_on_spark() {
     let dir = common::library("spark-shapes");
     std::fs::copy(root().join("tests/spark/shapes.vigil"), dir.join("rules/shapes.vigil")).expect("copy");
     let rules = vigil_engine::ruleset::load_dirs(&dir.join("rules"), &dir.join("runbooks")).expect("the shapes check");
-    let ids = ["SPARK_SHAPE_OUTER_IN_AGG_ARG", "SPARK_SHAPE_OUTER_IN_FILTER_AND_ARG", "SPARK_SHAPE_NESTED"];
+    let ids = [
+        "SPARK_SHAPE_OUTER_IN_AGG_ARG",
+        "SPARK_SHAPE_OUTER_IN_FILTER_AND_ARG",
+        "SPARK_SHAPE_NESTED",
+        "SPARK_SHAPE_INLINE_WHEN",
+        "SPARK_SHAPE_INLINE_LET_EXPR",
+    ];
     let only = Filter { rules: ids.map(String::from).into(), ..Filter::default() };
     let (duck, spark) = both(demo, "spark-shapes-stage");
     let ticks = exec::tick_series(t("2025-10-04T09:00:00Z"), t("2025-10-04T12:00:00Z"), 3_600_000_000);

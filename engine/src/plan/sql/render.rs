@@ -704,29 +704,73 @@ fn spark_projected(s: &Select) -> Option<Select> {
     })
 }
 
-/// Where Spark needs an aggregate's arguments computed first ([`spark_projected`]), a
-/// scalar subquery that is a whole item of a SELECT over one relation (a rule's `let`
-/// layer) is joined as `LEFT JOIN LATERAL (...) ON true` instead: Spark 4.0 decorrelates
-/// the derived-table form wrongly when it stands in the select list (a run fails with
-/// SCALAR_SUBQUERY_TOO_MANY_ROWS), and the lateral join of an aggregate without GROUP BY
-/// gives exactly one row per outer row, the value the scalar subquery would.
+/// Where Spark needs an aggregate's arguments computed first ([`spark_projected`]), the
+/// scalar subquery is taken out of the SELECT's items and WHERE and joined as `LEFT JOIN
+/// LATERAL (...) ON true`, its value read from the joined row. Spark 4.0 decorrelates the
+/// derived-table form wrongly when it stays in an expression (a run fails with
+/// SCALAR_SUBQUERY_TOO_MANY_ROWS or "subquery has not finished"); the lateral join of an
+/// aggregate without GROUP BY gives exactly one row per outer row, with the value the
+/// scalar subquery would give.
 fn spark_lateral(s: &Select) -> Option<Select> {
     if !matches!(s.from, From::Table { .. } | From::Raw { .. } | From::InSchema { .. } | From::Derived { .. }) {
         return None;
     }
     let mut out = s.clone();
-    let mut changed = false;
-    for (i, (item, _)) in out.items.iter_mut().enumerate() {
-        let SqlExpr::Subquery(sub) = item else { continue };
-        let Some(mut projected) = spark_projected(sub) else { continue };
-        projected.items[0].1 = Some("v".into());
-        let alias = format!("vigil_lateral_{i}");
-        *item = SqlExpr::col(&alias, "v");
-        let from = std::mem::replace(&mut out.from, From::Nothing);
-        out.from = from.join(JoinKind::Left, From::Lateral { select: Box::new(projected), alias }, SqlExpr::Bool(true));
-        changed = true;
+    let mut joined = Vec::new();
+    for (item, _) in out.items.iter_mut() {
+        hoist_projected(item, &mut joined);
     }
-    changed.then_some(out)
+    if let Some(filter) = out.filter.as_mut() {
+        hoist_projected(filter, &mut joined);
+    }
+    if joined.is_empty() {
+        return None;
+    }
+    for (i, select) in joined.into_iter().enumerate() {
+        let from = std::mem::replace(&mut out.from, From::Nothing);
+        let lateral = From::Lateral { select: Box::new(select), alias: lateral_alias(i) };
+        out.from = from.join(JoinKind::Left, lateral, SqlExpr::Bool(true));
+    }
+    Some(out)
+}
+
+fn lateral_alias(i: usize) -> String {
+    format!("vigil_lateral_{i}")
+}
+
+/// Replaces each scalar subquery of `e` (not those inside other subqueries, which are
+/// rendered on their own) that [`spark_projected`] rewrites by the column `v` of a lateral
+/// join, the join's select appended to `joined`.
+fn hoist_projected(e: &mut SqlExpr, joined: &mut Vec<Select>) {
+    match e {
+        SqlExpr::Subquery(sub) => {
+            if let Some(mut projected) = spark_projected(sub) {
+                projected.items[0].1 = Some("v".into());
+                *e = SqlExpr::col(&lateral_alias(joined.len()), "v");
+                joined.push(projected);
+            }
+        }
+        SqlExpr::Bin(_, a, b) => {
+            hoist_projected(a, joined);
+            hoist_projected(b, joined);
+        }
+        SqlExpr::Not(a) | SqlExpr::Neg(a) | SqlExpr::IsNull(a, _) | SqlExpr::CountDistinct(a) | SqlExpr::Cast(a, _) => {
+            hoist_projected(a, joined)
+        }
+        SqlExpr::Func(_, xs) => xs.iter_mut().for_each(|x| hoist_projected(x, joined)),
+        SqlExpr::Case(whens, otherwise) => {
+            for (c, v) in whens.iter_mut() {
+                hoist_projected(c, joined);
+                hoist_projected(v, joined);
+            }
+            hoist_projected(otherwise, joined);
+        }
+        SqlExpr::InList(a, xs) | SqlExpr::ListItem(xs, a) => {
+            hoist_projected(a, joined);
+            xs.iter_mut().for_each(|x| hoist_projected(x, joined));
+        }
+        _ => {}
+    }
 }
 
 /// The aliases a FROM clause binds.
@@ -895,7 +939,7 @@ mod tests {
         }
 
         #[test]
-        fn such_a_subquery_as_a_whole_item_is_joined_laterally() {
+        fn such_a_subquery_is_joined_laterally() {
             // A rule's let layer: every column of the previous one, plus the aggregate.
             let arg = SqlExpr::bin(Op::Sub, SqlExpr::col("r3", "lat"), SqlExpr::col("r0", "l_mean"));
             let mut sub = Select::from_table("location_updates", "r3", vec![(SqlExpr::func(Func::Max, vec![arg]), None)]);
@@ -914,10 +958,10 @@ mod tests {
             );
             assert_eq!(
                 flat(render_statement(&q, Dialect::Spark)),
-                "SELECT `r0`.*, `vigil_lateral_1`.`v` AS `l_spread` FROM `lets_0` AS `r0` LEFT JOIN LATERAL ( \
+                "SELECT `r0`.*, `vigil_lateral_0`.`v` AS `l_spread` FROM `lets_0` AS `r0` LEFT JOIN LATERAL ( \
                  SELECT max(`vigil_projected`.`v0`) AS `v` FROM ( SELECT (`r3`.`lat` - `r0`.`l_mean`) AS `v0` \
                  FROM `location_updates` AS `r3` WHERE (`r3`.`guard_id` = `r0`.`guard_id`) ) AS `vigil_projected` \
-                 ) AS `vigil_lateral_1` ON true"
+                 ) AS `vigil_lateral_0` ON true"
             );
         }
 
