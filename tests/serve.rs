@@ -437,6 +437,36 @@ fn the_live_feed_pushes_commits_and_a_reconnect_loses_nothing() {
     assert_eq!(keys.len(), stored.iter().filter(|f| f.status.name() != "RESOLVED").count(), "no open finding twice");
 }
 
+/// Clients that connect within seconds of each other share one read of the open findings
+/// (so clients coming and going cannot pile reads up behind the state's lock); whatever
+/// happened after the shared snapshot follows it, so the later client loses nothing.
+#[test]
+fn a_shared_snapshot_is_followed_by_what_happened_after_it() {
+    let s = started("serve-shared-snapshot", &["--tick-interval", "1h"]);
+    let a = s.events("root", None);
+    let snap_a = a.until(|e| e.kind == "snapshot").pop().expect("a snapshot");
+    let (_, open) = s.get("root", "/api/v1/findings");
+    let id = findings(&open)[0]["id"].as_i64().expect("an open finding");
+    assert_eq!(s.post("root", &format!("/api/v1/findings/{id}/acknowledge"), json!({ "note": "between two clients" })).0, 200);
+    let b = s.events("root", None);
+    let got = b.until(|e| e.kind == "finding.acknowledged");
+    assert_eq!(got[0].kind, "snapshot");
+    assert_eq!(got[0].id, snap_a.id, "the second client shares the first one's snapshot");
+    let shared: Vec<Value> = findings(&got[0].data).into_iter().filter(|f| f["id"].as_i64() == Some(id)).collect();
+    assert_eq!(shared.len(), 1);
+    assert_eq!(shared[0]["status"], "NEW", "the shared snapshot is from before the acknowledgement");
+    let ack = got.last().expect("the acknowledgement");
+    assert_eq!(ack.data["id"].as_i64(), Some(id));
+    assert!(ack.id > snap_a.id);
+    // A third client long after (and after more than a snapshot's lifetime) reads afresh.
+    std::thread::sleep(Duration::from_secs(6));
+    let c = s.events("root", None);
+    let snap_c = c.until(|e| e.kind == "snapshot").pop().expect("a snapshot");
+    assert!(snap_c.id >= ack.id);
+    let fresh: Vec<Value> = findings(&snap_c.data).into_iter().filter(|f| f["id"].as_i64() == Some(id)).collect();
+    assert_eq!(fresh[0]["status"], "ACKNOWLEDGED");
+}
+
 #[test]
 fn resolved_findings_leave_the_state_after_their_retention_and_open_ones_stay() {
     let mut s = started("serve-keep", &["--tick-interval", "150ms", "--keep-resolved", "1h"]);

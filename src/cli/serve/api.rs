@@ -966,16 +966,29 @@ fn sse(e: &Event) -> SseEvent {
     SseEvent::default().id(e.id.to_string()).event(e.kind).data(&e.text)
 }
 
-/// The snapshot event: open findings in scope, the rule-set revision and the last reload.
+/// The snapshot event: open findings in scope, the rule-set revision and the last reload,
+/// as of the event id returned (the stream then sends the events after it).
 async fn snapshot(app: &Arc<App>, scope: &Scope) -> Result<(SseEvent, u64), ApiError> {
-    // Clients that connect together (a console reloaded by every operator, a proxy
-    // restart) share one snapshot while no event happened in between: it is read once.
+    // Detached: a client that leaves while the read runs does not waste it (the next one
+    // finds it cached), and the reads of many clients never pile up behind the state's
+    // lock, where they starved the ticks' and the operators' requests (a 1,000-site soak
+    // with live-feed clients coming and going every few seconds).
+    let (app2, scope2) = (Arc::clone(app), scope.clone());
+    let (data, id) = tokio::spawn(async move { snapshot_data(&app2, &scope2).await }).await.map_err(ApiError::internal)??;
+    Ok((SseEvent::default().id(id.to_string()).event("snapshot").data(data.as_str()), id))
+}
+
+/// A snapshot's text and the id of the last event it includes. One read at a time (the
+/// cache's lock is held across it); a snapshot of the same scope read in the last 5
+/// seconds is shared while every event after it is still kept, since the stream sends
+/// those events after it.
+async fn snapshot_data(app: &Arc<App>, scope: &Scope) -> Result<(Arc<String>, u64), ApiError> {
     let mut cache = app.snapshots.lock().await;
-    let id = app.bus.last_id();
     cache.retain(|(_, _, at, _)| at.elapsed() < Duration::from_secs(5));
-    if let Some((_, _, _, data)) = cache.iter().find(|(s, i, _, _)| s == scope && *i == id) {
-        return Ok((SseEvent::default().id(id.to_string()).event("snapshot").data(data.as_str()), id));
+    if let Some((_, id, _, data)) = cache.iter().find(|(s, id, _, _)| s == scope && app.bus.since(*id).is_some()) {
+        return Ok((Arc::clone(data), *id));
     }
+    let id = app.bus.last_id();
     let state = app.state.clone();
     let query = StoreQuery { listing: Listing::Open, tenants: scope.tenants(), ..StoreQuery::default() };
     let (rows, reloads) = blocking(move || {
@@ -994,11 +1007,12 @@ async fn snapshot(app: &Arc<App>, scope: &Scope) -> Result<(SseEvent, u64), ApiE
     })
     .to_string();
     let data = Arc::new(data);
+    cache.retain(|(s, _, _, _)| s != scope);
     if cache.len() >= 16 {
         cache.remove(0);
     }
     cache.push((scope.clone(), id, std::time::Instant::now(), Arc::clone(&data)));
-    Ok((SseEvent::default().id(id.to_string()).event("snapshot").data(data.as_str()), id))
+    Ok((data, id))
 }
 
 /// `GET /api/v1/events`: the live feed as Server-Sent Events. Without
@@ -1031,8 +1045,14 @@ async fn events(State(app): State<Arc<App>>, caller: Caller, headers: HeaderMap)
                 Next::Snapshot => {
                     match snapshot(&s.app, &s.scope).await {
                         Ok((event, id)) => {
-                            // Events after the snapshot's id follow; earlier ones are in it.
+                            // Events after the snapshot's id follow (a shared snapshot may
+                            // be a few seconds old); earlier ones are in it.
                             s.last_sent = id;
+                            s.next = match s.app.bus.since(id) {
+                                Some(missed) => Next::Backlog(missed.into()),
+                                // Too many events since to replay: a fresh one.
+                                None => Next::Snapshot,
+                            };
                             return Some((Ok(event), s));
                         }
                         Err(e) => {
