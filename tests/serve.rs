@@ -191,10 +191,27 @@ fn findings_list_detail_lifecycle_and_conflicts() {
     assert_eq!(results, vec![(a, true, None), (b, true, None), (toms, false, Some(404)), (987654, false, Some(404))]);
     assert_eq!(s.get("tom", &format!("/api/v1/findings/{toms}")).1["status"], "NEW", "another tenant's finding is untouched");
 
+    // Bulk resolve, the same way: an already resolved one is a conflict, not a second step.
+    let (status, bulk) = s.post("ana", "/api/v1/findings/resolve", json!({ "ids": [a, id, toms], "note": "cleared on site" }));
+    assert_eq!(status, 200, "{bulk}");
+    let results: Vec<(i64, bool, Option<u64>)> = bulk["results"]
+        .as_array()
+        .map(|r| r.iter().map(|x| (x["id"].as_i64().unwrap_or(0), x["ok"] == true, x["status"].as_u64())).collect())
+        .unwrap_or_default();
+    assert_eq!(results, vec![(a, true, None), (id, false, Some(409)), (toms, false, Some(404))]);
+    let (_, resolved) = s.get("ana", &format!("/api/v1/findings/{a}"));
+    assert_eq!(resolved["status"], "RESOLVED");
+    let notes: Vec<&str> = resolved["history"].as_array().into_iter().flatten().filter(|e| e["who"] == "ana").filter_map(|e| e["detail"].as_str()).collect();
+    assert_eq!(notes, vec!["night round", "cleared on site"]);
+    let (status, err) = s.post("ana", "/api/v1/findings/resolve", json!({ "ids": [b], "note": " " }));
+    assert_eq!((status, err["field"].as_str()), (422, Some("note")));
+    assert_eq!(s.post("val", "/api/v1/findings/resolve", json!({ "ids": [b], "note": "viewer" })).0, 403);
+    assert_eq!(s.get("ana", &format!("/api/v1/findings/{b}")).1["status"], "ACKNOWLEDGED");
+
     // What the API did is in the store, as the CLI reads it.
     let stored = vigil_engine::store::list(&s.dir.join("state.duckdb"), vigil_engine::store::Listing::All).expect("store");
     let by_id = |i: i64| stored.iter().find(|f| f.id == i).map(|f| (f.status.name(), f.acknowledged_by.clone()));
-    assert_eq!(by_id(a), Some(("ACKNOWLEDGED", Some("ana".to_string()))));
+    assert_eq!(by_id(a), Some(("RESOLVED", Some("ana".to_string()))));
     assert_eq!(by_id(id).map(|x| x.0), Some("RESOLVED"));
     assert!(s.terminate().success());
 }

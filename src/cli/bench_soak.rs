@@ -579,16 +579,22 @@ fn operator_round(
     }
     let cleared: Vec<i64> =
         findings_with(a, token, "acknowledged")?.iter().filter(|f| f["holding"] == false).filter_map(|f| f["id"].as_i64()).collect();
-    for id in cleared {
-        let body = serde_json::json!({ "note": "soak" }).to_string();
-        let (code, text) = call(a, "POST", &format!("/api/v1/findings/{id}/resolve"), token, &json, body.as_bytes())?;
-        match code {
-            200 => {
-                acked.insert(id, "RESOLVED");
+    if !cleared.is_empty() {
+        let body = serde_json::json!({ "ids": cleared, "note": "soak" }).to_string();
+        let (code, text) = call(a, "POST", "/api/v1/findings/resolve", token, &json, body.as_bytes())?;
+        if code != 200 {
+            return Err(fail(format!("bulk resolve: {code} {text}")));
+        }
+        let answer: serde_json::Value = serde_json::from_str(&text).map_err(fail)?;
+        for r in answer["results"].as_array().into_iter().flatten() {
+            match (r["id"].as_i64(), r["ok"].as_bool(), r["status"].as_u64()) {
+                (Some(id), Some(true), _) => {
+                    acked.insert(id, "RESOLVED");
+                }
+                // A tick changed it meanwhile: the next round takes it again.
+                (_, _, Some(409)) => {}
+                _ => return Err(fail(format!("bulk resolve: {r}"))),
             }
-            // A tick changed it meanwhile: the next round takes it again.
-            409 => {}
-            _ => return Err(fail(format!("resolve {id}: {code} {text}"))),
         }
     }
     let restore = || -> Result<(), CliError> {

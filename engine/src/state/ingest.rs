@@ -51,9 +51,9 @@ fn received_col() -> ColumnDef {
 /// Serializes this process's use of the signals database (as [`crate::store::state_lock`]
 /// does for the state database: one lock per file, so a batch is stored while a
 /// tick writes its findings).
-pub fn signals_lock() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+pub fn signals_lock() -> super::FairGuard<'static> {
+    static LOCK: super::FairLock = super::FairLock::new();
+    LOCK.lock()
 }
 
 /// Runs `f` with the signals database attached (created when missing).

@@ -119,10 +119,10 @@ pub fn provenance(set: &RuleSet, rule_id: &str, now: i64) -> (String, String) {
 
 /// Serializes this process's use of state databases: DuckDB lets one database
 /// instance at a time hold a file, and watch's ticks, reload records and baseline
-/// updates each attach it for a moment.
-pub fn state_lock() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// updates each attach it for a moment. Waiters are served in the order they came.
+pub fn state_lock() -> super::FairGuard<'static> {
+    static LOCK: super::FairLock = super::FairLock::new();
+    LOCK.lock()
 }
 
 /// Attaches a state file as `alias`. Another process (watch, or an operator's
@@ -798,41 +798,58 @@ pub fn step(
     note: Option<&str>,
     expected_version: Option<i64>,
 ) -> Result<(), StepError> {
-    let result = with_store(path, |conn| {
-        conn.execute_batch(&q::text(Statement::Begin))?;
-        let status: Option<Status> =
-            conn.query_row(&q::select("findings", &["status"], vec![q::is_param("id")], &[]), params![id], |r| status_at(r, 0)).ok();
-        let taken = Select::new(q::rows("finding_history"), vec![(SqlExpr::func(Func::Count, vec![q::col("who")]), None)])
-            .filtered(vec![q::is_param("finding_id")]);
-        let steps_taken: i64 = conn.query_row(&q::text(Statement::select(taken)), params![id], |r| r.get(0))?;
-        let event = if resolve { "resolved" } else { "acknowledged" };
-        let outcome = match status {
-            None => Err(StepError::NotFound(id)),
-            Some(s) => s.step(resolve).ok_or(StepError::Refused { id, status: s, step: event }),
-        };
-        let outcome = match (outcome, expected_version) {
-            (Ok(_), Some(expected)) if expected != 1 + steps_taken => Err(StepError::Conflict { id, expected, actual: 1 + steps_taken }),
-            (outcome, _) => outcome,
-        };
-        match outcome {
-            Ok(to) => {
-                let to = to.name();
-                let (by, when) = if resolve { ("resolved_by", "resolved_at") } else { ("acknowledged_by", "acknowledged_at") };
-                let set = vec![("status", SqlExpr::Param), (by, SqlExpr::Param), (when, SqlExpr::Param)];
-                conn.execute(&q::update(set, vec![q::is_param("id")]), params![to, who, at, id])?;
-                conn.execute(&q::insert_params("finding_history", 5), params![id, at, event, note, who])?;
-                conn.execute_batch(&q::text(Statement::Commit))?;
-                Ok(Ok(()))
-            }
-            Err(e) => {
-                conn.execute_batch(&q::text(Statement::Rollback))?;
-                Ok(Err(e))
-            }
-        }
-    });
-    match result {
+    match with_store(path, |conn| step_on(conn, id, resolve, who, at, note, expected_version)) {
         Ok(inner) => inner,
         Err(e) => Err(StepError::Db(e.to_string())),
+    }
+}
+
+/// [`step`] for many findings with one note, in one visit to the store (an operator's
+/// round over a thousand findings does not wait for the store's lock a thousand times):
+/// each id's outcome, in the order given. Each step is its own transaction.
+pub fn step_many(path: &Path, ids: &[i64], resolve: bool, who: &str, at: &str, note: Option<&str>) -> Result<Vec<Result<(), StepError>>, StateError> {
+    with_store(path, |conn| ids.iter().map(|id| step_on(conn, *id, resolve, who, at, note, None)).collect())
+}
+
+/// One lifecycle step on an attached store (the outer error: the database failed).
+fn step_on(
+    conn: &Connection,
+    id: i64,
+    resolve: bool,
+    who: &str,
+    at: &str,
+    note: Option<&str>,
+    expected_version: Option<i64>,
+) -> Result<Result<(), StepError>, duckdb::Error> {
+    conn.execute_batch(&q::text(Statement::Begin))?;
+    let status: Option<Status> =
+        conn.query_row(&q::select("findings", &["status"], vec![q::is_param("id")], &[]), params![id], |r| status_at(r, 0)).ok();
+    let taken = Select::new(q::rows("finding_history"), vec![(SqlExpr::func(Func::Count, vec![q::col("who")]), None)])
+        .filtered(vec![q::is_param("finding_id")]);
+    let steps_taken: i64 = conn.query_row(&q::text(Statement::select(taken)), params![id], |r| r.get(0))?;
+    let event = if resolve { "resolved" } else { "acknowledged" };
+    let outcome = match status {
+        None => Err(StepError::NotFound(id)),
+        Some(s) => s.step(resolve).ok_or(StepError::Refused { id, status: s, step: event }),
+    };
+    let outcome = match (outcome, expected_version) {
+        (Ok(_), Some(expected)) if expected != 1 + steps_taken => Err(StepError::Conflict { id, expected, actual: 1 + steps_taken }),
+        (outcome, _) => outcome,
+    };
+    match outcome {
+        Ok(to) => {
+            let to = to.name();
+            let (by, when) = if resolve { ("resolved_by", "resolved_at") } else { ("acknowledged_by", "acknowledged_at") };
+            let set = vec![("status", SqlExpr::Param), (by, SqlExpr::Param), (when, SqlExpr::Param)];
+            conn.execute(&q::update(set, vec![q::is_param("id")]), params![to, who, at, id])?;
+            conn.execute(&q::insert_params("finding_history", 5), params![id, at, event, note, who])?;
+            conn.execute_batch(&q::text(Statement::Commit))?;
+            Ok(Ok(()))
+        }
+        Err(e) => {
+            conn.execute_batch(&q::text(Statement::Rollback))?;
+            Ok(Err(e))
+        }
     }
 }
 

@@ -204,6 +204,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/session", post(login).get(session).delete(logout))
         .route("/api/v1/findings", get(list_findings))
         .route("/api/v1/findings/acknowledge", post(bulk_acknowledge))
+        .route("/api/v1/findings/resolve", post(bulk_resolve))
         .route("/api/v1/findings/{id}", get(one_finding))
         .route("/api/v1/findings/{id}/acknowledge", post(acknowledge))
         .route("/api/v1/findings/{id}/resolve", post(resolve))
@@ -527,17 +528,19 @@ async fn lifecycle(app: Arc<App>, caller: Caller, id: &str, raw: &Bytes, resolve
     Ok(Json(detail(&app, &caller, id).await?))
 }
 
+/// A refused lifecycle step as the API answers it.
+fn step_error(e: StepError) -> ApiError {
+    match e {
+        StepError::NotFound(_) => ApiError::not_found(e.to_string()),
+        StepError::Refused { .. } | StepError::Conflict { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+        StepError::Db(m) => ApiError::internal(m),
+    }
+}
+
 /// One lifecycle step in the store, and its event.
 async fn step(app: &Arc<App>, caller: &Caller, id: i64, resolve: bool, note: &str, version: Option<i64>) -> ApiResult<()> {
     let (state, who, at, note_owned) = (app.state.clone(), caller.0.name.clone(), exec::iso(app.now()), note.to_string());
-    blocking(move || {
-        store::step(&state, id, resolve, &who, &at, Some(&note_owned), version).map_err(|e| match e {
-            StepError::NotFound(_) => ApiError::not_found(e.to_string()),
-            StepError::Refused { .. } | StepError::Conflict { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
-            StepError::Db(m) => ApiError::internal(m),
-        })
-    })
-    .await?;
+    blocking(move || store::step(&state, id, resolve, &who, &at, Some(&note_owned), version).map_err(step_error)).await?;
     let kind = if resolve { "finding.resolved" } else { "finding.acknowledged" };
     let app2 = Arc::clone(app);
     let _ = tokio::task::spawn_blocking(move || app2.publish_findings(kind, &[id])).await;
@@ -551,27 +554,65 @@ struct BulkBody {
     note: String,
 }
 
-/// Acknowledge many findings with one note; each id answers for itself.
+/// `POST /api/v1/findings/acknowledge`: many findings with one note; each id answers for itself.
 async fn bulk_acknowledge(State(app): State<Arc<App>>, caller: Caller, raw: Bytes) -> ApiResult<Json<Value>> {
+    bulk_step(app, caller, &raw, false).await
+}
+
+/// `POST /api/v1/findings/resolve`: as [`bulk_acknowledge`], to RESOLVED.
+async fn bulk_resolve(State(app): State<Arc<App>>, caller: Caller, raw: Bytes) -> ApiResult<Json<Value>> {
+    bulk_step(app, caller, &raw, true).await
+}
+
+/// One step for many findings: the caller's scope read once, the steps taken in one visit
+/// to the store, and one event per finding that took it.
+async fn bulk_step(app: Arc<App>, caller: Caller, raw: &Bytes, resolve: bool) -> ApiResult<Json<Value>> {
     caller.need(Role::Operator)?;
-    let BulkBody { ids, note } = body(&raw)?;
+    let BulkBody { ids, note } = body(raw)?;
     if note.trim().is_empty() {
         return Err(ApiError::field("note", "a note is required: say what was done or why"));
     }
     if ids.is_empty() || ids.len() > MAX_LIMIT {
         return Err(ApiError::field("ids", format!("give 1..={MAX_LIMIT} finding ids")));
     }
-    let mut results = Vec::new();
-    for id in ids {
-        let outcome = match in_scope(&app, &caller, id).await {
-            Ok(_) => step(&app, &caller, id, false, note.trim(), None).await,
-            Err(e) => Err(e),
-        };
-        results.push(match outcome {
+    let (state, tenants) = (app.state.clone(), caller.0.tenants.tenants());
+    let (who, at, note) = (caller.0.name.clone(), exec::iso(app.now()), note.trim().to_string());
+    let asked = ids.clone();
+    // A finding of another tenant does not exist for this caller.
+    let outcomes = blocking(move || {
+        let query = StoreQuery { ids: Some(asked.clone()), tenants, ..StoreQuery::default() };
+        let visible: std::collections::HashSet<i64> =
+            store::find(&state, &query).map_err(ApiError::internal)?.into_iter().map(|f| f.id).collect();
+        let mine: Vec<i64> = asked.iter().copied().filter(|id| visible.contains(id)).collect();
+        let mut stepped = store::step_many(&state, &mine, resolve, &who, &at, Some(&note)).map_err(ApiError::internal)?.into_iter();
+        let outcomes: Vec<Result<(), ApiError>> = asked
+            .iter()
+            .map(|id| match visible.contains(id) {
+                false => Err(ApiError::not_found(format!("no finding {id}"))),
+                true => match stepped.next() {
+                    Some(Ok(())) => Ok(()),
+                    Some(Err(e)) => Err(step_error(e)),
+                    None => Err(ApiError::internal("a step was not taken")),
+                },
+            })
+            .collect();
+        Ok(outcomes)
+    })
+    .await?;
+    let done: Vec<i64> = ids.iter().zip(&outcomes).filter(|(_, o)| o.is_ok()).map(|(id, _)| *id).collect();
+    if !done.is_empty() {
+        let kind = if resolve { "finding.resolved" } else { "finding.acknowledged" };
+        let app2 = Arc::clone(&app);
+        let _ = tokio::task::spawn_blocking(move || app2.publish_findings(kind, &done)).await;
+    }
+    let results: Vec<Value> = ids
+        .iter()
+        .zip(outcomes)
+        .map(|(id, outcome)| match outcome {
             Ok(()) => json!({ "id": id, "ok": true }),
             Err(e) => json!({ "id": id, "ok": false, "status": e.status.as_u16(), "error": e.message }),
-        });
-    }
+        })
+        .collect();
     Ok(Json(json!({ "results": results })))
 }
 
