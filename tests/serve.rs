@@ -201,7 +201,8 @@ fn findings_list_detail_lifecycle_and_conflicts() {
     assert_eq!(results, vec![(a, true, None), (id, false, Some(409)), (toms, false, Some(404))]);
     let (_, resolved) = s.get("ana", &format!("/api/v1/findings/{a}"));
     assert_eq!(resolved["status"], "RESOLVED");
-    let notes: Vec<&str> = resolved["history"].as_array().into_iter().flatten().filter(|e| e["who"] == "ana").filter_map(|e| e["detail"].as_str()).collect();
+    let notes: Vec<&str> =
+        resolved["history"].as_array().into_iter().flatten().filter(|e| e["who"] == "ana").filter_map(|e| e["detail"].as_str()).collect();
     assert_eq!(notes, vec!["night round", "cleared on site"]);
     let (status, err) = s.post("ana", "/api/v1/findings/resolve", json!({ "ids": [b], "note": " " }));
     assert_eq!((status, err["field"].as_str()), (422, Some("note")));

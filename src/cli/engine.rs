@@ -125,8 +125,7 @@ fn attach(_: &mut load::Signals, _: &str, _: PathBuf, _: Option<String>, _: bool
 }
 
 /// What a build without the `spark` feature says to `--engine spark`.
-const WITHOUT_SPARK: &str =
-    "--engine spark: this vigil was built without Spark; build it with `cargo build --release --features spark`";
+const WITHOUT_SPARK: &str = "--engine spark: this vigil was built without Spark; build it with `cargo build --release --features spark`";
 
 impl EngineArgs {
     /// The loop's backend: `None` for the embedded DuckDB. With `--engine spark`, checks

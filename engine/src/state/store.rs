@@ -807,7 +807,14 @@ pub fn step(
 /// [`step`] for many findings with one note, in one visit to the store (an operator's
 /// round over a thousand findings does not wait for the store's lock a thousand times):
 /// each id's outcome, in the order given. Each step is its own transaction.
-pub fn step_many(path: &Path, ids: &[i64], resolve: bool, who: &str, at: &str, note: Option<&str>) -> Result<Vec<Result<(), StepError>>, StateError> {
+pub fn step_many(
+    path: &Path,
+    ids: &[i64],
+    resolve: bool,
+    who: &str,
+    at: &str,
+    note: Option<&str>,
+) -> Result<Vec<Result<(), StepError>>, StateError> {
     with_store(path, |conn| ids.iter().map(|id| step_on(conn, *id, resolve, who, at, note, None)).collect())
 }
 

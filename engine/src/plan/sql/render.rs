@@ -674,12 +674,8 @@ const SPARK_PROJECTED: &str = "vigil_projected";
 /// `(SELECT max(vigil_projected.v0) FROM (SELECT f(r.x, o.y) AS v0 FROM t r WHERE p) vigil_projected)`.
 /// `None` when the subquery has no such argument (or is not a plain one-item aggregate).
 fn spark_projected(s: &Select) -> Option<Select> {
-    let plain = s.items.len() == 1
-        && !s.distinct
-        && s.group_by.is_empty()
-        && s.windows.is_empty()
-        && s.order_by.is_empty()
-        && s.limit.is_none();
+    let plain =
+        s.items.len() == 1 && !s.distinct && s.group_by.is_empty() && s.windows.is_empty() && s.order_by.is_empty() && s.limit.is_none();
     if !plain {
         return None;
     }
