@@ -708,7 +708,8 @@ fn spark_projected(s: &Select) -> Option<Select> {
 /// aggregate without GROUP BY gives exactly one row per outer row, with the value the
 /// scalar subquery would give.
 fn spark_lateral(s: &Select) -> Option<Select> {
-    if !matches!(s.from, From::Table { .. } | From::Raw { .. } | From::InSchema { .. } | From::Derived { .. }) {
+    // One relation, not grouped (a grouped select could not read the joined column).
+    if !matches!(s.from, From::Table { .. } | From::Raw { .. } | From::InSchema { .. } | From::Derived { .. }) || !s.group_by.is_empty() {
         return None;
     }
     let mut out = s.clone();
