@@ -117,6 +117,39 @@ fn call(addr: &str, method: &str, path: &str, token: &str, extra: &[(&str, &str)
     Err(fail(format!("{method} {path}: the service stopped answering ({})", last.map(|e| e.to_string()).unwrap_or_default())))
 }
 
+/// `POST /api/v1/findings/{step}` for `ids` with one note; each id that took the step is
+/// recorded in `acked` as `status`. A 409 (a tick or an earlier step changed it
+/// meanwhile) is left for the next round; any other refusal fails the run.
+fn bulk_step(
+    a: &str,
+    token: &str,
+    step: &str,
+    ids: &[i64],
+    acked: &mut HashMap<i64, &'static str>,
+    status: &'static str,
+) -> Result<(), CliError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let body = serde_json::json!({ "ids": ids, "note": "soak" }).to_string();
+    let json = [("Content-Type", "application/json")];
+    let (code, text) = call(a, "POST", &format!("/api/v1/findings/{step}"), token, &json, body.as_bytes())?;
+    if code != 200 {
+        return Err(fail(format!("bulk {step}: {code} {text}")));
+    }
+    let answer: serde_json::Value = serde_json::from_str(&text).map_err(fail)?;
+    for r in answer["results"].as_array().into_iter().flatten() {
+        match (r["id"].as_i64(), r["ok"].as_bool(), r["status"].as_u64()) {
+            (Some(id), Some(true), _) => {
+                acked.insert(id, status);
+            }
+            (_, _, Some(409)) => {}
+            _ => return Err(fail(format!("bulk {step}: {r}"))),
+        }
+    }
+    Ok(())
+}
+
 /// The oldest thousand findings of a status (`new` or `acknowledged`): what an operator's
 /// round looks at (paging through every open finding each hour made the driver fall hours
 /// behind the service).
@@ -561,42 +594,12 @@ fn operator_round(
     files: &RuleEdits,
     step: u64,
 ) -> Result<(usize, Reload), CliError> {
-    let json = [("Content-Type", "application/json")];
     let new: Vec<i64> =
         findings_with(a, token, "new")?.iter().filter_map(|f| f["id"].as_i64()).filter(|id| !acked.contains_key(id)).collect();
-    if !new.is_empty() {
-        let body = serde_json::json!({ "ids": new, "note": "soak" }).to_string();
-        let (code, text) = call(a, "POST", "/api/v1/findings/acknowledge", token, &json, body.as_bytes())?;
-        if code != 200 {
-            return Err(fail(format!("bulk acknowledge: {code} {text}")));
-        }
-        let answer: serde_json::Value = serde_json::from_str(&text).map_err(fail)?;
-        for r in answer["results"].as_array().into_iter().flatten() {
-            if let (Some(id), Some(true)) = (r["id"].as_i64(), r["ok"].as_bool()) {
-                acked.insert(id, "ACKNOWLEDGED");
-            }
-        }
-    }
+    bulk_step(a, token, "acknowledge", &new, acked, "ACKNOWLEDGED")?;
     let cleared: Vec<i64> =
         findings_with(a, token, "acknowledged")?.iter().filter(|f| f["holding"] == false).filter_map(|f| f["id"].as_i64()).collect();
-    if !cleared.is_empty() {
-        let body = serde_json::json!({ "ids": cleared, "note": "soak" }).to_string();
-        let (code, text) = call(a, "POST", "/api/v1/findings/resolve", token, &json, body.as_bytes())?;
-        if code != 200 {
-            return Err(fail(format!("bulk resolve: {code} {text}")));
-        }
-        let answer: serde_json::Value = serde_json::from_str(&text).map_err(fail)?;
-        for r in answer["results"].as_array().into_iter().flatten() {
-            match (r["id"].as_i64(), r["ok"].as_bool(), r["status"].as_u64()) {
-                (Some(id), Some(true), _) => {
-                    acked.insert(id, "RESOLVED");
-                }
-                // A tick changed it meanwhile: the next round takes it again.
-                (_, _, Some(409)) => {}
-                _ => return Err(fail(format!("bulk resolve: {r}"))),
-            }
-        }
-    }
+    bulk_step(a, token, "resolve", &cleared, acked, "RESOLVED")?;
     let restore = || -> Result<(), CliError> {
         if files.broken.exists() {
             std::fs::remove_file(files.broken).map_err(fail)?;
